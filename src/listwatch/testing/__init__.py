@@ -1,0 +1,1 @@
+"""Test support: a strict fake Kubernetes API server that speaks real HTTP."""
