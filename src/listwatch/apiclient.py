@@ -1,0 +1,266 @@
+"""LIST and WATCH of one resource over a ``kubernetes_asyncio`` ``ApiClient``, as raw JSON.
+
+The ``ApiClient`` brings everything users configured (kubeconfig, in-cluster config, exec
+auth with token refresh, TLS, proxies); we ask it for the raw ``aiohttp`` response and parse
+the bytes ourselves with orjson into plain dicts, because building models costs ~40x the
+parse (``kubernetes-list-watch.md``; issue 6). Every size read here is capped, and every
+non-2xx answer becomes a typed ``listwatch.errors`` exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+import orjson
+
+from listwatch.errors import (
+    MAX_ERROR_BODY_BYTES,
+    ApiConnectionError,
+    ConnectionLost,
+    EventTooLarge,
+    MalformedEvent,
+    ResponseTooLarge,
+    WatchIdle,
+    api_error_from_response,
+    api_error_from_status,
+)
+from listwatch.events import Event, EventType, JsonObject, object_key, resource_version_of
+from listwatch.framing import LineFramer, LineTooLong
+from listwatch.source import ListOptions, Page, WatchOptions
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+_CONNECT_TIMEOUT = 30.0
+_LIST_READ_TIMEOUT = 60.0
+_READ_CHUNK = 256 * 1024
+_EVENT_TYPES = {member.value: member for member in EventType}
+_NAME_IN_HEAD = re.compile(rb'"metadata"\s*:\s*\{.*?"name"\s*:\s*"([^"\\]{1,253})"', re.DOTALL)
+_NAMESPACE_IN_HEAD = re.compile(rb'"namespace"\s*:\s*"([^"\\]{1,63})"')
+
+
+def resource_path(resource: str, *, group: str | None, version: str, namespace: str | None) -> str:
+    """The collection path: ``/api/v1/...`` for the core group, ``/apis/G/V/...`` otherwise."""
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{base}/namespaces/{namespace}/{resource}" if namespace else f"{base}/{resource}"
+
+
+def _kind_of_list(kind: object) -> str | None:
+    if isinstance(kind, str) and kind.endswith("List") and len(kind) > 4:
+        return kind[:-4]
+    return None
+
+
+def page_from_list_body(body: JsonObject) -> Page:
+    """A LIST response as a ``Page``, with each item's ``kind``/``apiVersion`` filled in.
+
+    Built-in lists omit them on items (kubernetes/kubernetes#3030), watch objects carry them;
+    filling them in makes a snapshot item and a watch object look alike.
+    """
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        raise MalformedEvent("LIST response has no metadata")
+    rv = metadata.get("resourceVersion")
+    if not isinstance(rv, str) or not rv:
+        raise MalformedEvent("LIST response has no metadata.resourceVersion")
+    items = body.get("items") or []
+    if not isinstance(items, list):
+        raise MalformedEvent("LIST response's items is not a list")
+    kind = _kind_of_list(body.get("kind"))
+    api_version = body.get("apiVersion")
+    if kind and isinstance(api_version, str):
+        for item in items:
+            if "kind" not in item:
+                item["kind"] = kind
+            if "apiVersion" not in item:
+                item["apiVersion"] = api_version
+    token = metadata.get("continue")
+    return Page(items, rv, token if isinstance(token, str) and token else None)
+
+
+def decode_event(line: bytes) -> Event:
+    """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"watch line of {len(line)} bytes is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"watch line of {len(line)} bytes is not a JSON object")
+    obj = data.get("object")
+    event_type = _EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if event_type is None or not isinstance(obj, dict):
+        raise MalformedEvent(f"watch line of {len(line)} bytes is not a watch event")
+    if event_type is EventType.ERROR:
+        raise api_error_from_status(obj, request="watch ERROR event")
+    if event_type is EventType.BOOKMARK:
+        return Event(event_type, obj, "", resource_version_of(obj))
+    try:
+        key = object_key(obj)
+    except ValueError as exc:
+        raise MalformedEvent(f"{event_type} event: {exc}") from None
+    return Event(event_type, obj, key, resource_version_of(obj))
+
+
+def _name_in(head: bytes) -> str:
+    """Best-effort ``namespace/name`` of an object from the first bytes of its JSON."""
+    name = _NAME_IN_HEAD.search(head)
+    if name is None:
+        return "an unnamed object"
+    namespace = _NAMESPACE_IN_HEAD.search(head)
+    parts = [namespace.group(1), name.group(1)] if namespace else [name.group(1)]
+    return "/".join(part.decode("utf-8", "replace") for part in parts)
+
+
+class ResourceClient:
+    """LIST pages and WATCH streams of one resource; the functions behind ``from_client``."""
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        resource: str,
+        *,
+        group: str | None,
+        version: str,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        max_event_bytes: int,
+        max_list_bytes: int,
+        idle_timeout: float | None,
+    ) -> None:
+        if max_event_bytes < 1 or max_list_bytes < 1:
+            raise ValueError("max_event_bytes and max_list_bytes must be positive")
+        self._api_client = api_client
+        self._path = resource_path(resource, group=group, version=version, namespace=namespace)
+        self._selectors: list[tuple[str, str]] = []
+        if label_selector:
+            self._selectors.append(("labelSelector", label_selector))
+        if field_selector:
+            self._selectors.append(("fieldSelector", field_selector))
+        self._max_event_bytes = max_event_bytes
+        self._max_list_bytes = max_list_bytes
+        self._idle_timeout = idle_timeout
+        self.description = self._path
+
+    async def list_page(self, options: ListOptions) -> Page:
+        query = list(self._selectors)
+        if options.limit:
+            query.append(("limit", str(options.limit)))
+        if options.continue_token:
+            query.append(("continue", options.continue_token))
+        if options.resource_version:
+            query.append(("resourceVersion", options.resource_version))
+        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_LIST_READ_TIMEOUT)
+        response = await self._get(query, timeout, what="list")
+        try:
+            body = await self._read_capped(response, self._max_list_bytes, what="list")
+        finally:
+            response.release()
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEvent(f"LIST {self._path} response is not JSON: {exc}") from None
+        if not isinstance(decoded, dict):
+            raise MalformedEvent(f"LIST {self._path} response is not a JSON object")
+        return page_from_list_body(decoded)
+
+    async def watch_events(self, options: WatchOptions) -> AsyncGenerator[Event, None]:
+        query = [*self._selectors, ("watch", "true")]
+        if options.resource_version:
+            query.append(("resourceVersion", options.resource_version))
+        if options.allow_bookmarks:
+            query.append(("allowWatchBookmarks", "true"))
+        if options.timeout_seconds is not None:
+            query.append(("timeoutSeconds", str(options.timeout_seconds)))
+        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
+        response = await self._get(query, timeout, what="watch")
+        framer = LineFramer(self._max_event_bytes)
+        try:
+            async for chunk in self._chunks(response, what="watch"):
+                for line in self._lines(framer, chunk):
+                    yield decode_event(line)
+            if framer.pending:
+                raise ConnectionLost(
+                    f"watch {self._path} ended inside an event ({framer.pending} bytes)"
+                )
+        finally:
+            response.close()
+
+    def _lines(self, framer: LineFramer, chunk: bytes) -> Iterator[bytes]:
+        try:
+            yield from framer.feed(chunk)
+        except LineTooLong as exc:
+            raise EventTooLarge(
+                f"watch {self._path}: the event for {_name_in(exc.head)} is larger than "
+                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
+            ) from None
+
+    async def _chunks(self, response: aiohttp.ClientResponse, *, what: str) -> AsyncIterator[bytes]:
+        """The body's chunks; a broken connection or a silent one becomes a typed error."""
+        content = response.content
+        while True:
+            try:
+                chunk = await content.readany()
+            except TimeoutError:
+                raise WatchIdle(f"{what} {self._path}: no data for too long") from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+                raise ConnectionLost(f"{what} {self._path}: {type(exc).__name__}") from None
+            if not chunk:
+                return
+            yield chunk
+
+    async def _get(
+        self, query: list[tuple[str, str]], limits: aiohttp.ClientTimeout, *, what: str
+    ) -> aiohttp.ClientResponse:
+        request = f"{what} {self._path}"
+        try:
+            response: aiohttp.ClientResponse = await self._api_client.call_api(
+                self._path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=limits,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            why = "refused" if refused else type(exc.os_error).__name__
+            raise ApiConnectionError(
+                f"{request}: cannot connect ({why})", refused=refused
+            ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
+        if 200 <= response.status < 300:
+            return response
+        try:
+            body: bytes | bytearray = await self._read_capped(
+                response, MAX_ERROR_BODY_BYTES, what=what, truncate=True
+            )
+        except (ConnectionLost, WatchIdle):
+            body = b""
+        finally:
+            response.release()
+        raise api_error_from_response(
+            response.status,
+            body,
+            retry_after_header=response.headers.get("Retry-After"),
+            request=request,
+        )
+
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, cap: int, *, what: str, truncate: bool = False
+    ) -> bytearray:
+        body = bytearray()
+        async for chunk in self._chunks(response, what=what):
+            body += chunk
+            if len(body) > cap:
+                if truncate:
+                    return body[:cap]
+                raise ResponseTooLarge(
+                    f"{what} {self._path}: response larger than max_list_bytes={cap}"
+                )
+        return body

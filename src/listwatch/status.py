@@ -1,0 +1,47 @@
+"""What a running ``Syncer`` is doing, for health checks, dashboards and tests."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    LISTING = "listing"
+    WATCHING = "watching"
+    BACKING_OFF = "backing off"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Why a generation ended. ``at`` is wall-clock time (``time.time()``)."""
+
+    at: float
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncerStatus:
+    """A consistent copy of the Syncer's state at one moment.
+
+    ``synced`` is true while the receiver holds the current generation's snapshot (``on_list``
+    returned and nothing has failed since): the signal a readiness probe wants.
+    """
+
+    phase: Phase
+    generation: int
+    synced: bool
+    snapshot_size: int | None
+    snapshot_resource_version: str | None
+    resource_version: str | None
+    """The newest resourceVersion the receiver has been given (snapshot or batch)."""
+    last_batch_at: float | None
+    batches: int
+    events: int
+    restarts: int
+    recent_restarts: tuple[Restart, ...]
+    last_error: str | None

@@ -1,0 +1,329 @@
+"""``Syncer``: the supervisor that keeps a receiver equal to the cluster, generation by generation.
+
+A *generation* is one LIST plus the watch that follows it. The snapshot goes to ``on_list``;
+then a watcher task feeds events into an ``EventMerger`` whose batches go to ``on_batch``,
+both in one task group. Whatever goes wrong (a 410, a dropped stream the loop cannot resume,
+a receiver that raises or hangs) ends the group: everything queued or pending is dropped with
+it, and the next generation starts from a fresh LIST after a backoff. Because ``on_list`` of
+generation N+1 runs only after generation N's task group has exited, nothing from an old
+generation can reach the receiver after the new snapshot; and because the new watch starts at
+the new snapshot's resourceVersion, every event delivered after it is newer than it. That is
+the whole correctness argument; see ``architecture.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import NoReturn, Self
+
+import anyio
+
+from listwatch.backoff import Backoff
+from listwatch.errors import (
+    FatalError,
+    ListWatchError,
+    ReceiverError,
+    ReceiverTimeout,
+    Unauthorized,
+)
+from listwatch.events import Batch, Event, EventType, KeyFunc, Snapshot
+from listwatch.loop import Transform, list_snapshot, watch_from
+from listwatch.merger import EventMerger
+from listwatch.source import ListWatch
+from listwatch.status import Phase, Restart, SyncerStatus
+
+logger = logging.getLogger("listwatch")
+
+OnList = Callable[[Snapshot], Awaitable[None]]
+OnBatch = Callable[[Batch], Awaitable[None]]
+
+_RECENT_RESTARTS = 20
+_RESYNC_JITTER = 0.1
+_MAX_REASON = 300
+
+
+class ResyncDue(Exception):
+    """``resync_period`` elapsed: time for the anti-entropy relist. Not a failure."""
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended a generation's task group (a fatal one first)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, FatalError):
+            return exc
+    return leaves[0]
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
+
+
+class Syncer:
+    """Mirror ``source`` into a receiver: ``on_list`` with whole snapshots, ``on_batch`` with
+    merged changes, a new generation on any error.
+
+    ``await syncer.run()`` runs until cancelled (it raises only a ``FatalError``, such as an
+    unknown resource); ``async with syncer:`` runs it in the background for an app's lifespan.
+    """
+
+    def __init__(
+        self,
+        source: ListWatch,
+        *,
+        on_list: OnList,
+        on_batch: OnBatch,
+        merge_interval: float = 3.0,
+        max_batch: int = 10_000,
+        queue_size: int = 10_000,
+        resync_period: float | None = None,
+        transform: Transform | None = None,
+        key: KeyFunc | None = None,
+        sync_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        page_size: int = 500,
+        rng: random.Random | None = None,
+    ) -> None:
+        if resync_period is not None and not resync_period > 0:
+            raise ValueError("resync_period must be positive (or None)")
+        if sync_timeout is not None and not sync_timeout > 0:
+            raise ValueError("sync_timeout must be positive (or None)")
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
+        # Built once so that bad merger arguments fail here, not in the first generation.
+        EventMerger(
+            on_batch, merge_interval=merge_interval, max_batch=max_batch, queue_size=queue_size
+        )
+        self._source = source
+        self._on_list = on_list
+        self._on_batch = on_batch
+        self._merge_interval = merge_interval
+        self._max_batch = max_batch
+        self._queue_size = queue_size
+        self._resync_period = resync_period
+        self._transform = transform
+        self._key = key
+        self._sync_timeout = sync_timeout
+        self._backoff = backoff or Backoff()
+        self._page_size = page_size
+        self._rng = rng or random.Random()
+        self._task: asyncio.Task[NoReturn] | None = None
+        self._changed = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._phase = Phase.STARTING
+        self._generation = 0
+        self._synced = False
+        self._snapshot_size: int | None = None
+        self._snapshot_rv: str | None = None
+        self._resource_version: str | None = None
+        self._last_batch_at: float | None = None
+        self._batches = 0
+        self._events = 0
+        self._restarts = 0
+        self._recent_restarts: deque[Restart] = deque(maxlen=_RECENT_RESTARTS)
+        self._last_error: str | None = None
+
+    # -- observing -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> SyncerStatus:
+        return SyncerStatus(
+            phase=self._phase,
+            generation=self._generation,
+            synced=self._synced,
+            snapshot_size=self._snapshot_size,
+            snapshot_resource_version=self._snapshot_rv,
+            resource_version=self._resource_version,
+            last_batch_at=self._last_batch_at,
+            batches=self._batches,
+            events=self._events,
+            restarts=self._restarts,
+            recent_restarts=tuple(self._recent_restarts),
+            last_error=self._last_error,
+        )
+
+    async def wait_until(self, predicate: Callable[[SyncerStatus], bool]) -> SyncerStatus:
+        """Wait for a status that satisfies ``predicate``; raises the error if ``run`` failed."""
+        while True:
+            status = self.status
+            if predicate(status):
+                return status
+            if self._failure is not None:
+                raise self._failure
+            changed = self._changed
+            await changed.wait()
+
+    async def wait_synced(self) -> SyncerStatus:
+        """Until the receiver holds a complete snapshot."""
+        return await self.wait_until(lambda status: status.synced)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _set_phase(self, phase: Phase) -> None:
+        self._phase = phase
+        self._notify()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> NoReturn:
+        """Generations, one after another, until cancelled or a ``FatalError``."""
+        try:
+            while True:
+                self._generation += 1
+                self._synced = False
+                try:
+                    await self._run_generation(self._generation)
+                except ResyncDue:
+                    self._record_restart("resync_period elapsed")
+                    continue
+                except FatalError as exc:
+                    self._failure = exc
+                    self._last_error = _short(exc)
+                    self._set_phase(Phase.FAILED)
+                    logger.error("generation %d: %s; giving up", self._generation, exc)
+                    raise
+                except Exception as exc:  # any error starts a new generation
+                    self._fail_generation(exc)
+                self._set_phase(Phase.BACKING_OFF)
+                delay = await self._backoff.wait()
+                logger.debug("backed off %.1f s before generation %d", delay, self._generation + 1)
+        finally:
+            if self._phase is not Phase.FAILED:
+                self._phase = Phase.STOPPED
+            self._synced = False
+            self._notify()
+
+    def _fail_generation(self, exc: Exception) -> None:
+        reason = _short(exc)
+        self._last_error = reason
+        self._record_restart(reason)
+        if isinstance(exc, Unauthorized):
+            logger.error("generation %d: %s; retrying with backoff", self._generation, reason)
+        elif isinstance(exc, ListWatchError):
+            logger.info("generation %d ended: %s", self._generation, reason)
+        else:
+            logger.error(
+                "generation %d ended by an unexpected error", self._generation, exc_info=exc
+            )
+
+    def _record_restart(self, reason: str) -> None:
+        self._restarts += 1
+        self._recent_restarts.append(Restart(time.time(), self._generation, reason))
+        self._synced = False
+        self._notify()
+
+    async def _run_generation(self, generation: int) -> None:
+        logger.info("generation %d: listing %s", generation, self._source.description)
+        self._set_phase(Phase.LISTING)
+        listed = await list_snapshot(
+            self._source,
+            page_size=self._page_size,
+            backoff=self._backoff,
+            transform=self._transform,
+        )
+        snapshot = Snapshot(listed.items, listed.resource_version, generation)
+        logger.info(
+            "generation %d: snapshot of %d objects at resourceVersion %s",
+            generation,
+            len(snapshot),
+            snapshot.resource_version,
+        )
+        await self._deliver("on_list", self._on_list(snapshot))
+        self._snapshot_size = len(snapshot)
+        self._snapshot_rv = self._resource_version = snapshot.resource_version
+        self._synced = True
+        self._set_phase(Phase.WATCHING)
+
+        merger = EventMerger(
+            self._deliver_batch,
+            merge_interval=self._merge_interval,
+            max_batch=self._max_batch,
+            queue_size=self._queue_size,
+            key=self._key,
+            generation=generation,
+        )
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(merger.run)
+                group.start_soon(self._watch, snapshot.resource_version, merger)
+                if self._resync_period is not None:
+                    group.start_soon(self._resync_after, self._resync_period)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+
+    async def _watch(self, resource_version: str, merger: EventMerger) -> NoReturn:
+        transform = self._transform
+        debug = logger.isEnabledFor(logging.DEBUG)
+
+        async def emit(event: Event) -> None:
+            if transform is not None and event.type is not EventType.BOOKMARK:
+                event = Event(
+                    event.type, transform(event.object), event.key, event.resource_version
+                )
+            if debug:
+                logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
+            await merger.put(event)
+
+        await watch_from(self._source, resource_version, emit, backoff=self._backoff, rng=self._rng)
+
+    async def _resync_after(self, period: float) -> NoReturn:
+        await anyio.sleep(period * (1.0 + self._rng.random() * _RESYNC_JITTER))
+        raise ResyncDue
+
+    async def _deliver_batch(self, batch: Batch) -> None:
+        await self._deliver("on_batch", self._on_batch(batch))
+        self._batches += 1
+        self._events += batch.received
+        self._last_batch_at = time.time()
+        self._resource_version = batch.resource_version
+        self._notify()
+
+    async def _deliver(self, what: str, call: Awaitable[None]) -> None:
+        """Run a receiver call under ``sync_timeout``; its failure becomes a ``ReceiverError``."""
+        try:
+            with anyio.move_on_after(self._sync_timeout) as scope:
+                await call
+        except Exception as exc:
+            raise ReceiverError(f"{what} failed: {_short(exc)}") from exc
+        if scope.cancelled_caught:
+            raise ReceiverTimeout(f"{what} took longer than sync_timeout={self._sync_timeout} s")
+
+    # -- background use --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("this Syncer is already running")
+        self._task = asyncio.create_task(self.run(), name=f"listwatch {self._source.description}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled() and exc is None:
+            error = task.exception()
+            if error is not None:
+                raise error
