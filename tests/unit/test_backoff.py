@@ -1,0 +1,66 @@
+"""Backoff follows client-go: 0.8 s doubling to 30 s, jitter x[1, 2), reset after 2 min."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from listwatch.backoff import Backoff
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_doubles_to_the_cap_without_jitter() -> None:
+    clock = FakeClock()
+    backoff = Backoff(jitter=0.0, clock=clock)
+    delays = [backoff.next_delay() for _ in range(8)]
+    assert delays == pytest.approx([0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0])
+
+
+def test_jitter_stays_in_one_to_two_times_the_base() -> None:
+    clock = FakeClock()
+    backoff = Backoff(clock=clock, rng=random.Random(7))
+    bases = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    for base in bases:
+        delay = backoff.next_delay()
+        assert base <= delay < 2 * base
+
+
+def test_resets_after_two_minutes_without_failure() -> None:
+    clock = FakeClock()
+    backoff = Backoff(jitter=0.0, clock=clock)
+    for _ in range(5):
+        backoff.next_delay()
+    clock.now += 119.0
+    assert backoff.next_delay() == pytest.approx(25.6)
+    clock.now += 121.0
+    assert backoff.next_delay() == pytest.approx(0.8)
+
+
+def test_explicit_reset() -> None:
+    backoff = Backoff(jitter=0.0, clock=FakeClock())
+    backoff.next_delay()
+    backoff.next_delay()
+    backoff.reset()
+    assert backoff.next_delay() == pytest.approx(0.8)
+
+
+async def test_wait_honours_a_longer_retry_after() -> None:
+    backoff = Backoff(initial=0.0, cap=0.0, jitter=0.0)
+    assert await backoff.wait(at_least=0.01) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"initial": -1}, {"initial": 2, "cap": 1}, {"factor": 0.5}, {"jitter": -1}],
+)
+def test_bad_arguments(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""Raw JSON to events and pages: kind filled in, ERROR raised, malformed refused."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from listwatch.apiclient import decode_event, page_from_list_body, resource_path
+from listwatch.errors import MalformedEvent, ResourceExpired
+from listwatch.events import EventType
+
+
+def test_paths() -> None:
+    assert resource_path("pods", group=None, version="v1", namespace=None) == "/api/v1/pods"
+    assert (
+        resource_path("deployments", group="apps", version="v1", namespace="prod")
+        == "/apis/apps/v1/namespaces/prod/deployments"
+    )
+
+
+def test_list_items_get_kind_and_api_version() -> None:
+    page = page_from_list_body(
+        {
+            "kind": "DeploymentList",
+            "apiVersion": "apps/v1",
+            "metadata": {"resourceVersion": "10", "continue": "abc"},
+            "items": [{"metadata": {"name": "a", "namespace": "n"}}],
+        }
+    )
+    assert page.items[0]["kind"] == "Deployment"
+    assert page.items[0]["apiVersion"] == "apps/v1"
+    assert page.resource_version == "10"
+    assert page.continue_token == "abc"
+
+
+def test_list_without_resource_version_is_refused() -> None:
+    with pytest.raises(MalformedEvent, match="resourceVersion"):
+        page_from_list_body({"kind": "PodList", "metadata": {}, "items": []})
+
+
+def test_decode_added_and_bookmark() -> None:
+    added = decode_event(
+        orjson.dumps(
+            {
+                "type": "ADDED",
+                "object": {
+                    "kind": "Pod",
+                    "metadata": {"name": "p", "namespace": "n", "resourceVersion": "5"},
+                },
+            }
+        )
+    )
+    assert (added.type, added.key, added.resource_version) == (EventType.ADDED, "n/p", "5")
+    bookmark = decode_event(
+        b'{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9"}}}'
+    )
+    assert (bookmark.type, bookmark.key, bookmark.resource_version) == (EventType.BOOKMARK, "", "9")
+
+
+def test_error_event_is_raised() -> None:
+    line = orjson.dumps(
+        {
+            "type": "ERROR",
+            "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+        }
+    )
+    with pytest.raises(ResourceExpired):
+        decode_event(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"not json",
+        b"[1,2]",
+        b'{"type":"ADDED"}',
+        b'{"type":"NOPE","object":{}}',
+        b'{"type":"ADDED","object":{"metadata":{}}}',
+    ],
+)
+def test_malformed_lines(line: bytes) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(line)
+    assert str(len(line)) in str(caught.value) or "metadata.name" in str(caught.value)
