@@ -30,6 +30,14 @@ async def churn(server: FakeApiServer, rounds: int, seed: int) -> None:
         await asyncio.sleep(0)
 
 
+async def churn_until(server: FakeApiServer, done: asyncio.Event, seed: int) -> None:
+    round_ = 0
+    while not done.is_set():
+        await churn(server, 10, seed=seed + round_)
+        round_ += 1
+        await asyncio.sleep(0.001)  # pacing the churn, not synchronisation
+
+
 async def test_failing_on_batch_starts_a_generation_with_only_newer_events(
     server: FakeApiServer, api_client: Any
 ) -> None:
@@ -39,10 +47,11 @@ async def test_failing_on_batch_starts_a_generation_with_only_newer_events(
     async with syncer:
         await syncer.wait_synced()
         await server.wait_for_watchers(1)
-        await churn(server, 200, seed=2)
-        status = await syncer.wait_until(lambda s: s.restarts >= 3 and s.synced)
-        await server.wait_for_watchers(1)
-        await churn(server, 50, seed=3)
+        done = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(churn_until(server, done, seed=2))
+            status = await syncer.wait_until(lambda s: s.restarts >= 3 and s.synced)
+            done.set()
         expected = server_state(server, "v1", "Pod")
         await mirror.wait_for(lambda m: m.state() == expected)
     assert all("ReceiverError" in r.reason for r in status.recent_restarts)

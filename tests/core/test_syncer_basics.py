@@ -182,21 +182,29 @@ async def test_resync_period_starts_new_generations(server: FakeApiServer, api_c
     assert mirror.violations == []
 
 
-async def test_cancellation_closes_every_task_and_connection(
-    server: FakeApiServer, api_client: Any
-) -> None:
+def client_side(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """Tasks that are not the fake server's own request handlers (same event loop)."""
+    return {t for t in tasks if "aiohttp/web_protocol" not in repr(t.get_coro())}
+
+
+async def test_cancellation_closes_every_task_and_connection(server: FakeApiServer) -> None:
     await server.create(pod("a"))
     mirror = Mirror()
     before = asyncio.all_tasks()
-    task = asyncio.create_task(make_syncer(ListWatch.from_client(api_client, "pods"), mirror).run())
-    await mirror.wait_for(lambda m: bool(m.snapshots))
-    await server.wait_for_watchers(1)
-    task.cancel()
-    async with asyncio.timeout(1.0):
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert asyncio.all_tasks() - before - {task} == set()
-    await server.wait_for_connections(0)
+    async with server.api_client() as client:
+        syncer = make_syncer(ListWatch.from_client(client, "pods"), mirror)
+        task = asyncio.create_task(syncer.run())
+        await mirror.wait_for(lambda m: bool(m.snapshots))
+        await server.wait_for_watchers(1)
+        task.cancel()
+        async with asyncio.timeout(1.0):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert client_side(asyncio.all_tasks() - before) == set()
+        # The watch connection is closed by listwatch, not left to the pool.
+        await server.wait_until(lambda s: s.active_watches == 0)
+    await server.wait_until(lambda s: s.open_connections == 0)
+    assert syncer.status.phase is Phase.STOPPED
 
 
 async def test_context_manager_reraises_a_fatal_error(api_client: Any) -> None:
