@@ -157,15 +157,20 @@ class Syncer:
         )
 
     async def wait_until(self, predicate: Callable[[SyncerStatus], bool]) -> SyncerStatus:
-        """Wait for a status that satisfies ``predicate``; raises the error if ``run`` failed."""
+        """Wait for a status that satisfies ``predicate``.
+
+        Raises the error that stopped ``run`` if it failed, and ``RuntimeError`` if it stopped
+        (was cancelled) before the predicate held.
+        """
         while True:
             status = self.status
             if predicate(status):
                 return status
             if self._failure is not None:
                 raise self._failure
-            changed = self._changed
-            await changed.wait()
+            if status.phase is Phase.STOPPED:
+                raise RuntimeError("the Syncer stopped before the awaited status was reached")
+            await self._changed.wait()
 
     async def wait_synced(self) -> SyncerStatus:
         """Until the receiver holds a complete snapshot."""

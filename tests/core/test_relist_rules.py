@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -58,6 +59,33 @@ async def test_watch_cut_resumes_from_the_bookmark_without_a_list(
     assert mirror.violations == []
 
 
+async def test_a_clean_close_rewatches_without_a_list(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """The server ends the watch at timeoutSeconds (a clean end of the chunked body)."""
+    await server.create(pod("a"))
+    good = ListWatch.from_client(api_client, "pods")
+
+    def short_watches(options: Any) -> Any:
+        return good.watch(dataclasses.replace(options, timeout_seconds=1))
+
+    mirror = Mirror()
+    source = ListWatch(list_func=good.list, watch_func=short_watches)
+    async with make_syncer(source, mirror) as syncer:
+        await syncer.wait_synced()
+        await server.wait_for_watchers(1)
+        seen = len(server.requests)
+        await server.create(pod("b"))
+        again = await server.wait_for_request(
+            lambda r: r.watch and r.path == "/api/v1/pods", start=seen
+        )
+        await server.create(pod("c"))
+        await converge(server, mirror)
+    assert int(again.query["resourceVersion"]) > int(mirror.snapshots[0].resource_version)
+    assert len(lists(server)) == 1
+    assert syncer.status.restarts == 0
+
+
 async def test_bookmarks_advance_the_batch_resource_version(
     server: FakeApiServer, api_client: Any
 ) -> None:
@@ -94,8 +122,10 @@ async def test_410_in_any_form_relists(
 
 
 async def test_a_compacted_resume_point_relists(server: FakeApiServer, api_client: Any) -> None:
-    """The stream is cut; before the re-watch, etcd compacts past the resume point: 410."""
+    """The stream is cut; while the client is away an object is deleted and etcd compacts past
+    the resume point: the re-watch gets 410, and the next snapshot no longer has the object."""
     await server.create(pod("a"))
+    await server.create(pod("doomed"))
     server.inject(Fault.cut_stream(after_events=1), path="/api/v1/pods", watch=True)
     good = ListWatch.from_client(api_client, "pods")
     calls = 0
@@ -105,6 +135,7 @@ async def test_a_compacted_resume_point_relists(server: FakeApiServer, api_clien
         calls += 1
         if calls == 2:
             await server.create(pod("while-away"))
+            await server.delete(pod("doomed"))
             server.compact()
         async for event in good.watch(options):
             yield event
@@ -118,6 +149,8 @@ async def test_a_compacted_resume_point_relists(server: FakeApiServer, api_clien
         await converge(server, mirror)
     assert "ResourceExpired" in status.recent_restarts[0].reason
     assert "default/while-away" in mirror.objects
+    assert "default/doomed" not in mirror.objects
+    assert all(item["metadata"]["name"] != "doomed" for item in mirror.snapshots[-1].items)
     assert len(lists(server)) == 2
     assert mirror.violations == []
 

@@ -184,7 +184,7 @@ async def test_resync_period_starts_new_generations(server: FakeApiServer, api_c
 
 def client_side(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
     """Tasks that are not the fake server's own request handlers (same event loop)."""
-    return {t for t in tasks if "aiohttp/web_protocol" not in repr(t.get_coro())}
+    return {t for t in tasks if "aiohttp/web_protocol" not in repr(t)}
 
 
 async def test_cancellation_closes_every_task_and_connection(server: FakeApiServer) -> None:

@@ -1,1 +1,16 @@
-"""Test support: a strict fake Kubernetes API server that speaks real HTTP."""
+"""Test support: a strict fake Kubernetes API server that speaks real HTTP.
+
+``FakeApiServer`` serves LIST and WATCH with kube-apiserver's semantics (resourceVersions,
+consistent paging, compaction and 410s, bookmarks, WatchList) and injects the faults a
+list/watch client meets in production (``Fault``, ``FaultRule``). ``RecordedRequest`` is
+one entry of its request log. A pytest plugin provides the ``fake_apiserver`` fixture.
+"""
+
+from __future__ import annotations
+
+from listwatch.testing.faults import Fault, FaultKind, FaultRule
+from listwatch.testing.requestlog import RecordedRequest
+from listwatch.testing.server import FakeApiServer
+from listwatch.testing.status import StatusError
+
+__all__ = ["FakeApiServer", "Fault", "FaultKind", "FaultRule", "RecordedRequest", "StatusError"]

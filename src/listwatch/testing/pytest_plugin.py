@@ -1,0 +1,72 @@
+"""pytest plugin (entry point ``listwatch``): the ``fake_apiserver`` fixture.
+
+It yields a running :class:`~listwatch.testing.FakeApiServer` and stops it after the test.
+Options go through a marker::
+
+    @pytest.mark.fake_apiserver(history_limit=10, bookmark_interval=0.1)
+    async def test_relist(fake_apiserver): ...
+
+The plugin is installed with listwatch and so loads in every pytest run of every user,
+most of whom never use the fixture: it must never break pytest. So it imports nothing
+heavy at load time, and picks the async runner at configure time: pytest-asyncio's fixture
+when that plugin is active, otherwise a plain async fixture that anyio's pytest plugin (a
+dependency of listwatch) runs in ``@pytest.mark.anyio`` tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from listwatch.testing.server import FakeApiServer
+
+MARKER = "fake_apiserver"
+
+
+async def _running_server(request: pytest.FixtureRequest) -> AsyncIterator[FakeApiServer]:
+    from listwatch.testing.server import FakeApiServer  # noqa: PLC0415 - lazy: keep pytest startup light
+
+    marker = request.node.get_closest_marker(MARKER)
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    async with FakeApiServer(**kwargs) as server:
+        yield server
+
+
+class _AnyioFixtures:
+    """The fixture for runs without pytest-asyncio (anyio runs async fixtures)."""
+
+    @pytest.fixture(name="fake_apiserver")
+    async def fake_apiserver(self, request: pytest.FixtureRequest) -> AsyncIterator[FakeApiServer]:
+        async for server in _running_server(request):
+            yield server
+
+
+def _asyncio_fixtures() -> object:
+    """The fixture for runs with pytest-asyncio, built only when that plugin is active."""
+    import pytest_asyncio  # noqa: PLC0415 - only when that plugin is active
+
+    class _AsyncioFixtures:
+        @pytest_asyncio.fixture(name="fake_apiserver")
+        async def fake_apiserver(
+            self, request: pytest.FixtureRequest
+        ) -> AsyncIterator[FakeApiServer]:
+            async for server in _running_server(request):
+                yield server
+
+    return _AsyncioFixtures()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**kwargs): keyword arguments for the FakeApiServer of the "
+        "fake_apiserver fixture",
+    )
+    if config.pluginmanager.has_plugin("asyncio"):
+        fixtures = _asyncio_fixtures()
+    else:
+        fixtures = _AnyioFixtures()
+    config.pluginmanager.register(fixtures, "listwatch-fake-apiserver-fixture")

@@ -1,0 +1,1 @@
+"""Tests of listwatch.testing.FakeApiServer, over HTTP."""
