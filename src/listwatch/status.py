@@ -45,3 +45,7 @@ class SyncerStatus:
     restarts: int
     recent_restarts: tuple[Restart, ...]
     last_error: str | None
+    queued_events: int = 0
+    """Events waiting in the current generation's queue (bounded by ``queue_size``)."""
+    pending_keys: int = 0
+    """Distinct keys merged and not yet delivered (bounded by ``max_batch``)."""

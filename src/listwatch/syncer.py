@@ -136,6 +136,7 @@ class Syncer:
         self._restarts = 0
         self._recent_restarts: deque[Restart] = deque(maxlen=_RECENT_RESTARTS)
         self._last_error: str | None = None
+        self._merger: EventMerger | None = None
 
     # -- observing -------------------------------------------------------------------------
 
@@ -154,6 +155,8 @@ class Syncer:
             restarts=self._restarts,
             recent_restarts=tuple(self._recent_restarts),
             last_error=self._last_error,
+            queued_events=self._merger.queued if self._merger else 0,
+            pending_keys=self._merger.pending if self._merger else 0,
         )
 
     async def wait_until(self, predicate: Callable[[SyncerStatus], bool]) -> SyncerStatus:
@@ -263,6 +266,7 @@ class Syncer:
             key=self._key,
             generation=generation,
         )
+        self._merger = merger
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(merger.run)
@@ -271,6 +275,8 @@ class Syncer:
                     group.start_soon(self._resync_after, self._resync_period)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
+        finally:
+            self._merger = None  # its queue and pending keys are dropped with it
 
     async def _watch(self, resource_version: str, merger: EventMerger) -> NoReturn:
         transform = self._transform
