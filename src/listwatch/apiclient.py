@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import aiohttp
+import msgspec
 import orjson
 
 from listwatch.errors import (
@@ -27,7 +28,7 @@ from listwatch.errors import (
     api_error_from_response,
     api_error_from_status,
 )
-from listwatch.events import Event, EventType, JsonObject, object_key, resource_version_of
+from listwatch.events import Event, EventType, JsonObject
 from listwatch.framing import LineFramer, LineTooLong
 from listwatch.source import ListOptions, Page, WatchOptions
 
@@ -81,27 +82,58 @@ def page_from_list_body(body: JsonObject) -> Page:
     return Page(items, rv, token if isinstance(token, str) and token else None)
 
 
+class _Metadata(msgspec.Struct):
+    name: str | None = None
+    namespace: str | None = None
+    resourceVersion: str | None = None
+
+
+class _ObjectHead(msgspec.Struct):
+    """The only part of a watched object the loop and the merger need."""
+
+    metadata: _Metadata | None = None
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_HEAD = msgspec.json.Decoder(_ObjectHead)
+
+
 def decode_event(line: bytes) -> Event:
-    """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``."""
+    """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``.
+
+    Only the envelope and the object's metadata are decoded here (msgspec skips everything
+    else without building it); the object stays JSON bytes until someone reads
+    ``Event.object``. Most events of a busy key are replaced in the merger before that.
+    """
     try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedEvent(f"watch line of {len(line)} bytes is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MalformedEvent(f"watch line of {len(line)} bytes is not a JSON object")
-    obj = data.get("object")
-    event_type = _EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-    if event_type is None or not isinstance(obj, dict):
-        raise MalformedEvent(f"watch line of {len(line)} bytes is not a watch event")
-    if event_type is EventType.ERROR:
-        raise api_error_from_status(obj, request="watch ERROR event")
+        envelope = _ENVELOPE.decode(line)
+        event_type = _EVENT_TYPES.get(envelope.type)
+        if event_type is None:
+            raise MalformedEvent(f"watch line of {len(line)} bytes has an unknown event type")
+        if event_type is EventType.ERROR:
+            status = orjson.loads(memoryview(envelope.object))
+            raise api_error_from_status(
+                status if isinstance(status, dict) else {}, request="watch ERROR event"
+            )
+        head = _HEAD.decode(envelope.object)
+    except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
+        raise MalformedEvent(
+            f"watch line of {len(line)} bytes is not a watch event: {exc}"
+        ) from None
+    metadata = head.metadata or _Metadata()
+    raw = memoryview(envelope.object)
+    rv = metadata.resourceVersion or ""
     if event_type is EventType.BOOKMARK:
-        return Event(event_type, obj, "", resource_version_of(obj))
-    try:
-        key = object_key(obj)
-    except ValueError as exc:
-        raise MalformedEvent(f"{event_type} event: {exc}") from None
-    return Event(event_type, obj, key, resource_version_of(obj))
+        return Event(event_type, None, "", rv, raw=raw)
+    if not metadata.name:
+        raise MalformedEvent(f"{event_type} event: object has no metadata.name")
+    key = f"{metadata.namespace}/{metadata.name}" if metadata.namespace else metadata.name
+    return Event(event_type, None, key, rv, raw=raw)
 
 
 def _name_in(head: bytes) -> str:

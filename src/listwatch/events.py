@@ -6,10 +6,13 @@ them on (to a database, over HTTP) without knowing anything about Kubernetes mod
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 JsonObject = dict[str, Any]
 """A Kubernetes object as decoded from JSON."""
@@ -49,25 +52,101 @@ def resource_version_of(obj: Mapping[str, Any]) -> str:
     return rv if isinstance(rv, str) else ""
 
 
-@dataclass(frozen=True, slots=True)
+Transform = Callable[[JsonObject], JsonObject]
+"""Rewrites an object before the receiver sees it (for example, drops ``managedFields``)."""
+
+
 class Event:
     """One change to one object, as the watch delivered it.
 
     ``resource_version`` is the RV of the change: for DELETED it is the deletion's RV, which
     the API server writes into the object's metadata. BOOKMARK events carry only it, and have
     an empty ``key``.
+
+    ``object`` may be decoded lazily: the watch reads only an event's envelope and metadata,
+    keeps the object's JSON bytes (several times smaller than the dicts), and parses them on
+    first access. Events that the merger drops for a newer one on the same key are never
+    parsed at all. Treat an event as immutable.
     """
 
+    __slots__ = ("_object", "_raw", "_transform", "key", "resource_version", "type")
+
     type: EventType
-    object: JsonObject
     key: str
     resource_version: str
+
+    def __init__(
+        self,
+        type: EventType,
+        object: JsonObject | None = None,
+        key: str = "",
+        resource_version: str = "",
+        *,
+        raw: bytes | memoryview | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        if (object is None) == (raw is None):
+            raise ValueError("an Event needs exactly one of object and raw")
+        self.type = type
+        self.key = key
+        self.resource_version = resource_version
+        self._object = object
+        self._raw = raw
+        self._transform = transform
 
     @classmethod
     def from_object(cls, type: EventType, obj: JsonObject, key: KeyFunc = object_key) -> Event:
         """Build an event, deriving the key and RV from the object."""
         event_key = "" if type is EventType.BOOKMARK else key(obj)
         return cls(type, obj, event_key, resource_version_of(obj))
+
+    @property
+    def object(self) -> JsonObject:
+        """The object, parsed (and transformed) on first access."""
+        obj = self._object
+        if obj is None:
+            try:
+                obj = orjson.loads(self._raw)  # type: ignore[arg-type]  # raw is set
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{self.type} event for {self.key}: bad JSON: {exc}") from None
+            if self._transform is not None:
+                obj = self._transform(obj)
+            self._object, self._raw, self._transform = obj, None, None
+        return obj
+
+    @property
+    def decoded(self) -> bool:
+        """Whether ``object`` has been parsed already."""
+        return self._object is not None
+
+    def transformed(self, transform: Transform) -> Event:
+        """This event with ``transform`` applied to its object (when the object is parsed)."""
+        if self._object is not None:
+            return Event(self.type, transform(self._object), self.key, self.resource_version)
+        return Event(
+            self.type,
+            None,
+            self.key,
+            self.resource_version,
+            raw=self._raw,
+            transform=transform,
+        )
+
+    def __eq__(self, other: builtins.object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.type, self.key, self.resource_version, self.object) == (
+            other.type,
+            other.key,
+            other.resource_version,
+            other.object,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        rv = self.resource_version
+        return f"Event({self.type.value}, key={self.key!r}, resource_version={rv!r})"
 
 
 @dataclass(frozen=True, slots=True)

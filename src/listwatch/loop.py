@@ -39,13 +39,12 @@ from listwatch.errors import (
     WatchIdle,
     WatchStreamError,
 )
-from listwatch.events import Event, JsonObject, Snapshot
+from listwatch.events import Event, JsonObject, Snapshot, Transform
 from listwatch.source import ListOptions, ListWatch, WatchOptions
 
 logger = logging.getLogger("listwatch")
 
 T = TypeVar("T")
-Transform = Callable[[JsonObject], JsonObject]
 Emit = Callable[[Event], Awaitable[None]]
 
 WATCH_TIMEOUT_SECONDS = (300, 600)

@@ -32,8 +32,8 @@ from listwatch.errors import (
     ReceiverTimeout,
     Unauthorized,
 )
-from listwatch.events import Batch, Event, EventType, KeyFunc, Snapshot
-from listwatch.loop import Transform, list_snapshot, watch_from
+from listwatch.events import Batch, Event, EventType, KeyFunc, Snapshot, Transform
+from listwatch.loop import list_snapshot, watch_from
 from listwatch.merger import EventMerger
 from listwatch.source import ListWatch
 from listwatch.status import Phase, Restart, SyncerStatus
@@ -284,9 +284,9 @@ class Syncer:
 
         async def emit(event: Event) -> None:
             if transform is not None and event.type is not EventType.BOOKMARK:
-                event = Event(
-                    event.type, transform(event.object), event.key, event.resource_version
-                )
+                # Applied when the object is parsed: events a newer one replaces in the
+                # merger are neither parsed nor transformed.
+                event = event.transformed(transform)
             if debug:
                 logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
             await merger.put(event)

@@ -82,3 +82,45 @@ def test_malformed_lines(line: bytes) -> None:
     with pytest.raises(MalformedEvent) as caught:
         decode_event(line)
     assert str(len(line)) in str(caught.value) or "metadata.name" in str(caught.value)
+
+
+def test_watch_objects_are_parsed_only_when_read() -> None:
+    event = decode_event(
+        b'{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"p","namespace":"n",'
+        b'"resourceVersion":"7"},"spec":{"x":1}}}'
+    )
+    assert not event.decoded
+    assert (event.key, event.resource_version) == ("n/p", "7")
+    assert event.object["spec"] == {"x": 1}
+    assert event.decoded
+
+
+def test_a_transform_runs_once_on_first_read() -> None:
+    calls: list[str] = []
+
+    def strip(obj: dict[str, object]) -> dict[str, object]:
+        calls.append("strip")
+        obj.pop("spec", None)
+        return obj
+
+    raw = decode_event(
+        b'{"type":"ADDED","object":{"metadata":{"name":"p","resourceVersion":"1"},"spec":{}}}'
+    )
+    event = raw.transformed(strip)
+    assert calls == []
+    assert "spec" not in event.object
+    assert "spec" not in event.object
+    assert calls == ["strip"]
+    decoded = decode_event(
+        b'{"type":"ADDED","object":{"metadata":{"name":"p","resourceVersion":"1"},"spec":{}}}'
+    )
+    decoded.object  # noqa: B018 (parse now)
+    assert "spec" not in decoded.transformed(strip).object
+
+
+def test_a_null_namespace_is_cluster_scoped() -> None:
+    event = decode_event(
+        b'{"type":"ADDED","object":{"metadata":{"name":"node-1","namespace":null,'
+        b'"resourceVersion":"3"}}}'
+    )
+    assert event.key == "node-1"
