@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 import orjson
 
+from listwatch import jsonparse
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,
@@ -192,7 +193,7 @@ class ResourceClient:
         finally:
             response.release()
         try:
-            decoded = orjson.loads(body)
+            decoded = jsonparse.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedEvent(f"LIST {self._path} response is not JSON: {exc}") from None
         if not isinstance(decoded, dict):

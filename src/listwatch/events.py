@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from listwatch import jsonparse
+
 JsonObject = dict[str, Any]
 """A Kubernetes object as decoded from JSON."""
 
@@ -106,7 +108,7 @@ class Event:
         obj = self._object
         if obj is None:
             try:
-                obj = orjson.loads(self._raw)  # type: ignore[arg-type]  # raw is set
+                obj = jsonparse.loads(self._raw)  # type: ignore[arg-type]  # raw is set
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{self.type} event for {self.key}: bad JSON: {exc}") from None
             if self._transform is not None:
