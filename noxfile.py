@@ -24,5 +24,5 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test,dev]")
-    session.run("mypy", "--strict", "src")
+    session.install("-e", ".[test,dev,examples]")
+    session.run("mypy", "--strict", "src", "examples")

@@ -29,12 +29,16 @@ class SyncerStatus:
     """A consistent copy of the Syncer's state at one moment.
 
     ``synced`` is true while the receiver holds the current generation's snapshot (``on_list``
-    returned and nothing has failed since): the signal a readiness probe wants.
+    returned and nothing has failed since); it drops during every relist. ``has_synced``
+    turns true with the first snapshot and stays true (client-go's ``HasSynced``): the
+    signal a readiness probe wants, since a receiver keeps its last complete state while a
+    new generation lists.
     """
 
     phase: Phase
     generation: int
     synced: bool
+    has_synced: bool
     snapshot_size: int | None
     snapshot_resource_version: str | None
     resource_version: str | None

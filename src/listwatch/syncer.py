@@ -127,6 +127,7 @@ class Syncer:
         self._phase = Phase.STARTING
         self._generation = 0
         self._synced = False
+        self._has_synced = False
         self._snapshot_size: int | None = None
         self._snapshot_rv: str | None = None
         self._resource_version: str | None = None
@@ -146,6 +147,7 @@ class Syncer:
             phase=self._phase,
             generation=self._generation,
             synced=self._synced,
+            has_synced=self._has_synced,
             snapshot_size=self._snapshot_size,
             snapshot_resource_version=self._snapshot_rv,
             resource_version=self._resource_version,
@@ -255,7 +257,7 @@ class Syncer:
         await self._deliver("on_list", self._on_list(snapshot))
         self._snapshot_size = len(snapshot)
         self._snapshot_rv = self._resource_version = snapshot.resource_version
-        self._synced = True
+        self._synced = self._has_synced = True
         self._set_phase(Phase.WATCHING)
 
         merger = EventMerger(

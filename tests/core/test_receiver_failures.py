@@ -68,6 +68,8 @@ async def test_failing_on_list_retries_with_a_new_snapshot(
     await churn(server, 10, seed=4)
     mirror = Mirror(fail_lists=2)
     async with make_syncer(ListWatch.from_client(api_client, "pods"), mirror) as syncer:
+        failed = await syncer.wait_until(lambda s: s.restarts >= 1)
+        assert not failed.has_synced
         status = await syncer.wait_synced()
     assert status.generation == 3
     assert status.restarts == 2

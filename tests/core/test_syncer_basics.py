@@ -156,6 +156,7 @@ async def test_status_reports_the_generation(server: FakeApiServer, api_client: 
     mirror = Mirror()
     syncer = make_syncer(ListWatch.from_client(api_client, "pods"), mirror)
     assert syncer.status.phase is Phase.STARTING
+    assert not syncer.status.has_synced
     async with syncer:
         status = await syncer.wait_until(lambda s: s.phase is Phase.WATCHING)
         assert status.generation == 1
@@ -178,6 +179,7 @@ async def test_resync_period_starts_new_generations(server: FakeApiServer, api_c
     async with syncer:
         status = await syncer.wait_until(lambda s: s.generation >= 3 and s.synced)
     assert all("resync" in r.reason for r in status.recent_restarts)
+    assert status.has_synced
     assert len(mirror.snapshots) >= 3
     assert mirror.violations == []
 

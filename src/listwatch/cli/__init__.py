@@ -1,0 +1,271 @@
+"""The ``listwatch`` command: ``listwatch demo`` and ``listwatch mirror``.
+
+``main(argv)`` is the console-script entry point (and ``python -m listwatch``): it parses
+the arguments, runs the command on a fresh event loop with Ctrl-C / SIGTERM wired to an
+orderly stop, and returns the exit code. ``main_async(argv, stop=...)`` is the same command
+on the caller's loop, for tests and embedding: setting ``stop`` is what a signal does.
+
+Exit codes: 0 success (for the demo: the mirror equals the cluster), 1 failure (one line on
+stderr says why), 2 bad usage, 130 interrupted by a second Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from listwatch import __version__
+from listwatch.cli.runtime import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    logging_to_stderr,
+    one_line,
+    stop_on_signals,
+)
+
+__all__ = ["build_parser", "main", "main_async"]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listwatch",
+        description="Mirror Kubernetes objects into a receiver: whole snapshots, merged "
+        "deltas, a fresh LIST after any error.",
+    )
+    parser.add_argument("--version", action="version", version=f"listwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="mirror a busy fake cluster into SQLite, then check the copy object by object",
+        description="Run listwatch against an in-process fake API server with a realistic "
+        "pod workload and continuous churn, mirror it into SQLite, then stop the churn, wait "
+        "for convergence and compare the mirror with the cluster. Exits 0 only if they match.",
+    )
+    demo.add_argument(
+        "--pods", type=_at_least_one, default=2000, metavar="N", help="pods (default 2000)"
+    )
+    demo.add_argument(
+        "--namespaces", type=_at_least_one, default=20, metavar="N", help="namespaces (default 20)"
+    )
+    demo.add_argument(
+        "--seconds",
+        type=_non_negative,
+        default=20.0,
+        metavar="S",
+        help="churn duration (default 20)",
+    )
+    demo.add_argument(
+        "--rate",
+        type=_positive,
+        default=250.0,
+        metavar="N",
+        help="churn changes per second (default 250; a recreate is two writes)",
+    )
+    demo.add_argument(
+        "--merge-interval",
+        type=_positive,
+        metavar="S",
+        default=0.5,
+        help="seconds between batches to the receiver (default 0.5)",
+    )
+    demo.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="SQLite file to keep (default: a temporary file)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the run (default 0)")
+    demo.add_argument(
+        "--faults",
+        action="store_true",
+        help="inject stream cuts, 410 storms after compaction, 429s and receiver failures",
+    )
+    demo.add_argument(
+        "--converge-timeout",
+        type=_positive,
+        metavar="S",
+        default=30.0,
+        help="how long to wait for the mirror to catch up at the end (default 30)",
+    )
+    demo.add_argument(
+        "--plain", action="store_true", help="plain progress lines even on a terminal"
+    )
+    _verbosity(demo)
+
+    mirror = commands.add_parser(
+        "mirror",
+        help="mirror one resource of a cluster into SQLite until Ctrl-C / SIGTERM",
+        description="Mirror one resource of a Kubernetes cluster into an SQLite file, one "
+        "row per object plus a sync-state row, until interrupted.",
+    )
+    mirror.add_argument("resource", metavar="RESOURCE", help="plural name: pods, deployments…")
+    mirror.add_argument("--group", default=None, metavar="G", help="API group (default: core)")
+    mirror.add_argument("--version", default="v1", metavar="V", help="API version (default v1)")
+    mirror.add_argument(
+        "--namespace", "-n", default=None, metavar="NS", help="one namespace (default: all)"
+    )
+    mirror.add_argument("--selector", "-l", default=None, metavar="S", help="label selector")
+    mirror.add_argument("--field-selector", default=None, metavar="S", help="field selector")
+    mirror.add_argument(
+        "--sqlite", type=Path, required=True, metavar="PATH", help="the SQLite file to write"
+    )
+    source = mirror.add_mutually_exclusive_group()
+    source.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    source.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    mirror.add_argument(
+        "--context", default=None, metavar="NAME", help="kubeconfig context (default: current)"
+    )
+    mirror.add_argument(
+        "--merge-interval",
+        type=_positive,
+        metavar="S",
+        default=3.0,
+        help="seconds between batches written (default 3)",
+    )
+    mirror.add_argument(
+        "--resync-period",
+        type=_positive,
+        metavar="S",
+        default=None,
+        help="relist this often, in seconds (default: never)",
+    )
+    _verbosity(mirror)
+    return parser
+
+
+def _verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log to stderr: -v INFO (generations, restarts), -vv DEBUG (every event)",
+    )
+
+
+async def main_async(
+    argv: Sequence[str] | None = None, *, stop: asyncio.Event | None = None
+) -> int:
+    """Run a command on the running loop. Without ``stop``, SIGINT/SIGTERM stop it."""
+    args = build_parser().parse_args(argv)
+    with logging_to_stderr(args.verbose):
+        if stop is not None:
+            return await _dispatch(args, stop)
+        stop = asyncio.Event()
+        with stop_on_signals(stop, _notice):
+            return await _dispatch(args, stop)
+
+
+def _notice(signum: signal.Signals) -> None:
+    sys.stderr.write(f"listwatch: {signum.name}: stopping (again to abort)\n")
+    sys.stderr.flush()
+
+
+async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    try:
+        if args.command == "demo":
+            return await _demo(args, stop)
+        return await _mirror(args, stop)
+    except CliError as exc:
+        sys.stderr.write(f"listwatch {args.command}: error: {exc}\n")
+        return EXIT_FAILURE
+    except ImportError as exc:
+        sys.stderr.write(
+            f"listwatch {args.command}: error: {one_line(exc)} "
+            "(install the extra: pip install 'listwatch[cli]')\n"
+        )
+        return EXIT_FAILURE
+
+
+async def _demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import demo  # noqa: PLC0415 - needs aiosqlite: import on use
+    from listwatch.cli.progress import make_view  # noqa: PLC0415
+
+    try:
+        options = demo.DemoOptions(
+            pods=args.pods,
+            namespaces=args.namespaces,
+            seconds=args.seconds,
+            rate=args.rate,
+            merge_interval=args.merge_interval,
+            db=args.db,
+            seed=args.seed,
+            faults=args.faults,
+            converge_timeout=args.converge_timeout,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    view = make_view(sys.stdout, rich=False if args.plain else None)
+    try:
+        report = await demo.run_demo(options, view, stop)
+    finally:
+        view.close()
+    out = sys.stdout
+    for line in demo.format_report(report):
+        out.write(line + "\n")
+    out.flush()
+    return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import mirror  # noqa: PLC0415 - needs aiosqlite: import on use
+
+    options = mirror.MirrorOptions(
+        resource=args.resource,
+        sqlite=args.sqlite,
+        group=args.group,
+        version=args.version,
+        namespace=args.namespace,
+        label_selector=args.selector,
+        field_selector=args.field_selector,
+        kubeconfig=args.kubeconfig,
+        in_cluster=args.in_cluster,
+        context=args.context,
+        merge_interval=args.merge_interval,
+        resync_period=args.resync_period,
+    )
+    return await mirror.run_mirror(options, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: run a command on a fresh event loop and return its exit code."""
+    try:
+        return asyncio.run(main_async(argv))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.stderr.write("listwatch: interrupted\n")
+        return EXIT_INTERRUPTED
