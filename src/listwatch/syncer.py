@@ -256,7 +256,10 @@ class Syncer:
         )
         await self._deliver("on_list", self._on_list(snapshot))
         self._snapshot_size = len(snapshot)
-        self._snapshot_rv = self._resource_version = snapshot.resource_version
+        self._snapshot_rv = self._resource_version = resource_version = snapshot.resource_version
+        # The receiver has the items now; holding them for the whole generation would double
+        # the memory of a large mirror.
+        del listed, snapshot
         self._synced = self._has_synced = True
         self._set_phase(Phase.WATCHING)
 
@@ -272,7 +275,7 @@ class Syncer:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(merger.run)
-                group.start_soon(self._watch, snapshot.resource_version, merger)
+                group.start_soon(self._watch, resource_version, merger)
                 if self._resync_period is not None:
                     group.start_soon(self._resync_after, self._resync_period)
         except BaseExceptionGroup as group_error:

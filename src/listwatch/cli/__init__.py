@@ -235,10 +235,7 @@ async def _demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
         report = await demo.run_demo(options, view, stop)
     finally:
         view.close()
-    out = sys.stdout
-    for line in demo.format_report(report):
-        out.write(line + "\n")
-    out.flush()
+    view.verdict(demo.format_report(report), passed=report.passed)
     return EXIT_OK if report.passed else EXIT_FAILURE
 
 

@@ -119,8 +119,9 @@ def history_limit(pods: int) -> int:
 
 
 def fault_interval(seconds: float) -> float:
-    """About ten fault episodes per run, but not more often than every 0.4 s."""
-    return min(max(seconds / 10.0, 0.4), 2.5)
+    """About eight fault episodes per run, not more often than every 0.4 s and at least
+    every 3 s: between episodes the watch must get time to show it works, too."""
+    return min(max(seconds / 8.0, 0.4), 3.0)
 
 
 @contextlib.contextmanager

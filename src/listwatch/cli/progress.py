@@ -108,6 +108,9 @@ class ProgressView(Protocol):
     def close(self) -> None:
         """Stop live output; what follows is printed normally."""
 
+    def verdict(self, lines: list[str], *, passed: bool) -> None:
+        """Print the final verdict (its first line) and figures, after ``close``."""
+
 
 def plain_line(sample: Sample) -> str:
     """One line per interval, for logs: every figure, fixed order, no redrawing."""
@@ -144,6 +147,10 @@ class PlainView:
     def close(self) -> None:
         self._stream.flush()
 
+    def verdict(self, lines: list[str], *, passed: bool) -> None:
+        for line in lines:
+            self._write(line)
+
     def _write(self, line: str) -> None:
         self._stream.write(line + "\n")
         self._stream.flush()
@@ -164,10 +171,22 @@ class RichView:
         self._live.update(_table(sample), refresh=True)
 
     def message(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self._live.stop()
+
+    def verdict(self, lines: list[str], *, passed: bool) -> None:
+        head, *rest = lines
+        self._console.print(
+            head,
+            style="bold green" if passed else "bold red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        for line in rest:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _table(sample: Sample) -> Table:

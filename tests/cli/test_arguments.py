@@ -1,0 +1,65 @@
+"""The command line itself: help, version, and usage errors (exit 2, from argparse)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from listwatch import __version__
+from listwatch.cli import build_parser, main_async
+
+
+def test_help_lists_both_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out
+    assert "mirror" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"listwatch {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["mirror", "pods"],  # --sqlite is required
+        ["mirror", "pods", "--sqlite", "m.db", "--kubeconfig", "k", "--in-cluster"],
+        ["mirror", "pods", "--sqlite", "m.db", "--merge-interval", "0"],
+        ["demo", "--seconds", "-1"],
+        ["demo", "--pods", "0"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+def test_mirror_defaults() -> None:
+    args = build_parser().parse_args(["mirror", "pods", "--sqlite", "m.db"])
+    assert (args.group, args.version, args.namespace, args.merge_interval) == (
+        None,
+        "v1",
+        None,
+        3.0,
+    )
+    assert args.resync_period is None
+
+
+async def test_in_cluster_outside_a_cluster_is_one_line(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await main_async(
+        ["mirror", "pods", "--sqlite", "m.db", "--in-cluster"], stop=asyncio.Event()
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot load the in-cluster configuration" in err
