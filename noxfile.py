@@ -26,3 +26,25 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,dev,examples]")
     session.run("mypy", "--strict", "src", "examples")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The long chaos soak (tests/chaos): `nox -s soak -- --minutes 30` prints a report."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.chaos", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks of issue 6 (not part of the default sessions: they take ~10 minutes).
+
+    ``nox -s bench`` writes ``benchmarks/results/latest.{md,json}``; ``-- --quick`` is a
+    one-minute smoke run (``quick.{md,json}``); ``-- --profile`` profiles listwatch's LIST and
+    WATCH paths into ``benchmarks/results/profiles/`` instead. The harness needs only the
+    project's own dependencies; the profilers are installed for ``--profile`` alone.
+    """
+    session.install("-e", ".")
+    if "--profile" in session.posargs:
+        session.install("py-spy>=0.3", "pyinstrument>=4.6")
+    session.run("python", "-m", "benchmarks", *session.posargs)
