@@ -43,7 +43,7 @@ async def test_watch_cut_resumes_from_the_bookmark_without_a_list(
     async with make_syncer(ListWatch.from_client(api_client, "pods"), mirror) as syncer:
         await syncer.wait_synced()
         await server.wait_for_watchers(1)
-        seen = len(server.requests)
+        seen = server.request_count
         # A change elsewhere moves the global RV; the watch's bookmark carries it, then the
         # stream is cut.
         await server.create(configmap("elsewhere"))
@@ -74,7 +74,7 @@ async def test_a_clean_close_rewatches_without_a_list(
     async with make_syncer(source, mirror) as syncer:
         await syncer.wait_synced()
         await server.wait_for_watchers(1)
-        seen = len(server.requests)
+        seen = server.request_count
         await server.create(pod("b"))
         again = await server.wait_for_request(
             lambda r: r.watch and r.path == "/api/v1/pods", start=seen
@@ -82,6 +82,25 @@ async def test_a_clean_close_rewatches_without_a_list(
         await server.create(pod("c"))
         await converge(server, mirror)
     assert int(again.query["resourceVersion"]) > int(mirror.snapshots[0].resource_version)
+    assert len(lists(server)) == 1
+    assert syncer.status.restarts == 0
+
+
+async def test_a_silent_watch_is_presumed_dead_and_resumed(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """No byte for longer than idle_timeout (no changes, so no bookmarks either)."""
+    await server.create(pod("a"))
+    mirror = Mirror()
+    source = ListWatch.from_client(api_client, "pods", idle_timeout=1.2)
+    async with make_syncer(source, mirror) as syncer:
+        await syncer.wait_synced()
+        await server.wait_for_watchers(1)
+        seen = server.request_count
+        again = await server.wait_for_request(
+            lambda r: r.watch and r.path == "/api/v1/pods", start=seen
+        )
+    assert again.query["resourceVersion"] == mirror.snapshots[0].resource_version
     assert len(lists(server)) == 1
     assert syncer.status.restarts == 0
 
@@ -198,10 +217,15 @@ async def test_retry_after_on_list_retries_the_same_request(
     assert first.query == second.query
 
 
-async def test_5xx_with_retry_after_on_watch_rewatches_the_same_rv(
-    server: FakeApiServer, api_client: Any
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.status(503, retry_after=2), Fault.too_many_requests(retry_after=2, plain_text=True)],
+    ids=["503", "429"],
+)
+async def test_retry_after_on_watch_rewatches_the_same_rv(
+    server: FakeApiServer, api_client: Any, fault: Fault
 ) -> None:
-    server.inject(Fault.status(503, retry_after=2), path="/api/v1/pods", watch=True)
+    server.inject(fault, path="/api/v1/pods", watch=True)
     backoff = RecordingBackoff()
     mirror = Mirror()
     async with make_syncer(ListWatch.from_client(api_client, "pods"), mirror, backoff=backoff) as s:
