@@ -31,8 +31,6 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
 
 import listwatch
 from listwatch.sinks.sqlite import SQLiteSink
@@ -42,24 +40,6 @@ logger = logging.getLogger("aiohttp_app")
 # Typed keys for what the cleanup context puts into the app while it runs.
 SYNCER = web.AppKey("syncer", listwatch.Syncer)
 SINK = web.AppKey("sink", SQLiteSink)
-
-
-async def connect(
-    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
-) -> ApiClient:
-    """An ApiClient for the cluster: the pod's service account when running in a cluster
-    (and no kubeconfig is given), else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``).
-    """
-    configuration = Configuration()
-    if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        # kubernetes_asyncio leaves this one function unannotated.
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = os.fspath(kubeconfig) if kubeconfig is not None else None
-        await config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
-    return ApiClient(configuration=configuration)
 
 
 def json_response(content: object, status: int = 200) -> web.Response:
@@ -117,7 +97,7 @@ def create_app(
 
     async def mirror(app: web.Application) -> AsyncIterator[None]:
         async with (
-            await connect(kubeconfig, context) as api,
+            await listwatch.connect(kubeconfig, context=context) as api,
             SQLiteSink(database, resource=resource) as sink,
         ):
             source = listwatch.ListWatch.from_client(

@@ -35,30 +35,10 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
 
 import listwatch
 
 logger = logging.getLogger("fastapi_app")
-
-
-async def connect(
-    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
-) -> ApiClient:
-    """An ApiClient for the cluster: the pod's service account when running in a cluster
-    (and no kubeconfig is given), else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``).
-    """
-    configuration = Configuration()
-    if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        # kubernetes_asyncio leaves this one function unannotated.
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = os.fspath(kubeconfig) if kubeconfig is not None else None
-        await config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
-    return ApiClient(configuration=configuration)
 
 
 class MemoryMirror:
@@ -128,7 +108,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with await connect(kubeconfig, context) as api:
+        async with await listwatch.connect(kubeconfig, context=context) as api:
             source = listwatch.ListWatch.from_client(
                 api, resource, group=group, version=version, namespace=namespace
             )

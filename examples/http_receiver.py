@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import uuid
 from collections.abc import Mapping
@@ -48,7 +47,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import ApiClient
 
 import listwatch
 
@@ -222,24 +221,6 @@ class HttpReceiver:
                 raise SyncRefused(f"POST {path}: HTTP {response.status}: {detail}")
 
 
-async def connect(
-    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
-) -> ApiClient:
-    """An ApiClient for the cluster: the pod's service account when running in a cluster
-    (and no kubeconfig is given), else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``).
-    """
-    configuration = Configuration()
-    if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        # kubernetes_asyncio leaves this one function unannotated.
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = os.fspath(kubeconfig) if kubeconfig is not None else None
-        await config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
-    return ApiClient(configuration=configuration)
-
-
 def create_syncer(
     api: ApiClient,
     http: aiohttp.ClientSession,
@@ -283,7 +264,7 @@ async def sync(args: argparse.Namespace) -> None:
     """Mirror into the sync server until cancelled (Ctrl-C, SIGTERM)."""
     cancel_on_sigterm()
     async with (
-        await connect(args.kubeconfig, args.context) as api,
+        await listwatch.connect(args.kubeconfig, context=args.context) as api,
         aiohttp.ClientSession() as http,
     ):
         syncer = create_syncer(

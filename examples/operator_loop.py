@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from typing import NoReturn
@@ -45,7 +44,6 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import (
     ApiClient,
     ApiException,
-    Configuration,
     CoreV1Api,
     V1ConfigMap,
     V1ObjectMeta,
@@ -191,31 +189,13 @@ async def run_operator(
         tasks.create_task(operator.work(), name="worker")
 
 
-async def connect(
-    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
-) -> ApiClient:
-    """An ApiClient for the cluster: the pod's service account when running in a cluster
-    (and no kubeconfig is given), else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``).
-    """
-    configuration = Configuration()
-    if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        # kubernetes_asyncio leaves this one function unannotated.
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = os.fspath(kubeconfig) if kubeconfig is not None else None
-        await config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
-    return ApiClient(configuration=configuration)
-
-
 async def amain(args: argparse.Namespace) -> None:
     task = asyncio.current_task()
     assert task is not None
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        async with await connect(args.kubeconfig, args.context) as api:
+        async with await listwatch.connect(args.kubeconfig, context=args.context) as api:
             await run_operator(api, namespace=args.namespace, label_selector=args.selector)
     except* listwatch.FatalError as group:  # retrying cannot help: say why in one line
         raise SystemExit(f"operator_loop: {group.exceptions[0]}") from None

@@ -7,6 +7,7 @@ A full LIST goes to ``on_list`` as one snapshot; watch events are merged by key 
 from __future__ import annotations
 
 from listwatch.backoff import Backoff
+from listwatch.connect import connect
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,
@@ -75,5 +76,6 @@ __all__ = [
     "WatchOptions",
     "WatchStreamError",
     "__version__",
+    "connect",
     "object_key",
 ]

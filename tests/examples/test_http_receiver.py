@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+import listwatch
 from listwatch.testing import FakeApiServer
 
 from .conftest import caught_up, churn, fast_backoff, load_example, pod, pods_on_server, within
@@ -65,7 +66,7 @@ async def test_server_converges_through_churn_and_a_failed_delta(
     await server.create(pod("b"))
     url = str(client.make_url("/"))
     async with (
-        await http_receiver.connect(kubeconfig) as api,
+        await listwatch.connect(kubeconfig) as api,
         aiohttp.ClientSession() as http,
     ):
         syncer = http_receiver.create_syncer(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import listwatch
 from listwatch import (
     Batch,
     Event,
@@ -100,7 +101,7 @@ async def test_config_maps_follow_the_pods(
     await server.create(pod("a", phase="Running", node="n1"))
     await server.create(pod("b"))
     await server.create(pod("elsewhere", "kube-system"))
-    async with await operator_loop.connect(kubeconfig) as api:
+    async with await listwatch.connect(kubeconfig) as api:
         operator = asyncio.create_task(
             operator_loop.run_operator(
                 api, namespace="default", merge_interval=0.02, backoff=fast_backoff()
@@ -137,7 +138,7 @@ async def test_a_fatal_error_stops_the_whole_operator(
     server: FakeApiServer, kubeconfig: Path
 ) -> None:
     server.inject(Fault.status(404), path="/api/v1/namespaces/default/pods", watch=False)
-    async with await operator_loop.connect(kubeconfig) as api:
+    async with await listwatch.connect(kubeconfig) as api:
         with pytest.raises(ExceptionGroup) as caught:
             await within(operator_loop.run_operator(api, namespace="default"))
     assert caught.value.subgroup(FatalError) is not None
