@@ -29,7 +29,7 @@ async def test_in_a_pod_it_uses_the_service_account(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     # No service-account files on this machine: the in-cluster loader is the one that fails.
-    with pytest.raises(ConfigException, match="[Ss]ervice"):
+    with pytest.raises(ConfigException, match=r"[Ss]ervice"):
         await listwatch.connect()
 
 
