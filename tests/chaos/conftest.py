@@ -1,0 +1,1 @@
+"""The chaos suite: seeded scenarios with continuous monitors (see ``runner.py``)."""
