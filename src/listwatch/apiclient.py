@@ -100,8 +100,18 @@ class _Envelope(msgspec.Struct):
     object: msgspec.Raw
 
 
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """An event in the API server's own layout: ``{"type":"…","object":{…}}``, nothing else."""
+
+    type: str
+    object: _ObjectHead
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _HEAD = msgspec.json.Decoder(_ObjectHead)
+_WIRE = msgspec.json.Decoder(_WireEvent)
+_TYPE_PREFIX = b'{"type":"'
+_OBJECT_FIELD = b'","object":'
 
 
 def decode_event(line: bytes) -> Event:
@@ -110,13 +120,32 @@ def decode_event(line: bytes) -> Event:
     Only the envelope and the object's metadata are decoded here (msgspec skips everything
     else without building it); the object stays JSON bytes until someone reads
     ``Event.object``. Most events of a busy key are replaced in the merger before that.
+
+    The API server writes every event as ``{"type":"T","object":{...}}``; for a line in
+    exactly that layout one msgspec pass reads type and metadata, and the object's bytes are
+    cut from the line by position. Anything else (an ERROR, other field order, spaces, extra
+    fields) takes the general two-pass path.
     """
     try:
+        wire: _WireEvent | None = _WIRE.decode(line)
+    except msgspec.DecodeError:
+        wire = None
+    if wire is not None and wire.type != EventType.ERROR:
+        start = len(_TYPE_PREFIX) + len(wire.type)
+        if (
+            line.startswith(_TYPE_PREFIX)
+            and line.startswith(_OBJECT_FIELD, start)
+            and line.endswith(b"}")
+        ):
+            raw = memoryview(line)[start + len(_OBJECT_FIELD) : -1]
+            return _event(wire.type, wire.object, raw, len(line))
+    return _decode_general(line)
+
+
+def _decode_general(line: bytes) -> Event:
+    try:
         envelope = _ENVELOPE.decode(line)
-        event_type = _EVENT_TYPES.get(envelope.type)
-        if event_type is None:
-            raise MalformedEvent(f"watch line of {len(line)} bytes has an unknown event type")
-        if event_type is EventType.ERROR:
+        if envelope.type == EventType.ERROR:
             status = orjson.loads(memoryview(envelope.object))
             raise api_error_from_status(
                 status if isinstance(status, dict) else {}, request="watch ERROR event"
@@ -126,8 +155,14 @@ def decode_event(line: bytes) -> Event:
         raise MalformedEvent(
             f"watch line of {len(line)} bytes is not a watch event: {exc}"
         ) from None
+    return _event(envelope.type, head, memoryview(envelope.object), len(line))
+
+
+def _event(type_name: str, head: _ObjectHead, raw: memoryview, size: int) -> Event:
+    event_type = _EVENT_TYPES.get(type_name)
+    if event_type is None or event_type is EventType.ERROR:
+        raise MalformedEvent(f"watch line of {size} bytes has an unknown event type")
     metadata = head.metadata or _Metadata()
-    raw = memoryview(envelope.object)
     rv = metadata.resourceVersion or ""
     if event_type is EventType.BOOKMARK:
         return Event(event_type, None, "", rv, raw=raw)

@@ -121,8 +121,8 @@ class EventMerger:
         on_batch: OnBatch,
         *,
         merge_interval: float = 3.0,
-        max_batch: int = 10_000,
-        queue_size: int = 10_000,
+        max_batch: int = 1000,
+        queue_size: int = 1000,
         key: KeyFunc | None = None,
         generation: int = 0,
     ) -> None:

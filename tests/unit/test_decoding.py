@@ -124,3 +124,25 @@ def test_a_null_namespace_is_cluster_scoped() -> None:
         b'"resourceVersion":"3"}}}'
     )
     assert event.key == "node-1"
+
+
+_OBJECT = b'{"metadata":{"name":"p","namespace":"n","resourceVersion":"7"},"spec":{"a":"}"}}'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"MODIFIED","object":' + _OBJECT + b"}",
+        b'{"object":' + _OBJECT + b',"type":"MODIFIED"}',
+        b'{ "type" : "MODIFIED", "object" : ' + _OBJECT + b" }",
+        b'{"type":"MODIFIED","object":' + _OBJECT + b',"x":1}',
+    ],
+    ids=["server-layout", "reordered", "spaced", "extra-field"],
+)
+def test_every_layout_gives_the_same_event(line: bytes) -> None:
+    event = decode_event(line)
+    assert (event.type, event.key, event.resource_version) == (EventType.MODIFIED, "n/p", "7")
+    assert event.object == {
+        "metadata": {"name": "p", "namespace": "n", "resourceVersion": "7"},
+        "spec": {"a": "}"},
+    }
