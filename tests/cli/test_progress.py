@@ -84,7 +84,7 @@ def test_a_pipe_gets_plain_lines() -> None:
 
 
 def test_the_rich_view_renders() -> None:
-    pytest.importorskip("rich")
+    # rich is in the test extra: this test runs wherever the suite runs.
     stream = io.StringIO()
     view = make_view(stream, rich=True)
     assert not isinstance(view, PlainView)
