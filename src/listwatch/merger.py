@@ -71,10 +71,18 @@ class MergeBuffer:
         return self._received
 
     def add(self, event: Event) -> None:
-        """Merge one event. Raises ``ValueError`` for ERROR events or an event without a key."""
-        _check_event(event)
+        """Merge one event. Raises ``ValueError`` for ERROR events or an event without a key.
+
+        On the hot path (once per watch event): kept to a few dictionary operations.
+        """
         if event.type is not EventType.BOOKMARK:
-            self._replace(self._key_of(event), event)
+            _check_event(event)
+            key = self._key(event.object) if self._key is not None else event.key
+            if not key:
+                raise ValueError(f"{event.type} event has no key; cannot merge it")
+            pending = self._pending
+            pending.pop(key, None)  # re-insert: the key moves to the end
+            pending[key] = event
         if event.resource_version:
             self._resource_version = event.resource_version
         self._received += 1
@@ -93,16 +101,6 @@ class MergeBuffer:
         self._taken_resource_version = self._resource_version
         self._received = 0
         return batch
-
-    def _key_of(self, event: Event) -> str:
-        key = self._key(event.object) if self._key is not None else event.key
-        if not key:
-            raise ValueError(f"{event.type} event has no key; cannot merge it")
-        return key
-
-    def _replace(self, key: str, event: Event) -> None:
-        self._pending.pop(key, None)  # re-insert: the key moves to the end
-        self._pending[key] = event
 
 
 class EventMerger:
@@ -182,8 +180,21 @@ class EventMerger:
 
         Raises ``ValueError`` at once for an ERROR event, which must never be merged.
         """
+        if not self.offer(event):
+            await self._queue.put(event)
+
+    def offer(self, event: Event) -> bool:
+        """Queue an event if there is room, without waiting; False when the queue is full.
+
+        The watch reader calls this first and awaits :meth:`put` only on a full queue, which
+        saves a coroutine per event on the hot path.
+        """
         _check_event(event)
-        await self._queue.put(event)
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
 
     async def run(self) -> None:
         """Merge and deliver until cancelled (or until ``on_batch`` raises).

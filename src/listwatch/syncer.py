@@ -295,7 +295,8 @@ class Syncer:
                 event = event.transformed(transform)
             if debug:
                 logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
-            await merger.put(event)
+            if not merger.offer(event):
+                await merger.put(event)  # a full queue: wait (backpressure, never loss)
 
         await watch_from(self._source, resource_version, emit, backoff=self._backoff, rng=self._rng)
 

@@ -459,3 +459,20 @@ async def test_pending_never_exceeds_max_batch() -> None:
     assert all(len(b) <= max_batch for b in recorder.batches)
     assert merger.pending <= max_batch
     assert recorder.batches[-1].resource_version == str(len(names))
+
+
+async def test_offer_queues_without_waiting_until_the_queue_is_full() -> None:
+    async def on_batch(batch: Batch) -> None:
+        pass
+
+    merger = EventMerger(on_batch, queue_size=2)
+    first, second, third = (
+        Event(EventType.ADDED, {"metadata": {"name": n}}, n, str(i))
+        for i, n in enumerate("abc", start=1)
+    )
+    assert merger.offer(first)
+    assert merger.offer(second)
+    assert not merger.offer(third)
+    assert merger.queued == 2
+    with pytest.raises(ValueError, match="ERROR"):
+        merger.offer(Event(EventType.ERROR, {}, "", "9"))
