@@ -17,8 +17,9 @@ from listwatch import (
     Syncer,
 )
 from listwatch.testing import FakeApiServer, Fault
+from tests.objects import configmap, pod
 
-from .conftest import Mirror, configmap, make_syncer, pod, server_state
+from .conftest import Mirror, make_syncer, server_state
 
 
 def lists(server: FakeApiServer, path: str = "/api/v1/pods") -> list[Any]:

@@ -13,24 +13,6 @@ import orjson
 WAIT = 5.0
 
 
-def pod(name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-    }
-
-
-def configmap(name: str, namespace: str = "default", **data: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": data,
-    }
-
-
 def names(items: list[Any]) -> list[str]:
     """Names of typed model items or of dicts."""
     out = []

@@ -13,8 +13,9 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from listwatch.testing import FakeApiServer, Fault
+from tests.objects import pod
 
-from .helpers import WAIT, EventReader, pod, status_of, summary
+from .helpers import WAIT, EventReader, status_of, summary
 
 PODS = "/api/v1/namespaces/default/pods"
 

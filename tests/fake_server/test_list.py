@@ -11,8 +11,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from listwatch.testing import FakeApiServer
+from tests.objects import configmap, pod
 
-from .helpers import configmap, decode_token, encode_token, names, pod, status_of
+from .helpers import decode_token, encode_token, names, status_of
 
 PODS = "/api/v1/namespaces/default/pods"
 

@@ -13,8 +13,9 @@ from listwatch.testing.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from tests.objects import pod
 
-from .helpers import names, pod, status_of
+from .helpers import names, status_of
 
 LABELS = {"app": "web", "tier": "front", "replicas": "3"}
 

@@ -16,8 +16,9 @@ from kubernetes_asyncio import client, config
 
 from listwatch.testing import FakeApiServer, RecordedRequest, StatusError
 from listwatch.testing.requestlog import RequestLog
+from tests.objects import configmap, pod
 
-from .helpers import WAIT, EventReader, configmap, names, pod, status_of
+from .helpers import WAIT, EventReader, names, status_of
 
 PODS = "/api/v1/namespaces/default/pods"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"

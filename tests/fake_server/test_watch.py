@@ -12,8 +12,9 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from listwatch.testing import FakeApiServer
+from tests.objects import configmap, pod
 
-from .helpers import WAIT, EventReader, configmap, pod, summary
+from .helpers import WAIT, EventReader, summary
 
 PODS = "/api/v1/namespaces/default/pods"
 
