@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,19 +27,6 @@ T = TypeVar("T")
 SRC = Path(__file__).resolve().parents[2] / "src"
 POLL = 0.02
 """How often ``eventually`` re-reads: a polling period, not a synchronisation."""
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    async with FakeApiServer(bookmark_interval=0.05) as fake:
-        yield fake
-
-
-@pytest.fixture
-def kubeconfig(server: FakeApiServer, tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    server.write_kubeconfig(path)
-    return path
 
 
 @pytest.fixture

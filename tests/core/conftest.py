@@ -16,12 +16,6 @@ FAST_BACKOFF = {"initial": 0.01, "cap": 0.05}
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    async with FakeApiServer(bookmark_interval=0.05, too_large_wait=0.2) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def api_client(server: FakeApiServer) -> AsyncIterator[Any]:
     client = server.api_client()
     try:

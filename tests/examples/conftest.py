@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
-
-import pytest
 
 from listwatch import Backoff, SyncerStatus
 from listwatch.testing import FakeApiServer
@@ -42,20 +40,6 @@ def load_example(name: str) -> ModuleType:
 
 def fast_backoff() -> Backoff:
     return Backoff(initial=0.01, cap=0.05)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    async with FakeApiServer(bookmark_interval=0.05) as fake:
-        yield fake
-
-
-@pytest.fixture
-def kubeconfig(server: FakeApiServer, tmp_path: Path) -> Path:
-    """A kubeconfig for the fake server: the examples load it as they would a real one."""
-    path = tmp_path / "kubeconfig"
-    server.write_kubeconfig(path)
-    return path
 
 
 def pod(

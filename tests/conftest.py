@@ -1,0 +1,25 @@
+"""Fixtures shared by the suites that run listwatch against the fake API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from listwatch.testing import FakeApiServer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeApiServer]:
+    """A fake API server with quick bookmarks and a short wait before 504 too-large."""
+    async with FakeApiServer(bookmark_interval=0.05, too_large_wait=0.2) as fake:
+        yield fake
+
+
+@pytest.fixture
+def kubeconfig(server: FakeApiServer, tmp_path: Path) -> Path:
+    """A kubeconfig for the fake server, loaded as a real one would be."""
+    path = tmp_path / "kubeconfig"
+    server.write_kubeconfig(path)
+    return path
