@@ -49,9 +49,12 @@ class MemoryMirror:
         self.resource_version = ""
 
     async def on_list(self, snapshot: listwatch.Snapshot) -> None:
+        # The snapshot is a stream, listed while we read it. Build the new state aside and
+        # swap it in at the end: a list error raised out of the loop leaves the old state.
         # Replace, do not merge: whatever the snapshot lacks is gone from the cluster.
-        self.objects = {listwatch.object_key(item): item for item in snapshot.items}
-        self.resource_version = snapshot.resource_version
+        objects = {item.key: item.object async for item in snapshot}
+        self.objects = objects
+        self.resource_version = snapshot.resource_version  # known once the stream has ended
 
     async def on_batch(self, batch: listwatch.Batch) -> None:
         for key, event in batch.events.items():

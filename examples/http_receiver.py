@@ -181,13 +181,16 @@ class HttpReceiver:
         self.session = uuid.uuid4().hex
 
     async def on_list(self, snapshot: listwatch.Snapshot) -> None:
+        # One JSON document holds the whole snapshot: O(cluster) memory on both sides, fine
+        # for a small resource. listwatch.sinks.http streams it instead.
+        objects = {item.key: item.object async for item in snapshot}
         await self._post(
             "/sync/full",
             {
                 "session": self.session,
                 "generation": snapshot.generation,
                 "resourceVersion": snapshot.resource_version,
-                "objects": {listwatch.object_key(item): item for item in snapshot.items},
+                "objects": objects,
             },
         )
 

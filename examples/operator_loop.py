@@ -71,7 +71,8 @@ class Operator:
         self._queued: set[str] = set()  # the keys in the queue: each at most once
 
     async def on_list(self, snapshot: listwatch.Snapshot) -> None:
-        listed = {listwatch.object_key(item): item for item in snapshot.items}
+        # Read the whole stream first: a list error raised out of it changes nothing here.
+        listed = {item.key: item.object async for item in snapshot}
         # Known keys the snapshot lacks were deleted while no watch told us (tombstones whose
         # deletion failed, or was never reached, are among them: they are tried again).
         gone = self._objects.keys() - listed.keys()

@@ -1,7 +1,8 @@
 """listwatch: keep a downstream system in sync with Kubernetes objects.
 
-A full LIST goes to ``on_list`` as one snapshot; watch events are merged by key and go to
-``on_batch``; any error starts a new generation from a fresh LIST.
+A full LIST goes to ``on_list`` as one snapshot (a stream, listed while the receiver reads
+it); watch events are merged by key and go to ``on_batch``; any error starts a new
+generation from a fresh LIST.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from listwatch.errors import (
     ConnectionLost,
     EventTooLarge,
     FatalError,
+    IncompleteList,
     InvalidRequest,
     ListWatchError,
     MalformedEvent,
@@ -24,15 +26,26 @@ from listwatch.errors import (
     ResourceVersionTooLarge,
     ResponseTooLarge,
     ServerError,
+    StaleEpoch,
     TooManyRequests,
     Unauthorized,
     WatchIdle,
     WatchStreamError,
 )
-from listwatch.events import Batch, Event, EventType, JsonObject, Snapshot, object_key
-from listwatch.loop import VeryShortWatch
+from listwatch.events import (
+    Batch,
+    Event,
+    EventType,
+    GroupVersionResource,
+    Item,
+    JsonObject,
+    Page,
+    Snapshot,
+    object_key,
+)
+from listwatch.loop import ListStrategy, VeryShortWatch, WatchListUnsupported
 from listwatch.merger import EventMerger, MergeBuffer
-from listwatch.source import ListOptions, ListWatch, Page, WatchOptions
+from listwatch.source import ListOptions, ListWatch, WatchOptions
 from listwatch.status import Phase, Restart, SyncerStatus
 from listwatch.syncer import Syncer
 
@@ -49,9 +62,13 @@ __all__ = [
     "EventTooLarge",
     "EventType",
     "FatalError",
+    "GroupVersionResource",
+    "IncompleteList",
     "InvalidRequest",
+    "Item",
     "JsonObject",
     "ListOptions",
+    "ListStrategy",
     "ListWatch",
     "ListWatchError",
     "MalformedEvent",
@@ -67,12 +84,14 @@ __all__ = [
     "Restart",
     "ServerError",
     "Snapshot",
+    "StaleEpoch",
     "Syncer",
     "SyncerStatus",
     "TooManyRequests",
     "Unauthorized",
     "VeryShortWatch",
     "WatchIdle",
+    "WatchListUnsupported",
     "WatchOptions",
     "WatchStreamError",
     "__version__",

@@ -17,7 +17,6 @@ import aiohttp
 import msgspec
 import orjson
 
-from listwatch import jsonparse
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,
@@ -29,9 +28,9 @@ from listwatch.errors import (
     api_error_from_response,
     api_error_from_status,
 )
-from listwatch.events import Event, EventType, JsonObject
+from listwatch.events import Event, EventType, Item, Page
 from listwatch.framing import LineFramer, LineTooLong
-from listwatch.source import ListOptions, Page, WatchOptions
+from listwatch.source import ListOptions, WatchOptions
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -39,6 +38,13 @@ if TYPE_CHECKING:
 _CONNECT_TIMEOUT = 30.0
 _LIST_READ_TIMEOUT = 60.0
 _READ_CHUNK = 256 * 1024
+_JSON = "application/json"
+_METADATA_LIST_ACCEPT = (
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+)
+_METADATA_WATCH_ACCEPT = (
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
 _EVENT_TYPES = {member.value: member for member in EventType}
 _NAME_IN_HEAD = re.compile(rb'"metadata"\s*:\s*\{.*?"name"\s*:\s*"([^"\\]{1,253})"', re.DOTALL)
 _NAMESPACE_IN_HEAD = re.compile(rb'"namespace"\s*:\s*"([^"\\]{1,63})"')
@@ -50,43 +56,97 @@ def resource_path(resource: str, *, group: str | None, version: str, namespace: 
     return f"{base}/namespaces/{namespace}/{resource}" if namespace else f"{base}/{resource}"
 
 
-def _kind_of_list(kind: object) -> str | None:
-    if isinstance(kind, str) and kind.endswith("List") and len(kind) > 4:
-        return kind[:-4]
-    return None
+class _ListMeta(msgspec.Struct):
+    resourceVersion: str | None = None
+    continue_: str | None = msgspec.field(default=None, name="continue")
 
 
-def page_from_list_body(body: JsonObject) -> Page:
-    """A LIST response as a ``Page``, with each item's ``kind``/``apiVersion`` filled in.
+class _ListBody(msgspec.Struct):
+    """A LIST response: the list's own fields, and each item as its raw JSON."""
 
-    Built-in lists omit them on items (kubernetes/kubernetes#3030), watch objects carry them;
-    filling them in makes a snapshot item and a watch object look alike.
-    """
-    metadata = body.get("metadata")
-    if not isinstance(metadata, dict):
-        raise MalformedEvent("LIST response has no metadata")
-    rv = metadata.get("resourceVersion")
-    if not isinstance(rv, str) or not rv:
-        raise MalformedEvent("LIST response has no metadata.resourceVersion")
-    items = body.get("items") or []
-    if not isinstance(items, list):
-        raise MalformedEvent("LIST response's items is not a list")
-    kind = _kind_of_list(body.get("kind"))
-    api_version = body.get("apiVersion")
-    if kind and isinstance(api_version, str):
-        for item in items:
-            if "kind" not in item:
-                item["kind"] = kind
-            if "apiVersion" not in item:
-                item["apiVersion"] = api_version
-    token = metadata.get("continue")
-    return Page(items, rv, token if isinstance(token, str) and token else None)
+    kind: str | None = None
+    apiVersion: str | None = None
+    metadata: _ListMeta | None = None
+    items: list[msgspec.Raw] | None = None
 
 
 class _Metadata(msgspec.Struct):
     name: str | None = None
     namespace: str | None = None
     resourceVersion: str | None = None
+
+
+class _ItemHead(msgspec.Struct):
+    """What a list item must tell before it is parsed: its key, RV, and type fields."""
+
+    kind: str | None = None
+    apiVersion: str | None = None
+    metadata: _Metadata | None = None
+
+
+_LIST_BODY = msgspec.json.Decoder(_ListBody)
+_ITEM_HEAD = msgspec.json.Decoder(_ItemHead)
+
+
+def _type_prefix(kind: str | None, api_version: str | None) -> bytes:
+    """The JSON members that open an item lacking ``kind``/``apiVersion``, with its brace."""
+    members = []
+    if kind is not None:
+        members.append(b'"kind":' + orjson.dumps(kind))
+    if api_version is not None:
+        members.append(b'"apiVersion":' + orjson.dumps(api_version))
+    return b"{" + b",".join(members) + b","
+
+
+def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LIST") -> Page:
+    """A LIST response as a ``Page`` of raw items, each with ``kind``/``apiVersion``.
+
+    Nothing is parsed into dicts: msgspec cuts the body into one raw JSON span per item
+    and reads each item's metadata (key and RV), skipping everything else. Built-in lists
+    omit ``kind``/``apiVersion`` on items (kubernetes/kubernetes#3030) while watch objects
+    carry them; the item's JSON gets them spliced in front, so a snapshot item and a watch
+    object look alike, and an item's bytes are otherwise exactly what the server sent.
+    """
+    try:
+        decoded = _LIST_BODY.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedEvent(f"{what} response is not a list: {exc}") from None
+    metadata = decoded.metadata
+    rv = metadata.resourceVersion if metadata is not None else None
+    if not rv:
+        raise MalformedEvent(f"{what} response has no metadata.resourceVersion")
+    list_kind = decoded.kind
+    kind = (
+        list_kind[:-4] if list_kind and list_kind.endswith("List") and len(list_kind) > 4 else None
+    )
+    api_version = decoded.apiVersion
+    prefixes: dict[tuple[bool, bool], bytes] = {}
+    items: list[Item] = []
+    for raw in decoded.items or ():
+        try:
+            head = _ITEM_HEAD.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise MalformedEvent(
+                f"{what} response has an item that is not an object: {exc}"
+            ) from None
+        meta = head.metadata
+        if meta is None or not meta.name:
+            raise MalformedEvent(f"{what} response has an item without metadata.name")
+        key = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+        missing = (
+            head.kind is None and kind is not None,
+            head.apiVersion is None and api_version is not None,
+        )
+        prefix = b""
+        if missing[0] or missing[1]:
+            prefix = prefixes.get(missing, b"")
+            if not prefix:
+                prefix = prefixes[missing] = _type_prefix(
+                    kind if missing[0] else None, api_version if missing[1] else None
+                )
+        items.append(Item(key, meta.resourceVersion or "", raw=memoryview(raw), prefix=prefix))
+    token = metadata.continue_ if metadata is not None else None
+    return Page(items, rv, token or None)
 
 
 class _ObjectHead(msgspec.Struct):
@@ -107,7 +167,19 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
     object: _ObjectHead
 
 
+class _BookmarkMetadata(msgspec.Struct):
+    annotations: dict[str, str] | None = None
+
+
+class _BookmarkObject(msgspec.Struct):
+    metadata: _BookmarkMetadata | None = None
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation of the bookmark that ends a streaming list's initial events (KEP-3157)."""
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+_BOOKMARK = msgspec.json.Decoder(_BookmarkObject)
 _HEAD = msgspec.json.Decoder(_ObjectHead)
 _WIRE = msgspec.json.Decoder(_WireEvent)
 _TYPE_PREFIX = b'{"type":"'
@@ -165,7 +237,15 @@ def _event(type_name: str, head: _ObjectHead, raw: memoryview, size: int) -> Eve
     metadata = head.metadata or _Metadata()
     rv = metadata.resourceVersion or ""
     if event_type is EventType.BOOKMARK:
-        return Event(event_type, None, "", rv, raw=raw)
+        # Only bookmarks have their annotations read: rare events, and a pod's annotations
+        # would cost every ordinary event a dict.
+        try:
+            bookmark = _BOOKMARK.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise MalformedEvent(f"BOOKMARK event of {size} bytes: {exc}") from None
+        annotations = (bookmark.metadata.annotations if bookmark.metadata else None) or {}
+        end = annotations.get(INITIAL_EVENTS_END) == "true"
+        return Event(event_type, None, "", rv, raw=raw, initial_events_end=end)
     if not metadata.name:
         raise MalformedEvent(f"{event_type} event: object has no metadata.name")
     key = f"{metadata.namespace}/{metadata.name}" if metadata.namespace else metadata.name
@@ -195,6 +275,7 @@ class ResourceClient:
         namespace: str | None,
         label_selector: str | None,
         field_selector: str | None,
+        metadata_only: bool,
         max_event_bytes: int,
         max_list_bytes: int,
         idle_timeout: float | None,
@@ -211,7 +292,12 @@ class ResourceClient:
         self._max_event_bytes = max_event_bytes
         self._max_list_bytes = max_list_bytes
         self._idle_timeout = idle_timeout
-        self.description = self._path
+        # client-go's metadata client asks for the PartialObjectMetadata form first and plain
+        # JSON second: a server (or an aggregated API) that cannot convert answers with the
+        # full objects rather than refusing (doc section 8.1).
+        self._list_accept = _METADATA_LIST_ACCEPT if metadata_only else _JSON
+        self._watch_accept = _METADATA_WATCH_ACCEPT if metadata_only else _JSON
+        self.description = self._path + (" (metadata only)" if metadata_only else "")
 
     async def list_page(self, options: ListOptions) -> Page:
         query = list(self._selectors)
@@ -222,29 +308,26 @@ class ResourceClient:
         if options.resource_version:
             query.append(("resourceVersion", options.resource_version))
         timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_LIST_READ_TIMEOUT)
-        response = await self._get(query, timeout, what="list")
+        response = await self._get(query, timeout, what="list", accept=self._list_accept)
         try:
             body = await self._read_capped(response, self._max_list_bytes, what="list")
         finally:
             response.release()
-        try:
-            decoded = jsonparse.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedEvent(f"LIST {self._path} response is not JSON: {exc}") from None
-        if not isinstance(decoded, dict):
-            raise MalformedEvent(f"LIST {self._path} response is not a JSON object")
-        return page_from_list_body(decoded)
+        return page_from_list_body(body, what=f"LIST {self._path}")
 
     async def watch_events(self, options: WatchOptions) -> AsyncGenerator[Event, None]:
         query = [*self._selectors, ("watch", "true")]
         if options.resource_version:
             query.append(("resourceVersion", options.resource_version))
+        if options.send_initial_events:
+            query.append(("sendInitialEvents", "true"))
+            query.append(("resourceVersionMatch", "NotOlderThan"))
         if options.allow_bookmarks:
             query.append(("allowWatchBookmarks", "true"))
         if options.timeout_seconds is not None:
             query.append(("timeoutSeconds", str(options.timeout_seconds)))
         timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
-        response = await self._get(query, timeout, what="watch")
+        response = await self._get(query, timeout, what="watch", accept=self._watch_accept)
         framer = LineFramer(self._max_event_bytes)
         try:
             async for chunk in self._chunks(response, what="watch"):
@@ -281,7 +364,12 @@ class ResourceClient:
             yield chunk
 
     async def _get(
-        self, query: list[tuple[str, str]], limits: aiohttp.ClientTimeout, *, what: str
+        self,
+        query: list[tuple[str, str]],
+        limits: aiohttp.ClientTimeout,
+        *,
+        what: str,
+        accept: str = _JSON,
     ) -> aiohttp.ClientResponse:
         request = f"{what} {self._path}"
         try:
@@ -289,7 +377,7 @@ class ResourceClient:
                 self._path,
                 "GET",
                 query_params=query,
-                header_params={"Accept": "application/json"},
+                header_params={"Accept": accept},
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=limits,

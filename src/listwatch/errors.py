@@ -121,6 +121,11 @@ class EventTooLarge(WatchStreamError):
     """One watch event is larger than ``max_event_bytes``."""
 
 
+class IncompleteList(WatchStreamError):
+    """A streaming list ended (or went quiet) before the bookmark that marks the end of its
+    initial events: what was streamed is not a whole snapshot."""
+
+
 class ResponseTooLarge(ListWatchError):
     """A LIST response is larger than ``max_list_bytes``."""
 
@@ -131,6 +136,24 @@ class ReceiverError(ListWatchError):
 
 class ReceiverTimeout(ReceiverError):
     """``on_list`` or ``on_batch`` ran longer than ``sync_timeout``."""
+
+
+class StaleEpoch(ListWatchError):
+    """A receiver refused a write whose epoch is older than the one it has recorded.
+
+    The epoch is the leader's fencing token: a receiver that has seen epoch E never applies
+    a write of an epoch below E, so a leader that was paused or cut off, and woke up after
+    another replica took over, cannot overwrite the new leader's state.
+    """
+
+    def __init__(self, resource: str, epoch: int, recorded: int) -> None:
+        self.resource = resource
+        self.epoch = epoch
+        self.recorded = recorded
+        super().__init__(
+            f"{resource}: refused a write of epoch {epoch}: the receiver has recorded epoch "
+            f"{recorded} (a newer leader has written)"
+        )
 
 
 _STATUS_CLASSES: Mapping[int, type[ApiError]] = {

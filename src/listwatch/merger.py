@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from listwatch.events import Batch, Event, EventType, KeyFunc
+from listwatch.events import Batch, Event, EventType, GroupVersionResource, KeyFunc
 
 __all__ = ["EventMerger", "MergeBuffer", "OnBatch"]
 
@@ -87,7 +87,9 @@ class MergeBuffer:
             self._resource_version = event.resource_version
         self._received += 1
 
-    def take(self, generation: int = 0) -> Batch | None:
+    def take(
+        self, generation: int = 0, *, epoch: int = 0, resource: GroupVersionResource | None = None
+    ) -> Batch | None:
         """Return the pending changes as a :class:`Batch` and start over.
 
         ``None`` when there is nothing new: no pending key and the RV did not move since the last
@@ -96,7 +98,9 @@ class MergeBuffer:
         """
         if not self._pending and self._resource_version == self._taken_resource_version:
             return None
-        batch = Batch(self._pending, self._resource_version, generation, self._received)
+        batch = Batch(
+            self._pending, self._resource_version, generation, self._received, epoch, resource
+        )
         self._pending = {}
         self._taken_resource_version = self._resource_version
         self._received = 0
@@ -123,6 +127,8 @@ class EventMerger:
         queue_size: int = 1000,
         key: KeyFunc | None = None,
         generation: int = 0,
+        epoch: int = 0,
+        resource: GroupVersionResource | None = None,
     ) -> None:
         if not merge_interval > 0:  # also rejects NaN
             raise ValueError(f"merge_interval must be > 0 seconds, got {merge_interval!r}")
@@ -135,6 +141,8 @@ class EventMerger:
         self._max_batch = max_batch
         self._key = key
         self._generation = generation
+        self._epoch = epoch
+        self._resource = resource
         self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
         self._buffer = MergeBuffer(key=key)
         self._batches_delivered = 0
@@ -228,7 +236,7 @@ class EventMerger:
 
     async def _flush(self) -> None:
         """Deliver the buffer's batch, if there is anything new."""
-        batch = self._buffer.take(self._generation)
+        batch = self._buffer.take(self._generation, epoch=self._epoch, resource=self._resource)
         if batch is None:
             return
         logger.debug(

@@ -12,10 +12,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from listwatch.events import Event, JsonObject
+from listwatch.events import Event, GroupVersionResource, Page
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
+
+__all__ = ["ListFunc", "ListOptions", "ListWatch", "Page", "WatchFunc", "WatchOptions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +31,18 @@ class ListOptions:
 
 @dataclass(frozen=True, slots=True)
 class WatchOptions:
-    """One WATCH request: events after ``resource_version``."""
+    """One WATCH request: events after ``resource_version``.
+
+    ``send_initial_events`` makes it a streaming list (WatchList, KEP-3157): the request
+    carries ``sendInitialEvents=true&resourceVersionMatch=NotOlderThan`` and the stream
+    opens with an ADDED event per object, then a bookmark annotated
+    ``k8s.io/initial-events-end``, then the changes after it.
+    """
 
     resource_version: str
     timeout_seconds: int | None = None
     allow_bookmarks: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a LIST. Items already carry ``kind`` and ``apiVersion``."""
-
-    items: list[JsonObject]
-    resource_version: str
-    continue_token: str | None = None
+    send_initial_events: bool = False
 
 
 ListFunc = Callable[[ListOptions], Awaitable[Page]]
@@ -54,14 +54,27 @@ caller closes it (``aclose``), which must release the connection."""
 
 
 class ListWatch:
-    """A listable, watchable resource: the source a ``Syncer`` mirrors."""
+    """A listable, watchable resource: the source a ``Syncer`` mirrors.
+
+    ``resource`` names the collection for receivers and metrics. ``watch_list`` declares
+    that ``watch_func`` honours ``WatchOptions.send_initial_events`` (the API server does;
+    a custom source usually does not, and then ``list_strategy="auto"`` pages).
+    """
 
     def __init__(
-        self, *, list_func: ListFunc, watch_func: WatchFunc, description: str = "custom source"
+        self,
+        *,
+        list_func: ListFunc,
+        watch_func: WatchFunc,
+        description: str = "custom source",
+        resource: GroupVersionResource | None = None,
+        watch_list: bool = False,
     ) -> None:
         self._list_func = list_func
         self._watch_func = watch_func
         self.description = description
+        self.resource = resource
+        self.watch_list = watch_list
 
     @classmethod
     def from_client(
@@ -74,6 +87,7 @@ class ListWatch:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        metadata_only: bool = False,
         max_event_bytes: int = 16 * 1024 * 1024,
         max_list_bytes: int = 1024 * 1024 * 1024,
         idle_timeout: float | None = 120.0,
@@ -82,7 +96,9 @@ class ListWatch:
 
         ``resource`` is the plural name (``pods``, ``deployments``, a CRD's plural); ``group``
         is None for the core API. ``namespace=None`` lists all namespaces (or a cluster-scoped
-        resource). ``idle_timeout``: a watch that receives no byte for that long is dead.
+        resource). ``metadata_only`` asks for ``PartialObjectMetadata`` (names, labels,
+        annotations, owners: no spec or status), as client-go's metadata client does.
+        ``idle_timeout``: a watch that receives no byte for that long is dead.
         """
         from listwatch.apiclient import ResourceClient  # noqa: PLC0415 (it imports this module)
 
@@ -94,6 +110,7 @@ class ListWatch:
             namespace=namespace,
             label_selector=label_selector,
             field_selector=field_selector,
+            metadata_only=metadata_only,
             max_event_bytes=max_event_bytes,
             max_list_bytes=max_list_bytes,
             idle_timeout=idle_timeout,
@@ -102,6 +119,8 @@ class ListWatch:
             list_func=client.list_page,
             watch_func=client.watch_events,
             description=client.description,
+            resource=GroupVersionResource(group or "", version, resource),
+            watch_list=True,
         )
 
     async def list(self, options: ListOptions) -> Page:

@@ -1,24 +1,27 @@
 """``Syncer``: the supervisor that keeps a receiver equal to the cluster, generation by generation.
 
-A *generation* is one LIST plus the watch that follows it. The snapshot goes to ``on_list``;
-then a watcher task feeds events into an ``EventMerger`` whose batches go to ``on_batch``,
-both in one task group. Whatever goes wrong (a 410, a dropped stream the loop cannot resume,
-a receiver that raises or hangs) ends the group: everything queued or pending is dropped with
-it, and the next generation starts from a fresh LIST after a backoff. Because ``on_list`` of
-generation N+1 runs only after generation N's task group has exited, nothing from an old
-generation can reach the receiver after the new snapshot; and because the new watch starts at
-the new snapshot's resourceVersion, every event delivered after it is newer than it. That is
-the whole correctness argument; see ``architecture.md``.
+A *generation* is one LIST plus the watch that follows it. The snapshot goes to ``on_list``
+as a stream that is listed while the receiver reads it (paged, or as a streaming list whose
+watch then goes on); then a watcher task feeds events into an ``EventMerger`` whose batches
+go to ``on_batch``, both in one task group. Whatever goes wrong (a 410, a dropped stream the
+loop cannot resume, a receiver that raises or hangs) ends the group: everything queued or
+pending is dropped with it, and the next generation starts from a fresh LIST after a
+backoff. Because ``on_list`` of generation N+1 runs only after generation N's task group has
+exited, nothing from an old generation can reach the receiver after the new snapshot; and
+because the new watch starts at the new snapshot's resourceVersion, every event delivered
+after it is newer than it. That is the whole correctness argument; see ``architecture.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from types import TracebackType
 from typing import NoReturn, Self
 
@@ -30,8 +33,14 @@ from listwatch.errors import (
     ReceiverTimeout,
     Unauthorized,
 )
-from listwatch.events import Batch, Event, EventType, KeyFunc, Snapshot, Transform
-from listwatch.loop import list_snapshot, watch_from
+from listwatch.events import Batch, Event, EventType, KeyFunc, Page, PageStream, Snapshot, Transform
+from listwatch.loop import (
+    EventStream,
+    ListingPolicy,
+    ListStrategy,
+    watch_from,
+    watch_timeout_seconds,
+)
 from listwatch.merger import EventMerger
 from listwatch.source import ListWatch
 from listwatch.status import Phase, Restart, SyncerStatus
@@ -66,6 +75,11 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
+def aclosing_optional(stream: EventStream | None) -> contextlib.AbstractAsyncContextManager[object]:
+    """``aclosing(stream)``, or nothing to close."""
+    return contextlib.nullcontext() if stream is None else aclosing(stream)
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
@@ -94,6 +108,8 @@ class Syncer:
         sync_timeout: float | None = None,
         backoff: Backoff | None = None,
         page_size: int = 500,
+        list_strategy: ListStrategy | str = ListStrategy.AUTO,
+        watch_timeout: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if resync_period is not None and not resync_period > 0:
@@ -102,6 +118,8 @@ class Syncer:
             raise ValueError("sync_timeout must be positive (or None)")
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
+        if watch_timeout is not None and not watch_timeout > 0:
+            raise ValueError("watch_timeout must be positive seconds (or None)")
         # Built once so that bad merger arguments fail here, not in the first generation.
         EventMerger(
             on_batch, merge_interval=merge_interval, max_batch=max_batch, queue_size=queue_size
@@ -118,6 +136,8 @@ class Syncer:
         self._sync_timeout = sync_timeout
         self._backoff = backoff or Backoff()
         self._page_size = page_size
+        self._listing = ListingPolicy(list_strategy, source)
+        self._watch_timeout = watch_timeout
         self._rng = rng or random.Random()
         self._task: asyncio.Task[NoReturn] | None = None
         self._changed = asyncio.Event()
@@ -207,6 +227,7 @@ class Syncer:
                     logger.error("generation %d: %s; giving up", self._generation, exc)
                     raise
                 except Exception as exc:  # any error starts a new generation
+                    self._listing.failed(exc)
                     self._fail_generation(exc)
                 self._set_phase(Phase.BACKING_OFF)
                 delay = await self._backoff.wait()
@@ -239,25 +260,30 @@ class Syncer:
     async def _run_generation(self, generation: int) -> None:
         logger.info("generation %d: listing %s", generation, self._source.description)
         self._set_phase(Phase.LISTING)
-        listed = await list_snapshot(
-            self._source,
+        listing = await self._listing.open(
             page_size=self._page_size,
             backoff=self._backoff,
-            transform=self._transform,
+            watch_timeout=self._next_watch_timeout(),
         )
-        snapshot = Snapshot(listed.items, listed.resource_version, generation)
+        async with listing:
+            snapshot = Snapshot(
+                self._transformed(listing.pages),
+                resource_version=listing.resource_version,
+                generation=generation,
+                resource=self._source.resource,
+            )
+            await self._deliver_snapshot(snapshot)
+            first_stream = listing.take_watch()
         logger.info(
-            "generation %d: snapshot of %d objects at resourceVersion %s",
+            "generation %d: %s snapshot of %d objects at resourceVersion %s",
             generation,
-            len(snapshot),
+            "streamed" if first_stream is not None else "paged",
+            snapshot.count,
             snapshot.resource_version,
         )
-        await self._deliver("on_list", self._on_list(snapshot))
-        self._snapshot_size = len(snapshot)
+        self._snapshot_size = snapshot.count
         self._snapshot_rv = self._resource_version = resource_version = snapshot.resource_version
-        # The receiver has the items now; holding them for the whole generation would double
-        # the memory of a large mirror.
-        del listed, snapshot
+        del snapshot
         self._synced = self._has_synced = True
         self._set_phase(Phase.WATCHING)
 
@@ -268,15 +294,18 @@ class Syncer:
             queue_size=self._queue_size,
             key=self._key,
             generation=generation,
+            resource=self._source.resource,
         )
         self._merger = merger
         try:
-            # asyncio's TaskGroup, not anyio's: with anyio 4.16 a cancelled Syncer whose
-            # pipeline was busy kept delivering batches for seconds (its children were not
-            # cancelled); the stdlib group stops them at once (benchmarks: `--only stall`).
-            async with asyncio.TaskGroup() as group:
+            # The streaming list's watch is closed here too, should the group end before
+            # the watch task has taken it (closing it twice is harmless). asyncio's TaskGroup,
+            # not anyio's: with anyio 4.16 a cancelled Syncer whose pipeline was busy kept
+            # delivering batches for seconds (its children were not cancelled); the stdlib
+            # group stops them at once (benchmarks: `--only stall`).
+            async with aclosing_optional(first_stream), asyncio.TaskGroup() as group:
                 group.create_task(merger.run())
-                group.create_task(self._watch(resource_version, merger))
+                group.create_task(self._watch(resource_version, merger, first_stream))
                 if self._resync_period is not None:
                     group.create_task(self._resync_after(self._resync_period))
         except BaseExceptionGroup as group_error:
@@ -284,7 +313,48 @@ class Syncer:
         finally:
             self._merger = None  # its queue and pending keys are dropped with it
 
-    async def _watch(self, resource_version: str, merger: EventMerger) -> NoReturn:
+    def _transformed(self, pages: PageStream) -> PageStream:
+        transform = self._transform
+        if transform is None:
+            return pages
+
+        async def transformed() -> PageStream:
+            async with aclosing(pages):
+                async for page in pages:
+                    items = [item.with_transform(transform) for item in page.items]
+                    yield Page(items, page.resource_version, page.continue_token)
+
+        return transformed()
+
+    async def _deliver_snapshot(self, snapshot: Snapshot) -> None:
+        """``on_list``, and the rules of the stream around it (see ``Snapshot``).
+
+        A list error raised out of the receiver's iteration is the *source's* failure, not
+        the receiver's, whatever the receiver turned it into (or if it swallowed it): the
+        generation ends with the list error itself, and the loop's rules decide what next.
+        A receiver that returns before the end of the stream has not taken the snapshot.
+        """
+        try:
+            await self._deliver("on_list", self._on_list(snapshot))
+        except ReceiverError:
+            if snapshot.failure is not None:
+                raise snapshot.failure from None
+            raise
+        if snapshot.failure is not None:
+            raise snapshot.failure
+        if not snapshot.complete:
+            raise ReceiverError(
+                f"on_list returned after reading {snapshot.count} items, before the end of "
+                "the snapshot: a receiver must read the whole stream (or raise), or it would "
+                "take part of the cluster for all of it"
+            )
+
+    def _next_watch_timeout(self) -> int:
+        return watch_timeout_seconds(self._watch_timeout, self._rng)
+
+    async def _watch(
+        self, resource_version: str, merger: EventMerger, first_stream: EventStream | None
+    ) -> NoReturn:
         transform = self._transform
         debug = logger.isEnabledFor(logging.DEBUG)
 
@@ -298,7 +368,14 @@ class Syncer:
             if not merger.offer(event):
                 await merger.put(event)  # a full queue: wait (backpressure, never loss)
 
-        await watch_from(self._source, resource_version, emit, backoff=self._backoff, rng=self._rng)
+        await watch_from(
+            self._source,
+            resource_version,
+            emit,
+            backoff=self._backoff,
+            timeout_seconds=self._next_watch_timeout,
+            first_stream=first_stream,
+        )
 
     async def _resync_after(self, period: float) -> NoReturn:
         await asyncio.sleep(period * (1.0 + self._rng.random() * _RESYNC_JITTER))

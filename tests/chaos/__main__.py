@@ -110,6 +110,7 @@ class Report:
 async def soak(args: argparse.Namespace) -> Report:
     report = Report()
     profiles = args.profile or list(PROFILES)
+    strategies = args.list_strategy or ["paged", "stream"]
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
     index = 0
     while True:
@@ -119,14 +120,17 @@ async def soak(args: argparse.Namespace) -> Report:
             break
         profile = profiles[index % len(profiles)]
         seed = args.seed + index // len(profiles)
+        strategy = strategies[(index // len(profiles)) % len(strategies)]
         duration = args.duration or random.Random(f"duration:{seed}").uniform(2.0, 12.0)
         index += 1
         try:
-            result = await run_scenario(profile, seed, duration=round(duration, 1))
+            result = await run_scenario(
+                profile, seed, duration=round(duration, 1), list_strategy=strategy
+            )
         except ChaosFailure as failure:
             text = str(failure)
-            print(f"FAILED {profile} seed={seed}\n{text}", flush=True)
-            report.failures.append((profile, seed, text.splitlines()[0][:300]))
+            print(f"FAILED {profile} {strategy} seed={seed}\n{text}", flush=True)
+            report.failures.append((f"{profile} {strategy}", seed, text.splitlines()[0][:300]))
             if args.stop_on_failure:
                 break
             continue
@@ -143,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="append", choices=list(PROFILES), help="only these (repeatable)"
     )
     parser.add_argument("--seed", type=int, default=1000, help="the first seed")
+    parser.add_argument(
+        "--list-strategy",
+        action="append",
+        choices=["paged", "stream"],
+        help="only these list strategies (repeatable; default: both, alternating)",
+    )
     parser.add_argument(
         "--duration",
         type=float,

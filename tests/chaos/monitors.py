@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from listwatch import Batch, EventType, Snapshot, SyncerStatus, object_key
+from listwatch import Batch, EventType, ListWatchError, Snapshot, SyncerStatus, object_key
 
 Digest = bytes
 
@@ -203,15 +203,28 @@ class CheckingReceiver:
     async def on_list(self, snapshot: Snapshot) -> None:
         self._enter("on_list", snapshot.generation)
         try:
+            await self._misbehave("on_list", self.faults.raise_list)
+            # Read as a streaming receiver does; a list error comes out of this loop, and
+            # the half-read snapshot is dropped (a database would roll it back).
+            partial = self.faults.partial and self.rng.random() < self.faults.partial
+            items: list[dict[str, Any]] = []
+            try:
+                async for item in snapshot:
+                    items.append(item.object)
+                    if partial and len(items) > 1:
+                        self.counts["on_list partial"] += 1
+                        self.trace.add("receiver", f"read {len(items)} items then failed")
+                        raise ReceiverDown("the receiver failed in the middle of a snapshot")
+            except ListWatchError as exc:
+                self.counts["on_list list error"] += 1
+                self.trace.add("on_list", f"gen={snapshot.generation} list error: {exc}")
+                raise
             self.trace.add(
                 "on_list",
-                f"gen={snapshot.generation} rv={snapshot.resource_version} items={len(snapshot)}",
+                f"gen={snapshot.generation} rv={snapshot.resource_version} items={len(items)}",
             )
-            await self._misbehave("on_list", self.faults.raise_list)
-            self._check_snapshot(snapshot)
-            self.objects = {
-                object_key(item): (rv_of(item), digest(item)) for item in snapshot.items
-            }
+            self._check_snapshot(snapshot, items)
+            self.objects = {object_key(item): (rv_of(item), digest(item)) for item in items}
             for key, (rv, _) in self.objects.items():
                 self._applied[key] = rv
             self.generation = snapshot.generation
@@ -280,7 +293,7 @@ class CheckingReceiver:
             self.trace.add("receiver", f"{what} raises")
             raise ReceiverDown(f"injected {what} failure")
 
-    def _check_snapshot(self, snapshot: Snapshot) -> None:
+    def _check_snapshot(self, snapshot: Snapshot, items: list[dict[str, Any]]) -> None:
         s = int(snapshot.resource_version)
         if snapshot.generation <= self._last_generation_seen:
             self.violate(
@@ -291,7 +304,7 @@ class CheckingReceiver:
         if self.batch_rv is not None and s < self.batch_rv:
             self.violate(f"snapshot at RV {s} is older than RV {self.batch_rv} already delivered")
         seen: set[str] = set()
-        for item in snapshot.items:
+        for item in items:
             key, rv = object_key(item), rv_of(item)
             if key in seen:
                 self.violate(f"snapshot at {s} lists {key} twice")
@@ -300,7 +313,7 @@ class CheckingReceiver:
                 self.violate(f"snapshot at {s} holds {key} at newer RV {rv}")
             self._check_content(key, rv, item, "snapshot")
             self._check_monotonic(key, rv, "snapshot", allow_equal=True)
-        got = {object_key(item): rv_of(item) for item in snapshot.items}
+        got = {object_key(item): rv_of(item) for item in items}
         self._compare(got, self.world.state_at(s), f"snapshot at RV {s}")
 
     def _check_batch_header(self, batch: Batch) -> None:

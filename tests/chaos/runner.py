@@ -98,6 +98,7 @@ class RunResult:
     history_limit: int | None
     max_batch: int
     queue_size: int
+    strategy: str = "paged"
     convergence: float = 0.0
     faults_injected: dict[str, int] = field(default_factory=dict)
     faults_fired: dict[str, int] = field(default_factory=dict)
@@ -119,7 +120,7 @@ class RunResult:
             f" blackout {self.blackout.requests}/{self.blackout.bound} req" if self.blackout else ""
         )
         return (
-            f"{self.profile:<17} seed={self.seed:<5} quirk={self.quirk:<11} "
+            f"{self.profile:<17} {self.strategy:<6} seed={self.seed:<5} quirk={self.quirk:<11} "
             f"writes={self.writes:<5} faults={fired:<3} receiver-faults={receiver:<3} "
             f"restarts={sum(self.restarts.values()):<3} lists={self.snapshots:<3} "
             f"batches={self.batches:<4} converged in {self.convergence:.2f} s{blackout}"
@@ -136,8 +137,10 @@ class _Scenario:
         converge_within: float,
         wrap_source: Callable[[ListWatch], ListWatch] | None,
         backoff: Backoff | None,
+        list_strategy: str,
     ) -> None:
         self.backoff = backoff
+        self.list_strategy = list_strategy
         self.blackout_hits = 0
         self.profile = profile
         self.seed = seed
@@ -155,10 +158,17 @@ class _Scenario:
         self.trace = Trace()
         self.world = World(self.transform)
         self.result = RunResult(
-            profile.name, seed, self.quirk, self.history_limit, self.max_batch, self.queue_size
+            profile.name,
+            seed,
+            self.quirk,
+            self.history_limit,
+            self.max_batch,
+            self.queue_size,
+            list_strategy,
         )
         self.header = (
-            f"profile={profile.name} seed={seed} (stale_watch={self.quirk}, "
+            f"profile={profile.name} seed={seed} list_strategy={list_strategy} "
+            f"(stale_watch={self.quirk}, "
             f"history_limit={self.history_limit}, max_batch={self.max_batch}, "
             f"queue_size={self.queue_size}, resync_period={self.resync_period}, "
             f"transform={profile.transform})"
@@ -241,6 +251,7 @@ class _Scenario:
                         rng=self._random(),
                     ),
                     page_size=profile.page_size,
+                    list_strategy=self.list_strategy,
                     transform=self.transform,
                     resync_period=self.resync_period,
                     rng=ShortWatches(self.rng.getrandbits(64)),
@@ -479,11 +490,13 @@ async def run_scenario(
     converge_within: float = CONVERGE_WITHIN,
     wrap_source: Callable[[ListWatch], ListWatch] | None = None,
     backoff: Backoff | None = None,
+    list_strategy: str = "paged",
 ) -> RunResult:
     """One checked run; raises :class:`ChaosFailure` (with seed and trace) on a violation.
 
-    ``wrap_source`` and ``backoff`` replace parts of the system under test, to show that
-    the monitors catch a broken one.
+    ``list_strategy`` is the Syncer's: paged LISTs, or streaming lists (a wrapped source
+    that cannot stream pages). ``wrap_source`` and ``backoff`` replace parts of the system
+    under test, to show that the monitors catch a broken one.
     """
     if isinstance(profile, str):
         profile = PROFILES[profile]
@@ -494,6 +507,7 @@ async def run_scenario(
         converge_within=converge_within,
         wrap_source=wrap_source,
         backoff=backoff,
+        list_strategy=list_strategy,
     )
     return await scenario.run()
 

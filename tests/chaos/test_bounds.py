@@ -50,7 +50,7 @@ class StallingReceiver:
         self.largest_batch = 0
 
     async def on_list(self, snapshot: Snapshot) -> None:
-        self.state = {_key(o): o["metadata"]["resourceVersion"] for o in snapshot.items}
+        self.state = {item.key: item.resource_version async for item in snapshot}
         self._notify()
 
     async def on_batch(self, batch: Batch) -> None:

@@ -1,7 +1,8 @@
 """Cancelling a Syncer at any point leaves nothing behind: no task, no connection, no watch.
 
 The Syncer is stopped (``async with`` exits, which cancels its task) at a chosen point —
-during a LIST, between LIST pages, inside ``on_list``, in the middle of a batch, while
+during a LIST, between LIST pages (or runs of a streaming list's initial events), inside
+``on_list`` with the snapshot stream open, in the middle of a batch, while
 watching, while a large event streams, during a backoff or a Retry-After wait, or at a
 random moment of a faulty run — plus a seeded random delay after reaching it. Then asyncio's
 task list (less the fake server's connection handlers) must be what it was before, and once
@@ -32,6 +33,7 @@ class BlockingReceiver:
     def __init__(self, block: str | None) -> None:
         self.block = block
         self.entered = asyncio.Event()
+        self.page_read = asyncio.Event()
         self.cancelled = False
         self.running = 0
         self.lists = 0
@@ -51,7 +53,9 @@ class BlockingReceiver:
         self.running += 1
         try:
             self.lists += 1
-            await self._maybe_block("on_list")
+            async for _ in snapshot.pages():
+                self.page_read.set()
+                await self._maybe_block("on_list")  # with the stream open, mid-snapshot
         finally:
             self.running -= 1
 
@@ -69,11 +73,11 @@ Point = Callable[[FakeApiServer, Syncer, BlockingReceiver], Awaitable[None]]
 
 
 async def during_list(server: FakeApiServer, syncer: Syncer, receiver: BlockingReceiver) -> None:
-    await server.wait_for_request(lambda r: not r.watch)
+    await server.wait_for_request(lambda r: not r.watch or "sendInitialEvents" in r.query)
 
 
 async def between_pages(server: FakeApiServer, syncer: Syncer, receiver: BlockingReceiver) -> None:
-    await server.wait_for_request(lambda r: "continue" in r.query)
+    await receiver.page_read.wait()
 
 
 async def in_on_list(server: FakeApiServer, syncer: Syncer, receiver: BlockingReceiver) -> None:
@@ -136,18 +140,23 @@ POINTS: dict[str, tuple[Point, str | None]] = {
 
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("point", list(POINTS))
-async def test_cancellation_leaks_nothing(point: str, seed: int) -> None:
-    rng = random.Random(f"{point}:{seed}")
+@pytest.mark.parametrize("strategy", ["paged", "stream"])
+async def test_cancellation_leaks_nothing(point: str, seed: int, strategy: str) -> None:
+    rng = random.Random(f"{point}:{seed}:{strategy}")
     reach, block = POINTS[point]
+    listing_is_a_watch = strategy == "stream"
     async with FakeApiServer(bookmark_interval=0.05) as server:
         for i in range(9):
             await server.create(configmap(f"cm-{i}", "default", i))
+        # The listing request is a LIST, or the streaming list's watch (the first one).
         if point == "during-list":
-            server.inject(Fault.slow(5.0), path=PATH, watch=False)
+            server.inject(Fault.slow(5.0), path=PATH, watch=listing_is_a_watch)
         if point == "between-list-pages":
-            server.inject(Fault.slow(0.05), path=PATH, watch=False, times=None)
+            server.inject(Fault.slow(0.05), path=PATH, watch=listing_is_a_watch, times=None)
         if point == "during-retry-after-wait":
-            server.inject(Fault.too_many_requests(retry_after=5), path=PATH, watch=False)
+            server.inject(
+                Fault.too_many_requests(retry_after=5), path=PATH, watch=listing_is_a_watch
+            )
         receiver = BlockingReceiver(block)
         baseline = other_tasks()
         api: Any = server.api_client()
@@ -158,6 +167,7 @@ async def test_cancellation_leaks_nothing(point: str, seed: int) -> None:
                 on_batch=receiver.on_batch,
                 merge_interval=0.01,
                 page_size=2,
+                list_strategy=strategy,
                 backoff=Backoff(initial=2.0, cap=4.0) if point == "during-backoff" else None,
             )
             async with syncer:

@@ -58,9 +58,7 @@ class Receiver:
         self.changed = asyncio.Event()
 
     async def on_list(self, snapshot: Snapshot) -> None:
-        self.keys = {
-            f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in snapshot.items
-        }
+        self.keys = {item.key async for item in snapshot}
         self._notify()
 
     async def on_batch(self, batch: Batch) -> None:
@@ -90,7 +88,7 @@ async def server() -> AsyncIterator[FakeApiServer]:
 
 
 async def count_requests_while_failing(
-    server: FakeApiServer, fault: Callable[[], Fault], *, watch: bool
+    server: FakeApiServer, fault: Callable[[], Fault], *, watch: bool, strategy: str = "paged"
 ) -> tuple[int, float, Syncer, Receiver]:
     receiver = Receiver()
     api: Any = server.api_client()
@@ -100,6 +98,7 @@ async def count_requests_while_failing(
         on_batch=receiver.on_batch,
         merge_interval=0.01,
         backoff=Backoff(initial=INITIAL, cap=CAP, reset_after=60.0),
+        list_strategy=strategy,
     )
     loop = asyncio.get_running_loop()
     server.inject(fault(), path=PATH, watch=watch, times=None)
@@ -142,3 +141,20 @@ async def test_every_watch_failing(server: FakeApiServer, name: str) -> None:
     # An attempt is one LIST page (3 objects) and one WATCH, or a WATCH alone (429).
     bound = max_requests_under_backoff(elapsed, initial=INITIAL, cap=CAP, per_attempt=2)
     assert 2 <= requests <= bound, f"{requests} requests in {elapsed:.2f} s, bound {bound}"
+
+
+STREAMING_LIST_FAULTS = {**WATCH_FAULTS, "401": lambda: Fault.status(401)}
+
+
+@pytest.mark.parametrize("name", list(STREAMING_LIST_FAULTS))
+async def test_every_streaming_list_failing(server: FakeApiServer, name: str) -> None:
+    """With ``list_strategy="stream"`` the snapshot is a watch: every one of them fails."""
+    requests, elapsed, _, _ = await count_requests_while_failing(
+        server, STREAMING_LIST_FAULTS[name], watch=True, strategy="stream"
+    )
+    print(f"{name}: {requests} requests in {elapsed:.2f} s")
+    # An attempt is one request: the streaming list (429s are retried as the same request).
+    bound = max_requests_under_backoff(elapsed, initial=INITIAL, cap=CAP, per_attempt=1)
+    assert 2 <= requests <= bound, f"{requests} requests in {elapsed:.2f} s, bound {bound}"
+    assert all("sendInitialEvents" in r.query for r in server.requests if r.watch)
+    assert not [r for r in server.requests if not r.watch and r.path == PATH]

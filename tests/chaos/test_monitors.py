@@ -66,7 +66,7 @@ def receiver_for(world: World) -> CheckingReceiver:
 
 async def test_a_correct_history_passes(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 1))
+    await receiver.on_list(Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=1))
     await receiver.on_batch(
         batch(
             1,
@@ -81,7 +81,7 @@ async def test_a_correct_history_passes(world: World) -> None:
 
 async def test_an_event_not_newer_than_the_snapshot_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 1))
+    await receiver.on_list(Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=1))
     await receiver.on_batch(batch(1, 3, event(EventType.MODIFIED, written("a", 3, 3))))
     assert any("delivered after the snapshot at RV 3" in v for v in receiver.violations)
     assert receiver.failed.is_set()
@@ -89,7 +89,7 @@ async def test_an_event_not_newer_than_the_snapshot_is_reported(world: World) ->
 
 async def test_a_resource_version_going_back_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 1, 1)], "1", 1))
+    await receiver.on_list(Snapshot.of([written("a", 1, 1)], "1", generation=1))
     await receiver.on_batch(batch(1, 3, event(EventType.MODIFIED, written("a", 3, 3))))
     await receiver.on_batch(batch(1, 3, event(EventType.MODIFIED, written("a", 1, 1))))
     assert any("default/a: applied RV went back: 3 -> 1" in v for v in receiver.violations)
@@ -97,15 +97,15 @@ async def test_a_resource_version_going_back_is_reported(world: World) -> None:
 
 async def test_a_snapshot_older_than_what_was_delivered_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 1))
-    await receiver.on_list(Snapshot([written("a", 1, 1), written("b", 2, 2)], "2", 2))
+    await receiver.on_list(Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=1))
+    await receiver.on_list(Snapshot.of([written("a", 1, 1), written("b", 2, 2)], "2", generation=2))
     assert any("older than RV 3 already delivered" in v for v in receiver.violations)
     assert any("default/a: applied RV went back: 3 -> 1" in v for v in receiver.violations)
 
 
 async def test_a_lost_event_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 1))
+    await receiver.on_list(Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=1))
     # b's deletion at 4 never arrived: at RV 5 the mirror still holds b.
     await receiver.on_batch(batch(1, 5, event(EventType.ADDED, written("c", 5, 5))))
     assert any("extra default/b@2" in v for v in receiver.violations)
@@ -113,7 +113,7 @@ async def test_a_lost_event_is_reported(world: World) -> None:
 
 async def test_an_inconsistent_snapshot_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3)], "3", 1))  # b is missing
+    await receiver.on_list(Snapshot.of([written("a", 3, 3)], "3", generation=1))  # b is missing
     assert any("missing default/b@2" in v for v in receiver.violations)
 
 
@@ -121,13 +121,13 @@ async def test_corrupted_content_is_reported(world: World) -> None:
     receiver = receiver_for(world)
     corrupted = written("a", 3, 3)
     corrupted["data"]["step"] = "garbage"
-    await receiver.on_list(Snapshot([corrupted, written("b", 2, 2)], "3", 1))
+    await receiver.on_list(Snapshot.of([corrupted, written("b", 2, 2)], "3", generation=1))
     assert any("differs from what the server wrote" in v for v in receiver.violations)
 
 
 async def test_a_batch_of_an_older_generation_is_reported(world: World) -> None:
     receiver = receiver_for(world)
-    await receiver.on_list(Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 2))
+    await receiver.on_list(Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=2))
     await receiver.on_batch(batch(1, 5, event(EventType.ADDED, written("c", 5, 5))))
     assert any("batch of generation 1 reached the receiver" in v for v in receiver.violations)
 
@@ -139,8 +139,11 @@ async def test_overlapping_calls_are_reported(world: World) -> None:
         random.Random(0),
         ReceiverFaults(stall=1.0, stall_seconds=(0.05, 0.05)),
     )
-    snapshot = Snapshot([written("a", 3, 3), written("b", 2, 2)], "3", 1)
-    await asyncio.gather(receiver.on_list(snapshot), receiver.on_list(snapshot))
+
+    def snapshot() -> Snapshot:
+        return Snapshot.of([written("a", 3, 3), written("b", 2, 2)], "3", generation=1)
+
+    await asyncio.gather(receiver.on_list(snapshot()), receiver.on_list(snapshot()))
     assert any("started while on_list of generation 1 runs" in v for v in receiver.violations)
 
 

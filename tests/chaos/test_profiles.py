@@ -12,15 +12,21 @@ from .profiles import PROFILES
 from .runner import run_scenario
 
 SEEDS = (1, 2, 3)
+STRATEGIES = ("paged", "stream")
 CI_DURATION = 2.0  # seconds of churn and faults per run
 
 
 @pytest.mark.parametrize(
-    ("profile", "seed"),
-    [pytest.param(name, seed, id=f"{name}-seed{seed}") for name in PROFILES for seed in SEEDS],
+    ("profile", "seed", "strategy"),
+    [
+        pytest.param(name, seed, strategy, id=f"{name}-{strategy}-seed{seed}")
+        for name in PROFILES
+        for strategy in STRATEGIES
+        for seed in SEEDS
+    ],
 )
-async def test_profile(profile: str, seed: int) -> None:
-    result = await run_scenario(profile, seed, duration=CI_DURATION)
+async def test_profile(profile: str, seed: int, strategy: str) -> None:
+    result = await run_scenario(profile, seed, duration=CI_DURATION, list_strategy=strategy)
 
     spec = PROFILES[profile]
     assert result.writes > 0

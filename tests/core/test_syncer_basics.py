@@ -27,7 +27,7 @@ async def test_snapshot_equals_the_server_across_pages(
         await syncer.wait_synced()
         snapshot = mirror.snapshots[0]
         assert mirror.state() == server_state(server, "v1", "Pod")
-        assert len(snapshot) == 7
+        assert len(snapshot.items) == 7
         assert snapshot.resource_version == str(server.resource_version)
         assert all(item["kind"] == "Pod" and item["apiVersion"] == "v1" for item in snapshot.items)
     lists = [r for r in server.requests if r.path == "/api/v1/pods" and not r.watch]
@@ -241,7 +241,8 @@ async def test_a_busy_pipeline_stops_at_once(server: FakeApiServer, api_client: 
     busy = asyncio.Event()
 
     async def on_list(snapshot: Any) -> None:
-        pass
+        async for _ in snapshot:
+            pass
 
     async def on_batch(batch: Any) -> None:
         for event in batch.events.values():

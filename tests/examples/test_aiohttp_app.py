@@ -83,7 +83,9 @@ async def test_objects_follow_the_cluster(
 async def test_healthz_is_503_until_synced(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    server.inject(Fault.status(503), path="/api/v1/pods", watch=False, times=None)
+    server.inject(
+        Fault.status(503), path="/api/v1/pods", times=None
+    )  # the streaming list, and the LIST
     first_list = server.request_count
     app = aiohttp_app.create_app(
         tmp_path / "mirror.db", kubeconfig, merge_interval=0.02, backoff=fast_backoff()
@@ -106,7 +108,7 @@ async def test_healthz_is_503_until_synced(
 async def test_healthz_is_503_after_a_fatal_failure(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.inject(Fault.status(404), path="/api/v1/pods", watch=False)
+    server.inject(Fault.status(404), path="/api/v1/pods")  # the first request: a streaming list
     app = aiohttp_app.create_app(tmp_path / "mirror.db", kubeconfig)
     async with running(app) as (http, syncer):
         await within(syncer.wait_until(lambda s: s.phase is Phase.FAILED))

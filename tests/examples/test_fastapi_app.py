@@ -73,8 +73,10 @@ async def test_objects_follow_the_cluster(server: FakeApiServer, kubeconfig: Pat
 
 
 async def test_healthz_is_503_until_synced(server: FakeApiServer, kubeconfig: Path) -> None:
-    # Every LIST fails until the fault is cleared: the app cannot be synced before that.
-    server.inject(Fault.status(503), path="/api/v1/pods", watch=False, times=None)
+    # Every listing fails until the fault is cleared: the app cannot be synced before that.
+    server.inject(
+        Fault.status(503), path="/api/v1/pods", times=None
+    )  # the streaming list, and the LIST
     first_list = server.request_count
     app = fastapi_app.create_app(kubeconfig, merge_interval=0.02, backoff=fast_backoff())
     async with running(app) as (http, syncer):

@@ -41,7 +41,7 @@ class Observed:
         self._changed = asyncio.Event()
 
     async def on_list(self, snapshot: Snapshot) -> None:
-        self.objects = {object_key(item): item for item in snapshot.items}
+        self.objects = {item.key: item.object async for item in snapshot}
         self._notify()
 
     async def on_batch(self, batch: Batch) -> None:
@@ -137,7 +137,7 @@ async def test_config_maps_follow_the_pods(
 async def test_a_fatal_error_stops_the_whole_operator(
     server: FakeApiServer, kubeconfig: Path
 ) -> None:
-    server.inject(Fault.status(404), path="/api/v1/namespaces/default/pods", watch=False)
+    server.inject(Fault.status(404), path="/api/v1/namespaces/default/pods")  # the first request
     async with await listwatch.connect(kubeconfig) as api:
         with pytest.raises(ExceptionGroup) as caught:
             await within(operator_loop.run_operator(api, namespace="default"))
@@ -194,14 +194,16 @@ async def test_a_snapshot_reconciles_everything_and_what_vanished(
 ) -> None:
     operator, recorder = worker
     # Ten keys through a queue of two: on_list waits for room (backpressure), loses nothing.
-    await within(operator.on_list(Snapshot([obj(f"p{i}", i) for i in range(10)], "10", 1)))
+    await within(
+        operator.on_list(Snapshot.of([obj(f"p{i}", i) for i in range(10)], "10", generation=1))
+    )
     await recorder.wait_for_calls(10)
     assert sorted(recorder.calls) == sorted((f"default/p{i}", str(i)) for i in range(10))
 
     # A relist without p1..p9: they were deleted while no watch reported it.
     recorder.calls.clear()
     recorder.fail = {"default/p1"}
-    await operator.on_list(Snapshot([obj("p0", 20)], "20", 2))
+    await operator.on_list(Snapshot.of([obj("p0", 20)], "20", generation=2))
     await recorder.wait_for_calls(10)
     assert sorted(recorder.calls) == [
         ("default/p0", "20"),
@@ -210,7 +212,7 @@ async def test_a_snapshot_reconciles_everything_and_what_vanished(
 
     # The deletion of p1 failed: the next snapshot tries it again; the others are done.
     recorder.calls.clear()
-    await operator.on_list(Snapshot([obj("p0", 20)], "21", 3))
+    await operator.on_list(Snapshot.of([obj("p0", 20)], "21", generation=3))
     await recorder.wait_for_calls(2)
     assert sorted(recorder.calls) == [("default/p0", "20"), ("default/p1", None)]
 
@@ -219,7 +221,7 @@ async def test_a_busy_key_is_queued_once_and_reconciled_at_its_latest(
     worker: tuple[Any, Recorder],
 ) -> None:
     operator, recorder = worker
-    await operator.on_list(Snapshot([], "1", 1))
+    await operator.on_list(Snapshot.of([], "1", generation=1))
     recorder.gate.clear()  # the worker takes "x" and waits at the gate
     await operator.on_batch(modified(obj("x", 2), rv=2))
     await operator.on_batch(modified(obj("y", 3), rv=3))

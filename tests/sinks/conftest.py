@@ -10,7 +10,7 @@ from typing import Any, overload
 
 import pytest
 
-from listwatch import Batch, Event, EventType, Snapshot, object_key
+from listwatch import Batch, Event, EventType, Item, Page, Snapshot, object_key
 from listwatch.sinks.sqlite import SQLiteSink
 
 GATE_TIMEOUT = 30.0
@@ -29,8 +29,20 @@ def configmap(
     }
 
 
-def snapshot(*items: dict[str, Any], rv: str = "100", generation: int = 1) -> Snapshot:
-    return Snapshot(list(items), rv, generation)
+def snapshot(
+    *items: dict[str, Any], rv: str = "100", generation: int = 1, epoch: int = 0
+) -> Snapshot:
+    return Snapshot.of(items, rv, generation=generation, epoch=epoch)
+
+
+def one_page(page: Sequence[Item], rv: str, generation: int = 1, *, epoch: int = 0) -> Snapshot:
+    """A snapshot whose single page is ``page`` itself (not a copy), so that a page that
+    gates its own iteration (``GatedItems``) gates the sink's write."""
+
+    async def pages() -> AsyncIterator[Page]:
+        yield Page(page, rv)
+
+    return Snapshot(pages(), resource_version=rv, generation=generation, epoch=epoch)
 
 
 def by_key(*items: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -72,16 +84,17 @@ def state_row(path: Path, resource: str) -> sqlite3.Row | None:
         connection.close()
 
 
-class GatedItems(Sequence[dict[str, Any]]):
-    """Snapshot items whose iteration stops before item ``at`` until the test releases it.
+class GatedItems(Sequence[Item]):
+    """A snapshot page whose iteration stops before item ``at`` until the test releases it.
 
-    The sink consumes snapshot items while its transaction is open, so the pause holds the
-    write half done: rows before ``at`` are written but not committed. ``reached`` and
+    The sink consumes a page while its transaction is open, so the pause holds the write
+    half done: rows before ``at`` are written but not committed. ``reached`` and
     ``release`` are threading events because the iteration runs on the connection's thread.
+    Use it as the page of ``one_page``.
     """
 
     def __init__(self, items: Sequence[dict[str, Any]], at: int) -> None:
-        self._items = list(items)
+        self._items = [Item.of(item) for item in items]
         self._at = at
         self.reached = threading.Event()
         self.release = threading.Event()
@@ -90,13 +103,13 @@ class GatedItems(Sequence[dict[str, Any]]):
         return len(self._items)
 
     @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> Item: ...
     @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+    def __getitem__(self, index: slice) -> list[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
         return self._items[index]
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Item]:
         for index, item in enumerate(self._items):
             if index == self._at:
                 self.reached.set()

@@ -15,16 +15,28 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 import listwatch
-from listwatch import EventType, Snapshot
+from listwatch import EventType, Item, Page, Snapshot
 from listwatch.sinks.sqlite import SQLiteSink, SyncState, read_mirror
 
-from .conftest import GATE_TIMEOUT, GatedItems, batch, by_key, configmap, connect, event
+from .conftest import (
+    GATE_TIMEOUT,
+    GatedItems,
+    batch,
+    by_key,
+    configmap,
+    connect,
+    event,
+    one_page,
+    snapshot,
+)
 
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
 SRC = Path(listwatch.__file__).resolve().parents[1]
@@ -34,7 +46,7 @@ NEXT = [configmap(f"n{i}", 100 + i, v=str(i)) for i in range(10)] + [configmap("
 
 
 async def write_previous(sink: SQLiteSink) -> SyncState:
-    await sink.on_list(Snapshot(PREVIOUS, "10", 1))
+    await sink.on_list(snapshot(*PREVIOUS, rv="10", generation=1))
     state = await sink.sync_state()
     assert state is not None
     return state
@@ -96,13 +108,44 @@ async def test_a_snapshot_that_fails_half_way_changes_nothing(sink: SQLiteSink, 
     unserialisable["data"] = {"payload": {1, 2}}
     # Would delete a and c (vanished) and rewrite b before reaching the bad object.
     with pytest.raises(TypeError, match="default/bad"):
-        await sink.on_list(Snapshot([*NEXT, unserialisable, configmap("z")], "20", 2))
+        await sink.on_list(snapshot(*NEXT, unserialisable, configmap("z"), rv="20", generation=2))
     assert await sink.objects() == by_key(*PREVIOUS)
     assert await sink.sync_state() == previous
 
-    # An object without a name cannot be keyed: the same all-or-nothing.
-    with pytest.raises(ValueError, match=r"metadata\.name"):
-        await sink.on_list(Snapshot([*NEXT, {"metadata": {}}], "21", 3))
+    assert_write_lock_free(db)
+
+
+async def test_a_key_function_that_fails_half_way_changes_nothing(db: Path) -> None:
+    def key(obj: dict[str, Any]) -> str:
+        if obj["metadata"]["name"] == "n5":
+            raise ValueError("no key for n5")
+        return str(obj["metadata"]["name"])
+
+    async with SQLiteSink(db, resource="configmaps", key=key) as sink:
+        await sink.on_list(snapshot(*PREVIOUS, rv="10"))
+        previous = await sink.sync_state()
+        with pytest.raises(ValueError, match="no key for n5"):
+            await sink.on_list(snapshot(*NEXT, rv="21", generation=3))
+        assert set(await sink.objects()) == {"a", "b", "c"}
+        assert await sink.sync_state() == previous
+    assert_write_lock_free(db)
+
+
+async def test_a_list_error_raised_out_of_the_iteration_changes_nothing(
+    sink: SQLiteSink, db: Path
+) -> None:
+    """A continue token that expires while the sink writes: the error comes out of the
+    sink's iteration of the snapshot, and the half-written snapshot is rolled back."""
+    previous = await write_previous(sink)
+
+    async def pages() -> AsyncIterator[Page]:
+        yield Page([Item.of(obj) for obj in NEXT[:5]], "20", "token")
+        raise listwatch.ResourceExpired(
+            410, "Expired", "The provided continue parameter is too old"
+        )
+
+    with pytest.raises(listwatch.ResourceExpired):
+        await sink.on_list(Snapshot(pages(), resource_version="20", generation=2))
     assert await sink.objects() == by_key(*PREVIOUS)
     assert await sink.sync_state() == previous
     assert_write_lock_free(db)
@@ -111,7 +154,7 @@ async def test_a_snapshot_that_fails_half_way_changes_nothing(sink: SQLiteSink, 
 async def test_a_cancelled_write_rolls_back(sink: SQLiteSink, db: Path) -> None:
     previous = await write_previous(sink)
     gate = GatedItems(NEXT, at=5)
-    task = asyncio.create_task(sink.on_list(Snapshot(gate, "20", 2)))
+    task = asyncio.create_task(sink.on_list(one_page(gate, "20", 2)))
     try:
         await wait_reached(gate)
         assert_write_lock_held(db)
@@ -124,7 +167,7 @@ async def test_a_cancelled_write_rolls_back(sink: SQLiteSink, db: Path) -> None:
     assert await sink.objects() == by_key(*PREVIOUS)
     assert await sink.sync_state() == previous
     assert_write_lock_free(db)
-    await sink.on_list(Snapshot(NEXT, "21", 3))
+    await sink.on_list(snapshot(*NEXT, rv="21", generation=3))
     assert await sink.objects() == by_key(*NEXT)
 
 
@@ -141,7 +184,7 @@ async def test_a_write_cut_by_a_cancel_scope_rolls_back(sink: SQLiteSink, db: Pa
 
         async with anyio.create_task_group() as group:
             group.start_soon(cancel_when_reached)
-            await sink.on_list(Snapshot(gate, "20", 2))
+            await sink.on_list(one_page(gate, "20", 2))
     assert scope.cancelled_caught
     gate.release.set()
 
@@ -160,7 +203,7 @@ CRASHING_WRITER = textwrap.dedent(
     import asyncio, json, os, sys
     from pathlib import Path
 
-    from listwatch import Snapshot
+    from listwatch import Item, Page, Snapshot
     from listwatch.sinks.sqlite import SQLiteSink
 
     db, crash_at = Path(sys.argv[1]), int(sys.argv[2])
@@ -168,28 +211,25 @@ CRASHING_WRITER = textwrap.dedent(
     padding = "x" * 4000  # enough data that SQLite spills uncommitted pages into the WAL
 
 
-    class CrashingItems(list):
-        def __iter__(self):
-            for index, item in enumerate(list.__iter__(self)):
-                if index == crash_at:  # half the snapshot is written, nothing committed
-                    print(json.dumps({"rows": index, "wal_bytes": wal.stat().st_size}), flush=True)
-                    os._exit(17)
-                yield item
-
-
-    items = CrashingItems(
-        {
+    def configmap(i):
+        return {
             "kind": "ConfigMap",
             "metadata": {"name": f"new-{i}", "namespace": "default", "resourceVersion": str(i)},
             "data": {"padding": padding},
         }
-        for i in range(2 * crash_at)
-    )
+
+
+    async def pages():
+        for start in range(0, 2 * crash_at, 100):
+            if start == crash_at:  # half the snapshot is written, nothing committed
+                print(json.dumps({"rows": start, "wal_bytes": wal.stat().st_size}), flush=True)
+                os._exit(17)
+            yield Page([Item.of(configmap(i)) for i in range(start, start + 100)], "999")
 
 
     async def main():
         async with SQLiteSink(db, resource="configmaps") as sink:
-            await sink.on_list(Snapshot(items, "999", 7))
+            await sink.on_list(Snapshot(pages(), resource_version="999", generation=7))
         print("the crash did not happen", flush=True)
 
 
@@ -231,7 +271,7 @@ async def test_a_crash_mid_write_keeps_the_previous_state(db: Path, tmp_path: Pa
     async with SQLiteSink(db, resource="configmaps") as sink:
         assert await sink.objects() == by_key(*PREVIOUS)
         assert await sink.sync_state() == previous
-        await sink.on_list(Snapshot(NEXT, "20", 2))  # and the file takes new writes
+        await sink.on_list(snapshot(*NEXT, rv="20", generation=2))  # and the file takes new writes
         assert await sink.objects() == by_key(*NEXT)
 
 
@@ -243,7 +283,7 @@ async def test_readers_see_the_previous_state_while_a_write_is_open(
 ) -> None:
     previous = await write_previous(sink)
     gate = GatedItems(NEXT, at=len(NEXT) // 2)
-    task = asyncio.create_task(sink.on_list(Snapshot(gate, "20", 2)))
+    task = asyncio.create_task(sink.on_list(one_page(gate, "20", 2)))
     reader = connect(db)
     try:
         await wait_reached(gate)
@@ -288,7 +328,7 @@ async def test_a_reader_holding_a_read_transaction_does_not_block_writes(
     try:
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM objects").fetchone()[0] == len(PREVIOUS)
-        await sink.on_list(Snapshot(NEXT, "20", 2))  # commits while the read is open
+        await sink.on_list(snapshot(*NEXT, rv="20", generation=2))  # commits while the read is open
         # The open read transaction keeps its snapshot...
         assert reader.execute("SELECT count(*) FROM objects").fetchone()[0] == len(PREVIOUS)
         reader.execute("COMMIT")
@@ -302,7 +342,7 @@ async def test_close_waits_for_a_write_in_progress(db: Path) -> None:
     sink = SQLiteSink(db, resource="configmaps")
     await sink.open()
     gate = GatedItems(NEXT, at=3)
-    write = asyncio.create_task(sink.on_list(Snapshot(gate, "20", 2)))
+    write = asyncio.create_task(sink.on_list(one_page(gate, "20", 2)))
     try:
         await wait_reached(gate)
         close = asyncio.create_task(sink.close())

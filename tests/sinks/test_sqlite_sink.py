@@ -385,7 +385,7 @@ async def _apply(ops: list[tuple[str, dict[str, Any]]], path: Path) -> None:
         for rv, (kind, changes) in enumerate(ops, start=1):
             if kind == "list":
                 items = [configmap(name, rv, v=value) for name, value in changes.items()]
-                await sink.on_list(Snapshot(items, str(rv), rv))
+                await sink.on_list(Snapshot.of(items, str(rv), generation=rv))
                 model = by_key(*items)
             else:
                 events = []

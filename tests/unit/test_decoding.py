@@ -20,22 +20,66 @@ def test_paths() -> None:
 
 def test_list_items_get_kind_and_api_version() -> None:
     page = page_from_list_body(
-        {
-            "kind": "DeploymentList",
-            "apiVersion": "apps/v1",
-            "metadata": {"resourceVersion": "10", "continue": "abc"},
-            "items": [{"metadata": {"name": "a", "namespace": "n"}}],
-        }
+        orjson.dumps(
+            {
+                "kind": "DeploymentList",
+                "apiVersion": "apps/v1",
+                "metadata": {"resourceVersion": "10", "continue": "abc"},
+                "items": [{"metadata": {"name": "a", "namespace": "n", "resourceVersion": "7"}}],
+            }
+        )
     )
-    assert page.items[0]["kind"] == "Deployment"
-    assert page.items[0]["apiVersion"] == "apps/v1"
+    (item,) = page.items
+    assert (item.key, item.resource_version) == ("n/a", "7")
+    assert not item.decoded
+    # The item's own bytes, with the members the server leaves out spliced in front.
+    assert item.json == (
+        b'{"kind":"Deployment","apiVersion":"apps/v1",'
+        b'"metadata":{"name":"a","namespace":"n","resourceVersion":"7"}}'
+    )
+    assert item.object["kind"] == "Deployment"
+    assert item.object["apiVersion"] == "apps/v1"
     assert page.resource_version == "10"
     assert page.continue_token == "abc"
 
 
+def test_list_items_that_carry_their_type_are_left_as_sent() -> None:
+    sent = b'{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{}}'
+    body = (
+        b'{"kind":"WidgetList","apiVersion":"example.com/v1","metadata":{"resourceVersion":"3"},'
+        b'"items":[' + sent + b"]}"
+    )
+    (item,) = page_from_list_body(body).items
+    assert item.json == sent
+    assert item.key == "w"
+
+
 def test_list_without_resource_version_is_refused() -> None:
     with pytest.raises(MalformedEvent, match="resourceVersion"):
-        page_from_list_body({"kind": "PodList", "metadata": {}, "items": []})
+        page_from_list_body(b'{"kind": "PodList", "metadata": {}, "items": []}')
+
+
+def test_list_item_without_a_name_is_refused() -> None:
+    body = b'{"kind":"PodList","metadata":{"resourceVersion":"1"},"items":[{"metadata":{}}]}'
+    with pytest.raises(MalformedEvent, match=r"metadata\.name"):
+        page_from_list_body(body)
+
+
+def test_list_that_is_not_json_is_refused() -> None:
+    with pytest.raises(MalformedEvent, match="not a list"):
+        page_from_list_body(b"<html>proxy error</html>")
+
+
+def test_initial_events_end_bookmark_is_recognised() -> None:
+    end = decode_event(
+        b'{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":'
+        b'{"resourceVersion":"12","annotations":{"k8s.io/initial-events-end":"true"}}}}'
+    )
+    plain = decode_event(
+        b'{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"13"}}}'
+    )
+    assert (end.initial_events_end, end.resource_version) == (True, "12")
+    assert plain.initial_events_end is False
 
 
 def test_decode_added_and_bookmark() -> None:

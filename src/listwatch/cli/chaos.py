@@ -11,9 +11,9 @@ Each episode is one real failure mode, produced through the fake server's own ma
   meets "too old resource version" (410) and the Syncer relists. The watch after that relist
   gets an ERROR 410 too: two relists in a row, and paged LISTs that overlap a compaction
   see their continue token expire.
-* **429 with Retry-After**: the next LIST pages and watch are refused by priority-and-
-  fairness (plain text, as APF sends it, and as a Status); the Syncer waits and retries
-  the same request.
+* **429 with Retry-After**: the next listing request (a LIST page, or a streaming list's
+  watch) and watch are refused by priority-and-fairness (plain text, as APF sends it, and
+  as a Status); the Syncer waits and retries the same request.
 * **receiver failure**: the sink's ``on_batch`` raises once (its database "is down"); the
   generation ends and the next one starts from a fresh LIST.
 
@@ -125,14 +125,14 @@ class Chaos:
             self._server.compact()
             self._add(kind, Fault.error_event(rng.randint(0, 10), code=410), watch=True)
         elif kind == TOO_MANY_REQUESTS:
-            self._add(kind, Fault.too_many_requests(1, plain_text=True), watch=False)
+            self._add(kind, Fault.too_many_requests(1, plain_text=True), watch=None)
             self._add(kind, Fault.too_many_requests(1), watch=True)
         elif kind == RECEIVER_FAILURE:
             self._receiver.armed += 1
         else:
             raise ValueError(f"unknown fault episode {kind!r}")
 
-    def _add(self, kind: str, fault: Fault, *, watch: bool) -> None:
+    def _add(self, kind: str, fault: Fault, *, watch: bool | None) -> None:
         self._rules.append((kind, self._server.inject(fault, path=self._path, watch=watch)))
 
     def stop(self) -> None:

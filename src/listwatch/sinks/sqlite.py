@@ -3,9 +3,10 @@
 The sink keeps one row per object and one sync-state row per resource::
 
     objects(resource, key, resource_version, object, updated_at)   PRIMARY KEY (resource, key)
-    sync_state(resource, resource_version, generation, synced_at, listed_at)
+    sync_state(resource, resource_version, generation, synced_at, listed_at, epoch)
 
-``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``.
+``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
+without a transform it is the JSON the API server sent, stored without being parsed.
 Several sinks (one per resource) may share one file.
 
 Why the two callbacks write differently: a watch only reports what changed, so the only moment
@@ -19,7 +20,14 @@ relist).
 Each call is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, rolled back on any error or
 cancellation, so a failure or a crash mid-write leaves the previous state intact, and the
 database runs in WAL mode, so readers (other processes, or this sink's own readers, which use a
-second connection) see the last committed state while a write is in progress.
+second connection) see the last committed state while a write is in progress. A snapshot is
+written page by page as it is listed: the keys it held are collected in a temporary table,
+not in Python, so the sink's memory does not grow with the cluster either.
+
+Fencing: every write carries the leader's *epoch*. In the same transaction as the write, the
+sink reads the highest epoch the file has recorded (over all its resources: one agent's
+resources share one leader) and refuses a lower one with ``StaleEpoch``, so a leader that
+was paused and wakes up after another replica took over cannot overwrite anything.
 """
 
 from __future__ import annotations
@@ -36,14 +44,15 @@ from typing import Any, Self, cast
 
 import orjson
 
+from listwatch.errors import StaleEpoch
 from listwatch.events import (
     Batch,
     EventType,
+    Item,
     JsonObject,
     KeyFunc,
     Snapshot,
     object_key,
-    resource_version_of,
 )
 
 try:
@@ -74,14 +83,19 @@ _SCHEMA = (
         resource_version TEXT NOT NULL,
         generation       INTEGER NOT NULL,
         synced_at        REAL NOT NULL,
-        listed_at        REAL
+        listed_at        REAL,
+        epoch            INTEGER NOT NULL DEFAULT 0
     )
     """,
 )
 _COLUMNS = {
     "objects": {"resource", "key", "resource_version", "object", "updated_at"},
-    "sync_state": {"resource", "resource_version", "generation", "synced_at", "listed_at"},
+    "sync_state": {"resource", "resource_version", "generation", "synced_at", "listed_at", "epoch"},
 }
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks
+``sync_state.epoch``, which is added on open; the fence then starts at epoch 0."""
+_MIGRATIONS = {1: ("ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",)}
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
@@ -96,27 +110,37 @@ _UPSERT = """
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _DELETE = "DELETE FROM objects WHERE resource = ? AND key = ?"
-_KEYS = "SELECT key FROM objects WHERE resource = ?"
+# The keys a snapshot listed, kept by SQLite (in its temporary database) instead of Python.
+_LISTED_TABLE = "CREATE TEMP TABLE IF NOT EXISTS listed (key TEXT PRIMARY KEY) WITHOUT ROWID"
+_LISTED_CLEAR = "DELETE FROM temp.listed"
+_LISTED_ADD = "INSERT OR IGNORE INTO temp.listed (key) VALUES (?)"
+_DELETE_UNLISTED = """
+    DELETE FROM objects
+    WHERE resource = ? AND key NOT IN (SELECT key FROM temp.listed)
+"""
+_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
 _STATE_AFTER_LIST = """
-    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at)
-    VALUES (?1, ?2, ?3, ?4, ?4)
+    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at, epoch)
+    VALUES (?1, ?2, ?3, ?4, ?4, ?5)
     ON CONFLICT (resource) DO UPDATE SET
         resource_version = excluded.resource_version,
         generation = excluded.generation,
         synced_at = excluded.synced_at,
-        listed_at = excluded.listed_at
+        listed_at = excluded.listed_at,
+        epoch = excluded.epoch
 """
 # A batch without an RV (there should be none) must not move the resume point back to "".
 _STATE_AFTER_BATCH = """
-    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at)
-    VALUES (?1, ?2, ?3, ?4, NULL)
+    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at, epoch)
+    VALUES (?1, ?2, ?3, ?4, NULL, ?5)
     ON CONFLICT (resource) DO UPDATE SET
         resource_version = COALESCE(NULLIF(excluded.resource_version, ''), resource_version),
         generation = excluded.generation,
-        synced_at = excluded.synced_at
+        synced_at = excluded.synced_at,
+        epoch = excluded.epoch
 """
 _SELECT_STATE = """
-    SELECT resource, resource_version, generation, synced_at, listed_at
+    SELECT resource, resource_version, generation, synced_at, listed_at, epoch
     FROM sync_state WHERE resource = ?
 """
 _SELECT_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
@@ -134,7 +158,8 @@ class SyncState:
     ``resource_version`` is the point the mirror is current at (the snapshot's, then each
     batch's, bookmarks included); ``generation`` the Syncer generation that wrote last;
     ``synced_at`` the time (``time.time()``) of the last write of any kind and ``listed_at``
-    that of the last full snapshot (``None`` if only batches were ever written).
+    that of the last full snapshot (``None`` if only batches were ever written); ``epoch``
+    the fencing token of the leader that wrote last (0 without leader election).
     """
 
     resource: str
@@ -142,6 +167,7 @@ class SyncState:
     generation: int
     synced_at: float
     listed_at: float | None
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,16 +181,17 @@ class Mirror:
 def _state_from_row(row: Sequence[Any] | None) -> SyncState | None:
     if row is None:
         return None
-    resource, resource_version, generation, synced_at, listed_at = row
-    return SyncState(resource, resource_version, generation, synced_at, listed_at)
+    resource, resource_version, generation, synced_at, listed_at, epoch = row
+    return SyncState(resource, resource_version, generation, synced_at, listed_at, epoch)
 
 
-def _dumps(resource: str, key: str, obj: JsonObject) -> str:
+def _json_text(resource: str, item: Item) -> str:
+    """The object's JSON as SQLite TEXT (the server's bytes, unless a transform ran)."""
     try:
-        return orjson.dumps(obj).decode()
-    except orjson.JSONEncodeError as exc:
+        return item.json.decode()
+    except (TypeError, orjson.JSONEncodeError) as exc:  # a transform made it unserialisable
         raise TypeError(
-            f"cannot store {resource} {key!r}: not serialisable as JSON: {exc}"
+            f"cannot store {resource} {item.key!r}: not serialisable as JSON: {exc}"
         ) from exc
 
 
@@ -185,35 +212,29 @@ def _check_resource(resource: str) -> str:
     return resource
 
 
-class _SnapshotRows:
-    """The upsert rows of a snapshot, built lazily and recording the keys seen.
+class _Rows:
+    """The upsert rows of a page or batch, built as ``executemany`` iterates them.
 
-    Iterated by ``executemany`` on the connection's thread, inside the transaction: the
-    serialisation of a large snapshot does not block the event loop, and an object that cannot
-    be serialised fails the transaction (which rolls back) rather than half of it.
+    Iterated on the connection's thread, inside the transaction: turning objects into text
+    does not block the event loop, and an object that cannot be stored fails the
+    transaction (which rolls back) rather than half of it. ``keys`` records what was written.
     """
 
     def __init__(
-        self, resource: str, items: Iterable[JsonObject], key: KeyFunc, now: float
+        self, resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
     ) -> None:
         self._resource = resource
         self._items = items
         self._key = key
         self._now = now
-        self.keys: set[str] = set()
+        self.keys: list[tuple[str]] = []
 
     def __iter__(self) -> Iterator[tuple[str, str, str, str, float]]:
         resource, key, now, keys = self._resource, self._key, self._now, self.keys
         for item in self._items:
-            item_key = key(item)
-            keys.add(item_key)
-            yield (
-                resource,
-                item_key,
-                resource_version_of(item),
-                _dumps(resource, item_key, item),
-                now,
-            )
+            item_key = item.key if key is None else key(item.object)
+            keys.append((item_key,))
+            yield (resource, item_key, item.resource_version, _json_text(resource, item), now)
 
 
 class SQLiteSink:
@@ -293,8 +314,7 @@ class SQLiteSink:
                 )
             await writer.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _SCHEMA:
-                    await writer.execute(statement)
+                await self._create_or_migrate(writer)
                 await writer.execute("COMMIT")
             except BaseException:
                 await writer.rollback()
@@ -347,6 +367,30 @@ class SQLiteSink:
             raise
         return connection
 
+    async def _create_or_migrate(self, connection: aiosqlite.Connection) -> None:
+        """Create the tables, or bring a file of an older listwatch up to this schema."""
+        version = int((await self._fetchone(connection, "PRAGMA user_version"))[0])
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self._path}: schema version {version} is newer than this listwatch's "
+                f"({SCHEMA_VERSION}); upgrade listwatch"
+            )
+        held = await connection.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
+        )
+        if held and version < SCHEMA_VERSION:
+            for step in range(max(version, 1), SCHEMA_VERSION):
+                columns = {
+                    row[1]
+                    for row in await connection.execute_fetchall("PRAGMA table_info(sync_state)")
+                }
+                for statement in _MIGRATIONS[step]:
+                    if "epoch" not in columns:
+                        await connection.execute(statement)
+        for statement in _SCHEMA:
+            await connection.execute(statement)
+        await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
     async def _check_schema(self, connection: aiosqlite.Connection) -> None:
         for table, required in _COLUMNS.items():
             rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
@@ -376,22 +420,28 @@ class SQLiteSink:
     async def on_list(self, snapshot: Snapshot) -> None:
         """Replace the resource's rows with ``snapshot``, in one transaction.
 
-        This is the snapshot boundary: rows the snapshot does not contain are deleted (their
-        objects vanished, maybe while no watch was running to report it), every item is
-        upserted, and the sync state moves to the snapshot's RV and generation.
+        This is the snapshot boundary: every item is upserted page by page as the snapshot is
+        listed, every row the snapshot does not contain is deleted (its object vanished, maybe
+        while no watch was running to report it), and the sync state moves to the
+        snapshot's RV, generation and epoch. A list error raised out of the iteration rolls
+        the whole transaction back: the previous state stays as it was.
         """
-        resource = self._resource
+        resource, key = self._resource, self._custom_key
         self._generation = snapshot.generation
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            held = {row[0] for row in await connection.execute_fetchall(_KEYS, (resource,))}
-            rows = _SnapshotRows(resource, snapshot.items, self._key, now)
-            await connection.executemany(_UPSERT, rows)
-            vanished = held - rows.keys
-            if vanished:
-                await connection.executemany(_DELETE, ((resource, key) for key in vanished))
+            await self._fence(connection, snapshot.epoch)
+            await connection.execute(_LISTED_TABLE)
+            await connection.execute(_LISTED_CLEAR)
+            async for page in snapshot.pages():
+                rows = _Rows(resource, page, key, now)
+                await connection.executemany(_UPSERT, rows)
+                await connection.executemany(_LISTED_ADD, rows.keys)
+            await connection.execute(_DELETE_UNLISTED, (resource,))
+            await connection.execute(_LISTED_CLEAR)
             await connection.execute(
-                _STATE_AFTER_LIST, (resource, snapshot.resource_version, snapshot.generation, now)
+                _STATE_AFTER_LIST,
+                (resource, snapshot.resource_version, snapshot.generation, now, snapshot.epoch),
             )
 
         await self._transaction(write)
@@ -408,30 +458,40 @@ class SQLiteSink:
                 f"a batch of generation {batch.generation} arrived after the snapshot of "
                 f"generation {self._generation}; an old generation must never reach the receiver"
             )
-        resource = self._resource
-        upserts: list[tuple[str, JsonObject, str]] = []
+        resource, key = self._resource, self._custom_key
+        upserts: list[Item] = []
         deletes: list[tuple[str, str]] = []
-        for key, event in batch.events.items():
+        for event_key, event in batch.events.items():
             if event.type in _UPSERT_TYPES:
-                upserts.append((key, event.object, event.resource_version))
+                upserts.append(event)
             elif event.type is EventType.DELETED:
-                deletes.append((resource, key))
+                deletes.append((resource, event_key))
             else:
-                raise ValueError(f"a batch cannot hold a {event.type} event (key {key!r})")
+                raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
+            await self._fence(connection, batch.epoch)
             if upserts:
-                rows = (
-                    (resource, key, rv, _dumps(resource, key, obj), now) for key, obj, rv in upserts
-                )
-                await connection.executemany(_UPSERT, rows)
+                await connection.executemany(_UPSERT, _Rows(resource, upserts, key, now))
             if deletes:
                 await connection.executemany(_DELETE, deletes)
             await connection.execute(
-                _STATE_AFTER_BATCH, (resource, batch.resource_version, batch.generation, now)
+                _STATE_AFTER_BATCH,
+                (resource, batch.resource_version, batch.generation, now, batch.epoch),
             )
 
         await self._transaction(write)
+
+    @property
+    def _custom_key(self) -> KeyFunc | None:
+        """The key function to run on parsed objects, or None for the items' own keys."""
+        return None if self._key is object_key else self._key
+
+    async def _fence(self, connection: aiosqlite.Connection, epoch: int) -> None:
+        """Refuse, inside the write's transaction, a write older than the file's newest epoch."""
+        recorded = (await self._fetchone(connection, _HIGHEST_EPOCH))[0]
+        if recorded is not None and epoch < recorded:
+            raise StaleEpoch(self._resource, epoch, int(recorded))
 
     async def _transaction(self, write: _Write) -> None:
         """Run ``write`` between BEGIN IMMEDIATE and COMMIT; roll back on any error.

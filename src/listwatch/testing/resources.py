@@ -95,6 +95,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     _core("services", "Service", returns=True),
     _core("events", "Event"),
     ResourceType("apps", "v1", "deployments", "Deployment", True, True),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, True),
 )
 
 NAMESPACES = BUILTIN_RESOURCES[2]
