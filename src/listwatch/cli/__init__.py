@@ -164,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="relist this often, in seconds (default: never)",
     )
+    mirror.add_argument(
+        "--list-strategy",
+        choices=["auto", "stream", "paged"],
+        default="auto",
+        help="how snapshots are listed: a streaming list (WatchList) where the server "
+        "serves it, else paged LISTs (auto, the default); or always one way",
+    )
+    mirror.add_argument(
+        "--metadata-only",
+        action="store_true",
+        help="mirror only metadata (PartialObjectMetadata: names, labels, annotations, "
+        "owners), as client-go's metadata informers do",
+    )
     _verbosity(mirror)
     return parser
 
@@ -255,6 +268,8 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         context=args.context,
         merge_interval=args.merge_interval,
         resync_period=args.resync_period,
+        list_strategy=args.list_strategy,
+        metadata_only=args.metadata_only,
     )
     return await mirror.run_mirror(options, stop)
 

@@ -67,6 +67,8 @@ class MirrorOptions:
     context: str | None = None
     merge_interval: float = 3.0
     resync_period: float | None = None
+    list_strategy: str = "auto"
+    metadata_only: bool = False
 
     @property
     def sink_resource(self) -> str:
@@ -173,6 +175,7 @@ async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | 
             namespace=options.namespace,
             label_selector=options.label_selector,
             field_selector=options.field_selector,
+            metadata_only=options.metadata_only,
         )
         await preflight(source, host)
         sink = await open_sink(options.sqlite, resource=options.sink_resource)
@@ -191,6 +194,7 @@ async def _run(
         on_batch=sink.on_batch,
         merge_interval=options.merge_interval,
         resync_period=options.resync_period,
+        list_strategy=options.list_strategy,
     )
     started = time.monotonic()
     _say(err, f"mirroring {source.description} into {options.sqlite}; Ctrl-C or SIGTERM stops")
