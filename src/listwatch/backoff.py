@@ -60,5 +60,9 @@ class Backoff:
     async def wait(self, at_least: float = 0.0) -> float:
         """Sleep for ``max(at_least, next_delay())`` (``at_least`` is a server's Retry-After)."""
         delay = max(at_least, self.next_delay())
-        await anyio.sleep(delay)
+        await self.sleep(delay)
         return delay
+
+    async def sleep(self, delay: float) -> None:
+        """Sleep for a delay ``next_delay()`` gave (a hook for tests that gate backoffs)."""
+        await anyio.sleep(delay)

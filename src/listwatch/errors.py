@@ -81,6 +81,10 @@ class Unauthorized(ApiError):
     """401 or 403. Retried with backoff: credentials rotate and RBAC gets fixed."""
 
 
+class Forbidden(Unauthorized):
+    """403: authenticated, but RBAC does not allow the request."""
+
+
 class ResourceNotFound(ApiError, FatalError):
     """404: the server does not serve this resource (wrong name, group or version)."""
 
@@ -159,7 +163,7 @@ class StaleEpoch(ListWatchError):
 _STATUS_CLASSES: Mapping[int, type[ApiError]] = {
     400: InvalidRequest,
     401: Unauthorized,
-    403: Unauthorized,
+    403: Forbidden,
     404: ResourceNotFound,
     410: ResourceExpired,
     422: InvalidRequest,

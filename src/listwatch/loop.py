@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn, Self, TypeVar
 
+from listwatch import observe
 from listwatch.backoff import Backoff
 from listwatch.errors import (
     ApiConnectionError,
@@ -133,19 +134,40 @@ def _retry_after(exc: ListWatchError) -> float | None:
     return None
 
 
-async def retrying(request: Callable[[], Awaitable[T]], backoff: Backoff, what: str) -> T:
-    """``request()``, repeated on 429 / Retry-After 5xx, at most ``MAX_SAME_REQUEST_RETRIES``."""
+def _ignore(event: observe.SyncEvent) -> None:
+    pass
+
+
+async def retrying(
+    request: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    what: str,
+    *,
+    verb: observe.Verb = "list",
+    notify: observe.Observer = _ignore,
+) -> T:
+    """``request()``, repeated on 429 / Retry-After 5xx, at most ``MAX_SAME_REQUEST_RETRIES``.
+
+    Each attempt is reported to ``notify`` as a ``RequestDone`` of ``verb``.
+    """
     attempt = 0
     while True:
         try:
-            return await request()
-        except (TooManyRequests, ServerError) as exc:
+            result = await request()
+        except ListWatchError as exc:
+            notify(observe.RequestDone(verb, type(exc).__name__))
+            if not isinstance(exc, TooManyRequests | ServerError):
+                raise
             wait = _retry_after(exc)
             attempt += 1
             if wait is None or attempt > MAX_SAME_REQUEST_RETRIES:
                 raise
             delay = await backoff.wait(at_least=wait)
             logger.info("%s: %s; retried the same request after %.1f s", what, exc, delay)
+            continue
+        if verb == "list":
+            notify(observe.RequestDone(verb, "ok"))
+        return result
 
 
 # -- listing ---------------------------------------------------------------------------------
@@ -211,14 +233,28 @@ class ListingPolicy:
         self._source = source
         self._page_next = self.strategy is ListStrategy.PAGED or not source.watch_list
 
-    async def open(self, *, page_size: int, backoff: Backoff, watch_timeout: int) -> Listing:
-        """Open the next snapshot by this policy."""
+    async def open(
+        self,
+        *,
+        page_size: int,
+        backoff: Backoff,
+        watch_timeout: int,
+        notify: observe.Observer = _ignore,
+    ) -> Listing:
+        """Open the next snapshot by this policy; every request is reported to ``notify``."""
+        paged = functools.partial(
+            open_paged_list, self._source, page_size=page_size, backoff=backoff, notify=notify
+        )
         if self._page_next:
             self._page_next = self.strategy is ListStrategy.PAGED or not self._source.watch_list
-            return await open_paged_list(self._source, page_size=page_size, backoff=backoff)
+            return await paged()
         try:
             return await open_streaming_list(
-                self._source, page_size=page_size, backoff=backoff, watch_timeout=watch_timeout
+                self._source,
+                page_size=page_size,
+                backoff=backoff,
+                watch_timeout=watch_timeout,
+                notify=notify,
             )
         except WatchListUnsupported as exc:
             if self.strategy is ListStrategy.STREAM:
@@ -229,7 +265,7 @@ class ListingPolicy:
                     ) from exc
                 raise
             logger.info("%s; falling back to a paged LIST", exc)
-            return await open_paged_list(self._source, page_size=page_size, backoff=backoff)
+            return await paged()
 
     def failed(self, exc: BaseException) -> None:
         """A generation ended with ``exc``: page the next list if streaming did not work."""
@@ -237,7 +273,9 @@ class ListingPolicy:
             self._page_next = True
 
 
-async def open_paged_list(source: ListWatch, *, page_size: int, backoff: Backoff) -> Listing:
+async def open_paged_list(
+    source: ListWatch, *, page_size: int, backoff: Backoff, notify: observe.Observer = _ignore
+) -> Listing:
     """A consistent LIST at RV "" (most recent), paged with ``limit``/``continue``.
 
     All pages are served at the first page's resourceVersion, so together they are one
@@ -251,7 +289,7 @@ async def open_paged_list(source: ListWatch, *, page_size: int, backoff: Backoff
 
     def fetch(token: str | None) -> Awaitable[Page]:
         options = ListOptions(limit=page_size, continue_token=token)
-        return retrying(functools.partial(source.list, options), backoff, "list")
+        return retrying(functools.partial(source.list, options), backoff, "list", notify=notify)
 
     first = await fetch(None)
 
@@ -273,7 +311,12 @@ async def open_paged_list(source: ListWatch, *, page_size: int, backoff: Backoff
 
 
 async def open_streaming_list(
-    source: ListWatch, *, page_size: int, backoff: Backoff, watch_timeout: int
+    source: ListWatch,
+    *,
+    page_size: int,
+    backoff: Backoff,
+    watch_timeout: int,
+    notify: observe.Observer = _ignore,
 ) -> Listing:
     """A streaming list (WatchList, KEP-3157): one watch that opens with the snapshot.
 
@@ -302,7 +345,7 @@ async def open_streaming_list(
             raise
 
     try:
-        stream, first = await retrying(first_event, backoff, what)
+        stream, first = await retrying(first_event, backoff, what, verb="watch", notify=notify)
     except (ResourceNotFound, Unauthorized):
         raise  # about the resource or the credentials, not the list form: paging fails too
     except InvalidRequest as exc:
@@ -313,13 +356,28 @@ async def open_streaming_list(
         if isinstance(exc, FatalError) or exc.status < 400 or exc.status == 410:
             raise
         raise WatchListUnsupported(f"{what}: refused ({exc})") from exc
-    return Listing(_initial_pages(stream, first, page_size, what), "", stream)
+    return Listing(_initial_pages(stream, first, page_size, what, notify), "", stream)
 
 
 async def _initial_pages(
+    stream: EventStream, first: Event | None, page_size: int, what: str, notify: observe.Observer
+) -> PageStream:
+    """The initial events as pages; the last one carries the end bookmark's RV.
+
+    The request is reported (``RequestDone``) only if it ends here; after the end bookmark
+    it goes on as the watch, which reports it when it ends.
+    """
+    try:
+        async for page in _initial_events(stream, first, page_size, what):
+            yield page
+    except ListWatchError as exc:
+        notify(observe.RequestDone("watch", type(exc).__name__))
+        raise
+
+
+async def _initial_events(
     stream: EventStream, first: Event | None, page_size: int, what: str
 ) -> PageStream:
-    """The initial events as pages; the last one carries the end bookmark's RV."""
     page: list[Item] = []
     read = 0
     event = first
@@ -367,6 +425,7 @@ async def watch_from(
     clock: Callable[[], float] = time.monotonic,
     timeout_seconds: Callable[[], int],
     first_stream: EventStream | None = None,
+    notify: observe.Observer = _ignore,
 ) -> NoReturn:
     """Watch from ``resource_version`` for ever, re-watching from the last RV seen.
 
@@ -374,6 +433,7 @@ async def watch_from(
     or the error is fatal. Every event, bookmarks included, goes to ``emit``; bookmarks move
     the resume point too, so a quiet resource does not fall behind compaction.
     ``first_stream`` is a streaming list's watch, already open past its initial events.
+    Every watch request is reported to ``notify`` when it ends (``RequestDone``).
     """
     stream = first_stream
     while True:
@@ -392,24 +452,13 @@ async def watch_from(
                     resource_version = event.resource_version or resource_version
                     await emit(event)
             how = "closed"
-        except (ConnectionLost, WatchIdle) as exc:
-            # A reset, an EOF mid-stream or a silent connection is a normal close for
-            # client-go's StreamWatcher: resume where we are.
-            how = str(exc)
-        except ApiConnectionError as exc:
-            if not exc.refused:
-                raise
-            # Refused: the server is restarting. Our RV is still good; wait and re-watch.
-            delay = await backoff.wait()
-            logger.info("%s; re-watching after %.1f s", exc, delay)
-            continue
-        except (TooManyRequests, ServerError) as exc:
-            wait = _retry_after(exc)
-            if wait is None:
-                raise
-            delay = await backoff.wait(at_least=wait)
-            logger.info("%s; re-watching after %.1f s", exc, delay)
-            continue
+            notify(observe.RequestDone("watch", "ok"))
+        except ListWatchError as exc:
+            notify(observe.RequestDone("watch", type(exc).__name__))
+            resumed = await _after_watch_error(exc, backoff)
+            if resumed is None:
+                continue
+            how = resumed
         if received == 0 and clock() - started < VERY_SHORT_WATCH_SECONDS:
             raise VeryShortWatch(
                 f"watch {source.description} from resourceVersion {resource_version} ended "
@@ -422,3 +471,24 @@ async def watch_from(
             max(received, 0),
             resource_version,
         )
+
+
+async def _after_watch_error(exc: ListWatchError, backoff: Backoff) -> str | None:
+    """What a watch error means: a normal close to resume from (its description), a wait
+    then a re-watch (None), or a relist (the error is raised)."""
+    if isinstance(exc, ConnectionLost | WatchIdle):
+        # A reset, an EOF mid-stream or a silent connection is a normal close for
+        # client-go's StreamWatcher: resume where we are.
+        return str(exc)
+    if isinstance(exc, ApiConnectionError) and exc.refused:
+        # Refused: the server is restarting. Our RV is still good; wait and re-watch.
+        delay = await backoff.wait()
+        logger.info("%s; re-watching after %.1f s", exc, delay)
+        return None
+    if isinstance(exc, TooManyRequests | ServerError):
+        wait = _retry_after(exc)
+        if wait is not None:
+            delay = await backoff.wait(at_least=wait)
+            logger.info("%s; re-watching after %.1f s", exc, delay)
+            return None
+    raise exc

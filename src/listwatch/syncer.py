@@ -19,15 +19,16 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import aclosing
 from types import TracebackType
 from typing import NoReturn, Self
 
+from listwatch import observe
 from listwatch.backoff import Backoff
 from listwatch.errors import (
     FatalError,
+    Forbidden,
     ListWatchError,
     ReceiverError,
     ReceiverTimeout,
@@ -43,14 +44,13 @@ from listwatch.loop import (
 )
 from listwatch.merger import EventMerger
 from listwatch.source import ListWatch
-from listwatch.status import Phase, Restart, SyncerStatus
+from listwatch.status import Phase, StatusTracker, SyncerStatus
 
 logger = logging.getLogger("listwatch")
 
 OnList = Callable[[Snapshot], Awaitable[None]]
 OnBatch = Callable[[Batch], Awaitable[None]]
 
-_RECENT_RESTARTS = 20
 _RESYNC_JITTER = 0.1
 _MAX_REASON = 300
 
@@ -85,12 +85,25 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
 
 
+class ForbiddenBeforeSync(Forbidden, FatalError):
+    """403 before the first snapshot: this identity may not list the resource at all.
+
+    Once a resource has synced, a 403 is retried like any error (RBAC being rolled out, a
+    token rotating); before that, it is a configuration error that retrying would only
+    hide, and it stops the Syncer (and a supervisor with it), as controller-runtime's
+    manager stops when a cache cannot sync.
+    """
+
+
 class Syncer:
     """Mirror ``source`` into a receiver: ``on_list`` with whole snapshots, ``on_batch`` with
     merged changes, a new generation on any error.
 
     ``await syncer.run()`` runs until cancelled (it raises only a ``FatalError``, such as an
     unknown resource); ``async with syncer:`` runs it in the background for an app's lifespan.
+    ``epoch`` is the fencing token stamped on every snapshot and batch (a leader's term;
+    see ``listwatch.leaderelection``). ``observers`` receive every step of the loop
+    (``listwatch.observe``): status, metrics and health are built on them.
     """
 
     def __init__(
@@ -110,6 +123,8 @@ class Syncer:
         page_size: int = 500,
         list_strategy: ListStrategy | str = ListStrategy.AUTO,
         watch_timeout: float | None = None,
+        epoch: int = 0,
+        observers: Iterable[observe.Observer] = (),
         rng: random.Random | None = None,
     ) -> None:
         if resync_period is not None and not resync_period > 0:
@@ -120,6 +135,8 @@ class Syncer:
             raise ValueError("page_size must be >= 1")
         if watch_timeout is not None and not watch_timeout > 0:
             raise ValueError("watch_timeout must be positive seconds (or None)")
+        if epoch < 0:
+            raise ValueError("epoch must be >= 0")
         # Built once so that bad merger arguments fail here, not in the first generation.
         EventMerger(
             on_batch, merge_interval=merge_interval, max_batch=max_batch, queue_size=queue_size
@@ -138,46 +155,36 @@ class Syncer:
         self._page_size = page_size
         self._listing = ListingPolicy(list_strategy, source)
         self._watch_timeout = watch_timeout
+        self._epoch = epoch
         self._rng = rng or random.Random()
         self._task: asyncio.Task[NoReturn] | None = None
-        self._changed = asyncio.Event()
         self._failure: BaseException | None = None
-        self._phase = Phase.STARTING
         self._generation = 0
-        self._synced = False
         self._has_synced = False
-        self._snapshot_size: int | None = None
-        self._snapshot_rv: str | None = None
-        self._resource_version: str | None = None
-        self._last_batch_at: float | None = None
-        self._batches = 0
-        self._events = 0
-        self._restarts = 0
-        self._recent_restarts: deque[Restart] = deque(maxlen=_RECENT_RESTARTS)
-        self._last_error: str | None = None
         self._merger: EventMerger | None = None
+        self._tracker = StatusTracker(source.resource)
+        self._emit = observe.Observers([self._tracker, *observers])
+
+    @property
+    def source(self) -> ListWatch:
+        return self._source
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def add_observer(self, observer: observe.Observer) -> None:
+        """Receive every event of the loop from now on (before ``run``, to miss none)."""
+        self._emit.add(observer)
 
     # -- observing -------------------------------------------------------------------------
 
     @property
     def status(self) -> SyncerStatus:
-        return SyncerStatus(
-            phase=self._phase,
-            generation=self._generation,
-            synced=self._synced,
-            has_synced=self._has_synced,
-            snapshot_size=self._snapshot_size,
-            snapshot_resource_version=self._snapshot_rv,
-            resource_version=self._resource_version,
-            last_batch_at=self._last_batch_at,
-            batches=self._batches,
-            events=self._events,
-            restarts=self._restarts,
-            recent_restarts=tuple(self._recent_restarts),
-            last_error=self._last_error,
-            queued_events=self._merger.queued if self._merger else 0,
-            pending_keys=self._merger.pending if self._merger else 0,
-        )
+        merger = self._merger
+        if merger is None:
+            return self._tracker.status()
+        return self._tracker.status(queued=merger.queued, pending=merger.pending)
 
     async def wait_until(self, predicate: Callable[[SyncerStatus], bool]) -> SyncerStatus:
         """Wait for a status that satisfies ``predicate``.
@@ -193,55 +200,54 @@ class Syncer:
                 raise self._failure
             if status.phase is Phase.STOPPED:
                 raise RuntimeError("the Syncer stopped before the awaited status was reached")
-            await self._changed.wait()
+            await self._tracker.changed()
 
     async def wait_synced(self) -> SyncerStatus:
         """Until the receiver holds a complete snapshot."""
         return await self.wait_until(lambda status: status.synced)
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def _set_phase(self, phase: Phase) -> None:
-        self._phase = phase
-        self._notify()
-
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> NoReturn:
         """Generations, one after another, until cancelled or a ``FatalError``."""
+        emit = self._emit
         try:
             while True:
                 self._generation += 1
-                self._synced = False
                 try:
                     await self._run_generation(self._generation)
                 except ResyncDue:
-                    self._record_restart("resync_period elapsed")
+                    emit(observe.GenerationEnded(self._generation, "resync", "", resync=True))
                     continue
                 except FatalError as exc:
-                    self._failure = exc
-                    self._last_error = _short(exc)
-                    self._set_phase(Phase.FAILED)
-                    logger.error("generation %d: %s; giving up", self._generation, exc)
+                    self._fail(exc)
                     raise
+                except Unauthorized as exc:
+                    if exc.status == 403 and not self._has_synced:
+                        fatal = ForbiddenBeforeSync(
+                            exc.status, exc.reason, exc.message, request=exc.request
+                        )
+                        self._fail(fatal)
+                        raise fatal from None
+                    self._end_generation(exc)
                 except Exception as exc:  # any error starts a new generation
-                    self._listing.failed(exc)
-                    self._fail_generation(exc)
-                self._set_phase(Phase.BACKING_OFF)
-                delay = await self._backoff.wait()
+                    self._end_generation(exc)
+                delay = self._backoff.next_delay()
+                emit(observe.BackingOff(delay))
+                await self._backoff.sleep(delay)
                 logger.debug("backed off %.1f s before generation %d", delay, self._generation + 1)
         finally:
-            if self._phase is not Phase.FAILED:
-                self._phase = Phase.STOPPED
-            self._synced = False
-            self._notify()
+            emit(observe.Stopped())
 
-    def _fail_generation(self, exc: Exception) -> None:
+    def _fail(self, exc: FatalError) -> None:
+        self._failure = exc
+        self._emit(observe.Failed(type(exc).__name__, _short(exc)))
+        logger.error("generation %d: %s; giving up", self._generation, exc)
+
+    def _end_generation(self, exc: Exception) -> None:
+        self._listing.failed(exc)
         reason = _short(exc)
-        self._last_error = reason
-        self._record_restart(reason)
+        self._emit(observe.GenerationEnded(self._generation, type(exc).__name__, reason))
         if isinstance(exc, Unauthorized):
             logger.error("generation %d: %s; retrying with backoff", self._generation, reason)
         elif isinstance(exc, ListWatchError):
@@ -251,25 +257,22 @@ class Syncer:
                 "generation %d ended by an unexpected error", self._generation, exc_info=exc
             )
 
-    def _record_restart(self, reason: str) -> None:
-        self._restarts += 1
-        self._recent_restarts.append(Restart(time.time(), self._generation, reason))
-        self._synced = False
-        self._notify()
-
     async def _run_generation(self, generation: int) -> None:
         logger.info("generation %d: listing %s", generation, self._source.description)
-        self._set_phase(Phase.LISTING)
+        self._emit(observe.GenerationStarted(generation))
         listing = await self._listing.open(
             page_size=self._page_size,
             backoff=self._backoff,
             watch_timeout=self._next_watch_timeout(),
+            notify=self._emit,
         )
         async with listing:
+            self._emit(observe.SnapshotOpened(generation, listing.streamed))
             snapshot = Snapshot(
                 self._transformed(listing.pages),
                 resource_version=listing.resource_version,
                 generation=generation,
+                epoch=self._epoch,
                 resource=self._source.resource,
             )
             await self._deliver_snapshot(snapshot)
@@ -281,11 +284,9 @@ class Syncer:
             snapshot.count,
             snapshot.resource_version,
         )
-        self._snapshot_size = snapshot.count
-        self._snapshot_rv = self._resource_version = resource_version = snapshot.resource_version
+        resource_version = snapshot.resource_version
+        self._has_synced = True
         del snapshot
-        self._synced = self._has_synced = True
-        self._set_phase(Phase.WATCHING)
 
         merger = EventMerger(
             self._deliver_batch,
@@ -294,6 +295,7 @@ class Syncer:
             queue_size=self._queue_size,
             key=self._key,
             generation=generation,
+            epoch=self._epoch,
             resource=self._source.resource,
         )
         self._merger = merger
@@ -334,20 +336,32 @@ class Syncer:
         generation ends with the list error itself, and the loop's rules decide what next.
         A receiver that returns before the end of the stream has not taken the snapshot.
         """
+        started = time.monotonic()
         try:
-            await self._deliver("on_list", self._on_list(snapshot))
+            await self._deliver("on_list", snapshot.generation, self._on_list(snapshot))
+            if snapshot.failure is not None:
+                raise snapshot.failure
+            if not snapshot.complete:
+                raise ReceiverError(
+                    f"on_list returned after reading {snapshot.count} items, before the end "
+                    "of the snapshot: a receiver must read the whole stream (or raise), or it "
+                    "would take part of the cluster for all of it"
+                )
         except ReceiverError:
+            self._emit(
+                observe.ReceiverFailed("on_list", snapshot.generation, time.monotonic() - started)
+            )
             if snapshot.failure is not None:
                 raise snapshot.failure from None
             raise
-        if snapshot.failure is not None:
-            raise snapshot.failure
-        if not snapshot.complete:
-            raise ReceiverError(
-                f"on_list returned after reading {snapshot.count} items, before the end of "
-                "the snapshot: a receiver must read the whole stream (or raise), or it would "
-                "take part of the cluster for all of it"
+        self._emit(
+            observe.SnapshotDelivered(
+                snapshot.generation,
+                snapshot.count,
+                snapshot.resource_version,
+                time.monotonic() - started,
             )
+        )
 
     def _next_watch_timeout(self) -> int:
         return watch_timeout_seconds(self._watch_timeout, self._rng)
@@ -375,6 +389,7 @@ class Syncer:
             backoff=self._backoff,
             timeout_seconds=self._next_watch_timeout,
             first_stream=first_stream,
+            notify=self._emit,
         )
 
     async def _resync_after(self, period: float) -> NoReturn:
@@ -382,15 +397,29 @@ class Syncer:
         raise ResyncDue
 
     async def _deliver_batch(self, batch: Batch) -> None:
-        await self._deliver("on_batch", self._on_batch(batch))
-        self._batches += 1
-        self._events += batch.received
-        self._last_batch_at = time.time()
-        self._resource_version = batch.resource_version
-        self._notify()
+        started = time.monotonic()
+        try:
+            await self._deliver("on_batch", batch.generation, self._on_batch(batch))
+        except ReceiverError:
+            self._emit(
+                observe.ReceiverFailed("on_batch", batch.generation, time.monotonic() - started)
+            )
+            raise
+        self._emit(
+            observe.BatchDelivered(
+                batch.generation,
+                len(batch),
+                batch.received,
+                batch.resource_version,
+                time.monotonic() - started,
+            )
+        )
 
-    async def _deliver(self, what: str, call: Awaitable[None]) -> None:
+    async def _deliver(
+        self, what: observe.ReceiverCall, generation: int, call: Awaitable[None]
+    ) -> None:
         """Run a receiver call under ``sync_timeout``; its failure becomes a ``ReceiverError``."""
+        self._emit(observe.ReceiverStarted(what, generation))
         limit = asyncio.timeout(self._sync_timeout)
         try:
             async with limit:

@@ -11,8 +11,10 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch import (
     Backoff,
+    Forbidden,
     InvalidRequest,
     ListWatch,
+    Phase,
     ResourceNotFound,
     Syncer,
 )
@@ -373,6 +375,34 @@ async def test_unauthorized_is_retried_and_logged_at_error(
     assert errors
     assert "wrong-token-123" not in caplog.text
     assert server.token not in caplog.text
+
+
+async def test_forbidden_before_the_first_snapshot_is_fatal(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """A 403 before anything synced: this identity may not list the resource (RBAC); an
+    agent must stop and say so, not retry silently for ever."""
+    server.inject(Fault.status(403), path="/api/v1/pods", times=None)
+    syncer = make_syncer(ListWatch.from_client(api_client, "pods"), Mirror())
+    with pytest.raises(Forbidden, match="403"):
+        await syncer.run()
+    assert syncer.status.phase is Phase.FAILED
+    assert "403" in (syncer.status.last_error or "")
+
+
+async def test_forbidden_after_a_snapshot_is_retried(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """Once synced, a 403 is RBAC being rolled out or a token rotating: retried."""
+    await server.create(pod("a"))
+    mirror = Mirror()
+    async with make_syncer(ListWatch.from_client(api_client, "pods"), mirror) as syncer:
+        await syncer.wait_synced()
+        rule = server.inject(Fault.status(403), path="/api/v1/pods", times=3)
+        server.inject(Fault.error_event(0, 410), path="/api/v1/pods", watch=True)
+        status = await syncer.wait_until(lambda s: s.restarts >= 2 and s.synced)
+    assert rule.hits == 3
+    assert any("Forbidden" in r.reason for r in status.recent_restarts)
 
 
 async def test_syncer_arguments_are_checked() -> None:

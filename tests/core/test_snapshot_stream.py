@@ -55,13 +55,12 @@ class GatedBackoff(Backoff):
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, at_least: float = 0.0) -> float:
+    async def sleep(self, delay: float) -> None:
         self.waits += 1
         number = self.waits
         self._notify()
         while self._released < number:
             await self._changed.wait()
-        return 0.0
 
     async def backing_off(self, number: int) -> None:
         """Until backoff number ``number`` has begun."""

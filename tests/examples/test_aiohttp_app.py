@@ -95,6 +95,7 @@ async def test_healthz_is_503_until_synced(
         response = await http.get("/healthz")
         assert response.status == 503
         assert (await response.json())["synced"] is False
+        await within(syncer.wait_until(lambda s: s.restarts >= 1))
 
         server.clear_faults()
         await within(syncer.wait_synced())

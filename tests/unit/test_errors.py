@@ -34,7 +34,7 @@ def status(code: int, reason: str = "", message: str = "", **details: object) ->
         (400, "BadRequest", errors.InvalidRequest),
         (422, "Invalid", errors.InvalidRequest),
         (401, "Unauthorized", errors.Unauthorized),
-        (403, "Forbidden", errors.Unauthorized),
+        (403, "Forbidden", errors.Forbidden),
         (429, "TooManyRequests", errors.TooManyRequests),
         (500, "InternalError", errors.ServerError),
         (503, "ServiceUnavailable", errors.ServerError),

@@ -81,9 +81,13 @@ async def test_a_list_error_comes_out_of_the_iteration_and_is_recorded() -> None
 
     snapshot = Snapshot(pages(), resource_version="4")
     read = []
-    with pytest.raises(ResourceExpired):
+
+    async def read_all() -> None:
         async for item in snapshot:
             read.append(item.key)
+
+    with pytest.raises(ResourceExpired):
+        await read_all()
     assert read == ["default/a"]
     assert isinstance(snapshot.failure, ResourceExpired)
     assert not snapshot.complete
