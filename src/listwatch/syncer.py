@@ -206,6 +206,15 @@ class Syncer:
         """Until the receiver holds a complete snapshot."""
         return await self.wait_until(lambda status: status.synced)
 
+    async def changed(self) -> None:
+        """Until the status next changes (a step of the loop)."""
+        await self._tracker.changed()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The fatal error that stopped ``run``, if one did."""
+        return self._failure
+
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> NoReturn:

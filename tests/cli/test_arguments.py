@@ -44,13 +44,22 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
 
 def test_mirror_defaults() -> None:
     args = build_parser().parse_args(["mirror", "pods", "--sqlite", "m.db"])
-    assert (args.group, args.version, args.namespace, args.merge_interval) == (
+    assert (args.resources, args.group, args.version, args.namespace, args.merge_interval) == (
+        ["pods"],
         None,
-        "v1",
+        None,  # the server's preferred version, from discovery
         None,
         3.0,
     )
     assert args.resync_period is None
+    assert (args.list_strategy, args.metadata_only, args.metrics_address) == ("auto", False, None)
+
+
+def test_mirror_takes_several_resources() -> None:
+    args = build_parser().parse_args(
+        ["mirror", "pods", "nodes", "deployments.v1.apps", "--sqlite", "m.db"]
+    )
+    assert args.resources == ["pods", "nodes", "deployments.v1.apps"]
 
 
 async def test_in_cluster_outside_a_cluster_is_one_line(

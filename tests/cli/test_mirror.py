@@ -74,7 +74,7 @@ async def test_mirror_follows_the_server_and_stops_cleanly(
     assert final.state is not None
     assert final.state.resource_version == str(server.resource_version)
     err = capsys.readouterr().err
-    assert "synced: 5 objects" in err
+    assert "synced pods: 5 objects" in err
     assert "stopped after" in err
     assert "Traceback" not in err
 
@@ -173,8 +173,8 @@ async def test_an_unknown_resource_is_one_line(
     )
     assert code == 1
     line = single_error_line(capsys.readouterr().err)
-    assert "does not serve /api/v1/widgets" in line
-    assert "--group" in line
+    assert "widgets: the server does not serve a resource of that name" in line
+    assert "deployments.apps" in line  # how to name one
 
 
 async def test_a_refused_connection_is_one_line(

@@ -123,13 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     mirror = commands.add_parser(
         "mirror",
-        help="mirror one resource of a cluster into SQLite until Ctrl-C / SIGTERM",
-        description="Mirror one resource of a Kubernetes cluster into an SQLite file, one "
-        "row per object plus a sync-state row, until interrupted.",
+        help="mirror resources of a cluster into SQLite until Ctrl-C / SIGTERM",
+        description="Mirror resources of a Kubernetes cluster into one SQLite file, one row "
+        "per object plus a sync-state row per resource, until interrupted. Name resources as "
+        "kubectl does: pods, nodes, deployments.apps, deployments.v1.apps, widgets.example.com.",
     )
-    mirror.add_argument("resource", metavar="RESOURCE", help="plural name: pods, deployments…")
-    mirror.add_argument("--group", default=None, metavar="G", help="API group (default: core)")
-    mirror.add_argument("--version", default="v1", metavar="V", help="API version (default v1)")
+    mirror.add_argument(
+        "resources",
+        metavar="RESOURCE",
+        nargs="*",
+        help="resources to mirror (pods nodes deployments.apps ...); more in --config",
+    )
+    mirror.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file with per-resource settings ([[resource]] name, namespace, "
+        "label_selector, field_selector, metadata_only)",
+    )
+    mirror.add_argument(
+        "--group", default=None, metavar="G", help="API group of a single RESOURCE (or: res.G)"
+    )
+    mirror.add_argument(
+        "--version",
+        default=None,
+        metavar="V",
+        help="API version of a single RESOURCE (default: the server's preferred; or: res.V.G)",
+    )
     mirror.add_argument(
         "--namespace", "-n", default=None, metavar="NS", help="one namespace (default: all)"
     )
@@ -176,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mirror only metadata (PartialObjectMetadata: names, labels, annotations, "
         "owners), as client-go's metadata informers do",
+    )
+    mirror.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz there",
     )
     _verbosity(mirror)
     return parser
@@ -254,22 +281,30 @@ async def _demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
 
 async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from listwatch.cli import mirror  # noqa: PLC0415 - needs aiosqlite: import on use
+    from listwatch.cli.config import ResourceSpec, load_specs  # noqa: PLC0415
 
-    options = mirror.MirrorOptions(
-        resource=args.resource,
-        sqlite=args.sqlite,
-        group=args.group,
-        version=args.version,
+    names = list(args.resources)
+    if args.group or args.version:
+        if len(names) != 1:
+            raise CliError("--group and --version qualify a single RESOURCE (or write res.V.G)")
+        names = [".".join(p for p in (names[0], args.version, args.group) if p)]
+    defaults = ResourceSpec(
+        name="",
         namespace=args.namespace,
         label_selector=args.selector,
         field_selector=args.field_selector,
+        metadata_only=args.metadata_only,
+    )
+    options = mirror.MirrorOptions(
+        resources=load_specs(names, defaults, args.config),
+        sqlite=args.sqlite,
         kubeconfig=args.kubeconfig,
         in_cluster=args.in_cluster,
         context=args.context,
         merge_interval=args.merge_interval,
         resync_period=args.resync_period,
         list_strategy=args.list_strategy,
-        metadata_only=args.metadata_only,
+        metrics_address=args.metrics_address,
     )
     return await mirror.run_mirror(options, stop)
 

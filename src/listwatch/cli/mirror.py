@@ -1,27 +1,33 @@
-"""``listwatch mirror``: one resource of a real cluster, mirrored into SQLite until stopped.
+"""``listwatch mirror``: resources of a real cluster, mirrored into SQLite until stopped.
 
 Configuration is kubernetes_asyncio's own (kubeconfig with its context, or the in-cluster
-service account), so whatever ``kubectl`` can reach, the mirror can.
+service account), so whatever ``kubectl`` can reach, the mirror can. Resources are named as
+kubectl names them (``pods``, ``nodes``, ``deployments.apps``, ``deployments.v1.apps``, a
+CRD's ``plural.group``) and resolved through the server's discovery; each gets its own
+Syncer under one Supervisor (``listwatch.agent``), and all share one SQLite file, one row
+set per resource.
 
-Failing fast, and in one line, is a design choice here. The Syncer retries every error
+Failing fast, and in one line, is a design choice here. The Syncers retry every error
 except a wrong request, forever, because a running mirror must ride out an API server
 restart; but a mirror that has *never* reached its cluster is far more likely to be
 misconfigured (a wrong context, a cluster that is not up, a typo in the resource) than
 unlucky, and retrying silently would leave the user staring at nothing. So before the
-Syncer starts, one preflight LIST (``limit=1``, through the same source) checks that the
-server answers, accepts the credentials and serves the resource. Its errors are the typed
-``listwatch`` errors the Syncer would meet, turned into one line each. Once the preflight
-has passed, connection errors are the Syncer's to retry; only a ``FatalError`` (say, the
-CRD was deleted) ends the mirror, again with one line.
+Syncers start, discovery resolves every name and one preflight LIST (``limit=1``, through
+the same source) per resource checks that the server answers, accepts the credentials and
+lets us list it. Their errors become one line each. Once running, connection errors are
+the Syncers' to retry; only a ``FatalError`` (say, a CRD was deleted) ends the mirror, again
+with one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -30,11 +36,16 @@ import anyio
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from listwatch.agent import Agent, WriteGate, gated
+from listwatch.cli.config import ResourceSpec, describe
 from listwatch.cli.runtime import CliError, one_line
 from listwatch.cli.storage import open_sink
+from listwatch.discovery import DiscoveryError, ServedResource, resolve
+from listwatch.endpoints import make_app, parse_address, serving
 from listwatch.errors import (
     ApiConnectionError,
     FatalError,
+    Forbidden,
     InvalidRequest,
     ListWatchError,
     ResourceNotFound,
@@ -46,35 +57,38 @@ from listwatch.syncer import Syncer
 
 logger = logging.getLogger("listwatch.cli")
 
-#: The preflight LIST gets this long in all (connect and read have their own, shorter,
+#: The preflight requests get this long in all (connect and read have their own, shorter,
 #: limits in the source): a server that accepts connections and never answers is down too.
 PREFLIGHT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class MirrorOptions:
-    """The mirror's flags."""
+    """The mirror's flags (the resources already merged with the config file)."""
 
-    resource: str
+    resources: Sequence[ResourceSpec]
     sqlite: Path
-    group: str | None = None
-    version: str = "v1"
-    namespace: str | None = None
-    label_selector: str | None = None
-    field_selector: str | None = None
     kubeconfig: Path | None = None
     in_cluster: bool = False
     context: str | None = None
     merge_interval: float = 3.0
     resync_period: float | None = None
     list_strategy: str = "auto"
-    metadata_only: bool = False
+    metrics_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    """One resource, resolved: what discovery says, what the user asked for, its source."""
+
+    served: ServedResource
+    spec: ResourceSpec
+    source: ListWatch
 
     @property
-    def sink_resource(self) -> str:
-        """The name the rows are stored under: ``pods``, ``deployments.apps`` (kubectl's
-        ``resource.group``), so mirrors of several resources can share one file."""
-        return f"{self.resource}.{self.group}" if self.group else self.resource
+    def name(self) -> str:
+        """The row set in the SQLite file: ``pods``, ``deployments.apps``."""
+        return self.served.gvr.qualified
 
 
 def _kubeconfig_path(given: Path | None) -> str:
@@ -119,8 +133,67 @@ async def load_configuration(options: MirrorOptions) -> Configuration:
     return configuration
 
 
+async def discover(
+    api: ApiClient, specs: Sequence[ResourceSpec], host: str
+) -> list[ServedResource]:
+    """Resolve every name, or one line saying what is wrong."""
+    try:
+        with anyio.fail_after(PREFLIGHT_TIMEOUT):
+            return await resolve(api, [spec.name for spec in specs])
+    except TimeoutError:
+        raise CliError(
+            f"no answer from the API server at {host} within {PREFLIGHT_TIMEOUT:g} s"
+        ) from None
+    except DiscoveryError as exc:
+        raise CliError(
+            f"the API server at {host} cannot serve what was asked: {exc} (name resources "
+            "as kubectl does: pods, nodes, deployments.apps, deployments.v1.apps)"
+        ) from None
+    except ListWatchError as exc:
+        raise CliError(_connection_line(exc, host, "discovery")) from None
+
+
+def _connection_line(exc: ListWatchError, host: str, what: str) -> str:
+    if isinstance(exc, ApiConnectionError):
+        why = "connection refused" if exc.refused else one_line(exc)
+        return f"cannot connect to the API server at {host}: {why}"
+    if isinstance(exc, Unauthorized):
+        return (
+            f"the API server at {host} refused our credentials for {what} (HTTP {exc.status} "
+            f"{exc.reason}): {exc.message or 'check the kubeconfig user and RBAC'}"
+        )
+    return f"the API server at {host} failed {what}: {one_line(exc)}"
+
+
+def build_sources(
+    api: ApiClient, specs: Sequence[ResourceSpec], served: Sequence[ServedResource]
+) -> list[Mirrored]:
+    resources: list[Mirrored] = []
+    seen: dict[str, str] = {}
+    for spec, resource in zip(specs, served, strict=True):
+        name = resource.gvr.qualified
+        if name in seen:
+            raise CliError(f"{spec.name!r} and {seen[name]!r} are the same resource ({name})")
+        seen[name] = spec.name
+        namespace = spec.namespace if resource.namespaced else None
+        if spec.namespace and not resource.namespaced:
+            logger.info("%s is cluster-scoped: its namespace %s is ignored", name, spec.namespace)
+        source = ListWatch.from_client(
+            api,
+            resource.gvr.resource,
+            group=resource.gvr.group or None,
+            version=resource.gvr.version,
+            namespace=namespace,
+            label_selector=spec.label_selector,
+            field_selector=spec.field_selector,
+            metadata_only=spec.metadata_only,
+        )
+        resources.append(Mirrored(resource, spec, source))
+    return resources
+
+
 async def preflight(source: ListWatch, host: str) -> None:
-    """One ``limit=1`` LIST: does the server answer, accept us, and serve the resource?"""
+    """One ``limit=1`` LIST: does the server answer, accept us, and let us list it?"""
     what = source.description
     try:
         with anyio.fail_after(PREFLIGHT_TIMEOUT):
@@ -129,36 +202,35 @@ async def preflight(source: ListWatch, host: str) -> None:
         raise CliError(
             f"no answer from the API server at {host} within {PREFLIGHT_TIMEOUT:g} s"
         ) from None
-    except ApiConnectionError as exc:
-        why = "connection refused" if exc.refused else one_line(exc)
-        raise CliError(f"cannot connect to the API server at {host}: {why}") from None
     except ResourceNotFound as exc:
         raise CliError(
-            f"the API server at {host} does not serve {what} (HTTP 404 {exc.reason}): check "
-            "the resource's plural name, --group and --version"
+            f"the API server at {host} does not serve {what} (HTTP 404 {exc.reason})"
         ) from None
     except InvalidRequest as exc:
         raise CliError(f"the API server refused the request for {what}: {exc}") from None
-    except Unauthorized as exc:
+    except Forbidden as exc:
         raise CliError(
-            f"the API server at {host} refused our credentials for {what} (HTTP {exc.status} "
-            f"{exc.reason}): {exc.message or 'check the kubeconfig user and RBAC'}"
+            f"the API server at {host} does not let us list {what} (HTTP 403): "
+            f"{exc.message or 'grant list and watch on it (RBAC)'}"
         ) from None
+    except (ApiConnectionError, Unauthorized) as exc:
+        raise CliError(_connection_line(exc, host, what)) from None
     except ListWatchError as exc:
         # A 429, a 5xx, a malformed answer: the server is there; the Syncer retries these.
         logger.warning("preflight list of %s: %s; starting anyway", what, one_line(exc))
 
 
 def _first(errors: BaseExceptionGroup[FatalError]) -> FatalError:
-    """The first error of a group (``Syncer.run`` and ``wait_synced`` raise the same one)."""
+    """The first error of a group (the agent and the announcer raise the same one)."""
     first = errors.exceptions[0]
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def _fatal_line(exc: FatalError, what: str) -> str:
+def _fatal_line(exc: FatalError) -> str:
     if isinstance(exc, ResourceNotFound):
-        return f"{what} is no longer served (HTTP 404): {one_line(exc)}"
-    return f"mirroring {what} failed: {one_line(exc)}"
+        path = exc.request.rsplit(" ", 1)[-1] or "the resource"
+        return f"{path} is no longer served (HTTP 404): {one_line(exc)}"
+    return f"mirroring failed: {one_line(exc)}"
 
 
 async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | None = None) -> int:
@@ -166,61 +238,104 @@ async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | 
     err = sys.stderr if err is None else err
     configuration = await load_configuration(options)
     host = configuration.host or "(no server in the configuration)"
-    async with ApiClient(configuration=configuration) as api:
-        source = ListWatch.from_client(
-            api,
-            options.resource,
-            group=options.group,
-            version=options.version,
-            namespace=options.namespace,
-            label_selector=options.label_selector,
-            field_selector=options.field_selector,
-            metadata_only=options.metadata_only,
-        )
-        await preflight(source, host)
-        sink = await open_sink(options.sqlite, resource=options.sink_resource)
+    if options.metrics_address is not None:
         try:
-            return await _run(options, source, sink, stop, err)
-        finally:
+            parse_address(options.metrics_address)
+        except ValueError as exc:
+            raise CliError(f"--metrics-address: {exc}") from None
+    async with ApiClient(configuration=configuration) as api:
+        served = await discover(api, options.resources, host)
+        resources = build_sources(api, options.resources, served)
+        for resource in resources:
+            await preflight(resource.source, host)
+        async with open_sinks(options.sqlite, resources) as sinks:
+            return await _run(options, resources, sinks, stop, err)
+
+
+@contextlib.asynccontextmanager
+async def open_sinks(
+    path: Path, resources: Sequence[Mirrored]
+) -> AsyncIterator[dict[str, SQLiteSink]]:
+    """One sink per resource, all in one SQLite file."""
+    sinks: dict[str, SQLiteSink] = {}
+    try:
+        for resource in resources:
+            sinks[resource.name] = await open_sink(path, resource=resource.name)
+        yield sinks
+    finally:
+        for sink in sinks.values():
             await sink.close()
 
 
 async def _run(
-    options: MirrorOptions, source: ListWatch, sink: SQLiteSink, stop: asyncio.Event, err: TextIO
+    options: MirrorOptions,
+    resources: Sequence[Mirrored],
+    sinks: dict[str, SQLiteSink],
+    stop: asyncio.Event,
+    err: TextIO,
 ) -> int:
-    syncer = Syncer(
-        source,
-        on_list=sink.on_list,
-        on_batch=sink.on_batch,
-        merge_interval=options.merge_interval,
-        resync_period=options.resync_period,
-        list_strategy=options.list_strategy,
-    )
+    def build(epoch: int, gate: WriteGate) -> list[Syncer]:
+        return [
+            Syncer(
+                resource.source,
+                on_list=gated(sinks[resource.name].on_list, gate),
+                on_batch=gated(sinks[resource.name].on_batch, gate),
+                merge_interval=options.merge_interval,
+                resync_period=options.resync_period,
+                list_strategy=options.list_strategy,
+                epoch=epoch,
+            )
+            for resource in resources
+        ]
+
+    agent = Agent(build)
     started = time.monotonic()
-    _say(err, f"mirroring {source.description} into {options.sqlite}; Ctrl-C or SIGTERM stops")
-
-    async def announce_first_sync() -> None:
-        status = await syncer.wait_synced()
-        _say(
-            err,
-            f"synced: {status.snapshot_size} objects at resourceVersion "
-            f"{status.snapshot_resource_version}",
-        )
-
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(syncer.run)
-            group.start_soon(announce_first_sync)
-            await stop.wait()
-            group.cancel_scope.cancel()
-    except* FatalError as errors:
-        raise CliError(_fatal_line(_first(errors), source.description)) from None
-    status = syncer.status
     _say(
         err,
-        f"stopped after {time.monotonic() - started:.1f} s: {await sink.count()} objects in "
-        f"{options.sqlite} at resourceVersion {status.resource_version or '-'}, "
-        f"{status.generation} generations, {status.restarts} restarts",
+        f"mirroring {describe([r.spec for r in resources])} into {options.sqlite}; "
+        "Ctrl-C or SIGTERM stops",
+    )
+
+    async def announce_syncs() -> None:
+        supervisor = await agent.wait_for_supervisor()
+        announced: set[str] = set()
+        while len(announced) < len(supervisor.syncers):
+            statuses = await supervisor.wait_until(
+                lambda now: any(s.synced and n not in announced for n, s in now.items())
+            )
+            for name, status in statuses.items():
+                if status.synced and name not in announced:
+                    announced.add(name)
+                    _say(
+                        err,
+                        f"synced {name}: {status.snapshot_size} objects at resourceVersion "
+                        f"{status.snapshot_resource_version}",
+                    )
+
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if options.metrics_address is not None:
+                host, port = parse_address(options.metrics_address)
+                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+                try:
+                    bound = await stack.enter_async_context(serving(app, host, port))
+                except OSError as exc:
+                    raise CliError(
+                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
+                    ) from None
+                _say(err, f"metrics and health on http://{bound[0]}:{bound[1]}/metrics")
+            async with anyio.create_task_group() as group:
+                group.start_soon(agent.run)
+                group.start_soon(announce_syncs)
+                await stop.wait()
+                group.cancel_scope.cancel()
+    except* FatalError as errors:
+        raise CliError(_fatal_line(_first(errors))) from None
+    counts = [f"{name}: {await sink.count()}" for name, sink in sinks.items()]
+    _say(
+        err,
+        f"stopped after {time.monotonic() - started:.1f} s: {', '.join(counts)} objects in "
+        f"{options.sqlite}",
     )
     return 0
 
