@@ -20,7 +20,8 @@ Counters and histograms (labels ``group``, ``version``, ``resource``, plus those
 - ``listwatch_on_list_duration_seconds``, ``listwatch_on_batch_duration_seconds``: receiver
   calls (``on_list`` includes the listing it reads);
 - ``listwatch_requests_total{verb,outcome}``: LIST pages and WATCH requests, by ``ok`` or
-  the error class.
+  the error class;
+- ``listwatch_backpressure_total``: times the watch waited for room in a full queue.
 
 Gauges, read at scrape time: ``listwatch_queue_depth``, ``listwatch_pending_keys``,
 ``listwatch_snapshot_objects``, ``listwatch_staleness_seconds`` (since the receiver last
@@ -106,6 +107,12 @@ class SyncMetrics:
             buckets=_CALL_BUCKETS,
             registry=self.registry,
         )
+        self._backpressure = Counter(
+            "listwatch_backpressure",
+            "Times the watch reader waited for room in a full queue (the receiver is slower).",
+            labels,
+            registry=self.registry,
+        )
         self._requests = Counter(
             "listwatch_requests",
             "LIST pages and WATCH requests, by outcome (ok, or the error class).",
@@ -147,6 +154,7 @@ class SyncMetrics:
         snapshot_objects = self._snapshot_objects.labels(*labels)
         on_list = self._on_list.labels(*labels)
         on_batch = self._on_batch.labels(*labels)
+        backpressure = self._backpressure.labels(*labels)
 
         def observer(event: observe.SyncEvent) -> None:
             match event:
@@ -162,6 +170,8 @@ class SyncMetrics:
                     on_list.observe(took)
                 case observe.ReceiverFailed(call=call, seconds=took):
                     (on_list if call == "on_list" else on_batch).observe(took)
+                case observe.QueueFull():
+                    backpressure.inc()
                 case observe.GenerationEnded(reason=reason):
                     self._restarts.labels(*labels, reason).inc()
                 case observe.RequestDone(verb=verb, outcome=outcome):

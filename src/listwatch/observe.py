@@ -71,6 +71,14 @@ class BatchDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueFull:
+    """The watch reader found the queue full and waits for room (backpressure): the
+    receiver is slower than the watch. Reported once per wait, not per event."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiverFailed:
     """``on_list`` or ``on_batch`` raised, hung past ``sync_timeout``, or left early."""
 
@@ -128,6 +136,7 @@ SyncEvent = (
     | ReceiverStarted
     | SnapshotDelivered
     | BatchDelivered
+    | QueueFull
     | ReceiverFailed
     | GenerationEnded
     | BackingOff

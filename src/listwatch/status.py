@@ -127,6 +127,8 @@ class StatusTracker:
                 self.resource_version = rv
             case observe.ReceiverFailed():
                 self._delivering_since = None
+            case observe.QueueFull():
+                pass  # nothing to record; waiters re-read the live queue size
             case observe.GenerationEnded(generation=generation, reason=reason, message=text):
                 self.restarts += 1
                 line = "resync_period elapsed" if reason == "resync" else text

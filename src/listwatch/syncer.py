@@ -389,6 +389,7 @@ class Syncer:
             if debug:
                 logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
             if not merger.offer(event):
+                self._emit(observe.QueueFull(merger.generation))
                 await merger.put(event)  # a full queue: wait (backpressure, never loss)
 
         await watch_from(
