@@ -290,11 +290,6 @@ async def _run(
 
     agent = Agent(build)
     started = time.monotonic()
-    _say(
-        err,
-        f"mirroring {describe([r.spec for r in resources])} into {options.sqlite}; "
-        "Ctrl-C or SIGTERM stops",
-    )
 
     async def announce_syncs() -> None:
         supervisor = await agent.wait_for_supervisor()
@@ -324,6 +319,11 @@ async def _run(
                         f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
                     ) from None
                 _say(err, f"metrics and health on http://{bound[0]}:{bound[1]}/metrics")
+            _say(
+                err,
+                f"mirroring {describe([r.spec for r in resources])} into {options.sqlite}; "
+                "Ctrl-C or SIGTERM stops",
+            )
             async with anyio.create_task_group() as group:
                 group.start_soon(agent.run)
                 group.start_soon(announce_syncs)
