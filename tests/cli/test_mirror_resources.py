@@ -203,3 +203,29 @@ async def test_a_busy_metrics_address_is_one_line(
         )
     assert code == 1
     assert "cannot serve metrics on 127.0.0.1:" in single_error_line(capsys.readouterr().err)
+
+
+async def test_metadata_only_mirrors_metadata(
+    server: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    await server.create(pod("a", app="web"))
+    db = tmp_path / "mirror.db"
+    task, stop = await run_until_stopped(
+        [
+            "mirror",
+            "pods",
+            "--metadata-only",
+            "--sqlite",
+            str(db),
+            "--kubeconfig",
+            str(kubeconfig),
+            *FAST,
+        ]
+    )
+    rows = await eventually(lambda: mirror_objects(db, "pods") or None, what="pods mirrored")
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    stored = rows["default/a"]
+    assert stored["kind"] == "PartialObjectMetadata"
+    assert stored["metadata"]["labels"] == {"app": "web"}
+    assert "spec" not in stored

@@ -588,3 +588,47 @@ async def test_a_transform_applies_to_streamed_items_and_their_json(
         (stored,) = read_mirror(db, resource="pods").objects.values()
         assert "spec" not in stored
         assert stored["metadata"]["labels"] == {"app": "web"}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_metadata_only_lists_and_watches(
+    server: FakeApiServer, api_client: Any, strategy: str
+) -> None:
+    """PartialObjectMetadata, as client-go's metadata informers ask for it: no spec, no
+    status, and every object's kind says so; the snapshot and batches say what they are."""
+    await server.create(pod("a", app="web"))
+    listed: list[dict[str, Any]] = []
+    watched: dict[str, dict[str, Any]] = {}
+    resources: list[Any] = []
+    arrived = asyncio.Event()
+
+    async def on_list(snapshot: Snapshot) -> None:
+        resources.append(snapshot.resource)
+        listed.extend(await snapshot.collect())
+
+    async def on_batch(batch: Batch) -> None:
+        resources.append(batch.resource)
+        watched.update({key: event.object for key, event in batch.events.items()})
+        if "default/b" in watched:
+            arrived.set()
+
+    source = ListWatch.from_client(api_client, "pods", metadata_only=True)
+    assert source.description == "/api/v1/pods (metadata only)"
+    syncer = Syncer(
+        source, on_list=on_list, on_batch=on_batch, merge_interval=0.02, list_strategy=strategy
+    )
+    async with syncer:
+        await syncer.wait_synced()
+        await server.create(pod("b"))
+        await arrived.wait()
+    (item,) = listed
+    for obj in (item, watched["default/b"]):
+        assert obj["kind"] == "PartialObjectMetadata"
+        assert obj["apiVersion"] == "meta.k8s.io/v1"
+        assert "spec" not in obj
+    assert item["metadata"]["labels"] == {"app": "web"}
+    assert {str(r) for r in resources} == {"pods.v1"}
+    # The fake negotiates strictly, as kube-apiserver does: the singular form on a LIST is
+    # 406, the List form on a watch ends the stream at its first event. Getting here means
+    # each request asked in its own form.
+    assert syncer.status.restarts == 0
