@@ -31,6 +31,7 @@ import anyio
 import anyio.to_thread
 from kubernetes_asyncio.client import ApiClient
 
+from listwatch import observe
 from listwatch.backoff import Backoff
 from listwatch.cli.chaos import Burst, Chaos, FlakyReceiver
 from listwatch.cli.progress import ProgressView, RateMeter, RestartCounter, Sample, format_counts
@@ -106,6 +107,8 @@ class DemoReport:
     interrupted: bool
     faults_injected: Counter[str] = field(default_factory=Counter)
     faults_fired: Counter[str] = field(default_factory=Counter)
+    snapshots: Counter[str] = field(default_factory=Counter)
+    """Snapshots the receiver took, by how they were listed (streamed, paged)."""
 
     @property
     def passed(self) -> bool:
@@ -169,6 +172,8 @@ class _Run:
         self.stage = "listing"
         self.started = time.monotonic()
         self.restarts = RestartCounter()
+        self.snapshots = SnapshotCounter()
+        self.syncer.add_observer(self.snapshots)
         self._writes = RateMeter()
         self._events = RateMeter()
 
@@ -206,7 +211,9 @@ class _Run:
             )
         options = self.options
         self.say(
-            f"initial snapshot mirrored: {await self.sink.count()} pods into {self.sink.path}; "
+            f"initial snapshot mirrored: {await self.sink.count()} pods "
+            f"{self.snapshots.last_how} into {self.sink.path} in "
+            f"{self.snapshots.last_seconds:.2f} s; "
             f"churning at {options.rate:g} changes/s for {options.seconds:g} s"
             + (" with faults" if self.chaos is not None else "")
         )
@@ -335,6 +342,7 @@ async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event
                     interrupted=stop.is_set(),
                     faults_injected=Counter() if run.chaos is None else run.chaos.injected,
                     faults_fired=Counter() if run.chaos is None else run.chaos.fired(),
+                    snapshots=run.snapshots.by_how,
                 )
         finally:
             await sink.close()
@@ -350,6 +358,28 @@ def _caught_up(target: int, status: SyncerStatus) -> bool:
         and status.resource_version is not None
         and int(status.resource_version) >= target
     )
+
+
+class SnapshotCounter:
+    """An observer of the Syncer: how each snapshot was listed, and how long it took.
+
+    The snapshot is a stream the receiver reads while it is listed: as a streaming list
+    (one watch, WatchList) where the server serves one, else as paged LISTs.
+    """
+
+    def __init__(self) -> None:
+        self.by_how: Counter[str] = Counter()
+        self.last_how = ""
+        self.last_seconds = 0.0
+        self._streamed = False
+
+    def __call__(self, event: observe.SyncEvent) -> None:
+        if isinstance(event, observe.SnapshotOpened):
+            self._streamed = event.streamed
+        elif isinstance(event, observe.SnapshotDelivered):
+            self.last_how = "streamed (WatchList)" if self._streamed else "paged (LIST)"
+            self.last_seconds = event.seconds
+            self.by_how["streamed" if self._streamed else "paged"] += 1
 
 
 def _burst(workload: Workload) -> Burst:
@@ -390,7 +420,7 @@ def format_report(report: DemoReport) -> list[str]:
         f"{churn.recreates} recreates under the same name"
         + (" (interrupted)" if report.interrupted else ""),
         f"  delivered    {status.events} events in {status.batches} batches",
-        f"  generations  {status.generation}",
+        f"  generations  {status.generation}; snapshots {format_counts(report.snapshots)}",
         f"  restarts     {sum(report.restarts.values())} ({format_counts(report.restarts)})",
     ]
     if report.faults_injected:
