@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,10 +68,16 @@ def versions(objects: dict[str, Any]) -> dict[str, str]:
 
 
 def mirror_objects(path: Path, resource: str) -> dict[str, Any] | None:
-    """The mirror's objects, or None while the file or its tables do not exist yet."""
+    """The mirror's objects, or None while the file or its tables do not exist yet (or
+    while the sink, opening the file, switches it to WAL mode: a read-only reader may then
+    be told "database is locked" without waiting)."""
     try:
         return read_mirror(path, resource=resource).objects
     except (FileNotFoundError, ValueError):
+        return None
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
         return None
 
 
