@@ -334,12 +334,16 @@ class Snapshot:
         generation: int = 0,
         epoch: int = 0,
         resource: GroupVersionResource | None = None,
+        session: str = "",
     ) -> None:
         self._pages = pages
         self._resource_version = resource_version
         self.generation = generation
         self.epoch = epoch
         self.resource = resource
+        self.session = session
+        """The sending Syncer's random id: generations are ordered within a session (see
+        ``listwatch.fencing``); "" for snapshots no Syncer sent."""
         self._started = False
         self._complete = False
         self._count = 0
@@ -355,6 +359,7 @@ class Snapshot:
         generation: int = 0,
         epoch: int = 0,
         resource: GroupVersionResource | None = None,
+        session: str = "",
         page_size: int = 500,
     ) -> Snapshot:
         """A snapshot of objects already in memory (tests, custom sources, replays)."""
@@ -370,6 +375,7 @@ class Snapshot:
             generation=generation,
             epoch=epoch,
             resource=resource,
+            session=session,
         )
 
     # -- what the receiver reads -----------------------------------------------------------
@@ -455,7 +461,10 @@ class Batch:
 
     ``events`` is ordered by when each key's last event arrived. ``resource_version`` is the
     newest RV the watch reported (bookmarks included), the point to resume from. ``epoch``
-    is the fencing token of the leader that sent it (0 without leader election).
+    is the fencing token of the leader that sent it (0 without leader election);
+    ``session`` the sending Syncer's id and ``sequence`` the batch's number in its
+    generation (1, 2, ...), so a receiver can tell a replayed batch from a new one
+    (``listwatch.fencing``).
     """
 
     events: Mapping[str, Event]
@@ -465,6 +474,8 @@ class Batch:
     """How many events (before merging) this batch stands for."""
     epoch: int = 0
     resource: GroupVersionResource | None = None
+    session: str = ""
+    sequence: int = 0
 
     def __len__(self) -> int:
         return len(self.events)

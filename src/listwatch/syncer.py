@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import aclosing
@@ -164,6 +166,9 @@ class Syncer:
         self._merger: EventMerger | None = None
         self._tracker = StatusTracker(source.resource)
         self._emit = observe.Observers([self._tracker, *observers])
+        # Receivers order this Syncer's generations, and the batches within each, by it.
+        self._session = secrets.token_hex(8)
+        self._sequence = 0
 
     @property
     def source(self) -> ListWatch:
@@ -172,6 +177,11 @@ class Syncer:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    @property
+    def session(self) -> str:
+        """This Syncer's random id, stamped on its snapshots and batches."""
+        return self._session
 
     def add_observer(self, observer: observe.Observer) -> None:
         """Receive every event of the loop from now on (before ``run``, to miss none)."""
@@ -283,7 +293,9 @@ class Syncer:
                 generation=generation,
                 epoch=self._epoch,
                 resource=self._source.resource,
+                session=self._session,
             )
+            self._sequence = 0
             await self._deliver_snapshot(snapshot)
             first_stream = listing.take_watch()
         logger.info(
@@ -407,6 +419,8 @@ class Syncer:
         raise ResyncDue
 
     async def _deliver_batch(self, batch: Batch) -> None:
+        self._sequence += 1
+        batch = dataclasses.replace(batch, session=self._session, sequence=self._sequence)
         started = time.monotonic()
         try:
             await self._deliver("on_batch", batch.generation, self._on_batch(batch))

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from listwatch import Batch, Event, EventType, Snapshot
+from listwatch.fencing import StaleWrite
 from listwatch.sinks.sqlite import Mirror, SQLiteSink, SyncState, read_mirror
 
 from .conftest import batch, by_key, configmap, connect, event, rows, snapshot, state_row
@@ -285,9 +286,11 @@ async def test_a_batch_cannot_hold_bookmarks_or_errors(sink: SQLiteSink, kind: E
 
 
 async def test_a_batch_from_an_older_generation_is_refused(sink: SQLiteSink) -> None:
-    await sink.on_list(snapshot(configmap("a"), rv="10", generation=2))
-    with pytest.raises(RuntimeError, match="old generation"):
-        await sink.on_batch(batch(event(DELETED, configmap("a")), rv="9", generation=1))
+    await sink.on_list(Snapshot.of([configmap("a")], "10", generation=2, session="s1"))
+    old = Batch({"default/a": event(DELETED, configmap("a"))}, "9", 1, session="s1", sequence=1)
+    with pytest.raises(StaleWrite, match="holds generation 2"):
+        await sink.on_batch(old)
+    assert set(await sink.objects()) == {"default/a"}
     assert await sink.count() == 1
 
 

@@ -3,7 +3,8 @@
 The sink keeps one row per object and one sync-state row per resource::
 
     objects(resource, key, resource_version, object, updated_at)   PRIMARY KEY (resource, key)
-    sync_state(resource, resource_version, generation, synced_at, listed_at, epoch)
+    sync_state(resource, resource_version, generation, synced_at, listed_at,
+               epoch, session, sequence)
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
@@ -24,10 +25,13 @@ second connection) see the last committed state while a write is in progress. A 
 written page by page as it is listed: the keys it held are collected in a temporary table,
 not in Python, so the sink's memory does not grow with the cluster either.
 
-Fencing: every write carries the leader's *epoch*. In the same transaction as the write, the
-sink reads the highest epoch the file has recorded (over all its resources: one agent's
-resources share one leader) and refuses a lower one with ``StaleEpoch``, so a leader that
-was paused and wakes up after another replica took over cannot overwrite anything.
+Fencing: every write carries its sender's stamp (the leader's *epoch*, the Syncer's
+session, the generation and the batch's sequence). In the same transaction as the write,
+the sink reads what it recorded and applies ``listwatch.fencing.decide``: a write of an
+epoch lower than the highest the file holds (over all its resources: one agent's resources
+share one leader) is refused with ``StaleEpoch``, so a leader that was paused and wakes up
+after another replica took over cannot overwrite anything; an older generation of the same
+sender is refused, and a replayed batch changes nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any, Self, cast
 
 import orjson
 
-from listwatch.errors import StaleEpoch
+from listwatch import fencing
 from listwatch.events import (
     Batch,
     EventType,
@@ -63,6 +67,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 __all__ = ["Mirror", "SQLiteSink", "SyncState", "read_mirror"]
+
+Verdict = fencing.Verdict
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
 
@@ -84,18 +90,35 @@ _SCHEMA = (
         generation       INTEGER NOT NULL,
         synced_at        REAL NOT NULL,
         listed_at        REAL,
-        epoch            INTEGER NOT NULL DEFAULT 0
+        epoch            INTEGER NOT NULL DEFAULT 0,
+        session          TEXT NOT NULL DEFAULT '',
+        sequence         INTEGER NOT NULL DEFAULT 0
     )
     """,
 )
 _COLUMNS = {
     "objects": {"resource", "key", "resource_version", "object", "updated_at"},
-    "sync_state": {"resource", "resource_version", "generation", "synced_at", "listed_at", "epoch"},
+    "sync_state": {
+        "resource",
+        "resource_version",
+        "generation",
+        "synced_at",
+        "listed_at",
+        "epoch",
+        "session",
+        "sequence",
+    },
 }
 SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks
-``sync_state.epoch``, which is added on open; the fence then starts at epoch 0."""
-_MIGRATIONS = {1: ("ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",)}
+"""``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
+columns of ``sync_state``, which are added on open; the fence then starts at epoch 0."""
+_MIGRATIONS = {
+    1: (
+        ("epoch", "ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
+        ("session", "ALTER TABLE sync_state ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
+        ("sequence", "ALTER TABLE sync_state ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
+    )
+}
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
@@ -119,28 +142,35 @@ _DELETE_UNLISTED = """
     WHERE resource = ? AND key NOT IN (SELECT key FROM temp.listed)
 """
 _HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
+_RECORDED_STAMP = "SELECT epoch, session, generation, sequence FROM sync_state WHERE resource = ?"
 _STATE_AFTER_LIST = """
-    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at, epoch)
-    VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+    INSERT INTO sync_state
+        (resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence)
+    VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0)
     ON CONFLICT (resource) DO UPDATE SET
         resource_version = excluded.resource_version,
         generation = excluded.generation,
         synced_at = excluded.synced_at,
         listed_at = excluded.listed_at,
-        epoch = excluded.epoch
+        epoch = excluded.epoch,
+        session = excluded.session,
+        sequence = 0
 """
 # A batch without an RV (there should be none) must not move the resume point back to "".
 _STATE_AFTER_BATCH = """
-    INSERT INTO sync_state (resource, resource_version, generation, synced_at, listed_at, epoch)
-    VALUES (?1, ?2, ?3, ?4, NULL, ?5)
+    INSERT INTO sync_state
+        (resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence)
+    VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)
     ON CONFLICT (resource) DO UPDATE SET
         resource_version = COALESCE(NULLIF(excluded.resource_version, ''), resource_version),
         generation = excluded.generation,
         synced_at = excluded.synced_at,
-        epoch = excluded.epoch
+        epoch = excluded.epoch,
+        session = excluded.session,
+        sequence = excluded.sequence
 """
 _SELECT_STATE = """
-    SELECT resource, resource_version, generation, synced_at, listed_at, epoch
+    SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence
     FROM sync_state WHERE resource = ?
 """
 _SELECT_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
@@ -159,7 +189,8 @@ class SyncState:
     batch's, bookmarks included); ``generation`` the Syncer generation that wrote last;
     ``synced_at`` the time (``time.time()``) of the last write of any kind and ``listed_at``
     that of the last full snapshot (``None`` if only batches were ever written); ``epoch``
-    the fencing token of the leader that wrote last (0 without leader election).
+    the fencing token of the leader that wrote last (0 without leader election), and
+    ``session``/``sequence`` the writing Syncer and its last batch (``listwatch.fencing``).
     """
 
     resource: str
@@ -168,6 +199,8 @@ class SyncState:
     synced_at: float
     listed_at: float | None
     epoch: int = 0
+    session: str = ""
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +214,7 @@ class Mirror:
 def _state_from_row(row: Sequence[Any] | None) -> SyncState | None:
     if row is None:
         return None
-    resource, resource_version, generation, synced_at, listed_at, epoch = row
-    return SyncState(resource, resource_version, generation, synced_at, listed_at, epoch)
+    return SyncState(*row)
 
 
 def _json_text(resource: str, item: Item) -> str:
@@ -279,7 +311,6 @@ class SQLiteSink:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self._generation: int | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._writer is not None else "closed"
@@ -380,12 +411,10 @@ class SQLiteSink:
         )
         if held and version < SCHEMA_VERSION:
             for step in range(max(version, 1), SCHEMA_VERSION):
-                columns = {
-                    row[1]
-                    for row in await connection.execute_fetchall("PRAGMA table_info(sync_state)")
-                }
-                for statement in _MIGRATIONS[step]:
-                    if "epoch" not in columns:
+                rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
+                columns = {row[1] for row in rows}
+                for column, statement in _MIGRATIONS[step]:
+                    if column not in columns:
                         await connection.execute(statement)
         for statement in _SCHEMA:
             await connection.execute(statement)
@@ -423,14 +452,17 @@ class SQLiteSink:
         This is the snapshot boundary: every item is upserted page by page as the snapshot is
         listed, every row the snapshot does not contain is deleted (its object vanished, maybe
         while no watch was running to report it), and the sync state moves to the
-        snapshot's RV, generation and epoch. A list error raised out of the iteration rolls
-        the whole transaction back: the previous state stays as it was.
+        snapshot's RV and stamp. A list error raised out of the iteration rolls the whole
+        transaction back: the previous state stays as it was. A snapshot the fence refuses
+        raises before anything is written; one it has already applied is read and dropped.
         """
         resource, key = self._resource, self._custom_key
-        self._generation = snapshot.generation
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            await self._fence(connection, snapshot.epoch)
+            if await self._fence(connection, fencing.stamp_of(snapshot)) is Verdict.DUPLICATE:
+                async for _ in snapshot.pages():
+                    pass
+                return
             await connection.execute(_LISTED_TABLE)
             await connection.execute(_LISTED_CLEAR)
             async for page in snapshot.pages():
@@ -441,7 +473,14 @@ class SQLiteSink:
             await connection.execute(_LISTED_CLEAR)
             await connection.execute(
                 _STATE_AFTER_LIST,
-                (resource, snapshot.resource_version, snapshot.generation, now, snapshot.epoch),
+                (
+                    resource,
+                    snapshot.resource_version,
+                    snapshot.generation,
+                    now,
+                    snapshot.epoch,
+                    snapshot.session,
+                ),
             )
 
         await self._transaction(write)
@@ -453,11 +492,6 @@ class SQLiteSink:
         keys does not matter: ADDED and MODIFIED become upserts, DELETED a delete (of a key the
         mirror may not hold). A batch without events (bookmarks only) just advances the RV.
         """
-        if self._generation is not None and batch.generation < self._generation:
-            raise RuntimeError(
-                f"a batch of generation {batch.generation} arrived after the snapshot of "
-                f"generation {self._generation}; an old generation must never reach the receiver"
-            )
         resource, key = self._resource, self._custom_key
         upserts: list[Item] = []
         deletes: list[tuple[str, str]] = []
@@ -468,16 +502,26 @@ class SQLiteSink:
                 deletes.append((resource, event_key))
             else:
                 raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
+        stamp = fencing.stamp_of(batch)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            await self._fence(connection, batch.epoch)
+            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+                return
             if upserts:
                 await connection.executemany(_UPSERT, _Rows(resource, upserts, key, now))
             if deletes:
                 await connection.executemany(_DELETE, deletes)
             await connection.execute(
                 _STATE_AFTER_BATCH,
-                (resource, batch.resource_version, batch.generation, now, batch.epoch),
+                (
+                    resource,
+                    batch.resource_version,
+                    batch.generation,
+                    now,
+                    batch.epoch,
+                    batch.session,
+                    stamp.sequence if batch.session else 0,
+                ),
             )
 
         await self._transaction(write)
@@ -487,11 +531,12 @@ class SQLiteSink:
         """The key function to run on parsed objects, or None for the items' own keys."""
         return None if self._key is object_key else self._key
 
-    async def _fence(self, connection: aiosqlite.Connection, epoch: int) -> None:
-        """Refuse, inside the write's transaction, a write older than the file's newest epoch."""
-        recorded = (await self._fetchone(connection, _HIGHEST_EPOCH))[0]
-        if recorded is not None and epoch < recorded:
-            raise StaleEpoch(self._resource, epoch, int(recorded))
+    async def _fence(self, connection: aiosqlite.Connection, stamp: fencing.Stamp) -> Verdict:
+        """``fencing.decide`` on what the file recorded, inside the write's transaction."""
+        highest = (await self._fetchone(connection, _HIGHEST_EPOCH))[0]
+        row = await self._fetchone(connection, _RECORDED_STAMP, (self._resource,))
+        recorded = fencing.Stamp(*row) if row is not None else None
+        return fencing.decide(self._resource, stamp, recorded, highest)
 
     async def _transaction(self, write: _Write) -> None:
         """Run ``write`` between BEGIN IMMEDIATE and COMMIT; roll back on any error.

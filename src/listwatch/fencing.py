@@ -1,0 +1,115 @@
+"""Which writes a receiver applies: the fencing and ordering rules, in one place.
+
+Every snapshot and batch a Syncer sends is stamped (``Stamp``) with:
+
+* ``epoch``: the fencing token of the leader's term (``listwatch.leaderelection``; 0
+  without leader election). It never decreases from one leader to the next.
+* ``session``: the sending Syncer's random id. A Syncer numbers its generations from 1, so
+  generation numbers are comparable only within one session.
+* ``generation``: which snapshot the write belongs to (each generation starts with one).
+* ``sequence``: the batch's number within its generation (1, 2, ...); 0 for the snapshot.
+
+A receiver records the stamp of its last applied write per resource and, in the same
+transaction as each new write, decides with ``decide``:
+
+| the write                                                    | verdict                  |
+|--------------------------------------------------------------|--------------------------|
+| epoch below the highest the receiver recorded (any resource) | ``StaleEpoch``: refused  |
+| same session, older generation                                | ``StaleWrite``: refused  |
+| same session and generation: a snapshot, or a batch already   | ``DUPLICATE``: nothing   |
+| applied (sequence <= recorded): a retried or replayed request | to do, and not an error  |
+| same session and generation, the next batch (recorded + 1)    | ``APPLY``                |
+| same session and generation, a batch beyond the next one      | ``StaleWrite``: a batch  |
+|                                                               | went missing: refused    |
+| a batch of a generation whose snapshot the receiver lacks      | ``StaleWrite``: refused  |
+| a snapshot of a newer generation, or of another session       | ``APPLY``                |
+
+Why refusing is safe: the sender's receiver call raises, its generation ends, and the next
+one starts from a fresh snapshot (or, for a stale epoch, the old leader stops). Why the
+epoch check is over all the receiver's resources: one agent's resources share one leader,
+and a leader that was paused and wakes up must not write *anything*, not even a resource
+the new leader has not written yet. A write with an empty session (made by hand, not by a
+Syncer) is checked only against the epoch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from listwatch.errors import ListWatchError, StaleEpoch
+from listwatch.events import Batch, Snapshot
+
+__all__ = ["Stamp", "StaleWrite", "Verdict", "decide", "stamp_of"]
+
+
+class StaleWrite(ListWatchError):
+    """A receiver refused a write that would go back in time within one sender's session
+    (an older generation, a batch without its snapshot, a batch after a missing one)."""
+
+
+class Verdict(enum.Enum):
+    APPLY = "apply"
+    DUPLICATE = "duplicate"
+    """Already applied (a retried request): change nothing, report success."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    epoch: int
+    session: str
+    generation: int
+    sequence: int = 0
+    """0 for a snapshot; the batch's number within its generation otherwise."""
+
+    @property
+    def snapshot(self) -> bool:
+        return self.sequence == 0
+
+
+def stamp_of(write: Snapshot | Batch) -> Stamp:
+    if isinstance(write, Snapshot):
+        return Stamp(write.epoch, write.session, write.generation, 0)
+    return Stamp(write.epoch, write.session, write.generation, max(write.sequence, 1))
+
+
+def decide(
+    resource: str, write: Stamp, recorded: Stamp | None, highest_epoch: int | None
+) -> Verdict:
+    """The verdict on ``write``, given the resource's last applied stamp and the highest
+    epoch the receiver has recorded; raises ``StaleEpoch`` or ``StaleWrite`` to refuse."""
+    if highest_epoch is not None and write.epoch < highest_epoch:
+        raise StaleEpoch(resource, write.epoch, highest_epoch)
+    if not write.session:
+        return Verdict.APPLY
+    same = (
+        recorded is not None and recorded.session == write.session and recorded.epoch == write.epoch
+    )
+    if not same:
+        if write.snapshot:
+            return Verdict.APPLY
+        raise StaleWrite(
+            f"{resource}: refused batch {write.sequence} of generation {write.generation}: "
+            "the receiver does not hold that generation's snapshot"
+        )
+    assert recorded is not None
+    if write.generation < recorded.generation:
+        raise StaleWrite(
+            f"{resource}: refused a write of generation {write.generation}: the receiver "
+            f"holds generation {recorded.generation} of the same sender"
+        )
+    if write.generation > recorded.generation:
+        if write.snapshot:
+            return Verdict.APPLY
+        raise StaleWrite(
+            f"{resource}: refused batch {write.sequence} of generation {write.generation}: "
+            f"the receiver holds generation {recorded.generation}, not its snapshot"
+        )
+    if write.snapshot or write.sequence <= recorded.sequence:
+        return Verdict.DUPLICATE
+    if write.sequence == recorded.sequence + 1:
+        return Verdict.APPLY
+    raise StaleWrite(
+        f"{resource}: refused batch {write.sequence} of generation {write.generation}: the "
+        f"receiver's last is batch {recorded.sequence} (one went missing)"
+    )
