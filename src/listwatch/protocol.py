@@ -184,7 +184,7 @@ class _EventRecord(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     key: str
     resourceVersion: str
-    object: msgspec.Raw | None = None
+    object: msgspec.Raw = msgspec.Raw()  # empty: absent (a delete carries no object)
 
 
 class _Commit(msgspec.Struct, forbid_unknown_fields=True):
@@ -271,7 +271,7 @@ def decode_event_record(line: bytes, number: int) -> Event:
     event_type = EventType(record.type)
     if event_type is EventType.DELETED:
         return Event(event_type, {}, record.key, record.resourceVersion)
-    if record.object is None:
+    if not len(record.object):
         raise ProtocolError(f"record {number}: an {record.type} record needs its object")
     return Event(
         event_type, None, record.key, record.resourceVersion, raw=memoryview(record.object)

@@ -28,6 +28,7 @@ from listwatch.cli.runtime import (
     one_line,
     stop_on_signals,
 )
+from listwatch.cli.targets import HttpTarget, PostgresTarget, SQLiteTarget, Target
 
 __all__ = ["build_parser", "main", "main_async"]
 
@@ -156,8 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mirror.add_argument("--selector", "-l", default=None, metavar="S", help="label selector")
     mirror.add_argument("--field-selector", default=None, metavar="S", help="field selector")
+    target = mirror.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sqlite", type=Path, metavar="PATH", help="the SQLite file to write")
+    target.add_argument(
+        "--postgres", metavar="DSN", help="the PostgreSQL database to write (postgresql://...)"
+    )
+    target.add_argument(
+        "--http", metavar="URL", help="send to a listwatch receiver (the HTTP sync protocol)"
+    )
     mirror.add_argument(
-        "--sqlite", type=Path, required=True, metavar="PATH", help="the SQLite file to write"
+        "--http-token-file",
+        type=Path,
+        metavar="FILE",
+        help="bearer token for --http, read at every request (rotations are picked up)",
+    )
+    mirror.add_argument(
+        "--http-ca", type=Path, metavar="FILE", help="CA bundle that signs the receiver's cert"
+    )
+    mirror.add_argument("--http-client-cert", type=Path, metavar="FILE", help="client cert (mTLS)")
+    mirror.add_argument("--http-client-key", type=Path, metavar="FILE", help="its private key")
+    mirror.add_argument(
+        "--http-insecure-skip-tls-verify",
+        action="store_true",
+        help="do not verify the receiver's certificate (as kubectl's flag: insecure)",
     )
     source = mirror.add_mutually_exclusive_group()
     source.add_argument(
@@ -297,7 +319,7 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
     )
     options = mirror.MirrorOptions(
         resources=load_specs(names, defaults, args.config),
-        sqlite=args.sqlite,
+        target=_target(args),
         kubeconfig=args.kubeconfig,
         in_cluster=args.in_cluster,
         context=args.context,
@@ -307,6 +329,31 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         metrics_address=args.metrics_address,
     )
     return await mirror.run_mirror(options, stop)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    http_flags = [
+        args.http_token_file,
+        args.http_ca,
+        args.http_client_cert,
+        args.http_client_key,
+    ]
+    if args.http is None and (
+        any(f is not None for f in http_flags) or args.http_insecure_skip_tls_verify
+    ):
+        raise CliError("the --http-* options go with --http URL")
+    if args.sqlite is not None:
+        return SQLiteTarget(args.sqlite)
+    if args.postgres is not None:
+        return PostgresTarget(args.postgres)
+    return HttpTarget(
+        args.http,
+        token_file=args.http_token_file,
+        ca_file=args.http_ca,
+        client_cert=args.http_client_cert,
+        client_key=args.http_client_key,
+        verify=not args.http_insecure_skip_tls_verify,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -39,7 +39,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from listwatch.agent import Agent, WriteGate, gated
 from listwatch.cli.config import ResourceSpec, describe
 from listwatch.cli.runtime import CliError, one_line
-from listwatch.cli.storage import open_sink
+from listwatch.cli.targets import ResourceReceiver, SQLiteTarget, Target, open_receivers
 from listwatch.discovery import DiscoveryError, ServedResource, resolve
 from listwatch.endpoints import make_app, parse_address, serving
 from listwatch.errors import (
@@ -51,7 +51,6 @@ from listwatch.errors import (
     ResourceNotFound,
     Unauthorized,
 )
-from listwatch.sinks.sqlite import SQLiteSink
 from listwatch.source import ListOptions, ListWatch
 from listwatch.syncer import Syncer
 
@@ -67,7 +66,7 @@ class MirrorOptions:
     """The mirror's flags (the resources already merged with the config file)."""
 
     resources: Sequence[ResourceSpec]
-    sqlite: Path
+    target: Target
     kubeconfig: Path | None = None
     in_cluster: bool = False
     context: str | None = None
@@ -248,29 +247,14 @@ async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | 
         resources = build_sources(api, options.resources, served)
         for resource in resources:
             await preflight(resource.source, host)
-        async with open_sinks(options.sqlite, resources) as sinks:
+        async with open_receivers(options.target, [r.name for r in resources]) as sinks:
             return await _run(options, resources, sinks, stop, err)
-
-
-@contextlib.asynccontextmanager
-async def open_sinks(
-    path: Path, resources: Sequence[Mirrored]
-) -> AsyncIterator[dict[str, SQLiteSink]]:
-    """One sink per resource, all in one SQLite file."""
-    sinks: dict[str, SQLiteSink] = {}
-    try:
-        for resource in resources:
-            sinks[resource.name] = await open_sink(path, resource=resource.name)
-        yield sinks
-    finally:
-        for sink in sinks.values():
-            await sink.close()
 
 
 async def _run(
     options: MirrorOptions,
     resources: Sequence[Mirrored],
-    sinks: dict[str, SQLiteSink],
+    sinks: dict[str, ResourceReceiver],
     stop: asyncio.Event,
     err: TextIO,
 ) -> int:
@@ -321,7 +305,8 @@ async def _run(
                 _say(err, f"metrics and health on http://{bound[0]}:{bound[1]}/metrics")
             _say(
                 err,
-                f"mirroring {describe([r.spec for r in resources])} into {options.sqlite}; "
+                f"mirroring {describe([r.spec for r in resources])} into "
+                f"{options.target.describe()}; "
                 "Ctrl-C or SIGTERM stops",
             )
             async with anyio.create_task_group() as group:
@@ -331,12 +316,13 @@ async def _run(
                 group.cancel_scope.cancel()
     except* FatalError as errors:
         raise CliError(_fatal_line(_first(errors))) from None
-    counts = [f"{name}: {await sink.count()}" for name, sink in sinks.items()]
-    _say(
-        err,
-        f"stopped after {time.monotonic() - started:.1f} s: {', '.join(counts)} objects in "
-        f"{options.sqlite}",
-    )
+    counts = []
+    for name, sink in sinks.items():
+        count = getattr(sink, "count", None)
+        if isinstance(options.target, SQLiteTarget) and count is not None:
+            counts.append(f"{name}: {await count()}")
+    where = f": {', '.join(counts)} objects in {options.target.describe()}" if counts else ""
+    _say(err, f"stopped after {time.monotonic() - started:.1f} s{where}")
     return 0
 
 

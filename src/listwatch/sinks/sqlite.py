@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "listwatch.sinks.sqlite needs aiosqlite: pip install 'listwatch[sqlite]'"
     ) from exc
 
-__all__ = ["Mirror", "SQLiteSink", "SyncState", "read_mirror"]
+__all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
 
 Verdict = fencing.Verdict
 
@@ -615,3 +615,34 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
     finally:
         connection.close()
     return Mirror({key: orjson.loads(text) for key, text in rows}, _state_from_row(state))
+
+
+class SQLiteStore:
+    """One SQLite file holding several resources: a ``SQLiteSink`` per resource, opened on
+    first use (the HTTP receiver's store for ``--sqlite``). Sinks share the file, and
+    SQLite serialises their writes (``busy_timeout``)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._sinks: dict[str, SQLiteSink] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def sink(self, resource: str) -> SQLiteSink:
+        async with self._lock:
+            sink = self._sinks.get(resource)
+            if sink is None:
+                sink = SQLiteSink(self._path, resource=resource, busy_timeout=self._busy_timeout)
+                await sink.open()
+                self._sinks[resource] = sink
+            return sink
+
+    async def close(self) -> None:
+        async with self._lock:
+            sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            await sink.close()
