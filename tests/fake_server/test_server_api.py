@@ -134,7 +134,11 @@ async def test_discovery_documents(server: FakeApiServer, http: aiohttp.ClientSe
     groups = {
         g["name"]: g["preferredVersion"]["groupVersion"] for g in (await get("/apis"))["groups"]
     }
-    assert groups == {"apps": "apps/v1", "example.com": "example.com/v1alpha1"}
+    assert groups == {
+        "apps": "apps/v1",
+        "coordination.k8s.io": "coordination.k8s.io/v1",
+        "example.com": "example.com/v1alpha1",
+    }
     core = {r["name"]: r for r in (await get("/api/v1"))["resources"]}
     assert core["pods"]["namespaced"] is True
     assert core["nodes"]["namespaced"] is False

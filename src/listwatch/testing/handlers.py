@@ -2,7 +2,9 @@
 
 Each request is, in order: recorded in the request log; authenticated (bearer token, else
 401); matched against injected faults; routed (discovery, or a resource path: else the
-generic 404); then served by LIST, WATCH, GET, POST, PUT, PATCH or DELETE. Every refusal is
+generic 404); its ``Accept`` header negotiated (``negotiation.py``: 406 when nothing can be
+served); then served by LIST, WATCH, GET, POST, PUT, PATCH or DELETE, the answer converted
+to the negotiated representation (``conversion.py``: PartialObjectMetadata). Every refusal is
 a ``metav1.Status`` built in ``status.py``. POST/PUT/PATCH/DELETE go through the same
 :class:`ObjectStore` calls as the Python API of :class:`FakeApiServer`.
 """
@@ -20,7 +22,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from listwatch.testing import discovery, options, status
+from listwatch.testing import discovery, negotiation, options, status
+from listwatch.testing.conversion import Converter
 from listwatch.testing.faults import Fault, FaultInjector, FaultKind
 from listwatch.testing.listing import Lister
 from listwatch.testing.paths import RouteNotFound, Target, is_watch, parse_resource_path
@@ -149,14 +152,19 @@ class ApiHandler:
             target = parse_resource_path(request.path, self._registry)
         except RouteNotFound:
             raise status.resource_not_found() from None
+        # The Accept header is negotiated before the request is decoded (get.go, create.go).
+        media_type = negotiation.negotiate(request.headers.get("Accept", ""), tables=False)
+        converter = Converter(media_type, target.resource)
         method = request.method
         if method == "GET" and (target.name is None or watch):
-            return await self._list_or_watch(request, target, query, fault, body_fault)
+            return await self._list_or_watch(
+                request, target, query, fault, body_fault, converter=converter
+            )
         handler = self._object_handlers(target).get(method)
         if handler is None:
             raise status.method_not_allowed(method, f"{target.resource.qualified} at this path")
         code, body = await handler(request, target)
-        return await _send_json(request, code, body, {}, body_fault)
+        return await _send_json(request, code, converter.object_body(body), {}, body_fault)
 
     def _object_handlers(self, target: Target) -> dict[str, _ObjectHandler]:
         if target.name is None:
@@ -179,6 +187,8 @@ class ApiHandler:
         query: dict[str, str],
         fault: Fault | None,
         body_fault: Fault | None,
+        *,
+        converter: Converter,
     ) -> web.StreamResponse:
         opts = options.decode(query, force_watch=target.legacy_watch)
         opts = options.apply_watch_list_default(opts, watch_list=self._watch_list)
@@ -197,10 +207,12 @@ class ApiHandler:
                 active=self._active,
                 rng=self._rng,
                 stopping=self._stopping,
+                convert=converter.watch_object,
             )
             return await stream.serve()
         result = await self._lister.list(target.resource, target.namespace, opts, selection)
-        return await _send_json(request, 200, result.body(target.resource), {}, body_fault)
+        body = converter.list_body(result.body(target.resource))
+        return await _send_json(request, 200, body, {}, body_fault)
 
     # ------------------------------------------------------------------ objects
 

@@ -40,6 +40,7 @@ import orjson
 from aiohttp import web
 
 from listwatch.testing import status
+from listwatch.testing.conversion import EndStream
 from listwatch.testing.faults import Fault, FaultKind
 from listwatch.testing.options import ListOptions, parse_resource_version
 from listwatch.testing.resources import ResourceType
@@ -94,10 +95,12 @@ class _EventWriter:
         request: web.BaseRequest,
         fault: Fault | None,
         rvs: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        convert: Callable[[JsonDict], JsonDict] = lambda obj: obj,
     ) -> None:
         self._request = request
         self._fault = fault
         self._rvs = rvs  # (requested, current) RV for the Status of an ERROR event
+        self._convert = convert  # to the negotiated representation (conversion.py)
         self._response = web.StreamResponse(status=200)
         self._response.content_type = "application/json"
         self._response.enable_chunked_encoding()
@@ -123,6 +126,12 @@ class _EventWriter:
         if self.ended:
             return False
         fault = self._fault
+        if event["type"] != "ERROR":
+            try:
+                event = {"type": event["type"], "object": self._convert(event["object"])}
+            except EndStream:
+                await self.finish()
+                return False
         line = orjson.dumps(event) + b"\n"
         if fault is not None and fault.kind is FaultKind.SLOW:
             await asyncio.sleep(fault.delay)
@@ -202,8 +211,10 @@ class WatchStream:
         active: ActiveWatches,
         rng: random.Random,
         stopping: Callable[[], bool],
+        convert: Callable[[JsonDict], JsonDict] = lambda obj: obj,
     ) -> None:
         self._request = request
+        self._representation = convert
         self._store = store
         self._resource = resource
         self._namespace = namespace
@@ -294,7 +305,10 @@ class WatchStream:
         end_bookmark: bool = False,
     ) -> web.StreamResponse:
         writer = _EventWriter(
-            self._request, self._fault, lambda: (self._requested_rv, self._store.resource_version)
+            self._request,
+            self._fault,
+            lambda: (self._requested_rv, self._store.resource_version),
+            self._representation,
         )
         await writer.open()
         self._active.adjust(+1)
