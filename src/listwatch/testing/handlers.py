@@ -232,7 +232,8 @@ class ApiHandler:
     async def _replace(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
         obj = await self._read_object(request, target)
         _check_name(obj, target)
-        return 200, self._store.replace(target.resource, obj)
+        stored, created = self._store.update(target.resource, obj)
+        return (201 if created else 200), stored
 
     async def _patch(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()

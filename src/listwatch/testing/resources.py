@@ -58,6 +58,11 @@ class ResourceType:
     #: A DELETE answers with the deleted object (pods, services, namespaces, custom
     #: resources: ``ReturnDeletedObject``) instead of a ``Status`` with status Success.
     returns_deleted_object: bool = False
+    #: ``AllowUnconditionalUpdate``: a PUT without ``metadata.resourceVersion`` overwrites
+    #: (most built-ins), or is refused with 422 (custom resources, leases).
+    unconditional_update: bool = True
+    #: ``AllowCreateOnUpdate``: a PUT of a missing object creates it (leases, events).
+    create_on_update: bool = False
 
     @property
     def api_version(self) -> str:
@@ -95,7 +100,16 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     _core("services", "Service", returns=True),
     _core("events", "Event"),
     ResourceType("apps", "v1", "deployments", "Deployment", True, True),
-    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, True),
+    ResourceType(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        True,
+        True,
+        unconditional_update=False,
+        create_on_update=True,
+    ),
 )
 
 NAMESPACES = BUILTIN_RESOURCES[2]
@@ -120,7 +134,14 @@ class ResourceRegistry:
             raise ValueError(f"plural must be a lowercase path segment, got {plural!r}")
         builtin = is_builtin_group(group)
         resource = ResourceType(
-            group, version, plural, kind, namespaced, builtin, returns_deleted_object=not builtin
+            group,
+            version,
+            plural,
+            kind,
+            namespaced,
+            builtin,
+            returns_deleted_object=not builtin,
+            unconditional_update=builtin,
         )
         self.add(resource)
         return resource

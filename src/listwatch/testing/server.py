@@ -188,9 +188,11 @@ class FakeApiServer:
         return copy_json(self._store.create(resource, self._scoped(resource, obj)))
 
     async def replace(self, obj: JsonDict) -> JsonDict:
-        """Replace an existing object (404 if absent, 409 on a stale ``resourceVersion``)."""
+        """Replace an object as a PUT does: 404 if absent (a Lease is created instead), 409
+        on a stale ``resourceVersion``, 422 without one where the resource requires it."""
         resource = self._resource_of(obj)
-        return copy_json(self._store.replace(resource, self._scoped(resource, obj)))
+        stored, _ = self._store.update(resource, self._scoped(resource, obj))
+        return copy_json(stored)
 
     async def delete(self, obj: JsonDict) -> JsonDict:
         """Delete an object; returns its final state at the deletion RV.

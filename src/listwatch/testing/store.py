@@ -29,11 +29,16 @@ from typing import Any
 
 import orjson
 
-from listwatch.testing import status
+from listwatch.testing import leases, status
 from listwatch.testing.resources import NAMESPACES, ResourceType
 from listwatch.testing.signals import Signal
 
 JsonDict = dict[str, Any]
+
+#: Per-type decoding and validation (a registry strategy's part that clients can observe).
+TYPE_RULES: dict[tuple[str, str], Callable[..., JsonDict]] = {
+    (leases.GROUP, leases.KIND): leases.prepare,
+}
 
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
@@ -223,7 +228,7 @@ class ObjectStore:
 
     def create(self, resource: ResourceType, obj: JsonDict) -> JsonDict:
         """Store a new object; it gets ``uid``, ``creationTimestamp`` and the next RV."""
-        new = self._normalize(resource, obj)
+        new = self._normalize(resource, obj, creating=True)
         metadata = new["metadata"]
         if metadata.get("resourceVersion"):
             # etcd3 store.Create refuses this before anything else is written.
@@ -249,7 +254,7 @@ class ObjectStore:
         skips identical bytes: no new RV, no event. Removing the last finalizer of an
         object marked for deletion deletes it.
         """
-        new = self._normalize(resource, obj)
+        new = self._normalize(resource, obj, creating=False)
         metadata = new["metadata"]
         name = metadata.get("name") or ""
         key = object_key(metadata.get("namespace"), name)
@@ -257,7 +262,7 @@ class ObjectStore:
         if not name or current is None:
             raise status.object_not_found(resource.group, resource.plural, name)
         old_metadata = current["metadata"]
-        if not resource.builtin and not metadata.get("resourceVersion"):
+        if not resource.unconditional_update and not metadata.get("resourceVersion"):
             raise _unconditional_update_refused(resource, name)
         self._check_preconditions(resource, metadata, old_metadata)
         _carry_system_fields(metadata, old_metadata)
@@ -268,6 +273,18 @@ class ObjectStore:
             # DELETED event, carrying the stored state at the deletion RV.
             return self._remove(resource, key, current)
         return self._write(resource, key, MODIFIED, new, current)
+
+    def update(self, resource: ResourceType, obj: JsonDict) -> tuple[JsonDict, bool]:
+        """A PUT: ``(object, created)``. A missing object is created where the resource
+        allows it (``AllowCreateOnUpdate``: leases), else 404 as :meth:`replace`."""
+        metadata = obj.get("metadata") or {}
+        if resource.create_on_update and metadata.get("name"):
+            namespace = metadata.get("namespace") if resource.namespaced else None
+            if self.get(resource, namespace, metadata["name"]) is None:
+                fresh = {**obj, "metadata": {**metadata}}
+                fresh["metadata"].pop("resourceVersion", None)  # storage ignores it on create
+                return self.create(resource, fresh), True
+        return self.replace(resource, obj), False
 
     def delete(
         self, resource: ResourceType, namespace: str | None, name: str
@@ -310,7 +327,7 @@ class ObjectStore:
     def _scope(resource: ResourceType, namespace: str | None) -> str | None:
         return namespace if resource.namespaced else None
 
-    def _normalize(self, resource: ResourceType, obj: JsonDict) -> JsonDict:
+    def _normalize(self, resource: ResourceType, obj: JsonDict, *, creating: bool) -> JsonDict:
         """A private copy with ``kind``/``apiVersion`` set and the namespace fitting scope."""
         new = copy_json(obj)
         metadata = new.get("metadata")
@@ -320,6 +337,9 @@ class ObjectStore:
             raise status.bad_request("metadata must be a JSON object")
         new = {"apiVersion": resource.api_version, "kind": resource.kind, **new}
         new["apiVersion"], new["kind"] = resource.api_version, resource.kind
+        prepare = TYPE_RULES.get((resource.group, resource.kind))
+        if prepare is not None:
+            new = prepare(new, creating=creating)
         if not resource.namespaced:
             metadata.pop("namespace", None)  # cluster-scoped objects have none
         elif not metadata.get("namespace"):
