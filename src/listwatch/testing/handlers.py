@@ -257,7 +257,9 @@ class ApiHandler:
         resource = target.resource
         final, deleted = self._store.delete(resource, target.namespace, target.name)
         if not deleted:
-            return 202, final  # only marked for deletion: finalizers remain
+            # Only marked (finalizers remain, or a namespace terminating): the object, with
+            # 200 (delete.go answers 202 only to orphanDependents=false).
+            return 200, final
         if resource.returns_deleted_object:
             return 200, final
         return 200, _success(resource, final)
