@@ -395,8 +395,18 @@ async def test_http_create_refusals(server: FakeApiServer, http: aiohttp.ClientS
     for path, obj, code, reason in cases:
         got_code, body = await post(path, obj)
         assert (got_code, body["reason"]) == (code, reason), (path, obj, body)
-    async with http.post(CONFIGMAPS, data=b"{not json") as response:
+    json_type = {"Content-Type": "application/json"}
+    async with http.post(CONFIGMAPS, data=b"{not json", headers=json_type) as response:
         assert response.status == 400
+    # A body the fake cannot decode (it decodes JSON only): 415, as NegotiateInputSerializer.
+    for content_type in ("application/octet-stream", "application/vnd.kubernetes.protobuf"):
+        headers = {"Content-Type": content_type}
+        async with http.post(CONFIGMAPS, data=b"\x00", headers=headers) as response:
+            assert response.status == 415
+            assert (await response.json())["message"] == (
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json"
+            )
 
 
 async def test_http_replace_refusals(server: FakeApiServer, core: client.CoreV1Api):

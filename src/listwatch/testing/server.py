@@ -291,10 +291,29 @@ class FakeApiServer:
         self._store.compact(rv)
 
     def register_resource(
-        self, group: str, version: str, plural: str, kind: str, *, namespaced: bool = True
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+        short_names: Sequence[str] = (),
+        categories: Sequence[str] = (),
     ) -> None:
-        """Serve another resource, e.g. a custom resource (items keep kind/apiVersion)."""
-        self._registry.register(group, version, plural, kind, namespaced=namespaced)
+        """Serve another resource, e.g. a custom resource (items keep kind/apiVersion).
+
+        ``short_names`` and ``categories`` appear in discovery, as a CRD's ``spec.names``.
+        """
+        self._registry.register(
+            group,
+            version,
+            plural,
+            kind,
+            namespaced=namespaced,
+            short_names=tuple(short_names),
+            categories=tuple(categories),
+        )
 
     def _resource_of(self, obj: JsonDict) -> ResourceType:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
