@@ -3,10 +3,10 @@
 Each request is, in order: recorded in the request log; authenticated (bearer token, else
 401); matched against injected faults; routed (discovery, or a resource path: else the
 generic 404); its ``Accept`` header negotiated (``negotiation.py``: 406 when nothing can be
-served); then served by LIST, WATCH, GET, POST, PUT, PATCH or DELETE, the answer converted
-to the negotiated representation (``conversion.py``: PartialObjectMetadata). Every refusal is
-a ``metav1.Status`` built in ``status.py``. POST/PUT/PATCH/DELETE go through the same
-:class:`ObjectStore` calls as the Python API of :class:`FakeApiServer`.
+served); then served by LIST, WATCH (``listing.py``, ``watch.py``) or an object endpoint
+(``objects.py``), the answer converted to the negotiated representation (``conversion.py``:
+PartialObjectMetadata). Discovery and OpenAPI documents come from ``discovery.py`` and
+``openapi.py``. Every refusal is a ``metav1.Status`` built in ``status.py``.
 """
 
 from __future__ import annotations
