@@ -12,8 +12,13 @@ from listwatch.testing import FakeApiServer
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeApiServer]:
-    """A fake API server with quick bookmarks and a short wait before 504 too-large."""
-    async with FakeApiServer(bookmark_interval=0.05, too_large_wait=0.2) as fake:
+    """A fake API server with quick bookmarks and a short wait before 504 too-large.
+
+    Plain HTTP for now: a few tests of tests/core and tests/cli build their clients from
+    ``server.url`` alone (no CA). Clients made by ``server.api_client()`` or from
+    ``server.write_kubeconfig`` work over either; tests/fake_server runs over both.
+    """
+    async with FakeApiServer(bookmark_interval=0.05, too_large_wait=0.2, tls=False) as fake:
         yield fake
 
 

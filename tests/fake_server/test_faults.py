@@ -355,7 +355,9 @@ async def probability_pattern(seed: int, objects: int = 0) -> list[int]:
     async with (
         FakeApiServer(seed=seed) as server,
         aiohttp.ClientSession(
-            base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {server.token}"},
+            connector=aiohttp.TCPConnector(ssl=server.ssl_context),
         ) as http,
     ):
         for i in range(objects):

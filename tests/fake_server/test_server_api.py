@@ -18,6 +18,7 @@ from listwatch.testing import FakeApiServer, RecordedRequest, StatusError
 from listwatch.testing.requestlog import RequestLog
 from tests.objects import configmap, pod
 
+from .conftest import client_ssl
 from .helpers import WAIT, EventReader, names, status_of
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -28,15 +29,17 @@ CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
 
 async def test_listens_on_loopback_with_a_random_port():
-    async with FakeApiServer() as first, FakeApiServer() as second:
-        assert first.url.startswith("http://127.0.0.1:")
+    async with FakeApiServer() as first, FakeApiServer(tls=False) as second:
+        assert first.url.startswith("https://127.0.0.1:")
+        assert second.url.startswith("http://127.0.0.1:")
         assert first.url != second.url
 
 
 async def test_stop_closes_every_connection():
     server = FakeApiServer()
     await server.start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    port = int(server.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=server.ssl_context)
     writer.write(
         f"GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n\r\n".encode()
     )
@@ -58,7 +61,7 @@ async def test_stop_closes_every_connection():
 )
 async def test_requests_without_the_token_are_401(server: FakeApiServer, headers: dict[str, str]):
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(server))) as session,
         session.get(f"{server.url}{PODS}", headers=headers) as response,
     ):
         body = await response.json()
@@ -77,7 +80,7 @@ async def test_requests_without_the_token_are_401(server: FakeApiServer, headers
 
 async def test_bearer_scheme_is_case_insensitive(server: FakeApiServer):
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(server))) as session,
         session.get(
             f"{server.url}{PODS}", headers={"Authorization": f"bearer {server.token}"}
         ) as response,
@@ -87,7 +90,7 @@ async def test_bearer_scheme_is_case_insensitive(server: FakeApiServer):
 
 async def test_token_never_appears_in_the_log_or_errors(server: FakeApiServer):
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(server))) as session,
         session.get(
             f"{server.url}{PODS}?x=1", headers={"Authorization": f"Bearer {server.token}x"}
         ) as response,
@@ -392,8 +395,18 @@ async def test_http_create_refusals(server: FakeApiServer, http: aiohttp.ClientS
     for path, obj, code, reason in cases:
         got_code, body = await post(path, obj)
         assert (got_code, body["reason"]) == (code, reason), (path, obj, body)
-    async with http.post(CONFIGMAPS, data=b"{not json") as response:
+    json_type = {"Content-Type": "application/json"}
+    async with http.post(CONFIGMAPS, data=b"{not json", headers=json_type) as response:
         assert response.status == 400
+    # A body the fake cannot decode (it decodes JSON only): 415, as NegotiateInputSerializer.
+    for content_type in ("application/octet-stream", "application/vnd.kubernetes.protobuf"):
+        headers = {"Content-Type": content_type}
+        async with http.post(CONFIGMAPS, data=b"\x00", headers=headers) as response:
+            assert response.status == 415
+            assert (await response.json())["message"] == (
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json"
+            )
 
 
 async def test_http_replace_refusals(server: FakeApiServer, core: client.CoreV1Api):

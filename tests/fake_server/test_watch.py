@@ -532,7 +532,9 @@ async def test_timeout_seconds_ends_the_stream_cleanly(
 
 async def test_timeout_ends_with_the_final_chunk(server: FakeApiServer):
     # Raw socket: the body must end with the zero-length chunk, with no event before it.
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    port = int(server.url.rsplit(":", 1)[1])
+    ssl = server.ssl_context if server.tls else None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl)
     rv = server.resource_version
     request = (
         f"GET {PODS}?watch=1&timeoutSeconds=1&resourceVersion={rv} HTTP/1.1\r\n"
@@ -551,7 +553,10 @@ async def test_timeout_ends_with_the_final_chunk(server: FakeApiServer):
 async def test_stopping_the_server_ends_watches_cleanly():
     async with (
         FakeApiServer() as other,
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {other.token}"}) as session,
+        aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {other.token}"},
+            connector=aiohttp.TCPConnector(ssl=other.ssl_context),
+        ) as session,
     ):
         async with session.get(f"{other.url}{PODS}", params=watch_params(resourceVersion="1")) as r:
             await other.wait_for_watchers()

@@ -307,6 +307,7 @@ async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event
                 namespaces=(*DEFAULT_NAMESPACES, *namespace_names(options.namespaces)),
                 bookmark_interval=BOOKMARK_INTERVAL,
                 history_limit=history_limit(options.pods),
+                tls=True,  # HTTPS with the server's own CA, verified by api_client()
             ) as server:
                 workload = Workload(server, rng, pods=options.pods, namespaces=options.namespaces)
                 view.message(

@@ -3,10 +3,10 @@
 Each request is, in order: recorded in the request log; authenticated (bearer token, else
 401); matched against injected faults; routed (discovery, or a resource path: else the
 generic 404); its ``Accept`` header negotiated (``negotiation.py``: 406 when nothing can be
-served); then served by LIST, WATCH, GET, POST, PUT, PATCH or DELETE, the answer converted
-to the negotiated representation (``conversion.py``: PartialObjectMetadata). Every refusal is
-a ``metav1.Status`` built in ``status.py``. POST/PUT/PATCH/DELETE go through the same
-:class:`ObjectStore` calls as the Python API of :class:`FakeApiServer`.
+served); then served by LIST, WATCH (``listing.py``, ``watch.py``) or an object endpoint
+(``objects.py``), the answer converted to the negotiated representation (``conversion.py``:
+PartialObjectMetadata). Discovery and OpenAPI documents come from ``discovery.py`` and
+``openapi.py``. Every refusal is a ``metav1.Status`` built in ``status.py``.
 """
 
 from __future__ import annotations
@@ -15,26 +15,23 @@ import asyncio
 import gzip
 import hmac
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
 
 import orjson
 from aiohttp import web
 
-from listwatch.testing import discovery, negotiation, options, status
+from listwatch.testing import discovery, negotiation, openapi, options, status
 from listwatch.testing.conversion import Converter
 from listwatch.testing.faults import Fault, FaultInjector, FaultKind
 from listwatch.testing.listing import Lister
+from listwatch.testing.objects import ObjectHandlers
 from listwatch.testing.paths import RouteNotFound, Target, is_watch, parse_resource_path
 from listwatch.testing.requestlog import RecordedRequest, RequestLog
-from listwatch.testing.resources import ResourceRegistry, ResourceType
+from listwatch.testing.resources import ResourceRegistry
 from listwatch.testing.store import JsonDict, ObjectStore
 from listwatch.testing.watch import ActiveWatches, WatchConfig, WatchStream
 
-MERGE_PATCH = "application/merge-patch+json"
-
-_ObjectHandler = Callable[[web.BaseRequest, Target], Awaitable[tuple[int, JsonDict]]]
 GZIP_THRESHOLD = 128 * 1024  # defaultGzipThresholdBytes
 #: APF names the flow schema and priority level that rejected a request.
 APF_HEADERS = {
@@ -64,6 +61,7 @@ class ApiHandler:
         self._registry = registry
         self._store = store
         self._lister = Lister(store, too_large_wait=watch_config.too_large_wait)
+        self._objects = ObjectHandlers(store)
         self._watch_config = watch_config
         self._watch_list = watch_list
         self._faults = faults
@@ -143,40 +141,34 @@ class ApiHandler:
         fault: Fault | None,
         body_fault: Fault | None,
     ) -> web.StreamResponse:
-        document = discovery.document(request.path, self._registry, self._server_address())
+        accept = request.headers.get("Accept", "")
+        document = discovery.document(request.path, accept, self._registry, self._server_address())
         if document is not None:
             if request.method != "GET":
                 raise status.method_not_allowed(request.method, request.path)
-            return await _send_json(request, 200, document, {}, body_fault)
+            return await _send_json(request, 200, document.body, document.headers, body_fault)
+        spec = openapi.document(request.path, self._registry)
+        if spec is not None:
+            if request.method != "GET":
+                raise status.method_not_allowed(request.method, request.path)
+            return await _send_json(request, 200, spec, {}, body_fault)
         try:
             target = parse_resource_path(request.path, self._registry)
         except RouteNotFound:
             raise status.resource_not_found() from None
         # The Accept header is negotiated before the request is decoded (get.go, create.go).
-        media_type = negotiation.negotiate(request.headers.get("Accept", ""), tables=False)
+        media_type = negotiation.negotiate(
+            request.headers.get("Accept", ""), negotiation.resource_conversions(tables=False)
+        )
         converter = Converter(media_type, target.resource)
         method = request.method
         if method == "GET" and (target.name is None or watch):
             return await self._list_or_watch(
                 request, target, query, fault, body_fault, converter=converter
             )
-        handler = self._object_handlers(target).get(method)
-        if handler is None:
-            raise status.method_not_allowed(method, f"{target.resource.qualified} at this path")
-        code, body = await handler(request, target)
-        return await _send_json(request, code, converter.object_body(body), {}, body_fault)
-
-    def _object_handlers(self, target: Target) -> dict[str, _ObjectHandler]:
-        if target.name is None:
-            if target.resource.namespaced and target.namespace is None:
-                return {}  # a namespaced collection only accepts writes per namespace
-            return {"POST": self._create}
-        return {
-            "GET": self._get,
-            "PUT": self._replace,
-            "PATCH": self._patch,
-            "DELETE": self._delete,
-        }
+        answer = await self._objects.handle(request, target, query)
+        body = converter.object_body(answer.body)
+        return await _send_json(request, answer.code, body, answer.headers, body_fault)
 
     # ------------------------------------------------------------------ list / watch
 
@@ -214,136 +206,8 @@ class ApiHandler:
         body = converter.list_body(result.body(target.resource))
         return await _send_json(request, 200, body, {}, body_fault)
 
-    # ------------------------------------------------------------------ objects
-
-    async def _get(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
-        assert target.name is not None
-        obj = self._store.get(target.resource, target.namespace, target.name)
-        if obj is None:
-            raise status.object_not_found(
-                target.resource.group, target.resource.plural, target.name
-            )
-        return 200, obj
-
-    async def _create(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
-        obj = await self._read_object(request, target)
-        return 201, self._store.create(target.resource, obj)
-
-    async def _replace(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
-        obj = await self._read_object(request, target)
-        _check_name(obj, target)
-        stored, created = self._store.update(target.resource, obj)
-        return (201 if created else 200), stored
-
-    async def _patch(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type != MERGE_PATCH:
-            raise status.failure(
-                415,
-                f"the body of the request was in an unknown format - accepted media types "
-                f"include: {MERGE_PATCH}",
-                reason="UnsupportedMediaType",
-            )
-        patch = await _read_json(request)
-        current = (await self._get(request, target))[1]
-        patched = merge_patch(current, patch)
-        if not isinstance(patched, dict):
-            raise status.bad_request("the patch must produce a JSON object")
-        _check_name(patched, target)
-        return 200, self._store.replace(target.resource, patched)
-
-    async def _delete(self, request: web.BaseRequest, target: Target) -> tuple[int, JsonDict]:
-        assert target.name is not None
-        resource = target.resource
-        final, deleted = self._store.delete(resource, target.namespace, target.name)
-        if not deleted:
-            return 202, final  # only marked for deletion: finalizers remain
-        if resource.returns_deleted_object:
-            return 200, final
-        return 200, _success(resource, final)
-
-    async def _read_object(self, request: web.BaseRequest, target: Target) -> JsonDict:
-        obj = await _read_json(request)
-        if not isinstance(obj, dict):
-            raise status.bad_request("the request body must be a JSON object")
-        _check_type(obj, target.resource)
-        metadata = obj.setdefault("metadata", {})
-        if not isinstance(metadata, dict):
-            raise status.bad_request("metadata must be a JSON object")
-        if target.resource.namespaced:
-            if metadata.get("namespace") and metadata["namespace"] != target.namespace:
-                raise status.bad_request(
-                    "the namespace of the provided object does not match the namespace sent "
-                    "on the request"
-                )
-            metadata["namespace"] = target.namespace
-        return obj
-
 
 # ---------------------------------------------------------------------- helpers
-
-
-async def _read_json(request: web.BaseRequest) -> Any:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise status.failure(
-            413, "Request entity too large", reason="RequestEntityTooLarge"
-        ) from exc
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise status.bad_request(f"the request body is not valid JSON: {exc}") from exc
-
-
-def _check_type(obj: JsonDict, resource: ResourceType) -> None:
-    api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    if api_version and api_version != resource.api_version:
-        raise status.bad_request(
-            f"the API version in the data ({api_version}) does not match the expected API "
-            f"version ({resource.api_version})"
-        )
-    if kind and kind != resource.kind:
-        raise status.bad_request(
-            f'{kind} in version "{resource.version}" cannot be handled as a {resource.kind}'
-        )
-
-
-def _check_name(obj: JsonDict, target: Target) -> None:
-    name = (obj.get("metadata") or {}).get("name") or ""
-    if name != target.name:
-        raise status.bad_request(
-            f"the name of the object ({name}) does not match the name on the URL ({target.name})"
-        )
-
-
-def _success(resource: ResourceType, final: JsonDict) -> JsonDict:
-    metadata = final.get("metadata", {})
-    details: JsonDict = {"name": metadata.get("name", "")}
-    if resource.group:
-        details["group"] = resource.group
-    details["kind"] = resource.plural
-    details["uid"] = metadata.get("uid", "")
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` deletes a member."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _accepts_gzip(request: web.BaseRequest) -> bool:
@@ -377,6 +241,7 @@ async def _send_json(
     """
     data = orjson.dumps(body)
     headers = {**headers}
+    content_type = headers.pop("Content-Type", "application/json")
     if len(data) > GZIP_THRESHOLD and _accepts_gzip(request):
         data = gzip.compress(data, compresslevel=1)
         headers["Content-Encoding"] = "gzip"
@@ -384,11 +249,11 @@ async def _send_json(
         await asyncio.sleep(fault.delay)
     if fault is not None and fault.kind is FaultKind.CUT_STREAM:
         response = web.StreamResponse(status=code, headers=headers)
-        response.content_type = "application/json"
+        response.content_type = content_type
         response.content_length = len(data)
         await response.prepare(request)
         await response.write(data[: len(data) // 2])
         if request.transport is not None:
             request.transport.close()
         return response
-    return web.Response(status=code, body=data, content_type="application/json", headers=headers)
+    return web.Response(status=code, body=data, headers={**headers, "Content-Type": content_type})

@@ -32,6 +32,7 @@ them, names ``application/json`` as a later clause and so is served.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from listwatch.testing import status
@@ -75,21 +76,42 @@ class _Clause:
     params: dict[str, str]
 
 
-def negotiate(accept: str, *, tables: bool) -> MediaType:
+def negotiate(accept: str, allows: Callable[[Conversion], bool]) -> MediaType:
     """The representation to serve for ``accept``; 406 NotAcceptable when there is none.
 
-    ``tables`` says whether the resource has a table convertor: kube-apiserver skips a
-    ``Table`` clause for one that has none.
+    ``allows`` is the endpoint's ``AllowsMediaTypeTransform``: which conversions it makes.
     """
+    media_type = negotiate_or_none(accept, allows)
+    if media_type is None:
+        raise not_acceptable_media_types()
+    return media_type
+
+
+def negotiate_or_none(accept: str, allows: Callable[[Conversion], bool]) -> MediaType | None:
+    """As :func:`negotiate`, ``None`` instead of the 406 (discovery tries twice)."""
     if not accept:
         return MediaType()
     for clause in _parse_accept(accept):
         if not _matches_served(clause):
             continue
-        media_type = _acceptable(clause.params, tables=tables)
+        media_type = _acceptable(clause.params, allows)
         if media_type is not None:
             return media_type
-    raise not_acceptable_media_types()
+    return None
+
+
+def resource_conversions(*, tables: bool) -> Callable[[Conversion], bool]:
+    """``RequestScope.AllowsMediaTypeTransform``: PartialObjectMetadata(List), and Table
+    when the resource has a table convertor (kube-apiserver skips the clause otherwise)."""
+
+    def allows(conversion: Conversion) -> bool:
+        if conversion.group != META_GROUP or conversion.version not in META_VERSIONS:
+            return False
+        if conversion.kind == TABLE:
+            return tables
+        return conversion.kind in (PARTIAL, PARTIAL_LIST)
+
+    return allows
 
 
 def not_acceptable_media_types() -> status.StatusError:
@@ -145,7 +167,7 @@ def _matches_served(clause: _Clause) -> bool:
     return False
 
 
-def _acceptable(params: dict[str, str], *, tables: bool) -> MediaType | None:
+def _acceptable(params: dict[str, str], allows: Callable[[Conversion], bool]) -> MediaType | None:
     """``acceptMediaTypeOptions`` + ``AllowsMediaTypeTransform`` for a JSON clause."""
     conversion: Conversion | None = None
     if {"as", "g", "v"} & params.keys():
@@ -156,14 +178,6 @@ def _acceptable(params: dict[str, str], *, tables: bool) -> MediaType | None:
     server_version = params.get("sv", "")
     if server_version and server_version != "v1":
         return None
-    if conversion is not None and not _convertible(conversion, tables=tables):
+    if conversion is not None and not allows(conversion):
         return None
     return MediaType(conversion, pretty=params.get("pretty") == "1")
-
-
-def _convertible(conversion: Conversion, *, tables: bool) -> bool:
-    if conversion.group != META_GROUP or conversion.version not in META_VERSIONS:
-        return False
-    if conversion.kind == TABLE:
-        return tables
-    return conversion.kind in (PARTIAL, PARTIAL_LIST)

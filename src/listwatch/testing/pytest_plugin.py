@@ -6,6 +6,9 @@ Options go through a marker::
     @pytest.mark.fake_apiserver(history_limit=10, bookmark_interval=0.1)
     async def test_relist(fake_apiserver): ...
 
+Markers at every level apply (a module's ``pytestmark``, a class, the test), the closest
+one winning for a keyword they share.
+
 The plugin is installed with listwatch and so loads in every pytest run of every user,
 most of whom never use the fixture: it must never break pytest. So it imports nothing
 heavy at load time, and picks the async runner at configure time: pytest-asyncio's fixture
@@ -16,7 +19,7 @@ dependency of listwatch) runs in ``@pytest.mark.anyio`` tests.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,8 +32,10 @@ MARKER = "fake_apiserver"
 async def _running_server(request: pytest.FixtureRequest) -> AsyncIterator[FakeApiServer]:
     from listwatch.testing.server import FakeApiServer  # noqa: PLC0415 - lazy: keep pytest startup light
 
-    marker = request.node.get_closest_marker(MARKER)
-    kwargs = dict(marker.kwargs) if marker is not None else {}
+    # Every fake_apiserver marker applies (module, class, function), the closest winning.
+    kwargs: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers(MARKER))):
+        kwargs.update(marker.kwargs)
     async with FakeApiServer(**kwargs) as server:
         yield server
 

@@ -63,6 +63,9 @@ class ResourceType:
     unconditional_update: bool = True
     #: ``AllowCreateOnUpdate``: a PUT of a missing object creates it (leases, events).
     create_on_update: bool = False
+    #: Discovery's ``shortNames`` (``kubectl get po``) and ``categories`` (``kubectl get all``).
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -86,20 +89,38 @@ class ResourceType:
 
 
 def _core(
-    plural: str, kind: str, *, namespaced: bool = True, returns: bool = False
+    plural: str,
+    kind: str,
+    *,
+    namespaced: bool = True,
+    returns: bool = False,
+    short: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
 ) -> ResourceType:
-    return ResourceType("", "v1", plural, kind, namespaced, True, returns)
+    return ResourceType(
+        "", "v1", plural, kind, namespaced, True, returns, short_names=short, categories=categories
+    )
 
 
+#: Short names and categories as kube-apiserver's registries declare them.
 BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
-    _core("pods", "Pod", returns=True),
-    _core("nodes", "Node", namespaced=False),
-    _core("namespaces", "Namespace", namespaced=False, returns=True),
-    _core("configmaps", "ConfigMap"),
+    _core("pods", "Pod", returns=True, short=("po",), categories=("all",)),
+    _core("nodes", "Node", namespaced=False, short=("no",)),
+    _core("namespaces", "Namespace", namespaced=False, returns=True, short=("ns",)),
+    _core("configmaps", "ConfigMap", short=("cm",)),
     _core("secrets", "Secret"),
-    _core("services", "Service", returns=True),
-    _core("events", "Event"),
-    ResourceType("apps", "v1", "deployments", "Deployment", True, True),
+    _core("services", "Service", returns=True, short=("svc",), categories=("all",)),
+    _core("events", "Event", short=("ev",)),
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        True,
+        short_names=("deploy",),
+        categories=("all",),
+    ),
     ResourceType(
         "coordination.k8s.io",
         "v1",
@@ -125,7 +146,15 @@ class ResourceRegistry:
             self.add(resource)
 
     def register(
-        self, group: str, version: str, plural: str, kind: str, *, namespaced: bool = True
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+        short_names: tuple[str, ...] = (),
+        categories: tuple[str, ...] = (),
     ) -> ResourceType:
         """Serve a resource from now on (a CRD becoming established, in effect)."""
         if not plural or not kind or not version:
@@ -142,6 +171,8 @@ class ResourceRegistry:
             builtin,
             returns_deleted_object=not builtin,
             unconditional_update=builtin,
+            short_names=tuple(short_names),
+            categories=tuple(categories),
         )
         self.add(resource)
         return resource

@@ -2,7 +2,8 @@
 
 No kube-apiserver runs on a developer machine or in CI, yet a list/watch client is only
 as correct as the server it was tested against. This server speaks the real wire protocol
-on 127.0.0.1 (bearer-token auth, Status errors, chunked watch streams) and keeps the
+on 127.0.0.1 (HTTPS with a CA of its own, bearer-token auth, Status errors, chunked watch
+streams) and keeps the
 behaviour clients trip over: one global resourceVersion, consistent paging from history,
 compaction and 410s, bookmarks, WatchList, and faults injected on demand. It is strict on
 purpose: where kube-apiserver refuses a request or closes a stream, so does this server.
@@ -25,6 +26,10 @@ import os
 import random
 import re
 import secrets
+import shutil
+import ssl
+import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -39,10 +44,12 @@ from kubernetes_asyncio import client as k8s_client
 from listwatch.testing import kubeconfig
 from listwatch.testing.faults import Fault, FaultInjector, FaultRule
 from listwatch.testing.handlers import ApiHandler
+from listwatch.testing.namespaces import NamespaceController
 from listwatch.testing.requestlog import RecordedRequest, RequestLog
 from listwatch.testing.resources import NAMESPACES, ResourceRegistry, ResourceType
 from listwatch.testing.signals import Signal
 from listwatch.testing.store import JsonDict, ObjectStore, copy_json
+from listwatch.testing.tls import ServerTls
 from listwatch.testing.watch import ActiveWatches, StaleWatch, WatchConfig
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -69,6 +76,7 @@ class FakeApiServer:
         watch_list: bool = True,
         too_large_wait: float = 3.0,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        tls: bool = True,
     ) -> None:
         if stale_watch not in ("error-event", "http-410", "empty-200"):
             raise ValueError(f"unknown stale_watch mode {stale_watch!r}")
@@ -89,6 +97,16 @@ class FakeApiServer:
         self._stopping = False
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
+        # One CA per server, kept across restarts so its clients keep trusting it. The CA
+        # file (a public certificate, no secret) is for clients that only read files.
+        self._tls = ServerTls() if tls else None
+        self._ca_file: str | None = None
+        if self._tls is not None:
+            directory = tempfile.mkdtemp(prefix="listwatch-fake-ca-")
+            weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+            self._ca_file = os.path.join(directory, "ca.crt")
+            with open(self._ca_file, "wb") as handle:
+                handle.write(self._tls.ca_pem)
         stale: StaleWatch = stale_watch
         self._handler = ApiHandler(
             registry=self._registry,
@@ -101,7 +119,10 @@ class FakeApiServer:
             active=self._active,
             rng=watch_rng,
             stopping=lambda: self._stopping,
-            server_address=lambda: self.url.removeprefix("http://"),
+            server_address=lambda: self.url.split("://", 1)[1],
+        )
+        self._store.add_observer(
+            NamespaceController(self._store, lambda: self._registry, NAMESPACES).observe
         )
         for name in namespaces:
             self._store.create(NAMESPACES, _namespace(name))
@@ -133,7 +154,8 @@ class FakeApiServer:
         )
         runner = web.ServerRunner(http_server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        ssl_context = self._tls.server_context() if self._tls is not None else None
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         self._runner = runner
         self._stopping = False
@@ -150,13 +172,43 @@ class FakeApiServer:
         with contextlib.suppress(TimeoutError):
             await self._changes.wait_until(lambda: self._active.count == 0, SHUTDOWN_TIMEOUT)
         await runner.cleanup()
+        # A TLS connection closes with a close_notify and waits for the peer's; a client that
+        # is not reading would keep it open for asyncio's 30 s shutdown timeout. What was
+        # written has been flushed by now: drop what remains, as a stopping server does.
+        self._connections.abort_all()
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (only while running)."""
+        """``https://127.0.0.1:PORT`` (``http://`` with ``tls=False``), only while running."""
         if self._port is None:
             raise RuntimeError("the server has not been started")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server serves HTTPS (the default) rather than plain HTTP."""
+        return self._tls is not None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying client ``ssl`` context that trusts this server's CA (and no other).
+
+        For raw clients: ``aiohttp.ClientSession().get(server.url, ssl=server.ssl_context)``.
+        """
+        if self._tls is None:
+            raise RuntimeError("this server serves plain HTTP (tls=False): it has no CA")
+        return self._tls.client_context()
+
+    @property
+    def ca_file(self) -> str | None:
+        """A PEM file of the server's CA, for clients that take a path; None without TLS."""
+        return self._ca_file
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The server's CA certificate (PEM); None without TLS."""
+        return self._tls.ca_pem if self._tls is not None else None
 
     @property
     def token(self) -> str:
@@ -164,17 +216,23 @@ class FakeApiServer:
         return self._token
 
     def api_client(self) -> k8s_client.ApiClient:
-        """A ``kubernetes_asyncio`` ApiClient for this server; the caller closes it."""
+        """A ``kubernetes_asyncio`` ApiClient for this server; the caller closes it.
+
+        Over HTTPS it verifies the server against the server's CA, as a kubeconfig would.
+        """
         configuration = k8s_client.Configuration(
             host=self.url,
             api_key={"BearerToken": self._token},
             api_key_prefix={"BearerToken": "Bearer"},
         )
+        if self._ca_file is not None:
+            configuration.ssl_ca_cert = self._ca_file
         return k8s_client.ApiClient(configuration=configuration)
 
     def write_kubeconfig(self, path: str | os.PathLike[str]) -> None:
-        """Write a kubeconfig (cluster, token user, context, current-context) for this server."""
-        kubeconfig.write_kubeconfig(path, self.url, self._token)
+        """Write a kubeconfig (cluster with the CA embedded, token user, context) for it."""
+        ca_data = self._tls.ca_base64 if self._tls is not None else None
+        kubeconfig.write_kubeconfig(path, self.url, self._token, ca_data=ca_data)
 
     # ------------------------------------------------------------------ objects
 
@@ -233,10 +291,29 @@ class FakeApiServer:
         self._store.compact(rv)
 
     def register_resource(
-        self, group: str, version: str, plural: str, kind: str, *, namespaced: bool = True
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+        short_names: Sequence[str] = (),
+        categories: Sequence[str] = (),
     ) -> None:
-        """Serve another resource, e.g. a custom resource (items keep kind/apiVersion)."""
-        self._registry.register(group, version, plural, kind, namespaced=namespaced)
+        """Serve another resource, e.g. a custom resource (items keep kind/apiVersion).
+
+        ``short_names`` and ``categories`` appear in discovery, as a CRD's ``spec.names``.
+        """
+        self._registry.register(
+            group,
+            version,
+            plural,
+            kind,
+            namespaced=namespaced,
+            short_names=tuple(short_names),
+            categories=tuple(categories),
+        )
 
     def _resource_of(self, obj: JsonDict) -> ResourceType:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -276,6 +353,22 @@ class FakeApiServer:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def cut_watches(self, *, mid_line: bool = False) -> int:
+        """End every watch stream open now; returns how many were asked to end.
+
+        Unlike an injected fault (which waits for the next watch request), this reaches
+        the watches already streaming: a load balancer dropping its connections, an API
+        server restarting. Each stream ends at its next step (at once when idle): with
+        ``mid_line=False`` cleanly, with the final zero-length chunk, as kube-apiserver ends
+        a watch on timeout or shutdown; with ``mid_line=True`` the first half of the next
+        event line (a bookmark's, for an idle watch) is written and the connection dropped,
+        as a connection lost in the middle of an event. Watches that start afterwards are
+        untouched. Await ``wait_until(lambda s: s.active_watches == 0)`` to see them gone.
+        """
+        count = self._active.cut_all(mid_line=mid_line)
+        self._store.wake_all()
+        return count
 
     # ------------------------------------------------------------------ observation
 
@@ -353,10 +446,25 @@ class _ConnectionCount:
     def __init__(self, on_change: Callable[[], None]) -> None:
         self.count = 0
         self._on_change = on_change
+        self._transports: set[asyncio.Transport] = set()
 
-    def adjust(self, delta: int) -> None:
-        self.count += delta
+    def opened(self, transport: asyncio.Transport) -> None:
+        self._transports.add(transport)
+        self.count += 1
         self._on_change()
+
+    def closed(self, transport: asyncio.Transport | None) -> None:
+        if transport in self._transports:
+            self._transports.discard(transport)
+            self.count -= 1
+            self._on_change()
+
+    def abort_all(self) -> None:
+        """Close every remaining connection now; aborted sockets close on the next loop turn
+        (their protocol may no longer be attached to the server, so count them here)."""
+        for transport in list(self._transports):
+            transport.abort()
+            self.closed(transport)
 
 
 class _TrackingServer(web.Server):
@@ -374,11 +482,12 @@ class _TrackingServer(web.Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        self._count.adjust(+1)
+        self._count.opened(transport)
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        transport = handler.transport
         super().connection_lost(handler, exc)
-        self._count.adjust(-1)
+        self._count.closed(transport)
 
 
 def _request_factory(

@@ -188,6 +188,25 @@ def too_large_resource_version(requested: int, current: int) -> StatusError:
     )
 
 
+def namespace_terminating(group: str, plural: str, name: str, namespace: str) -> StatusError:
+    """NamespaceLifecycle admission's 403 for new content in a terminating namespace."""
+    details = _object_details(group, plural, name)
+    details["causes"] = [
+        {
+            "reason": "NamespaceTerminating",
+            "message": f"namespace {namespace} is being terminated",
+            "field": "metadata.namespace",
+        }
+    ]
+    return failure(
+        403,
+        f'{qualified_resource(group, plural)} "{name}" is forbidden: unable to create new '
+        f"content in namespace {namespace} because it is being terminated",
+        reason="Forbidden",
+        details=details,
+    )
+
+
 def internal_error(message: str) -> StatusError:
     return failure(500, f"Internal error occurred: {message}", reason="InternalError")
 

@@ -22,6 +22,7 @@ import asyncio
 import bisect
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,15 +30,17 @@ from typing import Any
 
 import orjson
 
-from listwatch.testing import leases, status
+from listwatch.testing import leases, namespaces, status
 from listwatch.testing.resources import NAMESPACES, ResourceType
 from listwatch.testing.signals import Signal
 
 JsonDict = dict[str, Any]
 
-#: Per-type decoding and validation (a registry strategy's part that clients can observe).
-TYPE_RULES: dict[tuple[str, str], Callable[..., JsonDict]] = {
-    (leases.GROUP, leases.KIND): leases.prepare,
+#: Per-type decoding, defaulting and validation (the part of a registry strategy that
+#: clients can observe): ``rule(new, old)`` with ``old`` None on create.
+TYPE_RULES: dict[tuple[str, str], Callable[[JsonDict, JsonDict | None], JsonDict]] = {
+    (leases.GROUP, leases.KIND): lambda new, old: leases.prepare(new, creating=old is None),
+    ("", "Namespace"): namespaces.prepare,
 }
 
 ADDED = "ADDED"
@@ -162,6 +165,9 @@ class ObjectStore:
         self._rv = 0
         self._compacted_rv = 0
         self._changes = Signal(on_change)
+        self._observers: list[Callable[[StoredEvent], None]] = []
+        self._pending: deque[StoredEvent] = deque()
+        self._observing = False
 
     # ------------------------------------------------------------------ reading
 
@@ -179,6 +185,11 @@ class ObjectStore:
     def changed(self) -> asyncio.Event:
         """Set by the next write or :meth:`wake_all`; take it before checking the state."""
         return self._changes.event
+
+    def add_observer(self, observer: Callable[[StoredEvent], None]) -> None:
+        """Call ``observer`` with every committed write, in order, like a controller's
+        informer; it may write in turn (its writes are observed after it returns)."""
+        self._observers.append(observer)
 
     def wake_all(self) -> None:
         """Wake every waiter, e.g. so watches notice that the server is stopping."""
@@ -228,7 +239,7 @@ class ObjectStore:
 
     def create(self, resource: ResourceType, obj: JsonDict) -> JsonDict:
         """Store a new object; it gets ``uid``, ``creationTimestamp`` and the next RV."""
-        new = self._normalize(resource, obj, creating=True)
+        new = self._normalize(resource, obj, old=None)
         metadata = new["metadata"]
         if metadata.get("resourceVersion"):
             # etcd3 store.Create refuses this before anything else is written.
@@ -237,7 +248,7 @@ class ObjectStore:
             )
         self._assign_name(resource, metadata)
         namespace = metadata.get("namespace")
-        self._admit_namespace(resource, namespace)
+        self._admit_namespace(resource, namespace, metadata["name"])
         key = object_key(namespace, metadata["name"])
         if self._collection(resource).current(key) is not None:
             raise status.already_exists(resource.group, resource.plural, metadata["name"])
@@ -254,13 +265,15 @@ class ObjectStore:
         skips identical bytes: no new RV, no event. Removing the last finalizer of an
         object marked for deletion deletes it.
         """
-        new = self._normalize(resource, obj, creating=False)
-        metadata = new["metadata"]
+        metadata = obj.get("metadata") or {}
         name = metadata.get("name") or ""
-        key = object_key(metadata.get("namespace"), name)
+        namespace = metadata.get("namespace") if resource.namespaced else None
+        key = object_key(namespace, name)
         current = self._collection(resource).current(key)
         if not name or current is None:
             raise status.object_not_found(resource.group, resource.plural, name)
+        new = self._normalize(resource, obj, old=current)
+        metadata = new["metadata"]
         old_metadata = current["metadata"]
         if not resource.unconditional_update and not metadata.get("resourceVersion"):
             raise _unconditional_update_refused(resource, name)
@@ -298,6 +311,14 @@ class ObjectStore:
         current = self._collection(resource).current(key)
         if current is None:
             raise status.object_not_found(resource.group, resource.plural, name)
+        if resource == NAMESPACES and (current.get("spec") or {}).get("finalizers"):
+            # The namespace registry only marks it: the namespace controller empties it,
+            # then removes the "kubernetes" finalizer (namespaces.py).
+            if namespaces.is_terminating(current):
+                return current, False
+            return self._write(
+                resource, key, MODIFIED, namespaces.terminating(current), current
+            ), False
         if current["metadata"].get("finalizers"):
             if "deletionTimestamp" in current["metadata"]:
                 return current, False
@@ -306,6 +327,15 @@ class ObjectStore:
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             return self._write(resource, key, MODIFIED, marked, current), False
         return self._remove(resource, key, current), True
+
+    def finalize(
+        self, resource: ResourceType, current: JsonDict, finalizers: list[str]
+    ) -> JsonDict:
+        """The ``/finalize`` subresource of a namespace: set ``spec.finalizers`` only."""
+        metadata = current["metadata"]
+        new = copy_json(current)
+        new["spec"]["finalizers"] = finalizers
+        return self._write(resource, object_key(None, metadata["name"]), MODIFIED, new, current)
 
     def compact(self, rv: int) -> None:
         """Forget history up to ``rv`` (etcd compaction). Lists and watches need RV >= it."""
@@ -327,7 +357,9 @@ class ObjectStore:
     def _scope(resource: ResourceType, namespace: str | None) -> str | None:
         return namespace if resource.namespaced else None
 
-    def _normalize(self, resource: ResourceType, obj: JsonDict, *, creating: bool) -> JsonDict:
+    def _normalize(
+        self, resource: ResourceType, obj: JsonDict, *, old: JsonDict | None
+    ) -> JsonDict:
         """A private copy with ``kind``/``apiVersion`` set and the namespace fitting scope."""
         new = copy_json(obj)
         metadata = new.get("metadata")
@@ -339,7 +371,7 @@ class ObjectStore:
         new["apiVersion"], new["kind"] = resource.api_version, resource.kind
         prepare = TYPE_RULES.get((resource.group, resource.kind))
         if prepare is not None:
-            new = prepare(new, creating=creating)
+            new = prepare(new, old)
         if not resource.namespaced:
             metadata.pop("namespace", None)  # cluster-scoped objects have none
         elif not metadata.get("namespace"):
@@ -360,20 +392,15 @@ class ObjectStore:
         alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the name generator's alphabet
         metadata["name"] = prefix + "".join(self._rng.choice(alphabet) for _ in range(5))
 
-    def _admit_namespace(self, resource: ResourceType, namespace: str | None) -> None:
+    def _admit_namespace(self, resource: ResourceType, namespace: str | None, name: str) -> None:
         """NamespaceLifecycle admission: a namespaced object needs its namespace."""
         if not resource.namespaced or namespace is None:
             return
         ns = self.get(NAMESPACES, None, namespace)
         if ns is None:
             raise status.object_not_found("", "namespaces", namespace)
-        if "deletionTimestamp" in ns["metadata"]:
-            raise status.failure(
-                403,
-                f'{resource.qualified} "{namespace}" is forbidden: unable to create new content '
-                f"in namespace {namespace} because it is being terminated",
-                reason="Forbidden",
-            )
+        if namespaces.is_terminating(ns):
+            raise status.namespace_terminating(resource.group, resource.plural, name, namespace)
 
     @staticmethod
     def _check_preconditions(
@@ -421,6 +448,23 @@ class ObjectStore:
             while len(self._events) > self._history_limit:
                 self._forget_oldest_event()
         self.wake_all()
+        if self._observers:
+            self._pending.append(event)
+            self._notify_observers()
+
+    def _notify_observers(self) -> None:
+        """Deliver pending writes to the observers; writes they make queue up behind."""
+        if self._observing:
+            return
+        self._observing = True
+        try:
+            while self._pending:
+                event = self._pending.popleft()
+                for observer in self._observers:
+                    observer(event)
+        finally:
+            self._observing = False
+            self._pending.clear()
 
     def _forget_oldest_event(self) -> None:
         event = self._events.pop(self._oldest_event_rv, None)

@@ -69,22 +69,36 @@ class WatchConfig:
 
 
 class ActiveWatches:
-    """Counts the watch streams whose headers are out, and lets tests await a count."""
+    """The watch streams whose headers are out: counted, awaitable, and cuttable at once.
+
+    Memory is one entry per open watch, removed when the stream ends.
+    """
 
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
-        self._count = 0
+        self._writers: set[_EventWriter] = set()
         self._changes = Signal(on_change)
 
     @property
     def count(self) -> int:
-        return self._count
+        return len(self._writers)
 
-    def adjust(self, delta: int) -> None:
-        self._count += delta
+    def opened(self, writer: _EventWriter) -> None:
+        self._writers.add(writer)
+        self._changes.notify()
+
+    def ended(self, writer: _EventWriter) -> None:
+        self._writers.discard(writer)
         self._changes.notify()
 
     async def wait_for(self, count: int, within: float) -> None:
-        await self._changes.wait_until(lambda: self._count >= count, within)
+        await self._changes.wait_until(lambda: len(self._writers) >= count, within)
+
+    def cut_all(self, *, mid_line: bool) -> int:
+        """Ask every open stream to end (see ``FakeApiServer.cut_watches``); how many."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.request_cut(mid_line=mid_line)
+        return len(writers)
 
 
 class _EventWriter:
@@ -108,6 +122,24 @@ class _EventWriter:
         self.ended = False
         self._malformed_done = False
         self._on_end: Callable[[], None] = lambda: None
+        self._cut_mid_line: bool | None = None  # a cut asked for: mid-line or clean
+
+    def request_cut(self, *, mid_line: bool) -> None:
+        """End the stream at its next step: cleanly, or in the middle of a line."""
+        if self._cut_mid_line is None:
+            self._cut_mid_line = mid_line
+
+    @property
+    def cut_requested(self) -> bool:
+        return self._cut_mid_line is not None and not self.ended
+
+    async def cut(self, line: bytes) -> None:
+        """Carry out a requested cut; ``line`` is the event that would have come next."""
+        if self._cut_mid_line:
+            await self._response.write(line[: max(1, len(line) // 2)])
+            self._cut()
+        else:
+            await self.finish()
 
     def on_end(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, just before the stream's last byte is written."""
@@ -133,6 +165,9 @@ class _EventWriter:
                 await self.finish()
                 return False
         line = orjson.dumps(event) + b"\n"
+        if self.cut_requested:
+            await self.cut(line)
+            return False
         if fault is not None and fault.kind is FaultKind.SLOW:
             await asyncio.sleep(fault.delay)
         if self._due(FaultKind.CUT_STREAM) and fault is not None and fault.mid_line:
@@ -311,10 +346,10 @@ class WatchStream:
             self._representation,
         )
         await writer.open()
-        self._active.adjust(+1)
+        self._active.opened(writer)
         # Uncounted before the end reaches the client, so a client that saw the end sees
         # active_watches without this stream.
-        writer.on_end(lambda: self._active.adjust(-1))
+        writer.on_end(lambda: self._active.ended(writer))
         try:
             await self._run(writer, initial, cursor, deadline, end_bookmark)
         except ConnectionError:
@@ -338,6 +373,10 @@ class WatchStream:
         progress = _Progress(position=cursor, last_sent=cursor)
         next_bookmark = self._next_bookmark(deadline)
         while not self._over(deadline):
+            if writer.cut_requested:
+                # Idle when the cut came: what would have come next is a bookmark.
+                await writer.cut(orjson.dumps(self._bookmark(progress.position)) + b"\n")
+                return
             delivered = await self._deliver(writer, progress, deadline)
             if delivered is not _Delivered.CAUGHT_UP:
                 if delivered is _Delivered.FELL_BEHIND:
@@ -348,7 +387,7 @@ class WatchStream:
                 if not await self._bookmark_if_newer(writer, progress):
                     return
                 next_bookmark = self._next_bookmark(deadline)
-            if progress.position >= self._store.resource_version:
+            if progress.position >= self._store.resource_version and not writer.cut_requested:
                 wake_at = deadline if next_bookmark is None else min(deadline, next_bookmark)
                 await _wait(changed, wake_at)
         await writer.finish()
