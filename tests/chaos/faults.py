@@ -1,8 +1,10 @@
 """Every transient fault the fake API server can produce, by class name.
 
-Each class injects one-shot rules (they hit the *next* matching request, so a watch fault
-fires when the current stream ends and the Syncer re-watches) or acts on the server directly
-(compaction). The names are what the soak report counts.
+Each class injects one-shot rules (they hit the *next* matching request) or acts on the
+server directly (compaction, cutting the open watches). A watch fault is followed by
+``server.cut_watches()``: the streams open now end cleanly, the Syncer re-watches at once,
+and the re-watch meets the fault, instead of waiting minutes for the stream to time out.
+The names are what the soak report counts.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ class Injector:
                 fault, watch = Fault.empty_response(), True
             case "watch-slow":
                 fault, watch = Fault.slow(rng.uniform(0.0005, 0.003)), True
+            case "watch-cut-open" | "watch-cut-open-mid-line":
+                # The streams open now: a load balancer dropping its connections.
+                cut = self.server.cut_watches(mid_line=name.endswith("mid-line"))
+                self.actions[name] = self.actions.get(name, 0) + cut
+                return f"{name}: {cut} open watches"
             case "close-connection":
                 # Twice: aiohttp silently retries an idempotent request once.
                 self._rule(name, Fault.close_connection(), watch=rng.choice([True, False]), times=2)
@@ -109,6 +116,8 @@ class Injector:
             case _:
                 raise ValueError(f"unknown fault class {name!r}")
         self._rule(name, fault, watch=watch)
+        if watch is not False:
+            self.server.cut_watches()  # the re-watch of the open stream meets the fault now
         return f"{name} {fault.kind}{f' after {after}' if fault.after_events else ''}"
 
 
@@ -138,6 +147,7 @@ def blackout(server: FakeApiServer, rng: random.Random) -> list[tuple[str, Fault
         rule = server.inject(make(), path=PATH, watch=watch, times=None, probability=rng.random())
         rules.append((name, rule))
     rules.append(("500", server.inject(Fault.status(500), path=PATH, watch=None, times=None)))
+    server.cut_watches()  # the open watch, too, must meet the blackout now
     return rules
 
 
@@ -162,7 +172,15 @@ WATCH_ERRORS = (
     "watch-malformed",
     "watch-empty",
 )
-CUTS = ("watch-cut", "watch-cut-mid-line", "close-connection", "list-cut", "watch-slow")
+CUTS = (
+    "watch-cut",
+    "watch-cut-mid-line",
+    "watch-cut-open",
+    "watch-cut-open-mid-line",
+    "close-connection",
+    "list-cut",
+    "watch-slow",
+)
 COMPACTION = ("compaction", "compaction-storm")
 ALL_FAULTS = tuple(
     dict.fromkeys((*LIST_FAULTS, *WATCH_ERRORS, *CUTS, *COMPACTION, "5xx-retry-after"))

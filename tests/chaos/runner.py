@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from listwatch import Backoff, ListWatch, Syncer, SyncerStatus
-from listwatch.loop import WATCH_TIMEOUT_SECONDS
 from listwatch.testing import FakeApiServer
 
 from .faults import Injector, blackout
@@ -56,21 +55,6 @@ BLACKOUT_SLACK = 2
 """Requests a blackout may see beyond the backoff bound: a watch stream opened before the
 blackout may end and be re-opened at once (client-go's rule for a stream that delivered
 events), and a LIST whose page 2+ meets a 410 restarts from page 1 without a backoff."""
-
-
-class ShortWatches(random.Random):
-    """The Syncer's RNG, but watch timeouts of 1 s instead of client-go's 300-600 s.
-
-    A watch fault hits the next watch *request*; with streams that live for minutes, faults
-    injected while one streams would wait for it (a CI run's chaos phase lasts 2 s). Streams
-    that time out every second (a clean close: re-watch from the last RV) also exercise that
-    rule all the time.
-    """
-
-    def randint(self, a: int, b: int) -> int:
-        if (a, b) == WATCH_TIMEOUT_SECONDS:
-            return 1
-        return super().randint(a, b)
 
 
 def _object_key(obj: dict[str, Any]) -> str:
@@ -138,8 +122,10 @@ class _Scenario:
         wrap_source: Callable[[ListWatch], ListWatch] | None,
         backoff: Backoff | None,
         list_strategy: str,
+        watch_timeout: float | None,
     ) -> None:
         self.backoff = backoff
+        self.watch_timeout = watch_timeout
         self.list_strategy = list_strategy
         self.blackout_hits = 0
         self.profile = profile
@@ -252,9 +238,10 @@ class _Scenario:
                     ),
                     page_size=profile.page_size,
                     list_strategy=self.list_strategy,
+                    watch_timeout=self.watch_timeout,
                     transform=self.transform,
                     resync_period=self.resync_period,
-                    rng=ShortWatches(self.rng.getrandbits(64)),
+                    rng=self._random(),
                 )
                 try:
                     async with syncer:
@@ -491,12 +478,15 @@ async def run_scenario(
     wrap_source: Callable[[ListWatch], ListWatch] | None = None,
     backoff: Backoff | None = None,
     list_strategy: str = "paged",
+    watch_timeout: float | None = None,
 ) -> RunResult:
     """One checked run; raises :class:`ChaosFailure` (with seed and trace) on a violation.
 
     ``list_strategy`` is the Syncer's: paged LISTs, or streaming lists (a wrapped source
-    that cannot stream pages). ``wrap_source`` and ``backoff`` replace parts of the system
-    under test, to show that the monitors catch a broken one.
+    that cannot stream pages). ``watch_timeout`` too (client-go's 300-600 s by default: the
+    faults reach open streams with ``server.cut_watches()``). ``wrap_source`` and
+    ``backoff`` replace parts of the system under test, to show that the monitors catch a
+    broken one.
     """
     if isinstance(profile, str):
         profile = PROFILES[profile]
@@ -508,6 +498,7 @@ async def run_scenario(
         wrap_source=wrap_source,
         backoff=backoff,
         list_strategy=list_strategy,
+        watch_timeout=watch_timeout,
     )
     return await scenario.run()
 

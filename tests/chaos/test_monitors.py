@@ -224,7 +224,8 @@ async def test_a_lossy_source_fails_the_run_with_seed_and_trace() -> None:
 
 async def test_a_stale_replay_fails_the_run() -> None:
     with pytest.raises(ChaosFailure) as failure:
-        await run_scenario("calm", 8, duration=2.5, wrap_source=replaying)
+        # One-second watches: every re-watch replays the first event.
+        await run_scenario("calm", 8, duration=2.5, wrap_source=replaying, watch_timeout=1)
     message = str(failure.value)
     # The replayed event is older than a newer snapshot, or older than the key's newest
     # applied version, or that very version again: which one depends on the interleaving.

@@ -3,9 +3,11 @@
 Each episode is one real failure mode, produced through the fake server's own machinery
 (``inject`` and ``compact``) or by the receiver, never by reaching into the Syncer:
 
-* **stream cut**: the next watch streams are dropped after a few events, once mid-line (half
-  a JSON line, then EOF) and once between lines. The Syncer must resume from the last RV
-  without a relist.
+* **stream cut**: the watches open now are dropped in the middle of an event line
+  (``server.cut_watches``), and the next ones after a few events, once mid-line (half a
+  JSON line, then EOF) and once between lines. The Syncer must resume from the last RV
+  without a relist (a streaming list cut before its end bookmark is a failed list, and
+  lists again).
 * **410 storm**: a burst of writes, then etcd-style compaction in the same event-loop turn,
   so the server's watcher falls behind the compaction point and is closed; the re-watch
   meets "too old resource version" (410) and the Syncer relists. The watch after that relist
@@ -18,8 +20,8 @@ Each episode is one real failure mode, produced through the fake server's own ma
   generation ends and the next one starts from a fresh LIST.
 
 Watch faults hit the *next* watch request (the server picks a fault when a request
-arrives), so they fire when the current watch ends: the episodes that end it (a storm, a
-receiver failure) make the pending cuts fire too, as in a real bad minute.
+arrives); an episode that injects them ends the open watches cleanly too
+(``server.cut_watches``), so the Syncer's re-watch meets them at once.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Chaos:
         self._path = path
         self._rng = rng
         self.injected: Counter[str] = Counter()
+        self.cut = 0  # open watches the stream-cut episodes dropped
         self._rules: list[tuple[str, FaultRule]] = []
 
     def fired(self) -> Counter[str]:
@@ -101,6 +104,7 @@ class Chaos:
         for kind, rule in self._rules:
             counts[kind] += rule.hits
         counts[RECEIVER_FAILURE] += self._receiver.failures
+        counts[STREAM_CUT] += self.cut
         return +counts
 
     async def run(self, interval: float) -> NoReturn:
@@ -116,6 +120,7 @@ class Chaos:
         rng = self._rng
         self.injected[kind] += 1
         if kind == STREAM_CUT:
+            self.cut += self._server.cut_watches(mid_line=True)
             self._add(kind, Fault.cut_stream(rng.randint(1, 30), mid_line=True), watch=True)
             self._add(kind, Fault.cut_stream(rng.randint(1, 30)), watch=True)
         elif kind == GONE_STORM:
@@ -124,9 +129,11 @@ class Chaos:
             await self._burst(rng.randint(5, 20))
             self._server.compact()
             self._add(kind, Fault.error_event(rng.randint(0, 10), code=410), watch=True)
+            self._server.cut_watches()
         elif kind == TOO_MANY_REQUESTS:
             self._add(kind, Fault.too_many_requests(1, plain_text=True), watch=None)
             self._add(kind, Fault.too_many_requests(1), watch=True)
+            self._server.cut_watches()
         elif kind == RECEIVER_FAILURE:
             self._receiver.armed += 1
         else:
