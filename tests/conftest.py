@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,12 @@ def kubeconfig(server: FakeApiServer, tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
     server.write_kubeconfig(path)
     return path
+
+
+@pytest.fixture
+async def api_client(server: FakeApiServer) -> AsyncIterator[Any]:
+    client = server.api_client()
+    try:
+        yield client
+    finally:
+        await client.close()

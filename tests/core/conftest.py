@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import pytest
 
 from listwatch import Backoff, Batch, EventType, ListWatch, Snapshot, Syncer
 from listwatch.testing import FakeApiServer
 
 FAST_BACKOFF = {"initial": 0.01, "cap": 0.05}
-
-
-@pytest.fixture
-async def api_client(server: FakeApiServer) -> AsyncIterator[Any]:
-    client = server.api_client()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def key_of(obj: dict[str, Any]) -> str:

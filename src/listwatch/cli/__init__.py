@@ -227,6 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus), /healthz and /readyz there",
     )
     _verbosity(mirror)
+
+    receiver = commands.add_parser(
+        "receiver",
+        help="receive `mirror --http` syncs into SQLite or PostgreSQL",
+        description="Serve the HTTP sync protocol: apply each full sync (atomically, at its "
+        "commit record) and each delta (in one transaction) to an SQLite file or a "
+        "PostgreSQL database, refusing stale epochs and generations with 409.",
+    )
+    receiver.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to serve")
+    store = receiver.add_mutually_exclusive_group(required=True)
+    store.add_argument("--sqlite", type=Path, metavar="PATH", help="the SQLite file to write")
+    store.add_argument("--postgres", metavar="DSN", help="the PostgreSQL database to write")
+    receiver.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="the bearer token every request needs"
+    )
+    receiver.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: cert")
+    receiver.add_argument("--tls-key", type=Path, metavar="FILE", help="serve HTTPS: its key")
+    receiver.add_argument(
+        "--client-ca", type=Path, metavar="FILE", help="require client certificates it signed"
+    )
+    _verbosity(receiver)
     return parser
 
 
@@ -262,6 +283,8 @@ async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
     try:
         if args.command == "demo":
             return await _demo(args, stop)
+        if args.command == "receiver":
+            return await _receiver(args, stop)
         return await _mirror(args, stop)
     except CliError as exc:
         sys.stderr.write(f"listwatch {args.command}: error: {exc}\n")
@@ -329,6 +352,22 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         metrics_address=args.metrics_address,
     )
     return await mirror.run_mirror(options, stop)
+
+
+async def _receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import receiver  # noqa: PLC0415 - its stores import on use
+
+    options = receiver.ReceiverOptions(
+        listen=args.listen,
+        store=SQLiteTarget(args.sqlite)
+        if args.sqlite is not None
+        else PostgresTarget(args.postgres),
+        token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+    )
+    return await receiver.run_receiver(options, stop)
 
 
 def _target(args: argparse.Namespace) -> Target:
