@@ -43,6 +43,13 @@ from listwatch.events import (
     Snapshot,
     object_key,
 )
+from listwatch.leaderelection import (
+    ElectionStatus,
+    EpochError,
+    LeaderElector,
+    LeaseTiming,
+    Term,
+)
 from listwatch.loop import ListStrategy, VeryShortWatch, WatchListUnsupported
 from listwatch.merger import EventMerger, MergeBuffer
 from listwatch.source import ListOptions, ListWatch, WatchOptions
@@ -57,6 +64,8 @@ __all__ = [
     "Backoff",
     "Batch",
     "ConnectionLost",
+    "ElectionStatus",
+    "EpochError",
     "Event",
     "EventMerger",
     "EventTooLarge",
@@ -67,6 +76,8 @@ __all__ = [
     "InvalidRequest",
     "Item",
     "JsonObject",
+    "LeaderElector",
+    "LeaseTiming",
     "ListOptions",
     "ListStrategy",
     "ListWatch",
@@ -87,6 +98,7 @@ __all__ = [
     "StaleEpoch",
     "Syncer",
     "SyncerStatus",
+    "Term",
     "TooManyRequests",
     "Unauthorized",
     "VeryShortWatch",

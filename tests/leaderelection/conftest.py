@@ -18,7 +18,7 @@ LEASE = "listwatch-leader"
 NAMESPACE = "default"
 #: Short durations (they keep client-go's ordering): a standby waits 2 s, a leader that
 #: cannot renew gives up after 1 s, candidates retry every 0.1-0.22 s.
-FAST = {"lease_duration": 2.0, "renew_deadline": 1.0, "retry_period": 0.1}
+FAST: dict[str, Any] = {"lease_duration": 2.0, "renew_deadline": 1.0, "retry_period": 0.1}
 
 
 def lease_of(server: FakeApiServer) -> dict[str, Any] | None:
@@ -68,6 +68,9 @@ class Candidate:
     terms: list[Term] = field(default_factory=list)
     gate_at_cancel: list[bool] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    #: Terms of other candidates; whether any was still valid is noted when ``lead`` starts.
+    rivals: list[Term] = field(default_factory=list)
+    rival_valid_at_start: list[bool] = field(default_factory=list)
 
     def on_change(self, status: ElectionStatus) -> None:
         previous = self.statuses[-1] if self.statuses else None
@@ -77,6 +80,7 @@ class Candidate:
 
     async def lead(self, term: Term) -> None:
         self.terms.append(term)
+        self.rival_valid_at_start.append(any(rival.valid() for rival in self.rivals))
         self.events.append(("lead started", term))
         try:
             await asyncio.Event().wait()

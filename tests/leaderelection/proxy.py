@@ -21,6 +21,7 @@ class BlackholeProxy:
         self._open.set()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
@@ -43,10 +44,14 @@ class BlackholeProxy:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        # Aborting the sockets ends every connection's pumps (closing would wait to flush to
+        # a peer that may not read); cancelling the handler tasks would make asyncio's
+        # stream callback log their cancellation as an error.
         assert self._server is not None
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._open.set()
         await asyncio.gather(*self._connections, return_exceptions=True)
         await self._server.wait_closed()
 
@@ -56,12 +61,13 @@ class BlackholeProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self._writers.add(client)
         upstream: asyncio.StreamWriter | None = None
         try:
             await self._open.wait()
-            upstream_reader, upstream = await asyncio.open_connection(
-                "127.0.0.1", self._target_port
-            )
+            target = ("127.0.0.1", self._target_port)
+            upstream_reader, upstream = await asyncio.open_connection(*target)
+            self._writers.add(upstream)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(client_reader, upstream))
                 group.create_task(self._pump(upstream_reader, client))
@@ -71,6 +77,7 @@ class BlackholeProxy:
             self._connections.discard(task)
             for writer in (client, upstream):
                 if writer is not None:
+                    self._writers.discard(writer)
                     writer.close()
                     with contextlib.suppress(OSError, asyncio.CancelledError):
                         await writer.wait_closed()

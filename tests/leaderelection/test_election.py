@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE
 MICRO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
-def annotations(server: FakeApiServer) -> dict[str, str]:
+def annotations_of(server: FakeApiServer) -> dict[str, str]:
     lease = lease_of(server)
     if lease is None:
         return {}
@@ -37,7 +38,7 @@ async def test_one_of_three_leads_and_the_others_observe_it(
 ) -> None:
     candidates = [await campaign(name) for name in ("a", "b", "c")]
     await server.wait_until(
-        lambda s: lease_of(s) is not None and EPOCH_ANNOTATION in annotations(s)
+        lambda s: lease_of(s) is not None and EPOCH_ANNOTATION in annotations_of(s)
     )
     (leader,) = [c for c in candidates if c.elector.status.leading]
     term = leader.terms[0]
@@ -55,7 +56,7 @@ async def test_one_of_three_leads_and_the_others_observe_it(
     assert spec["holderIdentity"] == leader.identity
     assert spec["leaseDurationSeconds"] == 2
     assert spec["leaseTransitions"] == 0
-    assert annotations(server)[EPOCH_ANNOTATION] == str(term.epoch)
+    assert annotations_of(server)[EPOCH_ANNOTATION] == str(term.epoch)
     assert leader.elector.status.terms == 1
     assert term.valid()
 
@@ -69,7 +70,7 @@ async def test_a_clean_cancel_releases_the_lease(server: FakeApiServer, campaign
     assert spec["holderIdentity"] == ""
     assert spec["leaseDurationSeconds"] == 1
     assert spec["leaseTransitions"] == 0
-    assert EPOCH_ANNOTATION not in annotations(server)
+    assert EPOCH_ANNOTATION not in annotations_of(server)
     # lead was cancelled (with its gate already closed) before the elector said so.
     kinds = [kind for kind, _ in a.events]
     assert kinds == ["leading", "lead started", "lead cancelled", "not leading"]
@@ -82,10 +83,15 @@ async def test_a_standby_takes_over_at_once_after_a_clean_cancel(
     campaign: Campaign,
 ) -> None:
     # A 30 s lease: the standby can only lead within the 10 s limit through the release.
-    slow_expiry = {"lease_duration": 30.0, "renew_deadline": 1.0, "retry_period": 0.1}
+    slow_expiry: dict[str, Any] = {
+        "lease_duration": 30.0,
+        "renew_deadline": 1.0,
+        "retry_period": 0.1,
+    }
     a = await campaign("a", **slow_expiry)
     await a.until(lambda s: s.leading)
     b = await campaign("b", **slow_expiry)
+    b.rivals = a.terms
     await b.until(lambda s: s.holder == "a")
     await a.stop()
     status = await b.until(lambda s: s.leading, limit=10.0)
@@ -93,6 +99,8 @@ async def test_a_standby_takes_over_at_once_after_a_clean_cancel(
     assert status.term.lease_transitions == 1
     assert any(s.holder == "" for s in b.statuses)  # it took the released record
     assert status.term.epoch > a.terms[0].epoch
+    await b.until(lambda s: bool(b.terms))
+    assert b.rival_valid_at_start == [False]
 
 
 async def test_lease_transitions_count_holder_changes_only(

@@ -138,7 +138,8 @@ def _optional(spec: Mapping[str, Any], name: str, kind: type[T]) -> T | None:
     if value is None:
         return None
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"spec.{name} must be a {kind.__name__}, got {type(value).__name__}")
+        wanted = "an integer" if kind is int else "a string"
+        raise ValueError(f"spec.{name} must be {wanted}, got {type(value).__name__}")
     return value
 
 
