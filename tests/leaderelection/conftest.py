@@ -16,9 +16,10 @@ from listwatch.testing import FakeApiServer
 
 LEASE = "listwatch-leader"
 NAMESPACE = "default"
-#: Short durations (they keep client-go's ordering): a standby waits 2 s, a leader that
-#: cannot renew gives up after 1 s, candidates retry every 0.1-0.22 s.
-FAST: dict[str, Any] = {"lease_duration": 2.0, "renew_deadline": 1.0, "retry_period": 0.1}
+#: Short durations in client-go's ordering: a standby waits 3 s, a leader that cannot renew
+#: gives up after 2 s, candidates retry every 0.2-0.44 s. The margins stay well above the
+#: event-loop delays of a loaded CI machine, so a healthy leader never loses its term.
+FAST: dict[str, Any] = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.2}
 
 
 def lease_of(server: FakeApiServer) -> dict[str, Any] | None:

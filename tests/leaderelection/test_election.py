@@ -54,7 +54,7 @@ async def test_one_of_three_leads_and_the_others_observe_it(
     assert all(not c.terms for c in standbys)
     spec = spec_of(server)
     assert spec["holderIdentity"] == leader.identity
-    assert spec["leaseDurationSeconds"] == 2
+    assert spec["leaseDurationSeconds"] == 3
     assert spec["leaseTransitions"] == 0
     assert annotations_of(server)[EPOCH_ANNOTATION] == str(term.epoch)
     assert leader.elector.status.terms == 1

@@ -29,9 +29,8 @@ async def test_a_cut_off_leader_stops_at_the_renew_deadline_and_a_standby_waits_
         assert a.gate_at_cancel == [False]
         b_leads = await b.until(lambda s: s.leading)
         assert b_leads.term is not None
-        # b waited a full leaseDurationSeconds (2) from its own last sight of a's record,
-        # and by then a's gate had long closed.
-        assert b_leads.term.acquired_at >= b.observed_at_of("a") + 2.0
+        # b waited a full leaseDurationSeconds (3) from its own last sight of a's record.
+        assert b_leads.term.acquired_at >= b.observed_at_of("a") + 3.0
         await b.until(lambda s: bool(b.terms))
         assert b.rival_valid_at_start == [False]  # a could no longer write when b began
         assert b_leads.term.epoch > a.terms[0].epoch
@@ -134,3 +133,18 @@ async def test_an_old_epoch_never_continues_on_a_recreated_lease(
     assert lease_of(server)["metadata"]["annotations"][EPOCH_ANNOTATION] == str(  # type: ignore[index]
         again.term.epoch
     )
+
+
+async def test_a_second_process_with_the_same_identity_ends_the_term_loudly(
+    campaign: Campaign, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await campaign("a")
+    await first.until(lambda s: s.observed_epoch is not None)
+    second = await campaign("a")  # misconfigured: identities must be unique
+    # Like client-go, it takes a record that names its identity as its own...
+    await second.until(lambda s: s.leading)
+    # ...and the first meets, at its next renewal, a record it never wrote.
+    await first.until(lambda s: any(kind == "lead cancelled" for kind, _ in first.events))
+    assert "another process renews it as a: identities must be unique" in caplog.text
+    assert first.gate_at_cancel[0] is False
+    assert second.terms[0].epoch > first.terms[0].epoch

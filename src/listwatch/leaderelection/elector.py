@@ -77,6 +77,9 @@ class LeaderElector:
     releases the lease so that a standby takes over at once. If ``lead`` returns or raises,
     the lease is released and ``run`` returns its value or raises its exception.
 
+    ``lead`` must let cancellation through promptly: the elector awaits it before it
+    reports the loss or releases the lease, and nothing of the term may outlive it.
+
     ``identity`` must be unique among the candidates (a pod name). ``on_change`` is called
     with every new status (it must be quick and must not block; an exception it raises is
     logged). ``rng`` seeds the jitter.
