@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from listwatch.errors import InvalidRequest
 from listwatch.leaderelection import EpochError, LeaderElector, Term
 from listwatch.testing import FakeApiServer, Fault
 
@@ -234,3 +235,23 @@ async def test_client_go_defaults_and_fractions(server: FakeApiServer) -> None:
         assert timing.jitter_factor == 1.2
         fractional = elector_for(api, lease_duration=1.5, renew_deadline=0.5).timing
         assert fractional.lease_duration_seconds == 2  # rounded up: standbys wait longer
+
+
+async def test_a_request_the_server_calls_invalid_stops_run(server: FakeApiServer) -> None:
+    """400/422 on our own write: retrying the same request cannot help, so run raises."""
+    collection = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+    server.inject(
+        Fault.status(422, reason="Invalid", message="spec.holderIdentity: Invalid value"),
+        path=collection,
+        method="POST",
+    )
+
+    async def lead(term: Term) -> None:
+        raise AssertionError("never leads")
+
+    async with server.api_client() as api:
+        elector = elector_for(api)
+        with pytest.raises(InvalidRequest, match=r"HTTP 422 Invalid: spec\.holderIdentity"):
+            async with asyncio.timeout(10):
+                await elector.run(lead)
+    assert elector.status.terms == 0
