@@ -14,9 +14,10 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch.errors import InvalidRequest
 from listwatch.leaderelection import EpochError, LeaderElector, Term
+from listwatch.leaderelection import elector as elector_module
 from listwatch.testing import FakeApiServer, Fault
 
-from .conftest import FAST, LEASE, NAMESPACE, Campaign, client_for, spec_of
+from .conftest import FAST, LEASE, NAMESPACE, Campaign, client_for, lease_object, lease_of, spec_of
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
 
@@ -255,3 +256,36 @@ async def test_a_request_the_server_calls_invalid_stops_run(server: FakeApiServe
             async with asyncio.timeout(10):
                 await elector.run(lead)
     assert elector.status.terms == 0
+
+
+async def test_an_acquiring_write_that_changes_nothing_gives_no_epoch(
+    server: FakeApiServer,
+    campaign: Campaign,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The API server skips an update that changes nothing and returns the old RV: that RV
+    is some earlier write's, so it must not become this term's epoch."""
+    stamp = ["2026-12-02T05:50:43.123456Z"]
+    monkeypatch.setattr(elector_module, "now_micro_time", lambda: stamp[0])
+    record = {
+        "holderIdentity": "a",
+        "leaseDurationSeconds": 3,
+        "acquireTime": stamp[0],
+        "renewTime": stamp[0],
+        "leaseTransitions": 0,
+    }
+    created = await server.create(lease_object(**record))
+    a = await campaign("a")
+
+    def puts(server: FakeApiServer) -> int:
+        return sum(1 for r in server.requests if r.method == "PUT")
+
+    await server.wait_until(lambda s: puts(s) >= 2)  # two writes identical to the record
+    assert "the acquiring write was not written" in caplog.text
+    assert not a.elector.status.leading
+    assert lease_of(server)["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]  # type: ignore[index]
+    stamp[0] = "2026-12-02T05:50:44.000000Z"
+    status = await a.until(lambda s: s.leading)
+    assert status.term is not None
+    assert status.term.epoch > int(created["metadata"]["resourceVersion"])

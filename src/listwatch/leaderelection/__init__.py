@@ -1,8 +1,10 @@
 """Leader election on a ``coordination.k8s.io/v1`` Lease, with a fencing epoch per term.
 
 Why not an existing elector: kubernetes_asyncio's ``leaderelection`` (``LeaseLock``) never
-reads or writes ``leaseTransitions``, times expiry with the wall clock, and formats naive
-local timestamps with a ``Z`` (so a replica outside UTC writes times hours off); client-go's
+reads or writes ``leaseTransitions``, formats naive local timestamps with a ``Z`` (so a
+replica outside UTC writes times hours off), times expiry with the wall clock
+(``time.time()``), and cannot release on shutdown (it has no release, and its lock asserts
+a non-empty holder on every write); client-go's
 ``tools/leaderelection`` states that it gives no fencing ("does not guarantee that only one
 client is acting as a leader"), and a split brain has been reproduced with it
 (kubernetes/kubernetes#67651). listwatch needs both the election and a fence, so it
@@ -21,17 +23,17 @@ what the epoch is for.
 
 The epoch (fencing token). A term's epoch is the ``resourceVersion`` returned by the write
 that acquired the lease. kube-apiserver takes an object's resourceVersion from etcd's
-revision (``APIObjectVersioner`` in ``k8s.io/apiserver/pkg/storage``), one counter for the
-whole cluster that grows with every write. Each term begins with its own acquiring write,
-and a term can only be acquired by a write that commits after the previous term's
-acquiring write (it is a conditional update of, or a create after the deletion of, the
-record that write produced); so every term's epoch is larger than every earlier term's,
-whoever holds it, and also after the Lease is deleted and created again
-(``leaseTransitions`` restarts at 0 then, which is why it is not the epoch). A term never
-survives its Lease object: a deleted or recreated Lease ends it. Receivers keep the highest
-epoch seen and refuse lower ones, so a deposed leader's late writes are rejected. The
-holder publishes its epoch in the annotation ``listwatch.io/leader-epoch`` for observers;
-the elector never reads an epoch back from it.
+revision (``APIObjectVersioner`` in ``k8s.io/apiserver/pkg/storage``): one counter for the
+whole cluster, and every write that commits later gets a larger value. Each term begins
+with a write of its own (an acquiring write that changed nothing, which the API server
+skips without a new resourceVersion, is not accepted as one), so a term's epoch is larger
+than that of every term acquired before it, whoever held it, and also across the Lease
+being deleted and created again (``leaseTransitions`` restarts at 0 then, which is why it
+is not the epoch). A term never survives its Lease object: a deleted or recreated Lease
+ends it. Receivers keep the highest epoch seen and refuse lower ones, so a deposed leader
+that still writes (it was paused mid-write, say) is refused once the new leader has
+written. The holder publishes its epoch in the annotation ``listwatch.io/leader-epoch`` for
+observers; the elector never reads an epoch back from it.
 
 Assumptions, stated: (1) resourceVersions are decimal integers from one counter that only
 grows. Kubernetes calls them opaque; where one is not an integer the elector raises

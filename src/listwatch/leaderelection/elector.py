@@ -287,6 +287,10 @@ class LeaderElector:
             raise
         self._observe(written, clock())
         epoch = parse_epoch(written.resource_version, self.lease)
+        if lease is not None and epoch <= parse_epoch(lease.resource_version, self.lease):
+            # The server skipped a write that changed nothing: no new revision, no epoch.
+            logger.warning("lease %s: the acquiring write was not written", self.lease)
+            return None
         term = Term(
             identity=self._identity,
             epoch=epoch,
