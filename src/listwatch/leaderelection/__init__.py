@@ -40,8 +40,9 @@ grows. Kubernetes calls them opaque; where one is not an integer the elector rai
 ``EpochError`` instead of leading. etcd-backed kube-apiserver satisfies this; another
 storage backend (kine, for instance) must too [unverified for kine]. (2) An etcd restored
 from a backup without ``etcdutl snapshot restore --bump-revision`` can reissue revisions
-that were already used (etcd-io/etcd#16028): epochs can then go back, receivers refuse every
-write (``StaleEpoch``) and an operator must intervene; that is safe, not silent. (3)
+that were already used (etcd-io/etcd#16028): epochs then go back, and receivers refuse
+writes (``StaleEpoch``) until revisions pass the highest epoch they recorded or an operator
+resets them; that is safe and loud, not silent. (3)
 Identities are unique among candidates (a pod name): a second process with the same
 identity is detected when it writes during a term, which then ends.
 """
