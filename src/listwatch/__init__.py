@@ -44,6 +44,13 @@ from listwatch.events import (
     Snapshot,
     object_key,
 )
+from listwatch.leaderelection import (
+    ElectionStatus,
+    EpochError,
+    LeaderElector,
+    LeaseTiming,
+    Term,
+)
 from listwatch.loop import ListStrategy, VeryShortWatch, WatchListUnsupported
 from listwatch.merger import EventMerger, MergeBuffer
 from listwatch.source import ListOptions, ListWatch, WatchOptions
@@ -58,6 +65,8 @@ __all__ = [
     "Backoff",
     "Batch",
     "ConnectionLost",
+    "ElectionStatus",
+    "EpochError",
     "Event",
     "EventMerger",
     "EventTooLarge",
@@ -69,6 +78,8 @@ __all__ = [
     "InvalidRequest",
     "Item",
     "JsonObject",
+    "LeaderElector",
+    "LeaseTiming",
     "ListOptions",
     "ListStrategy",
     "ListWatch",
@@ -89,6 +100,7 @@ __all__ = [
     "StaleEpoch",
     "Syncer",
     "SyncerStatus",
+    "Term",
     "TooManyRequests",
     "Unauthorized",
     "VeryShortWatch",
