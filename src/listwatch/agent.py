@@ -22,6 +22,7 @@ from typing import NoReturn, TypeVar
 
 from listwatch.endpoints import HealthReport
 from listwatch.errors import ListWatchError
+from listwatch.leaderelection import LeaderElector, Term
 from listwatch.metrics import SyncMetrics
 from listwatch.status import Phase
 from listwatch.supervisor import Supervisor
@@ -65,9 +66,19 @@ class Agent:
     resource (the Supervisor's rule).
     """
 
-    def __init__(self, build: SyncerFactory, *, metrics: SyncMetrics | None = None) -> None:
+    def __init__(
+        self,
+        build: SyncerFactory,
+        *,
+        metrics: SyncMetrics | None = None,
+        elector: LeaderElector | None = None,
+    ) -> None:
         self._build = build
         self.metrics = metrics if metrics is not None else SyncMetrics()
+        self._elector = elector
+        if elector is not None:
+            name = elector.lease.rsplit("/", 1)[-1]
+            self.metrics.track_leader(name, lambda: elector.status.leading)
         self._supervisor: Supervisor | None = None
         self._running = False
         self._failure: BaseException | None = None
@@ -78,11 +89,22 @@ class Agent:
         """The current term's Supervisor (None between terms)."""
         return self._supervisor
 
+    @property
+    def elector(self) -> LeaderElector | None:
+        return self._elector
+
     async def run(self) -> NoReturn:
-        """One term of epoch 0 for as long as the process runs."""
+        """Without an elector: one term of epoch 0 for as long as the process runs. With
+        one: campaign, and run a term's Syncers only while this replica leads. A term ends
+        when it cannot renew before the renew deadline: its Syncers are cancelled (every
+        receiver call with them) before the elector reports the loss, and the write gate
+        has refused writes since the deadline passed by the local clock."""
         self._running = True
         try:
-            await self.run_term(0, _open_gate)
+            if self._elector is None:
+                await self.run_term(0, _open_gate)
+            await self._elector.run(self._lead)
+            raise AssertionError("a term ended without an error")  # pragma: no cover
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 self._failure = exc
@@ -90,6 +112,16 @@ class Agent:
         finally:
             self._running = False
             self._notify()
+
+    async def _lead(self, term: Term) -> NoReturn:
+        def gate() -> None:
+            if not term.valid():
+                raise NotLeading(
+                    f"the term of epoch {term.epoch} is over (not renewed within the renew "
+                    "deadline): no write may leave this replica"
+                )
+
+        await self.run_term(term.epoch, gate)
 
     async def run_term(self, epoch: int, gate: WriteGate) -> NoReturn:
         """Build the term's Syncers, run them until cancelled (or a fatal error)."""
@@ -134,6 +166,10 @@ class Agent:
             }
         ok = self._running and not failed and self._failure is None
         details: dict[str, object] = {"running": self._running}
+        if self._elector is not None:
+            election = self._elector.status
+            ok = ok and election.running
+            details["leading"] = election.leading
         if failed:
             details["failed"] = failed
         if self._failure is not None:
@@ -143,6 +179,17 @@ class Agent:
     def readiness(self) -> HealthReport:
         """Ready when every resource's receiver holds a complete snapshot."""
         supervisor = self._supervisor
+        if self._elector is not None and supervisor is None:
+            election = self._elector.status
+            standby = election.running and not election.leading and election.holder is not None
+            details: dict[str, object] = {
+                "role": "standby",
+                "leader": election.holder or None,
+                "identity": election.identity,
+            }
+            if election.last_error:
+                details["last_error"] = election.last_error
+            return HealthReport(standby, details)
         if supervisor is None:
             return HealthReport(False, {"reason": "not running"})
         resources = {}
@@ -157,7 +204,9 @@ class Agent:
                 entry["last_error"] = status.last_error
             resources[name] = entry
         not_ready = sorted(name for name, entry in resources.items() if not entry["ready"])
-        details: dict[str, object] = {"resources": resources}
+        details = {"resources": resources}
+        if self._elector is not None:
+            details["role"] = "leader"
         if not_ready:
             details["not_ready"] = not_ready
         return HealthReport(not not_ready, details)

@@ -226,6 +226,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus), /healthz and /readyz there",
     )
+    election = mirror.add_argument_group(
+        "leader election",
+        "Several replicas: one leads (a coordination.k8s.io/v1 Lease, client-go's rules) and "
+        "mirrors; the others stand by. Every write carries the term's epoch, and receivers "
+        "refuse an older one.",
+    )
+    election.add_argument("--leader-elect", action="store_true", help="campaign for the lease")
+    election.add_argument(
+        "--lease-name", default="listwatch", metavar="NAME", help="the Lease (default listwatch)"
+    )
+    election.add_argument(
+        "--lease-namespace",
+        default=None,
+        metavar="NS",
+        help="its namespace (default: the pod's own in a cluster, else default)",
+    )
+    election.add_argument(
+        "--identity",
+        default=None,
+        metavar="ID",
+        help="this replica's name in the lease (default: hostname plus a random suffix)",
+    )
+    election.add_argument(
+        "--lease-duration", type=_positive, default=15.0, metavar="S", help="default 15"
+    )
+    election.add_argument(
+        "--renew-deadline", type=_positive, default=10.0, metavar="S", help="default 10"
+    )
+    election.add_argument(
+        "--retry-period", type=_positive, default=2.0, metavar="S", help="default 2"
+    )
     _verbosity(mirror)
 
     receiver = commands.add_parser(
@@ -350,6 +381,16 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         resync_period=args.resync_period,
         list_strategy=args.list_strategy,
         metrics_address=args.metrics_address,
+        election=mirror.ElectionOptions(
+            lease_name=args.lease_name,
+            lease_namespace=args.lease_namespace,
+            identity=args.identity,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+        if args.leader_elect
+        else None,
     )
     return await mirror.run_mirror(options, stop)
 

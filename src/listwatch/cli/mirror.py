@@ -25,6 +25,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +53,7 @@ from listwatch.errors import (
     ResourceNotFound,
     Unauthorized,
 )
+from listwatch.leaderelection import LeaderElector
 from listwatch.source import ListOptions, ListWatch
 from listwatch.syncer import Syncer
 
@@ -74,6 +77,40 @@ class MirrorOptions:
     resync_period: float | None = None
     list_strategy: str = "auto"
     metrics_address: str | None = None
+    election: ElectionOptions | None = None
+
+
+#: Where a pod finds its own namespace (the service account's projected volume).
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionOptions:
+    """``--leader-elect`` and its settings (client-go's defaults)."""
+
+    lease_name: str = "listwatch"
+    lease_namespace: str | None = None
+    identity: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def namespace(self) -> str:
+        """The given one; in a pod, the pod's own namespace; else ``default``."""
+        if self.lease_namespace:
+            return self.lease_namespace
+        try:
+            return POD_NAMESPACE_FILE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+
+    def who(self) -> str:
+        """The given identity, else ``$POD_NAME`` or the hostname, plus a random suffix so
+        that two processes on one host never share one (identities must be unique)."""
+        if self.identity:
+            return self.identity
+        base = os.environ.get("POD_NAME") or socket.gethostname() or "listwatch"
+        return f"{base}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,13 +285,15 @@ async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | 
         for resource in resources:
             await preflight(resource.source, host)
         async with open_receivers(options.target, [r.name for r in resources]) as sinks:
-            return await _run(options, resources, sinks, stop, err)
+            return await _run(options, api, resources, sinks, stop=stop, err=err)
 
 
 async def _run(
     options: MirrorOptions,
+    api: ApiClient,
     resources: Sequence[Mirrored],
     sinks: dict[str, ResourceReceiver],
+    *,
     stop: asyncio.Event,
     err: TextIO,
 ) -> int:
@@ -272,7 +311,8 @@ async def _run(
             for resource in resources
         ]
 
-    agent = Agent(build)
+    elector = _elector(api, options.election) if options.election is not None else None
+    agent = Agent(build, elector=elector)
     started = time.monotonic()
 
     async def announce_syncs() -> None:
@@ -324,6 +364,21 @@ async def _run(
     where = f": {', '.join(counts)} objects in {options.target.describe()}" if counts else ""
     _say(err, f"stopped after {time.monotonic() - started:.1f} s{where}")
     return 0
+
+
+def _elector(api: ApiClient, election: ElectionOptions) -> LeaderElector:
+    try:
+        return LeaderElector(
+            api,
+            lease_name=election.lease_name,
+            lease_namespace=election.namespace(),
+            identity=election.who(),
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        )
+    except ValueError as exc:
+        raise CliError(f"leader election: {exc}") from None
 
 
 def _say(err: TextIO, line: str) -> None:
