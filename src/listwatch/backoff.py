@@ -11,12 +11,11 @@ Source: ``tools/cache/reflector.go`` (defaultBackoffInit/Max/Reset/Factor/Jitter
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import anyio
 
 
 @dataclass
@@ -64,5 +63,8 @@ class Backoff:
         return delay
 
     async def sleep(self, delay: float) -> None:
-        """Sleep for a delay ``next_delay()`` gave (a hook for tests that gate backoffs)."""
-        await anyio.sleep(delay)
+        """Sleep for a delay ``next_delay()`` gave (a hook for tests that gate backoffs).
+
+        ``asyncio.sleep``: the Syncer is asyncio-native throughout (its task groups are
+        asyncio's, see ``syncer.py``)."""
+        await asyncio.sleep(delay)

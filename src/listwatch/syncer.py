@@ -21,10 +21,10 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import aclosing
 from types import TracebackType
-from typing import NoReturn, Self
+from typing import Any, NoReturn, Self
 
 from listwatch import observe
 from listwatch.backoff import Backoff
@@ -80,6 +80,20 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def aclosing_optional(stream: EventStream | None) -> contextlib.AbstractAsyncContextManager[object]:
     """``aclosing(stream)``, or nothing to close."""
     return contextlib.nullcontext() if stream is None else aclosing(stream)
+
+
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a generation swallowed.
+
+    When a child of a generation's TaskGroup fails at the moment the Syncer's task is
+    cancelled from outside (a leader's term ending while its receiver refuses writes), the
+    generation can end with the child's error instead of the cancellation (gh-116720), and
+    the Syncer would go on to the next generation. The request is still counted by the
+    Syncer's own task (see ``Syncer._in_own_task``): act on it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _short(exc: BaseException) -> str:
@@ -234,7 +248,7 @@ class Syncer:
             while True:
                 self._generation += 1
                 try:
-                    await self._run_generation(self._generation)
+                    await self._in_own_task(self._run_generation(self._generation))
                 except ResyncDue:
                     emit(observe.GenerationEnded(self._generation, "resync", "", resync=True))
                     continue
@@ -251,12 +265,25 @@ class Syncer:
                     self._end_generation(exc)
                 except Exception as exc:  # any error starts a new generation
                     self._end_generation(exc)
+                _raise_if_cancelling()
                 delay = self._backoff.next_delay()
                 emit(observe.BackingOff(delay))
                 await self._backoff.sleep(delay)
                 logger.debug("backed off %.1f s before generation %d", delay, self._generation + 1)
         finally:
             emit(observe.Stopped())
+
+    async def _in_own_task(self, generation: Coroutine[Any, Any, None]) -> None:
+        """Run a generation in a task of its own, awaited here.
+
+        On CPython before 3.13 (gh-116720) a TaskGroup whose child fails can lose a
+        cancellation of the task it runs in, and leaves that task's ``cancelling()`` count
+        raised even without one. The generation's task groups therefore run in this inner
+        task; the Syncer's own task holds no task group, so its count is exact, and
+        ``_raise_if_cancelling`` can trust it.
+        """
+        task = asyncio.create_task(generation, name=f"generation of {self._source.description}")
+        await task  # a cancellation of ours cancels it, and we resume once it has finished
 
     def _fail(self, exc: FatalError) -> None:
         self._failure = exc

@@ -281,3 +281,36 @@ async def test_a_busy_pipeline_stops_at_once(server: FakeApiServer, api_client: 
             await syncer.__aexit__(None, None, None)
         churner.cancel()
     assert syncer.status.phase is Phase.STOPPED
+
+
+async def test_a_cancel_that_meets_a_failing_batch_still_stops_the_syncer(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """The Syncer's task is cancelled in the same moment its on_batch fails (a leader's term
+    ending while its receiver refuses writes): on CPython < 3.12.4 the generation's
+    TaskGroup can swallow the outside cancellation (gh-116720); the Syncer must stop, not
+    start another generation."""
+    await server.create(pod("a"))
+    generations: list[int] = []
+
+    async def on_list(snapshot: Any) -> None:
+        generations.append(snapshot.generation)
+        await snapshot.collect()
+
+    async def on_batch(batch: Any) -> None:
+        running.cancel()  # from outside the generation's group: the supervisor, say
+        raise RuntimeError("the receiver refuses this write")
+
+    syncer = Syncer(
+        ListWatch.from_client(api_client, "pods"),
+        on_list=on_list,
+        on_batch=on_batch,
+        merge_interval=0.01,
+    )
+    running = asyncio.create_task(syncer.run())
+    await server.wait_for_watchers(1)
+    await server.create(pod("b"))
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert generations == [1]
+    assert syncer.status.phase is Phase.STOPPED

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import anyio
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -174,7 +173,7 @@ async def discover(
 ) -> list[ServedResource]:
     """Resolve every name, or one line saying what is wrong."""
     try:
-        with anyio.fail_after(PREFLIGHT_TIMEOUT):
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
             return await resolve(api, [spec.name for spec in specs])
     except TimeoutError:
         raise CliError(
@@ -232,7 +231,7 @@ async def preflight(source: ListWatch, host: str) -> None:
     """One ``limit=1`` LIST: does the server answer, accept us, and let us list it?"""
     what = source.description
     try:
-        with anyio.fail_after(PREFLIGHT_TIMEOUT):
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
             await source.list(ListOptions(limit=1))
     except TimeoutError:
         raise CliError(
@@ -349,11 +348,16 @@ async def _run(
                 f"{options.target.describe()}; "
                 "Ctrl-C or SIGTERM stops",
             )
-            async with anyio.create_task_group() as group:
-                group.start_soon(agent.run)
-                group.start_soon(announce_syncs)
-                await stop.wait()
-                group.cancel_scope.cancel()
+            # asyncio's TaskGroup, not anyio's: an anyio cancel scope cancels every await
+            # inside it again and again, so the elector's release of the Lease on the way
+            # out (a PUT) would be cancelled too and a standby would wait out the lease.
+            async with asyncio.TaskGroup() as group:
+                running = group.create_task(agent.run(), name="listwatch agent")
+                announcing = group.create_task(announce_syncs(), name="listwatch announcer")
+                stopping = group.create_task(stop.wait(), name="listwatch stop")
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (running, announcing, stopping):
+                    task.cancel()
     except* FatalError as errors:
         raise CliError(_fatal_line(_first(errors))) from None
     counts = []
