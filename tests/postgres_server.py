@@ -54,12 +54,13 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from listwatch.sinks.postgres_schema import quote as quote_ident
 
 DSN_VARIABLE = "LISTWATCH_TEST_POSTGRES_DSN"
 BIN_VARIABLE = "LISTWATCH_TEST_POSTGRES_BIN"
@@ -343,8 +344,7 @@ class LocalPostgres:
         if not any(READY_LINE in line for line in self._log):
             process.wait(SHUTDOWN_TIMEOUT)
             raise PostgresUnavailable(
-                f"PostgreSQL exited during startup (exit {process.returncode}):\n"
-                f"{self.log_tail()}"
+                f"PostgreSQL exited during startup (exit {process.returncode}):\n{self.log_tail()}"
             )
         # In a thread of its own, so that this works from inside an event loop too.
         with concurrent.futures.ThreadPoolExecutor(1, "postgres-check") as executor:
@@ -365,18 +365,80 @@ async def _check_connectable(dsn: str) -> None:
 # -- the fixtures ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class PostgresServer:
-    """Where the tests' server is: ``admin_dsn`` for its maintenance database, ``dsn(name)``
-    for any other. ``local`` is the server this run started (None with ``$…_DSN``)."""
+    """Where the tests' server is, and its databases for tests.
 
-    admin_dsn: str
-    local: LocalPostgres | None
+    ``admin_dsn`` is its maintenance database, ``dsn(name)`` any other; ``local`` the server
+    this run started (None with ``$LISTWATCH_TEST_POSTGRES_DSN``). ``CREATE DATABASE`` costs
+    most of a second (it copies ``template0``), so a database is handed to one test at a
+    time and, between tests, emptied rather than dropped: every session on it is ended and
+    every schema but the system ones is dropped, which leaves it as a new one.
+    """
+
+    def __init__(self, admin_dsn: str, local: LocalPostgres | None) -> None:
+        self.admin_dsn = admin_dsn
+        self.local = local
+        self._free: list[str] = []
+        self._created: list[str] = []
 
     def dsn(self, database: str) -> str:
         if self.local is not None:
             return self.local.dsn(database)
         return with_database(self.admin_dsn, database)
+
+    async def take_database(self) -> str:
+        """An empty UTF-8 database that no other test is using."""
+        if self._free:
+            return self._free.pop()
+        name = f"lw_test_{os.getpid()}_{next(_database_numbers)}_{secrets.token_hex(3)}"
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            await admin.execute(
+                f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' "
+                "LC_COLLATE 'C' LC_CTYPE 'C'"
+            )
+        finally:
+            await admin.close()
+        self._created.append(name)
+        return name
+
+    async def give_back(self, name: str) -> None:
+        """Empty ``name`` for the next test (or drop it, should emptying fail)."""
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+        finally:
+            await admin.close()
+        connection = await asyncpg.connect(self.dsn(name))
+        try:
+            for (schema,) in await connection.fetch(_USER_SCHEMAS):
+                await connection.execute(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
+            await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        finally:
+            await connection.close()
+        self._free.append(name)
+
+    async def drop_databases(self) -> None:
+        """Drop every database this run created (on a server the run did not start)."""
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            for name in self._created:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        self._created.clear()
+        self._free.clear()
+
+
+_USER_SCHEMAS = """
+    SELECT nspname FROM pg_namespace
+    WHERE nspname NOT IN ('public', 'information_schema')
+      AND nspname NOT LIKE 'pg\\_%'
+"""
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -397,36 +459,28 @@ def postgres_server() -> Iterator[PostgresServer]:
     """
     external = os.environ.get(DSN_VARIABLE)
     if external:
-        yield PostgresServer(admin_dsn=external, local=None)
+        server = PostgresServer(external, None)
+        try:
+            yield server
+        finally:
+            asyncio.run(server.drop_databases())
         return
     try:
-        server = LocalPostgres()
-        server.start()
+        local = LocalPostgres()
+        local.start()
     except PostgresUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        yield PostgresServer(admin_dsn=server.dsn("postgres"), local=server)
+        yield PostgresServer(local.dsn("postgres"), local)
     finally:
-        server.stop()
+        local.stop()
 
 
 @pytest.fixture
 async def postgres_dsn(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    """A DSN for a new, empty UTF-8 database that only this test uses (dropped afterwards)."""
-    name = f"lw_test_{os.getpid()}_{next(_database_numbers)}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(postgres_server.admin_dsn)
-    try:
-        await admin.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\' '
-            "LC_COLLATE 'C' LC_CTYPE 'C'"
-        )
-    finally:
-        await admin.close()
+    """A DSN for an empty UTF-8 database that only this test uses while it runs."""
+    name = await postgres_server.take_database()
     try:
         yield postgres_server.dsn(name)
     finally:
-        admin = await asyncpg.connect(postgres_server.admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await postgres_server.give_back(name)

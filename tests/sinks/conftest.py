@@ -1,4 +1,5 @@
-"""Fixtures and helpers for the sink tests: real SQLite files in ``tmp_path``, no mocks."""
+"""Fixtures and helpers for the sink tests: real SQLite files in ``tmp_path`` and a real
+PostgreSQL server (``tests/postgres_server.py``), no mocks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, overload
 import pytest
 
 from listwatch import Batch, Event, EventType, Item, Page, Snapshot, object_key
+from listwatch.sinks.postgres import PostgresSink
 from listwatch.sinks.sqlite import SQLiteSink
 
 GATE_TIMEOUT = 30.0
@@ -126,4 +128,10 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def sink(db: Path) -> AsyncIterator[SQLiteSink]:
     async with SQLiteSink(db, resource="configmaps") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def pg_sink(postgres_dsn: str) -> AsyncIterator[PostgresSink]:
+    async with PostgresSink(postgres_dsn, resource="configmaps") as opened:
         yield opened

@@ -104,7 +104,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Self, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -119,6 +119,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "listwatch.sinks.postgres needs asyncpg: pip install 'listwatch[postgres]'"
     ) from exc
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
 __all__ = ["PostgresConnectionError", "PostgresSink", "SchemaError", "SyncState"]
 
@@ -346,7 +351,7 @@ def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[
     return records
 
 
-def _decode_objects(rows: Sequence[Sequence[Any]]) -> dict[str, JsonObject]:
+def _decode_objects(rows: Sequence[asyncpg.Record]) -> dict[str, JsonObject]:
     return {key: orjson.loads(text) for key, text in rows}
 
 
@@ -405,8 +410,7 @@ class PostgresSink:
         where = _describe_dsn(self._dsn)[0] if self._dsn is not None else "an asyncpg pool"
         state = "open" if self._pool is not None else "closed"
         return (
-            f"PostgresSink({where}, resource={self._resource!r}, schema={self._schema!r}, "
-            f"{state})"
+            f"PostgresSink({where}, resource={self._resource!r}, schema={self._schema!r}, {state})"
         )
 
     @property
@@ -471,7 +475,7 @@ class PostgresSink:
                 f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
             ) from None
 
-    async def _check_server(self, connection: asyncpg.Connection) -> None:
+    async def _check_server(self, connection: Connection) -> None:
         version = int(await connection.fetchval("SELECT current_setting('server_version_num')"))
         if version < MIN_SERVER_VERSION:
             raise SchemaError(
@@ -488,13 +492,12 @@ class PostgresSink:
     def _open_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError(
-                f"{self!r} is not open: use 'async with PostgresSink(...)' or "
-                "'await sink.open()'"
+                f"{self!r} is not open: use 'async with PostgresSink(...)' or 'await sink.open()'"
             )
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _write(self, epoch: int) -> AsyncIterator[asyncpg.Connection]:
+    async def _write(self, epoch: int) -> AsyncIterator[Connection]:
         """One write transaction, fenced, one at a time; rolled back unless the body returns.
 
         Whatever ends the body early (an error, a list error out of the snapshot, a
@@ -509,7 +512,7 @@ class PostgresSink:
                 await self._fence(connection, epoch)
                 yield connection
 
-    async def _fence(self, connection: asyncpg.Connection, epoch: int) -> None:
+    async def _fence(self, connection: Connection, epoch: int) -> None:
         """Refuse a write older than the schema's newest epoch; lock out newer ones until
         this write is done (see the module docstring)."""
         sql = self._sql
@@ -617,7 +620,7 @@ class PostgresSink:
     async def get(self, key: str) -> JsonObject | None:
         """The object stored under ``key``, or ``None``."""
         text = await self._open_pool().fetchval(self._sql.select_object, self._resource, key)
-        return None if text is None else orjson.loads(text)  # type: ignore[no-any-return]
+        return None if text is None else orjson.loads(text)
 
     async def count(self) -> int:
         """How many objects of the resource the mirror holds."""

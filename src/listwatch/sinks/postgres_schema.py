@@ -24,8 +24,14 @@ changed. Opening a database that is already current takes no lock and changes no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaError", "ensure_schema", "quote"]
 
@@ -80,8 +86,7 @@ def _version_1(s: str) -> Sequence[str]:
         f"INSERT INTO {s}.fence (epoch) VALUES (0)",
         f"COMMENT ON TABLE {s}.objects IS "
         "'listwatch: one row per Kubernetes object, as the API server sent it'",
-        f"COMMENT ON TABLE {s}.sync_state IS "
-        "'listwatch: how current each resource''s rows are'",
+        f"COMMENT ON TABLE {s}.sync_state IS 'listwatch: how current each resource''s rows are'",
         f"COMMENT ON TABLE {s}.fence IS "
         "'listwatch: the highest leader epoch that has written; lower ones are refused'",
     )
@@ -94,7 +99,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_NAMESPACE = "listwatch schema "
 
 
-async def _read_version(connection: asyncpg.Connection, schema: str) -> int | None:
+async def _read_version(connection: Connection, schema: str) -> int | None:
     """The recorded version, or None when the schema has no version table (a new database)."""
     table = await connection.fetchval(
         "SELECT to_regclass($1)::text", f"{quote(schema)}.schema_version"
@@ -119,7 +124,7 @@ def _check_known(schema: str, version: int, target: int) -> None:
 
 
 async def ensure_schema(
-    connection: asyncpg.Connection,
+    connection: Connection,
     schema: str,
     migrations: Sequence[Migration] = MIGRATIONS,
 ) -> int:
