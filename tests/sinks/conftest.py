@@ -55,8 +55,8 @@ def event(type: EventType, obj: dict[str, Any]) -> Event:
     return Event.from_object(type, obj)
 
 
-def batch(*events: Event, rv: str, generation: int = 1) -> Batch:
-    return Batch({e.key: e for e in events}, rv, generation, received=len(events))
+def batch(*events: Event, rv: str, generation: int = 1, epoch: int = 0) -> Batch:
+    return Batch({e.key: e for e in events}, rv, generation, received=len(events), epoch=epoch)
 
 
 def connect(path: Path) -> sqlite3.Connection:
