@@ -100,11 +100,20 @@ _LOCK_NAMESPACE = "listwatch schema "
 
 
 async def _read_version(connection: Connection, schema: str) -> int | None:
-    """The recorded version, or None when the schema has no version table (a new database)."""
-    table = await connection.fetchval(
-        "SELECT to_regclass($1)::text", f"{quote(schema)}.schema_version"
+    """The recorded version, or None when the schema has no version table (a new database).
+
+    The table is looked for in ``pg_class`` itself rather than with ``to_regclass``: after
+    waiting for another sink's migration, this session's catalog cache may still hold the
+    "no such schema" it saw before, and reading ``pg_class`` (which locks it, and so makes
+    the session take in what other sessions committed) gets the truth.
+    """
+    exists = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'schema_version')",
+        schema,
     )
-    if table is None:
+    if not exists:
         return None
     version = await connection.fetchval(f"SELECT version FROM {quote(schema)}.schema_version")
     if version is None:
@@ -148,18 +157,15 @@ async def ensure_schema(
             _check_known(schema, version, target)
         else:
             await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-            try:
-                await connection.execute(
-                    f"""
-                    CREATE TABLE {s}.schema_version (
-                        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-                        version     integer NOT NULL,
-                        migrated_at timestamptz NOT NULL
-                    )
-                    """
+            await connection.execute(
+                f"""
+                CREATE TABLE {s}.schema_version (
+                    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                    version     integer NOT NULL,
+                    migrated_at timestamptz NOT NULL
                 )
-            except asyncpg.DuplicateTableError as exc:  # pragma: no cover - raced away above
-                raise SchemaError(f"schema {schema!r}: {exc}") from None
+                """
+            )
             await connection.execute(
                 f"INSERT INTO {s}.schema_version (version, migrated_at) VALUES (0, now())"
             )
