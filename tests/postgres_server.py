@@ -96,7 +96,9 @@ class PostgresUnavailable(Exception):
     """The tests cannot have a PostgreSQL server; the message says what to do."""
 
 
-def find_bindir(environ: Mapping[str, str] = os.environ) -> Path:
+def find_bindir(
+    environ: Mapping[str, str] = os.environ, *, debian_root: Path = Path("/usr/lib/postgresql")
+) -> Path:
     """The directory with the server binaries ``initdb`` and ``postgres``.
 
     Looked for in ``$LISTWATCH_TEST_POSTGRES_BIN``, then ``$PATH``, then Debian's
@@ -114,10 +116,9 @@ def find_bindir(environ: Mapping[str, str] = os.environ) -> Path:
     on_path = shutil.which("postgres", path=environ.get("PATH", ""))
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    debian = Path("/usr/lib/postgresql")
-    if debian.is_dir():
+    if debian_root.is_dir():
         versions = sorted(
-            (entry for entry in debian.iterdir() if entry.name.isdigit()),
+            (entry for entry in debian_root.iterdir() if entry.name.isdigit()),
             key=lambda entry: int(entry.name),
             reverse=True,
         )
