@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from listwatch.sinks.postgres import PostgresSink, SchemaError
-from listwatch.sinks.postgres_schema import MIGRATIONS, SCHEMA_VERSION, ensure_schema
+from listwatch.sinks.postgres_schema import MIGRATIONS, SCHEMA_VERSION, Target, ensure_schema
 
 from .conftest import by_key, configmap, snapshot
 
@@ -69,7 +69,8 @@ async def test_a_newer_schema_version_is_refused(postgres_dsn: str) -> None:
     assert row["version"] == 99
 
 
-def _version_2(s: str) -> Sequence[str]:
+def _version_2(target: Target) -> Sequence[str]:
+    s = target.schema
     return (
         f"ALTER TABLE {s}.objects ADD COLUMN namespace text "
         "GENERATED ALWAYS AS (object -> 'metadata' ->> 'namespace') STORED",
@@ -92,7 +93,8 @@ async def test_an_older_schema_is_migrated(postgres_dsn: str) -> None:
 
 
 async def test_a_failing_migration_is_rolled_back_whole(postgres_dsn: str) -> None:
-    def broken(s: str) -> Sequence[str]:
+    def broken(target: Target) -> Sequence[str]:
+        s = target.schema
         return (
             f"CREATE TABLE {s}.half_done (x int)",
             f"ALTER TABLE {s}.objects ADD COLUMN broken int GENERATED ALWAYS AS (nonsense) STORED",

@@ -4,6 +4,7 @@ boundary, on_batch, raw JSON passthrough, the readers, and bad input."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import time
@@ -54,9 +55,15 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
             )
         }
         version = await connection.fetchval("SELECT version FROM listwatch.schema_version")
+        compression = await connection.fetchval(
+            "SELECT attcompression FROM pg_attribute "
+            "WHERE attrelid = 'listwatch.objects'::regclass AND attname = 'object'"
+        )
     finally:
         await connection.close()
     assert columns[("objects", "object")] == ("jsonb", "NEVER")
+    assert columns[("objects", "object_sha256")] == ("bytea", "NEVER")
+    assert compression == b"l"  # LZ4: this server has it (the Debian and official builds do)
     assert columns[("objects", "uid")] == ("text", "ALWAYS")
     assert columns[("objects", "updated_at")][0] == "timestamp with time zone"
     assert {name for table, name in columns if table == "sync_state"} == {
@@ -370,8 +377,8 @@ async def test_raw_json_is_stored_as_sent_without_being_parsed_in_python(
 
     connection = await asyncpg.connect(postgres_dsn)
     try:
-        same, uid = await connection.fetchrow(
-            "SELECT object = convert_from($1::bytea, 'UTF8')::jsonb, uid "
+        same, uid, digest = await connection.fetchrow(
+            "SELECT object = convert_from($1::bytea, 'UTF8')::jsonb, uid, object_sha256 "
             "FROM listwatch.objects WHERE key = 'default/raw'",
             RAW,
         )
@@ -381,6 +388,7 @@ async def test_raw_json_is_stored_as_sent_without_being_parsed_in_python(
     finally:
         await connection.close()
     assert same  # PostgreSQL's own reading of the bytes is what is stored
+    assert digest == hashlib.sha256(RAW).digest()  # of the bytes as they were sent
     assert uid == "6a3e1f2c-0000-4000-8000-00000000abcd"
     assert big == "12345678901234567890"  # numeric in jsonb: no float rounding
     assert await pg_sink.get("default/raw") == orjson.loads(RAW)

@@ -169,21 +169,27 @@ class _Statements:
 
     def __init__(self, schema: str) -> None:
         s = quote(schema)
-        # Changed rows only: an unchanged object (same RV and same JSON) is filtered out
-        # before the INSERT, because ON CONFLICT would lock (and so dirty) even a row it then
-        # leaves alone. The filter is a scalar subquery per row (an index probe), never a
-        # join that would read every stored object of the resource for each page.
-        changed = f"""
-            (SELECT c.resource_version = p.resource_version AND c.object = p.object
-             FROM {s}.objects c WHERE c.resource = $1 AND c.key = p.key) IS NOT TRUE
-        """
-        on_conflict = """
+        # Changed rows only: a row whose RV and JSON bytes (their SHA-256) are the listed
+        # object's is filtered out before the INSERT, so a relist of a quiet cluster neither
+        # parses the objects again nor touches their rows (ON CONFLICT would lock, and so
+        # dirty, even a row it then leaves alone). The filter is a scalar subquery per row
+        # (an index probe), never a join that would read every stored row for each page.
+        upsert_changed = f"""
+            INSERT INTO {s}.objects AS o
+                (resource, key, resource_version, object, object_sha256, updated_at)
+            SELECT $1, p.key, p.resource_version, convert_from(p.object, 'UTF8')::jsonb,
+                   p.object_sha256, now()
+            FROM p
+            WHERE (SELECT c.resource_version = p.resource_version
+                          AND c.object_sha256 = p.object_sha256
+                   FROM {s}.objects c WHERE c.resource = $1 AND c.key = p.key) IS NOT TRUE
             ON CONFLICT (resource, key) DO UPDATE SET
                 resource_version = excluded.resource_version,
                 object = excluded.object,
+                object_sha256 = excluded.object_sha256,
                 updated_at = excluded.updated_at
             WHERE o.resource_version <> excluded.resource_version
-               OR o.object <> excluded.object
+               OR o.object_sha256 <> excluded.object_sha256
         """
         self.create_staging = (
             f"CREATE TEMP TABLE {_STAGED_TABLE} "
@@ -195,15 +201,12 @@ class _Statements:
         )
         self.merge_page = f"""
             WITH p AS MATERIALIZED (
-                SELECT key, resource_version, convert_from(object, 'UTF8')::jsonb AS object
+                SELECT key, resource_version, object, sha256(object) AS object_sha256
                 FROM {_STAGED}
             ), listed AS (
                 INSERT INTO {_LISTED} (key) SELECT key FROM p ON CONFLICT DO NOTHING
             )
-            INSERT INTO {s}.objects AS o (resource, key, resource_version, object, updated_at)
-            SELECT $1, p.key, p.resource_version, p.object, now() FROM p
-            WHERE {changed}
-            {on_conflict}
+            {upsert_changed}
         """
         self.truncate_staged = f"TRUNCATE {_STAGED}"
         self.delete_unlisted = f"""
@@ -212,13 +215,10 @@ class _Statements:
         """
         self.upsert_many = f"""
             WITH p AS MATERIALIZED (
-                SELECT u.key, u.resource_version, convert_from(u.object, 'UTF8')::jsonb AS object
+                SELECT u.key, u.resource_version, u.object, sha256(u.object) AS object_sha256
                 FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(key, resource_version, object)
             )
-            INSERT INTO {s}.objects AS o (resource, key, resource_version, object, updated_at)
-            SELECT $1, p.key, p.resource_version, p.object, now() FROM p
-            WHERE {changed}
-            {on_conflict}
+            {upsert_changed}
         """
         self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
         self.state_after_list = f"""
