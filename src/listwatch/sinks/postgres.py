@@ -10,7 +10,7 @@ Tables (see ``listwatch.sinks.postgres_schema``, created and versioned on first 
 schema ``listwatch`` unless told otherwise; several resources and several sinks share them,
 one row set per resource (``"pods"``, ``"deployments.apps"``)::
 
-    objects(resource, key, resource_version, object jsonb, uid, updated_at)
+    objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at)
     sync_state(resource, resource_version, generation, epoch, synced_at, listed_at)
     fence(epoch)                  the highest leader epoch that has written
     schema_version(version, migrated_at)
@@ -18,7 +18,8 @@ one row set per resource (``"pods"``, ``"deployments.apps"``)::
 ``object`` is the object as the API server sent it: the sink hands ``Item.json`` to
 PostgreSQL as bytes and PostgreSQL parses it into ``jsonb``; Python never parses an object
 (unless a custom ``key`` function needs it). ``uid`` is a generated column that PostgreSQL
-derives from the ``jsonb``. Readers query it directly::
+derives from the ``jsonb``; ``object_sha256`` is the SHA-256 of the bytes written, which
+PostgreSQL computes too. Readers query the table directly::
 
     SELECT key, object #>> '{status,phase}' FROM listwatch.objects WHERE resource = 'pods';
 
@@ -38,9 +39,10 @@ cluster's size)::
       CREATE TEMP TABLE listed (key PRIMARY KEY)                       ON COMMIT DROP
       for each page of the LIST, as it arrives:
         COPY the page into staged                       (binary COPY: copy_records_to_table)
-        one statement: parse staged into jsonb once; add its keys to listed; upsert into
-          objects every row whose RV or JSON differs (unchanged rows are not touched at all:
-          no new row version, no row lock, updated_at kept)
+        one statement: add the page's keys to listed; upsert into objects every row whose
+          RV or JSON bytes (their SHA-256) differ from the stored row's, parsing only those
+          into jsonb; unchanged rows are not touched at all (no new row version, no row
+          lock, updated_at kept), so a relist of a quiet cluster writes almost nothing
         TRUNCATE staged
       DELETE this resource's objects whose key is not in listed   (what vanished)
       upsert sync_state (RV, generation, epoch, synced_at = listed_at = now())
@@ -54,7 +56,9 @@ need no names of their own; it writes no WAL; it lives in the session's local bu
 ``ON COMMIT DROP`` means nothing outlives the transaction, even when the client crashes
 (an UNLOGGED table would be shared, need a writer column, vacuuming, and cleanup after a
 crash). Only one page is staged at a time (the listed keys are kept for the final delete),
-so the staging table stays within the local buffers however large the cluster is.
+so the staging table stays within the local buffers however large the cluster is. Where
+the time goes (``benchmarks/sink_rates.py``): PostgreSQL parsing each object into
+``jsonb`` and compressing it (LZ4 where the server has it); the COPY itself is cheap.
 
 A list error raised out of the iteration (an expired continue token: ``ResourceExpired``),
 a key function or transform that fails, a cancellation (the Syncer's ``sync_timeout``, or
@@ -85,9 +89,9 @@ raises the epoch holds the row exclusively until it commits, and a locking read 
 COMMITTED sees the newest committed epoch. A row lock rather than an advisory lock: it
 lives in the schema it guards (no key that another application could also pick), it is
 visible as what it is in ``pg_locks``, and it is the first lock every writer takes, so
-writers never deadlock. The cost: a new leader's first write waits for a write still in
-flight from the old one (bounded by the old one's ``sync_timeout``, or by PostgreSQL
-ending its session when its connection dies). As in SQLiteSink, a batch of an older
+writers cannot deadlock on it. The cost: a new leader's first write waits for a write
+still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
+PostgreSQL ending its session when its connection dies). As in SQLiteSink, a batch of an older
 generation than the last snapshot is refused too.
 
 Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
