@@ -397,7 +397,9 @@ class PostgresSink:
         elif isinstance(database, asyncpg.Pool):
             self._dsn, self._given_pool = None, database
         else:
-            raise TypeError(f"database must be a DSN or an asyncpg.Pool, not {database!r}")
+            raise TypeError(
+                f"database must be a DSN or an asyncpg.Pool, not {type(database).__name__}"
+            )
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be positive seconds")
         quote(schema)  # refuses an unusable name now rather than on open

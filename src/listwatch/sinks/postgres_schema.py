@@ -64,7 +64,8 @@ Migration = Callable[[Target], Sequence[str]]
 
 
 class SchemaError(RuntimeError):
-    """The database's listwatch schema is not one this code can use (the message says why)."""
+    """The database, or the listwatch schema in it, is not one this code can use (the message
+    says why: a newer schema version, foreign tables, a server too old, not UTF-8)."""
 
 
 def quote(identifier: str) -> str:
