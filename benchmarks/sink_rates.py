@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from tests.postgres_server import LocalPostgres  # the tests' throwaway server
 
 from benchmarks import payloads
 from benchmarks.run import RESULTS, machine
@@ -114,7 +115,7 @@ def _server_cpu(postmaster: int | None) -> float | None:
         except OSError:
             continue
         pid, ppid = int(entry.name), int(fields[1])
-        if pid == postmaster or ppid == postmaster:
+        if postmaster in (pid, ppid):
             total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / ticks
 
@@ -144,10 +145,19 @@ async def stream_only(stream: PodStream) -> Run:
     return await measure(consume, stream.snapshot(1), None)
 
 
-async def sqlite_round(stream: PodStream, directory: Path) -> dict[str, Run]:
-    path = directory / "mirror.db"
+def _fresh_sqlite(directory: Path) -> Path:
+    """The mirror's path, with no file of an earlier round left there."""
     for leftover in directory.glob("mirror.db*"):
         leftover.unlink()
+    return directory / "mirror.db"
+
+
+def _sqlite_size(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.glob("mirror.db*"))
+
+
+async def sqlite_round(stream: PodStream, directory: Path) -> dict[str, Run]:
+    path = _fresh_sqlite(directory)
     async with SQLiteSink(path, resource=RESOURCE) as sink:
         first = await measure(sink.on_list, stream.snapshot(1), None)
         relist = await measure(sink.on_list, stream.snapshot(2), None)
@@ -198,8 +208,6 @@ def postgres(dsn: str | None) -> Iterator[tuple[str, int | None]]:
     if dsn is not None:
         yield dsn, None
         return
-    from tests.postgres_server import LocalPostgres  # the tests' throwaway server
-
     with LocalPostgres(settings={}) as server:  # PostgreSQL's defaults: fsync on
         yield server.dsn("postgres"), server.pid
 
@@ -291,7 +299,7 @@ async def run(args: argparse.Namespace, dsn: str, postmaster: int | None) -> str
             baseline.append(await stream_only(stream))
             for phase, measured in (await sqlite_round(stream, Path(tmp))).items():
                 results["SQLiteSink"][phase].append(measured)
-            sizes["sqlite"] = sum(p.stat().st_size for p in Path(tmp).glob("mirror.db*"))
+            sizes["sqlite"] = _sqlite_size(Path(tmp))
             schema = f"lw_bench_{os.getpid()}_{number}"
             try:
                 rounds = await postgres_round(stream, dsn, schema, postmaster)
