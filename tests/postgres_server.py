@@ -404,16 +404,26 @@ class PostgresServer:
         return name
 
     async def give_back(self, name: str) -> None:
-        """Empty ``name`` for the next test (or drop it, should emptying fail)."""
+        """Empty ``name`` for the next test, or drop it should emptying fail."""
         admin = await asyncpg.connect(self.admin_dsn)
         try:
+            # A session the test left open (it may hold locks) must not outlive the test.
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = $1 AND pid <> pg_backend_pid()",
                 name,
             )
+            try:
+                await self._empty(name)
+            except BaseException:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                self._created.remove(name)
+                raise
         finally:
             await admin.close()
+        self._free.append(name)
+
+    async def _empty(self, name: str) -> None:
         connection = await asyncpg.connect(self.dsn(name))
         try:
             for (schema,) in await connection.fetch(_USER_SCHEMAS):
@@ -421,7 +431,6 @@ class PostgresServer:
             await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
         finally:
             await connection.close()
-        self._free.append(name)
 
     async def drop_databases(self) -> None:
         """Drop every database this run created (on a server the run did not start)."""
