@@ -60,8 +60,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from listwatch.sinks.postgres_schema import quote as quote_ident
-
 DSN_VARIABLE = "LISTWATCH_TEST_POSTGRES_DSN"
 BIN_VARIABLE = "LISTWATCH_TEST_POSTGRES_BIN"
 SERVER_USER = "postgres"
@@ -442,6 +440,10 @@ class PostgresServer:
             await admin.close()
         self._created.clear()
         self._free.clear()
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 _USER_SCHEMAS = """
