@@ -8,6 +8,8 @@ import hashlib
 import json
 import socket
 import time
+import tracemalloc
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from listwatch import Batch, Event, EventType, Item, Snapshot
+from listwatch import Batch, Event, EventType, Item, Page, Snapshot
 from listwatch.sinks.postgres import (
     PostgresConnectionError,
     PostgresSink,
@@ -257,6 +259,46 @@ async def test_a_snapshot_of_many_pages_replaces_across_pages(pg_sink: PostgresS
     await pg_sink.on_list(Snapshot.of(second, "3000", generation=2, page_size=250))
     assert await pg_sink.objects() == by_key(*second)
     assert await pg_sink.count() == 1200
+
+
+async def _traced_peak(sink: PostgresSink, pages: int, page_size: int = 200) -> int:
+    """Peak traced memory of ``on_list`` for a snapshot of ``pages`` pages of 4 KB objects,
+    each page made when the sink asks for it, as a LIST delivers them (raw JSON bytes)."""
+    padding = b"x" * 4000
+
+    async def stream() -> AsyncIterator[Page]:
+        for number in range(pages):
+            yield Page(
+                [
+                    raw_item(
+                        f"default/cm-{number}-{i}",
+                        "9",
+                        b'{"metadata":{"name":"cm-%d-%d","namespace":"default"},'
+                        b'"data":{"pad":"%s"}}' % (number, i, padding),
+                    )
+                    for i in range(page_size)
+                ],
+                "9",
+            )
+
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        await sink.on_list(Snapshot(stream(), resource_version="9", generation=1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert await sink.count() == pages * page_size
+    return peak - before
+
+
+async def test_a_snapshot_is_written_in_the_memory_of_a_page(pg_sink: PostgresSink) -> None:
+    """What the sink holds at once does not grow with the snapshot: ten times the pages
+    (40 MB of objects) cost no more memory than a few pages do; the rest is in PostgreSQL."""
+    small = await _traced_peak(pg_sink, pages=5)
+    large = await _traced_peak(pg_sink, pages=50)
+    assert large < 1.5 * small
+    assert large < 40_000_000 / 8
 
 
 async def test_an_empty_snapshot_empties_the_resource(pg_sink: PostgresSink) -> None:
