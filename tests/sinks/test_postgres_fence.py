@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import listwatch
@@ -142,10 +143,9 @@ async def test_the_new_leader_waits_for_the_old_one_then_wins(postgres_dsn: str)
         assert await fence_epoch(postgres_dsn) == 2
 
 
-async def test_the_old_leader_cannot_pass_while_the_new_one_writes(postgres_dsn: str) -> None:
-    """The new leader (epoch 2) has raised the fence but not committed; the old leader
-    (epoch 1) reads the committed epoch, 1, which would let it pass: its lock on the fence
-    makes it wait, and what it then sees is 2. Nothing of it is written."""
+async def test_the_old_leader_is_refused_while_the_new_one_writes(postgres_dsn: str) -> None:
+    """The new leader (epoch 2) has recorded its epoch and is mid-snapshot; the old leader
+    (epoch 1) is refused at once, and nothing of it is written."""
     async with (
         PostgresSink(postgres_dsn, resource="configmaps") as old,
         PostgresSink(postgres_dsn, resource="configmaps") as new,
@@ -154,16 +154,58 @@ async def test_the_old_leader_cannot_pass_while_the_new_one_writes(postgres_dsn:
         gate = GatedSnapshot(pages(NEW), pause_after=1, epoch=2)
         new_write = asyncio.create_task(new.on_list(gate.snapshot))
         await gate.wait_reached()
-        old_write = asyncio.create_task(old.on_list(snapshot(*OLD, rv="2", epoch=1)))
-        await wait_until_blocked(postgres_dsn)
-        assert await fence_epoch(postgres_dsn) == 1  # the raise is not committed yet
-        gate.release.set()
         async with asyncio.timeout(LOCK_WAIT):
-            await new_write
             with pytest.raises(StaleEpoch) as refused:
-                await old_write
+                await old.on_list(snapshot(*OLD, rv="2", epoch=1))
         assert refused.value.recorded == 2
+        gate.release.set()
+        await new_write
         assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+
+
+async def test_a_write_that_raced_the_epoch_being_raised_is_refused(postgres_dsn: str) -> None:
+    """The old leader read epoch 1 (committed) while the new epoch was being recorded (not
+    yet committed): its locked read waits for that, sees 2, and refuses the write."""
+    async with PostgresSink(postgres_dsn, resource="configmaps") as old:
+        await old.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        raiser = await asyncpg.connect(postgres_dsn)
+        try:
+            raising = raiser.transaction()
+            await raising.start()
+            await raiser.execute("SELECT epoch FROM listwatch.fence FOR UPDATE")
+            await raiser.execute("UPDATE listwatch.fence SET epoch = 2")
+            old_write = asyncio.create_task(old.on_list(snapshot(*OLD, rv="2", epoch=1)))
+            await wait_until_blocked(postgres_dsn)  # its FOR SHARE waits for the raise
+            await raising.commit()
+            async with asyncio.timeout(LOCK_WAIT):
+                with pytest.raises(StaleEpoch) as refused:
+                    await old_write
+        finally:
+            await raiser.close()
+        assert refused.value.recorded == 2
+        assert await old.objects() == by_key(configmap("before", 1))
+
+
+async def test_at_a_takeover_the_new_leaders_writers_do_not_wait_for_each_other(
+    postgres_dsn: str,
+) -> None:
+    """The new leader's first snapshot of one resource is in flight; its first batch of
+    another resource goes through meanwhile (the raise of the epoch is not held)."""
+    async with (
+        PostgresSink(postgres_dsn, resource="pods") as pods,
+        PostgresSink(postgres_dsn, resource="configmaps") as configmaps,
+    ):
+        await pods.on_list(snapshot(rv="1", epoch=1))
+        gate = GatedSnapshot(pages(NEW), pause_after=1, epoch=2)
+        pods_write = asyncio.create_task(pods.on_list(gate.snapshot))
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            await configmaps.on_batch(batch(event(ADDED, configmap("cm", 1)), rv="2", epoch=2))
+        assert await configmaps.objects() == by_key(configmap("cm", 1))
+        assert not pods_write.done()
+        gate.release.set()
+        await pods_write
+        assert await pods.objects() == by_key(*NEW)
 
 
 async def test_writers_of_the_same_epoch_do_not_wait_for_each_other(postgres_dsn: str) -> None:

@@ -34,7 +34,7 @@ resource's rows, in one transaction, streamed page by page (memory is one page, 
 cluster's size)::
 
     BEGIN
-      fence check (below)
+      fence: lock it shared, refuse an older epoch (below)
       CREATE TEMP TABLE staged (key, resource_version, object bytea)  ON COMMIT DROP
       CREATE TEMP TABLE listed (key PRIMARY KEY)                       ON COMMIT DROP
       for each page of the LIST, as it arrives:
@@ -74,25 +74,30 @@ batch; a delete and a re-creation in successive batches apply in order.
 **The epoch fence** (the rule is SQLiteSink's: a receiver that has recorded epoch E never
 applies a write of an epoch below E, so a paused leader that wakes up after another replica
 took over cannot overwrite anything). The highest epoch is one row, ``fence.epoch``, shared
-by every resource in the schema (one agent's resources share one leader). First in every
-write transaction, before anything is written:
+by every resource in the schema (one agent's resources share one leader):
 
-* a write of the recorded epoch takes the row ``FOR SHARE``: writers of the current epoch
-  (one per resource) run concurrently;
-* a write of a higher epoch takes it ``FOR UPDATE`` and raises it: that waits until every
-  write of the older epoch has committed or rolled back, and each one that starts
-  afterwards reads the new epoch and is refused with ``StaleEpoch``;
-* a lower epoch is refused at once, and the locked re-read refuses one that was raced.
+* first in every write transaction, before anything is written, the write takes the row
+  ``FOR SHARE`` and is refused with ``StaleEpoch`` if the recorded epoch is higher than its
+  own; the shared lock is held until it commits. Writers of the current epoch (one per
+  resource) share it and run concurrently;
+* a new leader's epoch (higher than the recorded one) is recorded first, in a short
+  transaction of its own that takes the row ``FOR UPDATE``: that waits until every write
+  of the older epoch in flight has committed or rolled back, and after it commits, every
+  write of an older epoch is refused.
 
-So two writers, in two processes, with different epochs cannot both pass: whichever
-raises the epoch holds the row exclusively until it commits, and a locking read in READ
-COMMITTED sees the newest committed epoch. A row lock rather than an advisory lock: it
-lives in the schema it guards (no key that another application could also pick), it is
-visible as what it is in ``pg_locks``, and it is the first lock every writer takes, so
+So two writers with different epochs, in two sessions or two processes, cannot both pass:
+the newer epoch cannot be recorded while an older write holds the row, and once it is
+recorded no older write gets past its locked read (READ COMMITTED's locking read sees the
+newest committed epoch). Recording the epoch apart from the write is safe (a recorded epoch
+only refuses older ones; the new leader's own write is checked in its transaction like any
+other), and it keeps the exclusive lock to an instant: the new leader's writers of other
+resources do not wait for one another's snapshots. A row lock rather than an advisory lock:
+it lives in the schema it guards (no key that another application could also pick), it is
+visible as what it is in ``pg_locks``, and it is the first lock every write takes, so
 writers cannot deadlock on it. The cost: a new leader's first write waits for a write
 still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
-PostgreSQL ending its session when its connection dies). As in SQLiteSink, a batch of an older
-generation than the last snapshot is refused too.
+PostgreSQL ending its session when its connection dies). As in SQLiteSink, a batch of an
+older generation than the last snapshot is refused too.
 
 Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
 never closes it). Connection errors are one clear ``PostgresConnectionError`` without the
@@ -514,25 +519,41 @@ class PostgresSink:
         """
         async with self._lock:
             pool = self._open_pool()
-            async with pool.acquire() as connection, connection.transaction():
-                await self._fence(connection, epoch)
-                yield connection
+            async with pool.acquire() as connection:
+                await self._raise_fence(connection, epoch)
+                async with connection.transaction():
+                    await self._check_fence(connection, epoch)
+                    yield connection
 
-    async def _fence(self, connection: Connection, epoch: int) -> None:
-        """Refuse a write older than the schema's newest epoch; lock out newer ones until
-        this write is done (see the module docstring)."""
+    async def _raise_fence(self, connection: Connection, epoch: int) -> None:
+        """Record a new leader's epoch, in a short transaction of its own, before its write.
+
+        ``FOR UPDATE`` waits until every write of an older epoch in flight has ended, and
+        once this commits, every write of an older epoch that starts is refused. Raising it
+        apart from the write costs nothing in safety (a recorded epoch only refuses older
+        ones, and this leader's write is checked again in its own transaction) and keeps
+        the exclusive lock short: the new leader's writers of other resources need not wait
+        for this one's snapshot. A write of an epoch not above the recorded one does nothing
+        here.
+        """
         sql = self._sql
         recorded = await connection.fetchval(sql.read_fence)
         if recorded is None:
             raise SchemaError(f"schema {self._schema!r}: the fence row is missing")
+        if epoch <= recorded:
+            return
+        async with connection.transaction():
+            recorded = await connection.fetchval(sql.lock_fence_exclusive)
+            if epoch > recorded:
+                await connection.execute(sql.raise_fence, epoch)
+
+    async def _check_fence(self, connection: Connection, epoch: int) -> None:
+        """First in the write's transaction: refuse an epoch below the recorded one, and hold
+        the fence shared until the write commits, so that no newer epoch can be recorded
+        (and no newer leader can write) in between. Writers of the recorded epoch share it."""
+        recorded = await connection.fetchval(self._sql.lock_fence_shared)
         if epoch < recorded:
             raise StaleEpoch(self._resource, epoch, int(recorded))
-        lock = sql.lock_fence_exclusive if epoch > recorded else sql.lock_fence_shared
-        recorded = await connection.fetchval(lock)  # waits for a writer that holds it
-        if epoch < recorded:
-            raise StaleEpoch(self._resource, epoch, int(recorded))
-        if epoch > recorded:
-            await connection.execute(sql.raise_fence, epoch)
 
     @property
     def _custom_key(self) -> KeyFunc | None:
