@@ -50,6 +50,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -221,7 +222,7 @@ class LocalPostgres:
     def start(self) -> None:
         if self._base is not None:
             raise RuntimeError("the server is already started")
-        self._base = Path(tempfile.mkdtemp(prefix="lw-pg-"))
+        self._base = Path(tempfile.mkdtemp(prefix="lw-pg-", dir=self._temp_root()))
         try:
             (self._base / "socket").mkdir()
             if self._account is not None:
@@ -252,6 +253,17 @@ class LocalPostgres:
             base, self._base = self._base, None
             if base is not None:
                 shutil.rmtree(base, ignore_errors=True)
+
+    def _temp_root(self) -> str:
+        """Where the server's directory goes: the usual temporary directory, unless the
+        server's account could not reach it (a private ``$TMPDIR`` of root's) or the socket's
+        path would be too long for a Unix socket (about 100 bytes); then ``/tmp``."""
+        root = Path(tempfile.gettempdir()).resolve()
+        reachable = self._account is None or all(
+            os.stat(path).st_mode & stat.S_IXOTH for path in (root, *root.parents)
+        )
+        short = len(str(root)) + len("/lw-pg-XXXXXXXX/socket/.s.PGSQL.5432") < 100
+        return str(root) if reachable and short else "/tmp"
 
     def _run_as(self) -> dict[str, object]:
         """``Popen`` arguments that drop root for the server's account (nothing otherwise)."""

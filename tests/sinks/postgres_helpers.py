@@ -4,7 +4,7 @@ them), what the tables hold, the fence's lock, and snapshots that pause half way
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,7 +141,7 @@ class GatedSnapshot:
             epoch=epoch,
         )
 
-    async def _stream(self, resource_version: str) -> AsyncIterator[Page]:
+    async def _stream(self, resource_version: str) -> AsyncGenerator[Page, None]:
         for index, page in enumerate(self._pages):
             if index == self._pause_after:
                 self.reached.set()
