@@ -604,7 +604,7 @@ async def test_a_batch_of_an_older_generation_is_refused(pg_sink: PostgresSink) 
     assert await pg_sink.objects() == by_key(configmap("a", 1))
 
 
-async def test_a_bookmark_or_error_event_in_a_batch_is_refused(pg_sink: PostgresSink) -> None:
+async def test_a_bookmark_event_in_a_batch_is_refused(pg_sink: PostgresSink) -> None:
     bookmark = Event(EventType.BOOKMARK, {"metadata": {"resourceVersion": "3"}}, "x", "3")
     with pytest.raises(ValueError, match="BOOKMARK"):
         await pg_sink.on_batch(Batch({"x": bookmark}, "3", 1))
@@ -622,7 +622,7 @@ async def test_sync_state_is_a_plain_value(pg_sink: PostgresSink) -> None:
     assert isinstance(state.synced_at, float)
 
 
-async def test_readers_run_while_a_reader_is_busy(pg_sink: PostgresSink) -> None:
+async def test_readers_answer_side_by_side(pg_sink: PostgresSink) -> None:
     await pg_sink.on_list(Snapshot.of([configmap(f"c{i}", i) for i in range(300)], "1"))
     results = await asyncio.gather(*(pg_sink.count() for _ in range(10)), pg_sink.objects())
     assert results[:10] == [300] * 10
