@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import os
@@ -99,6 +100,8 @@ class Run:
     """This process's CPU time (the client side; all of SQLite's work)."""
     server_cpu_s: float | None
     """The PostgreSQL server's CPU time during the write (a local server only)."""
+    wal_mb: float | None = None
+    """WAL the PostgreSQL server wrote during the write (``pg_stat_wal``, PostgreSQL 14+)."""
 
 
 def _server_cpu(postmaster: int | None) -> float | None:
@@ -166,15 +169,31 @@ async def sqlite_round(stream: PodStream, directory: Path) -> dict[str, Run]:
     return {FIRST: first, RELIST: relist}
 
 
+async def _wal_bytes(dsn: str) -> int | None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        if await connection.fetchval("SELECT to_regclass('pg_catalog.pg_stat_wal')") is None:
+            return None
+        return int(await connection.fetchval("SELECT wal_bytes FROM pg_stat_wal"))
+    finally:
+        await connection.close()
+
+
 async def postgres_round(
     stream: PodStream, dsn: str, schema: str, postmaster: int | None
 ) -> dict[str, Run]:
+    runs: dict[str, Run] = {}
     async with PostgresSink(dsn, resource=RESOURCE, schema=schema) as sink:
-        first = await measure(sink.on_list, stream.snapshot(1), postmaster)
-        relist = await measure(sink.on_list, stream.snapshot(2), postmaster)
+        for phase, generation in ((FIRST, 1), (RELIST, 2)):
+            wal_before = await _wal_bytes(dsn)
+            measured = await measure(sink.on_list, stream.snapshot(generation), postmaster)
+            wal_after = await _wal_bytes(dsn)
+            if wal_before is not None and wal_after is not None:
+                measured = dataclasses.replace(measured, wal_mb=(wal_after - wal_before) / 1e6)
+            runs[phase] = measured
         if await sink.count() != stream.count:
             raise RuntimeError("the PostgreSQL mirror does not hold every pod")
-    return {FIRST: first, RELIST: relist}
+    return runs
 
 
 async def drop_schema(dsn: str, schema: str) -> int:
@@ -256,22 +275,26 @@ def report(
         f"({stream.bytes / stream.count / 1000:.1f} KB each), pages of {stream.page_size}; "
         f"{len(baseline)} round(s); figures are medians, spread = (max - min) / median",
         "",
-        "| sink | phase | wall s | objects/s | MB/s | spread | client CPU s | server CPU s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| sink | phase | wall s | objects/s | MB/s | spread | client CPU s | server CPU s "
+        "| WAL MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     wall = _median(baseline, "wall_s")
     lines.append(
         f"| (stream only) | read every item's JSON | {wall:.2f} | {stream.count / wall:,.0f} "
-        f"| {mb / wall:,.0f} | {_spread(baseline):.0%} | {_median(baseline, 'cpu_s'):.2f} | |"
+        f"| {mb / wall:,.0f} | {_spread(baseline):.0%} | {_median(baseline, 'cpu_s'):.2f} | | |"
     )
     for sink, phases in results.items():
         for phase, runs in phases.items():
             wall = _median(runs, "wall_s")
             server = [run.server_cpu_s for run in runs if run.server_cpu_s is not None]
             server_text = f"{statistics.median(server):.2f}" if server else ""
+            wal = [run.wal_mb for run in runs if run.wal_mb is not None]
+            wal_text = f"{statistics.median(wal):,.0f}" if wal else ""
             lines.append(
                 f"| {sink} | {phase} | {wall:.2f} | {stream.count / wall:,.0f} | {mb / wall:,.0f} "
-                f"| {_spread(runs):.0%} | {_median(runs, 'cpu_s'):.2f} | {server_text} |"
+                f"| {_spread(runs):.0%} | {_median(runs, 'cpu_s'):.2f} | {server_text} "
+                f"| {wal_text} |"
             )
     lines += [
         "",
