@@ -10,7 +10,12 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The README's test command, in a fresh environment."""
+    """The README's test command, in a fresh environment.
+
+    The PostgreSQL sink's tests start their own server from the installed PostgreSQL
+    (``apt-get install postgresql``), or use ``$LISTWATCH_TEST_POSTGRES_DSN``: see
+    ``tests/postgres_server.py``.
+    """
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
 
@@ -48,3 +53,15 @@ def bench(session: nox.Session) -> None:
     if "--profile" in session.posargs:
         session.install("py-spy>=0.3", "pyinstrument>=4.6")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def bench_sinks(session: nox.Session) -> None:
+    """Snapshot write rates of SQLiteSink and PostgresSink (``benchmarks/sink_rates.py``).
+
+    ``nox -s bench_sinks`` writes ``benchmarks/results/sink_rates.md``; ``-- --quick`` is a
+    smoke run; ``-- --dsn URL`` uses a running PostgreSQL instead of a throwaway one started
+    from the installed server (as the tests do).
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks.sink_rates", *session.posargs)

@@ -10,6 +10,9 @@ import pytest
 
 from listwatch.testing import FakeApiServer
 
+# postgres_server and postgres_dsn: a real PostgreSQL server that the tests start themselves.
+pytest_plugins = ("tests.postgres_server",)
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeApiServer]:

@@ -1,4 +1,5 @@
-"""Fixtures and helpers for the sink tests: real SQLite files in ``tmp_path``, no mocks."""
+"""Fixtures and helpers for the sink tests: real SQLite files in ``tmp_path`` and a real
+PostgreSQL server (``tests/postgres_server.py``), no mocks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, overload
 import pytest
 
 from listwatch import Batch, Event, EventType, Item, Page, Snapshot, object_key
+from listwatch.sinks.postgres import PostgresSink
 from listwatch.sinks.sqlite import SQLiteSink
 
 GATE_TIMEOUT = 30.0
@@ -53,8 +55,8 @@ def event(type: EventType, obj: dict[str, Any]) -> Event:
     return Event.from_object(type, obj)
 
 
-def batch(*events: Event, rv: str, generation: int = 1) -> Batch:
-    return Batch({e.key: e for e in events}, rv, generation, received=len(events))
+def batch(*events: Event, rv: str, generation: int = 1, epoch: int = 0) -> Batch:
+    return Batch({e.key: e for e in events}, rv, generation, received=len(events), epoch=epoch)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -126,4 +128,10 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def sink(db: Path) -> AsyncIterator[SQLiteSink]:
     async with SQLiteSink(db, resource="configmaps") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def pg_sink(postgres_dsn: str) -> AsyncIterator[PostgresSink]:
+    async with PostgresSink(postgres_dsn, resource="configmaps") as opened:
         yield opened

@@ -1,0 +1,662 @@
+"""``PostgresSink``: a receiver that mirrors one resource into PostgreSQL (asyncpg).
+
+::
+
+    async with PostgresSink("postgresql://mirror@db/cluster", resource="pods") as sink:
+        syncer = Syncer(source, on_list=sink.on_list, on_batch=sink.on_batch)
+        await syncer.run()
+
+Tables (see ``listwatch.sinks.postgres_schema``, created and versioned on first use), in the
+schema ``listwatch`` unless told otherwise; several resources and several sinks share them,
+one row set per resource (``"pods"``, ``"deployments.apps"``)::
+
+    objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at)
+    sync_state(resource, resource_version, generation, epoch, synced_at, listed_at)
+    fence(epoch)                  the highest leader epoch that has written
+    schema_version(version, migrated_at)
+
+``object`` is the object as the API server sent it: the sink hands ``Item.json`` to
+PostgreSQL as bytes and PostgreSQL parses it into ``jsonb``; Python never parses an object
+(unless a custom ``key`` function needs it). ``uid`` is a generated column that PostgreSQL
+derives from the ``jsonb``; ``object_sha256`` is the SHA-256 of the bytes written, which
+PostgreSQL computes too. Readers query the table directly::
+
+    SELECT key, object #>> '{status,phase}' FROM listwatch.objects WHERE resource = 'pods';
+
+No codec is set on any connection: the bytes travel as ``bytea`` (parameters, or COPY's
+binary format) and the SQL converts them (``convert_from(…, 'UTF8')::jsonb``). So a pool the
+application shares with the sink keeps its own codecs, and a custom ``jsonb`` codec there
+cannot turn an object into a JSON string by encoding it twice. Reads come back as text and
+are decoded with orjson.
+
+**A snapshot** (``on_list``) is the moment the sink learns what vanished, so it replaces the
+resource's rows, in one transaction, streamed page by page (memory is one page, whatever the
+cluster's size)::
+
+    BEGIN
+      fence: lock it shared, refuse an older epoch (below)
+      CREATE TEMP TABLE staged (key, resource_version, object bytea)  ON COMMIT DROP
+      CREATE TEMP TABLE listed (key PRIMARY KEY)                       ON COMMIT DROP
+      for each page of the LIST, as it arrives:
+        COPY the page into staged                       (binary COPY: copy_records_to_table)
+        one statement: add the page's keys to listed; upsert into objects every row whose
+          RV or JSON bytes (their SHA-256) differ from the stored row's, parsing only those
+          into jsonb; unchanged rows are not touched at all (no new row version, no row
+          lock, updated_at kept), so a relist of a quiet cluster writes almost nothing
+        TRUNCATE staged
+      DELETE this resource's objects whose key is not in listed   (what vanished)
+      upsert sync_state (RV, generation, epoch, synced_at = listed_at = now())
+    COMMIT
+
+Why COPY into a staging table: COPY is PostgreSQL's bulk path (one message stream per page
+instead of a statement per row), and from a table the whole page is merged by one
+set-based statement that can compare against what is stored. Why a *temporary* table: it is
+private to the transaction's session, so concurrent sinks never see each other's pages and
+need no names of their own; it writes no WAL; it lives in the session's local buffers; and
+``ON COMMIT DROP`` means nothing outlives the transaction, even when the client crashes
+(an UNLOGGED table would be shared, need a writer column, vacuuming, and cleanup after a
+crash). Only one page is staged at a time (the listed keys are kept for the final delete),
+so the staging table stays within the local buffers however large the cluster is. Where
+the time goes (``benchmarks/sink_rates.py``): PostgreSQL parsing each object into
+``jsonb`` and compressing it (LZ4 where the server has it); the COPY itself is cheap.
+
+A list error raised out of the iteration (an expired continue token: ``ResourceExpired``),
+a key function or transform that fails, a cancellation (the Syncer's ``sync_timeout``, or
+its generation ending) or a crash all end the transaction without ``COMMIT``, so
+PostgreSQL rolls everything back and readers keep seeing the previous state. An *empty*
+snapshot is a snapshot too: it deletes every row of the resource.
+
+**A batch** (``on_batch``) is one transaction: the fence, the upserts (one statement over
+arrays), the deletes (one statement), the sync state. A batch holds each key's last event,
+so its keys are distinct and an upsert and a delete of the same key never meet in one
+batch; a delete and a re-creation in successive batches apply in order.
+
+**The epoch fence** (the rule is SQLiteSink's: a receiver that has recorded epoch E never
+applies a write of an epoch below E, so a paused leader that wakes up after another replica
+took over cannot overwrite anything). The highest epoch is one row, ``fence.epoch``, shared
+by every resource in the schema (one agent's resources share one leader):
+
+* first in every write transaction, before anything is written, the write takes the row
+  ``FOR SHARE`` and is refused with ``StaleEpoch`` if the recorded epoch is higher than its
+  own; the shared lock is held until it commits. Writers of the current epoch (one per
+  resource) share it and run concurrently;
+* a new leader's epoch (higher than the recorded one) is recorded first, in a short
+  transaction of its own that takes the row ``FOR UPDATE``: that waits until every write
+  of the older epoch in flight has committed or rolled back, and after it commits, every
+  write of an older epoch is refused.
+
+So two writers with different epochs, in two sessions or two processes, cannot both pass:
+the newer epoch cannot be recorded while an older write holds the row, and once it is
+recorded no older write gets past its locked read (READ COMMITTED's locking read sees the
+newest committed epoch). Recording the epoch apart from the write is safe (a recorded epoch
+only refuses older ones; the new leader's own write is checked in its transaction like any
+other), and it keeps the exclusive lock to an instant: the new leader's writers of other
+resources do not wait for one another's snapshots. A row lock rather than an advisory lock:
+it lives in the schema it guards (no key that another application could also pick), it is
+visible as what it is in ``pg_locks``, and it is the first lock every write takes, so
+writers cannot deadlock on it. The cost: a new leader's first write waits for a write
+still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
+PostgreSQL ending its session when its connection dies). As in SQLiteSink, a batch of an
+older generation than the last snapshot is refused too.
+
+Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
+never closes it). Connection errors are one clear ``PostgresConnectionError`` without the
+password. Timeouts of ``on_list``/``on_batch`` are the Syncer's (``sync_timeout``); whatever
+cancels a write, it rolls back. Needs PostgreSQL 12 or newer, and a UTF-8 database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Self, TypeAlias
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from listwatch.errors import StaleEpoch
+from listwatch.events import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch.sinks.postgres_schema import SchemaError, ensure_schema, quote
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "listwatch.sinks.postgres needs asyncpg: pip install 'listwatch[postgres]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+__all__ = ["PostgresConnectionError", "PostgresSink", "SchemaError", "SyncState"]
+
+MIN_SERVER_VERSION = 120000
+"""PostgreSQL 12: generated columns (``objects.uid``)."""
+
+DEFAULT_SCHEMA = "listwatch"
+_POOL_SIZE = 4
+"""Connections of the sink's own pool: one for the writer, the rest for readers."""
+
+_STAGED_TABLE = "lw_staged"
+_STAGED = f"pg_temp.{_STAGED_TABLE}"
+_LISTED_TABLE = "lw_listed"
+_LISTED = f"pg_temp.{_LISTED_TABLE}"
+_UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
+
+
+class PostgresConnectionError(ConnectionError):
+    """The sink could not connect to PostgreSQL (the message never holds a password)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """The sync-state row of one resource: how current its rows are.
+
+    The fields mean what SQLiteSink's do: ``resource_version`` is where the mirror is current
+    (the snapshot's, then each batch's); ``generation`` and ``epoch`` those of the last write;
+    ``synced_at`` the time (seconds since the epoch, as ``time.time()``) of the last write of
+    any kind, ``listed_at`` that of the last full snapshot (``None`` if only batches were
+    written). Times are the database server's clock at the start of the write's transaction.
+    """
+
+    resource: str
+    resource_version: str
+    generation: int
+    synced_at: float
+    listed_at: float | None
+    epoch: int = 0
+
+
+class _Statements:
+    """Every statement the sink runs, with its schema spliced in (quoted) once."""
+
+    def __init__(self, schema: str) -> None:
+        s = quote(schema)
+        # Changed rows only: a row whose RV and JSON bytes (their SHA-256) are the listed
+        # object's is filtered out before the INSERT, so a relist of a quiet cluster neither
+        # parses the objects again nor touches their rows (ON CONFLICT would lock, and so
+        # dirty, even a row it then leaves alone). The filter is a scalar subquery per row
+        # (an index probe), never a join that would read every stored row for each page.
+        upsert_changed = f"""
+            INSERT INTO {s}.objects AS o
+                (resource, key, resource_version, object, object_sha256, updated_at)
+            SELECT $1, p.key, p.resource_version, convert_from(p.object, 'UTF8')::jsonb,
+                   p.object_sha256, now()
+            FROM p
+            WHERE (SELECT c.resource_version = p.resource_version
+                          AND c.object_sha256 = p.object_sha256
+                   FROM {s}.objects c WHERE c.resource = $1 AND c.key = p.key) IS NOT TRUE
+            ON CONFLICT (resource, key) DO UPDATE SET
+                resource_version = excluded.resource_version,
+                object = excluded.object,
+                object_sha256 = excluded.object_sha256,
+                updated_at = excluded.updated_at
+            WHERE o.resource_version <> excluded.resource_version
+               OR o.object_sha256 <> excluded.object_sha256
+        """
+        self.create_staging = (
+            f"CREATE TEMP TABLE {_STAGED_TABLE} "
+            "(key text NOT NULL, resource_version text NOT NULL, object bytea NOT NULL) "
+            "ON COMMIT DROP;"
+            # Staged bytes are read once, right away: compressing them would be wasted work.
+            f"ALTER TABLE {_STAGED} ALTER COLUMN object SET STORAGE EXTERNAL;"
+            f"CREATE TEMP TABLE {_LISTED_TABLE} (key text PRIMARY KEY) ON COMMIT DROP"
+        )
+        self.merge_page = f"""
+            WITH p AS MATERIALIZED (
+                SELECT key, resource_version, object, sha256(object) AS object_sha256
+                FROM {_STAGED}
+            ), listed AS (
+                INSERT INTO {_LISTED} (key) SELECT key FROM p ON CONFLICT DO NOTHING
+            )
+            {upsert_changed}
+        """
+        self.truncate_staged = f"TRUNCATE {_STAGED}"
+        self.delete_unlisted = f"""
+            DELETE FROM {s}.objects o
+            WHERE o.resource = $1 AND NOT EXISTS (SELECT 1 FROM {_LISTED} l WHERE l.key = o.key)
+        """
+        self.upsert_many = f"""
+            WITH p AS MATERIALIZED (
+                SELECT u.key, u.resource_version, u.object, sha256(u.object) AS object_sha256
+                FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(key, resource_version, object)
+            )
+            {upsert_changed}
+        """
+        self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
+        self.state_after_list = f"""
+            INSERT INTO {s}.sync_state AS st
+                (resource, resource_version, generation, epoch, synced_at, listed_at)
+            VALUES ($1, $2, $3, $4, now(), now())
+            ON CONFLICT (resource) DO UPDATE SET
+                resource_version = excluded.resource_version,
+                generation = excluded.generation,
+                epoch = excluded.epoch,
+                synced_at = excluded.synced_at,
+                listed_at = excluded.listed_at
+        """
+        # A batch without an RV (there should be none) must not move the resume point to "".
+        self.state_after_batch = f"""
+            INSERT INTO {s}.sync_state AS st
+                (resource, resource_version, generation, epoch, synced_at, listed_at)
+            VALUES ($1, $2, $3, $4, now(), NULL)
+            ON CONFLICT (resource) DO UPDATE SET
+                resource_version = COALESCE(NULLIF(excluded.resource_version, ''),
+                                            st.resource_version),
+                generation = excluded.generation,
+                epoch = excluded.epoch,
+                synced_at = excluded.synced_at
+        """
+        self.read_fence = f"SELECT epoch FROM {s}.fence"
+        self.lock_fence_shared = f"SELECT epoch FROM {s}.fence FOR SHARE"
+        self.lock_fence_exclusive = f"SELECT epoch FROM {s}.fence FOR UPDATE"
+        self.raise_fence = f"UPDATE {s}.fence SET epoch = $1"
+        self.select_objects = (
+            f"SELECT key, object::text FROM {s}.objects WHERE resource = $1 ORDER BY key"
+        )
+        self.select_object = (
+            f"SELECT object::text FROM {s}.objects WHERE resource = $1 AND key = $2"
+        )
+        self.count = f"SELECT count(*) FROM {s}.objects WHERE resource = $1"
+        self.select_state = f"""
+            SELECT resource, resource_version, generation,
+                   extract(epoch FROM synced_at)::float8,
+                   extract(epoch FROM listed_at)::float8, epoch
+            FROM {s}.sync_state WHERE resource = $1
+        """
+
+
+_Record = tuple[str, str, bytes]
+"""A row for the staging table or the batch arrays: key, resourceVersion, JSON bytes."""
+
+# A JSON \u0000 escape: preceded by an odd number of backslashes (an even number escapes
+# themselves). jsonb cannot hold U+0000, which PostgreSQL's text type cannot.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def _json_bytes(resource: str, item: Item) -> bytes:
+    """The object's JSON: the server's bytes, or the transformed object serialised."""
+    try:
+        return item.json
+    except (TypeError, orjson.JSONEncodeError) as exc:  # a transform made it unserialisable
+        raise TypeError(
+            f"cannot store {resource} {item.key!r}: not serialisable as JSON: {exc}"
+        ) from exc
+
+
+def _why_unstorable(data: bytes) -> str | None:
+    """Why PostgreSQL would refuse ``data`` as jsonb, found in Python (only after it did)."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return "its JSON is not valid UTF-8"
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "its JSON is malformed"
+    if _NUL_ESCAPE.search(data):
+        return "it holds the character U+0000, which PostgreSQL's jsonb cannot store"
+    return None
+
+
+def _unstorable(resource: str, records: Sequence[_Record], exc: asyncpg.DataError) -> ValueError:
+    """The error for a page or batch PostgreSQL refused as jsonb, naming the object.
+
+    Only the SQLSTATE and the primary message of PostgreSQL's error are kept: its detail and
+    context quote the offending JSON, and no object body goes into an error.
+    """
+    reason = f"PostgreSQL refused it ({exc.sqlstate}: {exc.args[0] if exc.args else ''})"
+    for key, _, data in records:
+        why = _why_unstorable(data)
+        if why is not None:
+            return ValueError(f"cannot store {resource} {key!r}: {why}; {reason}")
+    return ValueError(f"cannot store a page of {resource}: {reason}")
+
+
+def _scrub(text: str, password: str | None) -> str:
+    text = _PASSWORD_IN_URL.sub(r"\1***@", text)
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _describe_dsn(dsn: str) -> tuple[str, str | None]:
+    """Where a DSN points, for messages (no password), and its password (to scrub)."""
+    try:
+        parts = urlsplit(dsn)
+        password = unquote(parts.password) if parts.password else None
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{unquote(parts.username)}@" if parts.username else ""
+        where = f"{parts.scheme}://{user}{host}{port}{parts.path}"
+        if not host and "host=" in parts.query:
+            socket = re.search(r"(?:^|&)host=([^&]*)", parts.query)
+            where += f" (socket {unquote(socket.group(1)) if socket else '?'})"
+        return where, password
+    except ValueError:
+        return "(a DSN that cannot be parsed)", None
+
+
+def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[_Record]:
+    """The rows for a page or a batch's upserts, one per key (the last wins, as in a mirror
+    that applied them in order)."""
+    records = [
+        (
+            item.key if key is None else key(item.object),
+            item.resource_version,
+            _json_bytes(resource, item),
+        )
+        for item in items
+    ]
+    if len({record[0] for record in records}) != len(records):
+        records = list({record[0]: record for record in records}.values())
+    return records
+
+
+def _decode_objects(rows: Sequence[asyncpg.Record]) -> dict[str, JsonObject]:
+    return {key: orjson.loads(text) for key, text in rows}
+
+
+class PostgresSink:
+    """Mirror one resource into PostgreSQL; pass ``on_list`` and ``on_batch`` to a Syncer.
+
+    ``database`` is a DSN (``postgresql://user:password@host:5432/db``; the sink opens a pool
+    of up to four connections and closes it with the sink) or an ``asyncpg.Pool`` (used as
+    it is and never closed here; it needs at least two connections for readers to answer
+    while a write is in progress). ``resource`` names the row set (``"pods"``,
+    ``"deployments.apps"``). ``key`` must be the key function the Syncer uses. ``schema``
+    is where the tables live: sinks sharing a schema share the epoch fence.
+    ``connect_timeout`` bounds each connection attempt (seconds).
+
+    Readers (:meth:`objects`, :meth:`get`, :meth:`count`, :meth:`sync_state`) use other
+    connections of the pool than the writer, so they see the last committed state while a
+    write is in progress, instead of waiting for it (or seeing it half done).
+    """
+
+    def __init__(
+        self,
+        database: str | asyncpg.Pool,
+        *,
+        resource: str,
+        key: KeyFunc = object_key,
+        schema: str = DEFAULT_SCHEMA,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(resource, str) or not resource:
+            raise ValueError("resource must be a non-empty string, such as 'pods'")
+        if isinstance(database, str):
+            if not database.startswith(("postgresql://", "postgres://")):
+                raise ValueError(
+                    "PostgresSink needs a DSN of the form postgresql://user:password@host:port/"
+                    "database, or an asyncpg pool"
+                )
+            self._dsn: str | None = database
+            self._given_pool: asyncpg.Pool | None = None
+        elif isinstance(database, asyncpg.Pool):
+            self._dsn, self._given_pool = None, database
+        else:
+            raise TypeError(
+                f"database must be a DSN or an asyncpg.Pool, not {type(database).__name__}"
+            )
+        if not connect_timeout > 0:
+            raise ValueError("connect_timeout must be positive seconds")
+        quote(schema)  # refuses an unusable name now rather than on open
+        self._resource = resource
+        self._key = key
+        self._schema = schema
+        self._connect_timeout = connect_timeout
+        self._sql = _Statements(schema)
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        self._generation: int | None = None
+
+    def __repr__(self) -> str:
+        where = _describe_dsn(self._dsn)[0] if self._dsn is not None else "an asyncpg pool"
+        state = "open" if self._pool is not None else "closed"
+        return (
+            f"PostgresSink({where}, resource={self._resource!r}, schema={self._schema!r}, {state})"
+        )
+
+    @property
+    def resource(self) -> str:
+        return self._resource
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check the server, and create or migrate the schema."""
+        if self._pool is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        pool = self._given_pool if self._given_pool is not None else await self._create_pool()
+        try:
+            async with pool.acquire() as connection:
+                await self._check_server(connection)
+                await ensure_schema(connection, self._schema)
+        except BaseException:
+            if pool is not self._given_pool:
+                await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the sink's own pool (never a pool it was given), after a write in progress
+        finishes. Closing twice is fine."""
+        async with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and pool is not self._given_pool:
+                await pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        assert self._dsn is not None
+        where, password = _describe_dsn(self._dsn)
+        try:
+            return await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=_POOL_SIZE, timeout=self._connect_timeout
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            message = _scrub(str(exc), password) or type(exc).__name__
+            raise PostgresConnectionError(
+                f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}: {message}"
+            ) from None
+        except ValueError as exc:  # a DSN that asyncpg cannot parse
+            raise PostgresConnectionError(
+                f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
+            ) from None
+
+    async def _check_server(self, connection: Connection) -> None:
+        version = int(await connection.fetchval("SELECT current_setting('server_version_num')"))
+        if version < MIN_SERVER_VERSION:
+            raise SchemaError(
+                f"PostgresSink needs PostgreSQL 12 or newer (generated columns); the server "
+                f"is {await connection.fetchval('SHOW server_version')}"
+            )
+        encoding = await connection.fetchval("SHOW server_encoding")
+        if encoding != "UTF8":
+            raise SchemaError(
+                f"PostgresSink needs a UTF8 database (Kubernetes objects are UTF-8 JSON); "
+                f"this one is {encoding}: CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0"
+            )
+
+    def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(
+                f"{self!r} is not open: use 'async with PostgresSink(...)' or 'await sink.open()'"
+            )
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _write(self, epoch: int) -> AsyncIterator[Connection]:
+        """One write transaction, fenced, one at a time; rolled back unless the body returns.
+
+        Whatever ends the body early (an error, a list error out of the snapshot, a
+        cancellation) means no COMMIT is sent, so PostgreSQL keeps nothing of it: the
+        transaction's ``__aexit__`` rolls back, and should that be cancelled in turn (an
+        anyio cancel scope cancels again), the pool's release, which asyncpg shields from
+        cancellation, rolls back (or closes the connection, which rolls back too).
+        """
+        async with self._lock:
+            pool = self._open_pool()
+            async with pool.acquire() as connection:
+                await self._raise_fence(connection, epoch)
+                async with connection.transaction():
+                    await self._check_fence(connection, epoch)
+                    yield connection
+
+    async def _raise_fence(self, connection: Connection, epoch: int) -> None:
+        """Record a new leader's epoch, in a short transaction of its own, before its write.
+
+        ``FOR UPDATE`` waits until every write of an older epoch in flight has ended, and
+        once this commits, every write of an older epoch that starts is refused. Raising it
+        apart from the write costs nothing in safety (a recorded epoch only refuses older
+        ones, and this leader's write is checked again in its own transaction) and keeps
+        the exclusive lock short: the new leader's writers of other resources need not wait
+        for this one's snapshot. A write of an epoch not above the recorded one does nothing
+        here.
+        """
+        sql = self._sql
+        recorded = await connection.fetchval(sql.read_fence)
+        if recorded is None:
+            raise SchemaError(f"schema {self._schema!r}: the fence row is missing")
+        if epoch <= recorded:
+            return
+        async with connection.transaction():
+            recorded = await connection.fetchval(sql.lock_fence_exclusive)
+            if epoch > recorded:
+                await connection.execute(sql.raise_fence, epoch)
+
+    async def _check_fence(self, connection: Connection, epoch: int) -> None:
+        """First in the write's transaction: refuse an epoch below the recorded one, and hold
+        the fence shared until the write commits, so that no newer epoch can be recorded
+        (and no newer leader can write) in between. Writers of the recorded epoch share it."""
+        recorded = await connection.fetchval(self._sql.lock_fence_shared)
+        if epoch < recorded:
+            raise StaleEpoch(self._resource, epoch, int(recorded))
+
+    @property
+    def _custom_key(self) -> KeyFunc | None:
+        """The key function to run on parsed objects, or None for the items' own keys."""
+        return None if self._key is object_key else self._key
+
+    # -- receiver callbacks ----------------------------------------------------------------
+
+    async def on_list(self, snapshot: Snapshot) -> None:
+        """Replace the resource's rows with ``snapshot``, in one transaction.
+
+        Every page is staged with COPY and merged as it arrives; at the end, rows the
+        snapshot did not hold are deleted and the sync state moves to the snapshot's RV,
+        generation and epoch. Anything raised on the way (a list error out of the
+        iteration included) rolls it all back.
+        """
+        resource, key, sql = self._resource, self._custom_key, self._sql
+        self._generation = snapshot.generation
+        async with self._write(snapshot.epoch) as connection:
+            await connection.execute(sql.create_staging)
+            async for page in snapshot.pages():
+                records = _records(page, resource, key)
+                if not records:
+                    continue
+                await connection.copy_records_to_table(
+                    _STAGED_TABLE, schema_name="pg_temp", records=records
+                )
+                try:
+                    await connection.execute(sql.merge_page, resource)
+                except asyncpg.DataError as exc:
+                    raise _unstorable(resource, records, exc) from None
+                await connection.execute(sql.truncate_staged)
+            await connection.execute(sql.delete_unlisted, resource)
+            await connection.execute(
+                sql.state_after_list,
+                resource,
+                snapshot.resource_version,
+                snapshot.generation,
+                snapshot.epoch,
+            )
+
+    async def on_batch(self, batch: Batch) -> None:
+        """Apply a batch of merged changes in one transaction, and advance the sync state.
+
+        ADDED and MODIFIED become upserts, DELETED a delete (of a key the mirror may not
+        hold); a batch without events (bookmarks only) just advances the RV.
+        """
+        if self._generation is not None and batch.generation < self._generation:
+            raise RuntimeError(
+                f"a batch of generation {batch.generation} arrived after the snapshot of "
+                f"generation {self._generation}; an old generation must never reach the receiver"
+            )
+        resource, sql = self._resource, self._sql
+        upserts: list[Item] = []
+        deletes: list[str] = []
+        for event_key, event in batch.events.items():
+            if event.type in _UPSERT_TYPES:
+                upserts.append(event)
+            elif event.type is EventType.DELETED:
+                deletes.append(event_key)
+            else:
+                raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
+        records = _records(upserts, resource, self._custom_key)
+        async with self._write(batch.epoch) as connection:
+            if records:
+                keys, versions, objects = zip(*records, strict=True)
+                try:
+                    await connection.execute(
+                        sql.upsert_many, resource, list(keys), list(versions), list(objects)
+                    )
+                except asyncpg.DataError as exc:
+                    raise _unstorable(resource, records, exc) from None
+            if deletes:
+                await connection.execute(sql.delete_many, resource, deletes)
+            await connection.execute(
+                sql.state_after_batch,
+                resource,
+                batch.resource_version,
+                batch.generation,
+                batch.epoch,
+            )
+
+    # -- readers ---------------------------------------------------------------------------
+
+    async def objects(self) -> dict[str, JsonObject]:
+        """Every object of the resource, by key (the last committed state)."""
+        rows = await self._open_pool().fetch(self._sql.select_objects, self._resource)
+        # Decoding tens of megabytes of JSON would stall the event loop: a thread does it.
+        return await asyncio.to_thread(_decode_objects, rows)
+
+    async def get(self, key: str) -> JsonObject | None:
+        """The object stored under ``key``, or ``None``."""
+        text = await self._open_pool().fetchval(self._sql.select_object, self._resource, key)
+        return None if text is None else orjson.loads(text)
+
+    async def count(self) -> int:
+        """How many objects of the resource the mirror holds."""
+        return int(await self._open_pool().fetchval(self._sql.count, self._resource))
+
+    async def sync_state(self) -> SyncState | None:
+        """The resource's sync state, or ``None`` before its first write."""
+        row = await self._open_pool().fetchrow(self._sql.select_state, self._resource)
+        if row is None:
+            return None
+        resource, resource_version, generation, synced_at, listed_at, epoch = row
+        return SyncState(resource, resource_version, generation, synced_at, listed_at, epoch)

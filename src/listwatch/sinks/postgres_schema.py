@@ -1,0 +1,224 @@
+"""The PostgreSQL sink's tables, and how a database is brought up to them (versioned, in one
+transaction).
+
+Everything lives in one schema (``listwatch`` unless the sink is told otherwise), so the
+mirror never mixes with an application's own tables and several agents can keep separate
+mirrors (and separate epoch fences) in one database::
+
+    <schema>.schema_version(version, migrated_at)                      one row
+    <schema>.fence(epoch)                                              one row
+    <schema>.objects(resource, key, resource_version, object jsonb, object_sha256,
+                     uid (generated from object), updated_at)          PRIMARY KEY (resource, key)
+    <schema>.sync_state(resource, resource_version, generation, epoch,
+                        synced_at, listed_at)                          PRIMARY KEY (resource)
+
+Versioning: ``schema_version.version`` is the number of migrations applied. Opening a sink
+applies the missing ones, all in one transaction with the version update (PostgreSQL's DDL is
+transactional, so a failed step leaves the database as it was), under a transaction-level
+advisory lock, because two sinks opening a fresh database at once would otherwise race to
+create the same tables (there is no row to lock before the schema exists). A database of a
+*newer* version than this code knows is refused: this code cannot know what the newer one
+changed. Opening a database that is already current takes no lock and changes nothing.
+
+Storage: objects are kilobytes of JSON, so ``object`` is TOASTed (compressed, and stored out
+of line). Where the server has LZ4 (PostgreSQL 14 and newer, built with it, as the Debian and
+official images are) the column uses it: compressing a pod with LZ4 costs half as much of the
+write as the default pglz does, for about the same size (``benchmarks/sink_rates.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "SchemaError",
+    "Target",
+    "ensure_schema",
+    "quote",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a migration writes: the schema (quoted) and what the server offers."""
+
+    schema: str
+    compression: str
+    """``"COMPRESSION lz4"`` where the server has LZ4, else ``""`` (its default, pglz)."""
+
+
+Migration = Callable[[Target], Sequence[str]]
+"""One schema version: the statements that reach it from the version before."""
+
+
+class SchemaError(RuntimeError):
+    """The database, or the listwatch schema in it, is not one this code can use (the message
+    says why: a newer schema version, foreign tables, a server too old, not UTF-8)."""
+
+
+def quote(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier (so any schema name is safe to splice in)."""
+    if not identifier or "\x00" in identifier:
+        raise ValueError(f"not a usable SQL identifier: {identifier!r}")
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _version_1(target: Target) -> Sequence[str]:
+    s = target.schema
+    return (
+        f"""
+        CREATE TABLE {s}.objects (
+            resource         text NOT NULL,
+            key              text NOT NULL,
+            resource_version text NOT NULL,
+            object           jsonb {target.compression} NOT NULL,
+            -- SHA-256 of the JSON bytes written: a relist compares it with the listed
+            -- object's instead of parsing the object again to compare jsonb.
+            object_sha256    bytea NOT NULL,
+            -- Derived by PostgreSQL from the stored object: the sink never parses objects.
+            uid              text GENERATED ALWAYS AS (object -> 'metadata' ->> 'uid') STORED,
+            updated_at       timestamptz NOT NULL,
+            PRIMARY KEY (resource, key)
+        )
+        """,
+        # Owner references name their owner by uid: the join a mirror is most often asked for.
+        f"CREATE INDEX objects_uid ON {s}.objects (uid)",
+        f"""
+        CREATE TABLE {s}.sync_state (
+            resource         text PRIMARY KEY,
+            resource_version text NOT NULL,
+            generation       bigint NOT NULL,
+            epoch            bigint NOT NULL,
+            synced_at        timestamptz NOT NULL,
+            listed_at        timestamptz
+        )
+        """,
+        f"""
+        CREATE TABLE {s}.fence (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            epoch     bigint NOT NULL CHECK (epoch >= 0)
+        )
+        """,
+        f"INSERT INTO {s}.fence (epoch) VALUES (0)",
+        f"COMMENT ON TABLE {s}.objects IS "
+        "'listwatch: one row per Kubernetes object, as the API server sent it'",
+        f"COMMENT ON TABLE {s}.sync_state IS 'listwatch: how current each resource''s rows are'",
+        f"COMMENT ON TABLE {s}.fence IS "
+        "'listwatch: the highest leader epoch that has written; lower ones are refused'",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_version_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this code writes: the number of migrations."""
+
+_LOCK_NAMESPACE = "listwatch schema "
+
+
+async def _read_version(connection: Connection, schema: str) -> int | None:
+    """The recorded version, or None when the schema has no version table (a new database).
+
+    The table is looked for in ``pg_class`` itself rather than with ``to_regclass``: after
+    waiting for another sink's migration, this session's catalog cache may still hold the
+    "no such schema" it saw before, and reading ``pg_class`` (which locks it, and so makes
+    the session take in what other sessions committed) gets the truth.
+    """
+    exists = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'schema_version')",
+        schema,
+    )
+    if not exists:
+        return None
+    version = await connection.fetchval(f"SELECT version FROM {quote(schema)}.schema_version")
+    if version is None:
+        raise SchemaError(
+            f"schema {schema!r}: the schema_version table is empty; it was not written by "
+            "listwatch (or was emptied by hand)"
+        )
+    return int(version)
+
+
+async def _compression(connection: Connection) -> str:
+    has_lz4 = await connection.fetchval(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_catalog.pg_settings "
+        "WHERE name = 'default_toast_compression'"
+    )
+    return "COMPRESSION lz4" if has_lz4 else ""
+
+
+def _check_known(schema: str, version: int, latest: int) -> None:
+    if version > latest:
+        raise SchemaError(
+            f"schema {schema!r} is at listwatch schema version {version}, newer than this "
+            f"listwatch knows ({latest}); upgrade listwatch, or use another schema"
+        )
+
+
+async def ensure_schema(
+    connection: Connection,
+    schema: str,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Bring ``schema`` up to ``len(migrations)``; return the version it was at (0: new).
+
+    Refuses a newer version with ``SchemaError`` before changing anything.
+    """
+    latest = len(migrations)
+    version = await _read_version(connection, schema)
+    if version is not None:
+        _check_known(schema, version, latest)
+        if version == latest:
+            return version
+    s = quote(schema)
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_NAMESPACE + schema
+        )
+        version = await _read_version(connection, schema)  # another sink may have migrated
+        if version is not None:
+            _check_known(schema, version, latest)
+        else:
+            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            await connection.execute(
+                f"""
+                CREATE TABLE {s}.schema_version (
+                    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                    version     integer NOT NULL,
+                    migrated_at timestamptz NOT NULL
+                )
+                """
+            )
+            await connection.execute(
+                f"INSERT INTO {s}.schema_version (version, migrated_at) VALUES (0, now())"
+            )
+            version = 0
+        start = version
+        where = Target(s, await _compression(connection))
+        for migration in migrations[start:]:
+            for statement in migration(where):
+                try:
+                    await connection.execute(statement)
+                except (asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError) as exc:
+                    raise SchemaError(
+                        f"schema {schema!r} holds tables that listwatch did not create "
+                        f"({exc}); give the sink a schema of its own"
+                    ) from None
+        if latest > start:
+            await connection.execute(
+                f"UPDATE {s}.schema_version SET version = $1, migrated_at = now()", latest
+            )
+    return start

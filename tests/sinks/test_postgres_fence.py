@@ -1,0 +1,308 @@
+"""The epoch fence of PostgresSink: a lower epoch is refused and changes nothing, and two
+writers of different epochs, in two sessions or two processes, cannot both pass it.
+
+Concurrency is arranged, not hoped for: a write pauses between pages (``GatedSnapshot``)
+with its transaction (and its lock on the fence) open, and the test waits until PostgreSQL
+reports the other writer waiting for that lock before it lets the first one go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import listwatch
+from listwatch import EventType, Item, StaleEpoch
+from listwatch.sinks.postgres import PostgresSink
+
+from .conftest import batch, by_key, configmap, event, snapshot
+from .postgres_helpers import (
+    LOCK_WAIT,
+    GatedSnapshot,
+    fence_epoch,
+    fence_is_free,
+    objects,
+    wait_until_blocked,
+)
+
+ADDED, DELETED = EventType.ADDED, EventType.DELETED
+SRC = Path(listwatch.__file__).resolve().parents[1]
+
+OLD = [configmap("old-1", 1), configmap("shared", 2, by="old")]
+NEW = [configmap("new-1", 3), configmap("shared", 4, by="new")]
+
+
+def pages(objs: list[dict[str, object]]) -> list[list[Item]]:
+    """Two pages, so that a GatedSnapshot can pause between them."""
+    items = [Item.of(obj) for obj in objs]
+    return [items[:1], items[1:]]
+
+
+# -- one writer at a time --------------------------------------------------------------------
+
+
+async def test_a_lower_epoch_is_refused_and_changes_nothing(
+    pg_sink: PostgresSink, postgres_dsn: str
+) -> None:
+    await pg_sink.on_list(snapshot(*NEW, rv="10", generation=1, epoch=5))
+    state = await pg_sink.sync_state()
+    assert state is not None
+    assert state.epoch == 5
+    assert await fence_epoch(postgres_dsn) == 5
+
+    with pytest.raises(StaleEpoch) as refused:
+        await pg_sink.on_list(snapshot(*OLD, rv="11", generation=2, epoch=4))
+    assert (refused.value.resource, refused.value.epoch, refused.value.recorded) == (
+        "configmaps",
+        4,
+        5,
+    )
+    with pytest.raises(StaleEpoch):
+        await pg_sink.on_batch(batch(event(DELETED, NEW[0]), rv="12", generation=2, epoch=4))
+    assert await pg_sink.objects() == by_key(*NEW)
+    assert await pg_sink.sync_state() == state
+    assert await fence_epoch(postgres_dsn) == 5
+    assert await fence_is_free(postgres_dsn)
+
+
+async def test_a_higher_epoch_takes_over_and_the_same_epoch_goes_on(
+    pg_sink: PostgresSink, postgres_dsn: str
+) -> None:
+    await pg_sink.on_list(snapshot(*OLD, rv="10", epoch=1))
+    await pg_sink.on_list(snapshot(*NEW, rv="11", generation=2, epoch=2))
+    assert await fence_epoch(postgres_dsn) == 2
+    await pg_sink.on_batch(
+        batch(event(ADDED, configmap("more", 5)), rv="12", generation=2, epoch=2)
+    )
+    assert await pg_sink.objects() == by_key(*NEW, configmap("more", 5))
+    state = await pg_sink.sync_state()
+    assert state is not None
+    assert state.epoch == 2
+
+
+async def test_the_fence_covers_every_resource_of_a_schema(postgres_dsn: str) -> None:
+    """One agent's resources share one leader, so its epoch fences them all."""
+    async with (
+        PostgresSink(postgres_dsn, resource="pods") as pods,
+        PostgresSink(postgres_dsn, resource="configmaps") as configmaps,
+        PostgresSink(postgres_dsn, resource="configmaps", schema="other_agent") as other,
+    ):
+        await configmaps.on_list(snapshot(*OLD, rv="1", epoch=1))
+        await pods.on_list(snapshot(rv="2", epoch=2))  # the new leader's first write
+        with pytest.raises(StaleEpoch):
+            await configmaps.on_list(snapshot(*NEW, rv="3", generation=2, epoch=1))
+        assert await configmaps.objects() == by_key(*OLD)
+        # Another schema is another mirror, with a fence of its own.
+        await other.on_list(snapshot(*NEW, rv="4", epoch=1))
+        assert await other.objects() == by_key(*NEW)
+
+
+async def test_a_new_sink_on_the_same_database_sees_the_recorded_epoch(postgres_dsn: str) -> None:
+    async with PostgresSink(postgres_dsn, resource="configmaps") as first:
+        await first.on_list(snapshot(*NEW, rv="10", epoch=7))
+    async with PostgresSink(postgres_dsn, resource="configmaps") as restarted:
+        with pytest.raises(StaleEpoch):
+            await restarted.on_list(snapshot(*OLD, rv="11", epoch=6))
+        assert await restarted.objects() == by_key(*NEW)
+
+
+# -- two writers at once ---------------------------------------------------------------------
+
+
+async def test_the_new_leader_waits_for_the_old_one_then_wins(postgres_dsn: str) -> None:
+    """The old leader (epoch 1) is mid-snapshot when the new one (epoch 2) writes: the new
+    one waits for the fence, then takes over; the old one's next write is refused."""
+    async with (
+        PostgresSink(postgres_dsn, resource="configmaps") as old,
+        PostgresSink(postgres_dsn, resource="configmaps") as new,
+    ):
+        await old.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        gate = GatedSnapshot(pages(OLD), pause_after=1, epoch=1)
+        old_write = asyncio.create_task(old.on_list(gate.snapshot))
+        await gate.wait_reached()
+        new_write = asyncio.create_task(new.on_list(snapshot(*NEW, rv="20", epoch=2)))
+        await wait_until_blocked(postgres_dsn)  # the new leader waits for the fence
+        assert await fence_epoch(postgres_dsn) == 1
+        gate.release.set()
+        async with asyncio.timeout(LOCK_WAIT):
+            await old_write  # the old leader's snapshot was legal: it began first
+            await new_write
+        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        with pytest.raises(StaleEpoch):
+            await old.on_batch(
+                batch(event(ADDED, configmap("late", 9)), rv="21", generation=2, epoch=1)
+            )
+        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        assert await fence_epoch(postgres_dsn) == 2
+
+
+async def test_the_old_leader_is_refused_while_the_new_one_writes(postgres_dsn: str) -> None:
+    """The new leader (epoch 2) has recorded its epoch and is mid-snapshot; the old leader
+    (epoch 1) is refused at once, and nothing of it is written."""
+    async with (
+        PostgresSink(postgres_dsn, resource="configmaps") as old,
+        PostgresSink(postgres_dsn, resource="configmaps") as new,
+    ):
+        await old.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        gate = GatedSnapshot(pages(NEW), pause_after=1, epoch=2)
+        new_write = asyncio.create_task(new.on_list(gate.snapshot))
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            with pytest.raises(StaleEpoch) as refused:
+                await old.on_list(snapshot(*OLD, rv="2", epoch=1))
+        assert refused.value.recorded == 2
+        gate.release.set()
+        await new_write
+        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+
+
+async def test_a_write_that_raced_the_epoch_being_raised_is_refused(postgres_dsn: str) -> None:
+    """The old leader read epoch 1 (committed) while the new epoch was being recorded (not
+    yet committed): its locked read waits for that, sees 2, and refuses the write."""
+    async with PostgresSink(postgres_dsn, resource="configmaps") as old:
+        await old.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        raiser = await asyncpg.connect(postgres_dsn)
+        try:
+            raising = raiser.transaction()
+            await raising.start()
+            await raiser.execute("SELECT epoch FROM listwatch.fence FOR UPDATE")
+            await raiser.execute("UPDATE listwatch.fence SET epoch = 2")
+            old_write = asyncio.create_task(old.on_list(snapshot(*OLD, rv="2", epoch=1)))
+            await wait_until_blocked(postgres_dsn)  # its FOR SHARE waits for the raise
+            await raising.commit()
+            async with asyncio.timeout(LOCK_WAIT):
+                with pytest.raises(StaleEpoch) as refused:
+                    await old_write
+        finally:
+            await raiser.close()
+        assert refused.value.recorded == 2
+        assert await old.objects() == by_key(configmap("before", 1))
+
+
+async def test_at_a_takeover_the_new_leaders_writers_do_not_wait_for_each_other(
+    postgres_dsn: str,
+) -> None:
+    """The new leader's first snapshot of one resource is in flight; its first batch of
+    another resource goes through meanwhile (the raise of the epoch is not held)."""
+    async with (
+        PostgresSink(postgres_dsn, resource="pods") as pods,
+        PostgresSink(postgres_dsn, resource="configmaps") as configmaps,
+    ):
+        await pods.on_list(snapshot(rv="1", epoch=1))
+        gate = GatedSnapshot(pages(NEW), pause_after=1, epoch=2)
+        pods_write = asyncio.create_task(pods.on_list(gate.snapshot))
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            await configmaps.on_batch(batch(event(ADDED, configmap("cm", 1)), rv="2", epoch=2))
+        assert await configmaps.objects() == by_key(configmap("cm", 1))
+        assert not pods_write.done()
+        gate.release.set()
+        await pods_write
+        assert await pods.objects() == by_key(*NEW)
+
+
+async def test_writers_of_the_same_epoch_do_not_wait_for_each_other(postgres_dsn: str) -> None:
+    """One leader writes several resources at once: their shared fence lock does not
+    serialise them. (Were it exclusive, the batch below would wait for the gated snapshot,
+    which waits for the test, and the test would time out.)"""
+    async with (
+        PostgresSink(postgres_dsn, resource="pods") as pods,
+        PostgresSink(postgres_dsn, resource="configmaps") as configmaps,
+    ):
+        await pods.on_list(snapshot(rv="1", epoch=3))
+        gate = GatedSnapshot(pages(NEW), pause_after=1, epoch=3)
+        pods_write = asyncio.create_task(pods.on_list(gate.snapshot))
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            await configmaps.on_batch(batch(event(ADDED, configmap("cm", 1)), rv="2", epoch=3))
+        assert await configmaps.objects() == by_key(configmap("cm", 1))
+        assert not pods_write.done()
+        gate.release.set()
+        await pods_write
+        assert await pods.objects() == by_key(*NEW)
+
+
+OLD_LEADER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+
+    from listwatch import Batch, Event, EventType, Item, Page, Snapshot, StaleEpoch
+    from listwatch.sinks.postgres import PostgresSink
+
+    dsn = sys.argv[1]
+    objects = json.loads(sys.argv[2])
+
+
+    async def pages():
+        yield Page([Item.of(objects[0])], "30")
+        print("paused", flush=True)  # one page written, the transaction open
+        await asyncio.to_thread(sys.stdin.readline)
+        yield Page([Item.of(obj) for obj in objects[1:]], "30")
+
+
+    async def main():
+        async with PostgresSink(dsn, resource="configmaps") as sink:
+            await sink.on_list(Snapshot(pages(), resource_version="30", generation=1, epoch=1))
+            print("committed", flush=True)
+            late = Event.from_object(EventType.ADDED, objects[0] | {"data": {"late": "1"}})
+            try:
+                await sink.on_batch(Batch({late.key: late}, "31", 1, epoch=1))
+            except StaleEpoch as exc:
+                print(json.dumps({"refused": exc.recorded}), flush=True)
+            else:
+                print(json.dumps({"refused": None}), flush=True)
+
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_two_processes_cannot_both_pass_the_fence(postgres_dsn: str, tmp_path: Path) -> None:
+    """The old leader is another process, paused mid-snapshot; this process is the new one."""
+    async with PostgresSink(postgres_dsn, resource="configmaps") as new:
+        await new.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        script = tmp_path / "old_leader.py"
+        script.write_text(OLD_LEADER)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        }
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            postgres_dsn,
+            json.dumps(OLD),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                assert await child.stdout.readline() == b"paused\n"
+                new_write = asyncio.create_task(new.on_list(snapshot(*NEW, rv="40", epoch=2)))
+                await wait_until_blocked(postgres_dsn)
+                child.stdin.write(b"go\n")
+                await child.stdin.drain()
+                assert await child.stdout.readline() == b"committed\n"
+                await new_write
+                refused = json.loads(await child.stdout.readline())
+                assert await child.wait() == 0
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        assert refused == {"refused": 2}
+        assert await new.objects() == by_key(*NEW)
+        state = await new.sync_state()
+        assert state is not None
+        assert (state.epoch, state.resource_version) == (2, "40")
