@@ -60,7 +60,7 @@ async def test_a_newer_schema_version_is_refused(postgres_dsn: str) -> None:
     finally:
         await connection.close()
     sink = PostgresSink(postgres_dsn, resource="configmaps")
-    with pytest.raises(SchemaError, match=r"version 99, newer than this listwatch knows \(1\)"):
+    with pytest.raises(SchemaError, match=r"version 99, newer than this listwatch knows \(2\)"):
         await sink.open()
     with pytest.raises(RuntimeError, match="not open"):
         await sink.count()
@@ -69,7 +69,7 @@ async def test_a_newer_schema_version_is_refused(postgres_dsn: str) -> None:
     assert row["version"] == 99
 
 
-def _version_2(target: Target) -> Sequence[str]:
+def _version_next(target: Target) -> Sequence[str]:
     s = target.schema
     return (
         f"ALTER TABLE {s}.objects ADD COLUMN namespace text "
@@ -79,17 +79,18 @@ def _version_2(target: Target) -> Sequence[str]:
 
 
 async def test_an_older_schema_is_migrated(postgres_dsn: str) -> None:
-    """A database of version 1 meets code that knows a version 2."""
+    """A database of this version meets code that knows one more."""
     async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
         await sink.on_list(snapshot(configmap("a", namespace="prod")))
     connection = await asyncpg.connect(postgres_dsn)
     try:
-        assert await ensure_schema(connection, "listwatch", (*MIGRATIONS, _version_2)) == 1
+        older = len(MIGRATIONS)
+        assert await ensure_schema(connection, "listwatch", (*MIGRATIONS, _version_next)) == older
         namespace = await connection.fetchval("SELECT namespace FROM listwatch.objects")
         version = await connection.fetchval("SELECT version FROM listwatch.schema_version")
     finally:
         await connection.close()
-    assert (namespace, version) == ("prod", 2)
+    assert (namespace, version) == ("prod", len(MIGRATIONS) + 1)
 
 
 async def test_a_failing_migration_is_rolled_back_whole(postgres_dsn: str) -> None:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from listwatch import Batch, Event, EventType, Item, Page, Snapshot
+from listwatch.fencing import StaleWrite
 from listwatch.sinks.postgres import (
     PostgresConnectionError,
     PostgresSink,
@@ -75,9 +76,11 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
         "epoch",
         "synced_at",
         "listed_at",
+        "session",
+        "sequence",
     }
     assert columns[("fence", "epoch")][0] == "bigint"
-    assert version == 1
+    assert version == 2
 
 
 async def test_open_and_close_without_context_manager(postgres_dsn: str) -> None:
@@ -598,9 +601,10 @@ async def test_a_batch_before_any_snapshot_creates_the_sync_state(pg_sink: Postg
 
 
 async def test_a_batch_of_an_older_generation_is_refused(pg_sink: PostgresSink) -> None:
-    await pg_sink.on_list(snapshot(configmap("a", 1), rv="10", generation=3))
-    with pytest.raises(RuntimeError, match="generation 2"):
-        await pg_sink.on_batch(batch(event(DELETED, configmap("a", 11)), rv="11", generation=2))
+    await pg_sink.on_list(Snapshot.of([configmap("a", 1)], "10", generation=3, session="s"))
+    old = Batch({"default/a": event(DELETED, configmap("a", 11))}, "11", 2, session="s", sequence=1)
+    with pytest.raises(StaleWrite, match="holds generation 3"):
+        await pg_sink.on_batch(old)
     assert await pg_sink.objects() == by_key(configmap("a", 1))
 
 

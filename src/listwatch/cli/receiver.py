@@ -63,12 +63,15 @@ async def open_store(target: SQLiteTarget | PostgresTarget) -> AsyncIterator[Rec
             raise CliError(f"--sqlite {target.path}: no such directory")
         store: ReceiverStore = SQLiteStore(target.path)
     else:
-        from listwatch.sinks.postgres import PostgresStore  # noqa: PLC0415 - needs asyncpg
+        from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg
+            PostgresConnectionError,
+            PostgresStore,
+        )
 
         try:
             store = await PostgresStore.connect(target.dsn)
-        except Exception as exc:  # asyncpg raises many kinds; the DSN never goes in the line
-            raise CliError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
+        except (PostgresConnectionError, ValueError) as exc:  # never with the password
+            raise CliError(one_line(exc)) from None
     try:
         yield store
     finally:

@@ -103,4 +103,21 @@ async def _open_http(
 async def _open_postgres(
     target: PostgresTarget, names: Sequence[str], stack: contextlib.AsyncExitStack
 ) -> dict[str, ResourceReceiver]:
-    raise CliError("--postgres is not available in this build")
+    from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg: import on use
+        PostgresConnectionError,
+        PostgresStore,
+        SchemaError,
+    )
+
+    try:
+        store = await PostgresStore.connect(target.dsn)
+    except (PostgresConnectionError, ValueError) as exc:
+        raise CliError(one_line(exc)) from None
+    stack.push_async_callback(store.close)
+    receivers: dict[str, ResourceReceiver] = {}
+    for name in names:
+        try:
+            receivers[name] = await store.sink(name)
+        except (SchemaError, PostgresConnectionError) as exc:
+            raise CliError(f"PostgreSQL: {one_line(exc)}") from None
+    return receivers

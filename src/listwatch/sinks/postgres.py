@@ -96,8 +96,10 @@ it lives in the schema it guards (no key that another application could also pic
 visible as what it is in ``pg_locks``, and it is the first lock every write takes, so
 writers cannot deadlock on it. The cost: a new leader's first write waits for a write
 still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
-PostgreSQL ending its session when its connection dies). As in SQLiteSink, a batch of an
-older generation than the last snapshot is refused too.
+PostgreSQL ending its session when its connection dies). Then, with the resource's
+``sync_state`` row locked, the rest of ``listwatch.fencing``'s rules apply as in SQLiteSink:
+an older generation of the same sender is refused (``StaleWrite``), and a replayed batch or
+snapshot changes nothing.
 
 Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
 never closes it). Connection errors are one clear ``PostgresConnectionError`` without the
@@ -118,6 +120,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from listwatch import fencing
 from listwatch.errors import StaleEpoch
 from listwatch.events import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.sinks.postgres_schema import SchemaError, ensure_schema, quote
@@ -134,7 +137,7 @@ if TYPE_CHECKING:
 
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["PostgresConnectionError", "PostgresSink", "SchemaError", "SyncState"]
+__all__ = ["PostgresConnectionError", "PostgresSink", "PostgresStore", "SchemaError", "SyncState"]
 
 MIN_SERVER_VERSION = 120000
 """PostgreSQL 12: generated columns (``objects.uid``)."""
@@ -148,6 +151,9 @@ _STAGED = f"pg_temp.{_STAGED_TABLE}"
 _LISTED_TABLE = "lw_listed"
 _LISTED = f"pg_temp.{_LISTED_TABLE}"
 _UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
+
+
+Verdict = fencing.Verdict
 
 
 class PostgresConnectionError(ConnectionError):
@@ -171,6 +177,8 @@ class SyncState:
     synced_at: float
     listed_at: float | None
     epoch: int = 0
+    session: str = ""
+    sequence: int = 0
 
 
 class _Statements:
@@ -232,26 +240,37 @@ class _Statements:
         self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
         self.state_after_list = f"""
             INSERT INTO {s}.sync_state AS st
-                (resource, resource_version, generation, epoch, synced_at, listed_at)
-            VALUES ($1, $2, $3, $4, now(), now())
+                (resource, resource_version, generation, epoch, synced_at, listed_at,
+                 session, sequence)
+            VALUES ($1, $2, $3, $4, now(), now(), $5, 0)
             ON CONFLICT (resource) DO UPDATE SET
                 resource_version = excluded.resource_version,
                 generation = excluded.generation,
                 epoch = excluded.epoch,
                 synced_at = excluded.synced_at,
-                listed_at = excluded.listed_at
+                listed_at = excluded.listed_at,
+                session = excluded.session,
+                sequence = 0
         """
         # A batch without an RV (there should be none) must not move the resume point to "".
         self.state_after_batch = f"""
             INSERT INTO {s}.sync_state AS st
-                (resource, resource_version, generation, epoch, synced_at, listed_at)
-            VALUES ($1, $2, $3, $4, now(), NULL)
+                (resource, resource_version, generation, epoch, synced_at, listed_at,
+                 session, sequence)
+            VALUES ($1, $2, $3, $4, now(), NULL, $5, $6)
             ON CONFLICT (resource) DO UPDATE SET
                 resource_version = COALESCE(NULLIF(excluded.resource_version, ''),
                                             st.resource_version),
                 generation = excluded.generation,
                 epoch = excluded.epoch,
-                synced_at = excluded.synced_at
+                synced_at = excluded.synced_at,
+                session = excluded.session,
+                sequence = excluded.sequence
+        """
+        # The resource's last stamp, locked: writers of one resource go one at a time.
+        self.recorded_stamp = f"""
+            SELECT epoch, session, generation, sequence FROM {s}.sync_state
+            WHERE resource = $1 FOR UPDATE
         """
         self.read_fence = f"SELECT epoch FROM {s}.fence"
         self.lock_fence_shared = f"SELECT epoch FROM {s}.fence FOR SHARE"
@@ -267,7 +286,7 @@ class _Statements:
         self.select_state = f"""
             SELECT resource, resource_version, generation,
                    extract(epoch FROM synced_at)::float8,
-                   extract(epoch FROM listed_at)::float8, epoch
+                   extract(epoch FROM listed_at)::float8, epoch, session, sequence
             FROM {s}.sync_state WHERE resource = $1
         """
 
@@ -415,7 +434,6 @@ class PostgresSink:
         self._sql = _Statements(schema)
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
-        self._generation: int | None = None
 
     def __repr__(self) -> str:
         where = _describe_dsn(self._dsn)[0] if self._dsn is not None else "an asyncpg pool"
@@ -508,7 +526,7 @@ class PostgresSink:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _write(self, epoch: int) -> AsyncIterator[Connection]:
+    async def _write(self, stamp: fencing.Stamp) -> AsyncIterator[tuple[Connection, Verdict]]:
         """One write transaction, fenced, one at a time; rolled back unless the body returns.
 
         Whatever ends the body early (an error, a list error out of the snapshot, a
@@ -520,10 +538,9 @@ class PostgresSink:
         async with self._lock:
             pool = self._open_pool()
             async with pool.acquire() as connection:
-                await self._raise_fence(connection, epoch)
+                await self._raise_fence(connection, stamp.epoch)
                 async with connection.transaction():
-                    await self._check_fence(connection, epoch)
-                    yield connection
+                    yield connection, await self._check_fence(connection, stamp)
 
     async def _raise_fence(self, connection: Connection, epoch: int) -> None:
         """Record a new leader's epoch, in a short transaction of its own, before its write.
@@ -547,13 +564,17 @@ class PostgresSink:
             if epoch > recorded:
                 await connection.execute(sql.raise_fence, epoch)
 
-    async def _check_fence(self, connection: Connection, epoch: int) -> None:
-        """First in the write's transaction: refuse an epoch below the recorded one, and hold
-        the fence shared until the write commits, so that no newer epoch can be recorded
-        (and no newer leader can write) in between. Writers of the recorded epoch share it."""
-        recorded = await connection.fetchval(self._sql.lock_fence_shared)
-        if epoch < recorded:
-            raise StaleEpoch(self._resource, epoch, int(recorded))
+    async def _check_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
+        """First in the write's transaction: ``fencing.decide`` on the recorded epoch (the
+        fence row, held shared until the write commits, so that no newer epoch can be
+        recorded, and no newer leader can write, in between; writers of the recorded epoch
+        share it) and on the resource's last stamp (its row locked: one writer at a time)."""
+        highest = await connection.fetchval(self._sql.lock_fence_shared)
+        if stamp.epoch < highest:  # at once: not after waiting for the newer leader's write
+            raise StaleEpoch(self._resource, stamp.epoch, int(highest))
+        row = await connection.fetchrow(self._sql.recorded_stamp, self._resource)
+        recorded = fencing.Stamp(row[0], row[1], row[2], row[3]) if row is not None else None
+        return fencing.decide(self._resource, stamp, recorded, int(highest))
 
     @property
     def _custom_key(self) -> KeyFunc | None:
@@ -571,8 +592,11 @@ class PostgresSink:
         iteration included) rolls it all back.
         """
         resource, key, sql = self._resource, self._custom_key, self._sql
-        self._generation = snapshot.generation
-        async with self._write(snapshot.epoch) as connection:
+        async with self._write(fencing.stamp_of(snapshot)) as (connection, verdict):
+            if verdict is Verdict.DUPLICATE:  # applied already: read it, change nothing
+                async for _ in snapshot.pages():
+                    pass
+                return
             await connection.execute(sql.create_staging)
             async for page in snapshot.pages():
                 records = _records(page, resource, key)
@@ -593,6 +617,7 @@ class PostgresSink:
                 snapshot.resource_version,
                 snapshot.generation,
                 snapshot.epoch,
+                snapshot.session,
             )
 
     async def on_batch(self, batch: Batch) -> None:
@@ -601,12 +626,8 @@ class PostgresSink:
         ADDED and MODIFIED become upserts, DELETED a delete (of a key the mirror may not
         hold); a batch without events (bookmarks only) just advances the RV.
         """
-        if self._generation is not None and batch.generation < self._generation:
-            raise RuntimeError(
-                f"a batch of generation {batch.generation} arrived after the snapshot of "
-                f"generation {self._generation}; an old generation must never reach the receiver"
-            )
         resource, sql = self._resource, self._sql
+        stamp = fencing.stamp_of(batch)
         upserts: list[Item] = []
         deletes: list[str] = []
         for event_key, event in batch.events.items():
@@ -617,7 +638,9 @@ class PostgresSink:
             else:
                 raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
         records = _records(upserts, resource, self._custom_key)
-        async with self._write(batch.epoch) as connection:
+        async with self._write(stamp) as (connection, verdict):
+            if verdict is Verdict.DUPLICATE:
+                return
             if records:
                 keys, versions, objects = zip(*records, strict=True)
                 try:
@@ -634,6 +657,8 @@ class PostgresSink:
                 batch.resource_version,
                 batch.generation,
                 batch.epoch,
+                batch.session,
+                stamp.sequence if batch.session else 0,
             )
 
     # -- readers ---------------------------------------------------------------------------
@@ -658,5 +683,45 @@ class PostgresSink:
         row = await self._open_pool().fetchrow(self._sql.select_state, self._resource)
         if row is None:
             return None
-        resource, resource_version, generation, synced_at, listed_at, epoch = row
-        return SyncState(resource, resource_version, generation, synced_at, listed_at, epoch)
+        return SyncState(*row)
+
+
+class PostgresStore:
+    """One PostgreSQL schema holding several resources: a ``PostgresSink`` per resource over
+    one shared pool, opened on first use (the HTTP receiver's store for ``--postgres``)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, schema: str = DEFAULT_SCHEMA) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._sinks: dict[str, PostgresSink] = {}
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, schema: str = DEFAULT_SCHEMA, max_size: int = 10
+    ) -> PostgresStore:
+        """A store over a pool of its own; ``close`` closes it."""
+        where, _ = _describe_dsn(dsn)
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise PostgresConnectionError(
+                f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}"
+            ) from None
+        return cls(pool, schema=schema)
+
+    async def sink(self, resource: str) -> PostgresSink:
+        async with self._lock:
+            sink = self._sinks.get(resource)
+            if sink is None:
+                sink = PostgresSink(self._pool, resource=resource, schema=self._schema)
+                await sink.open()
+                self._sinks[resource] = sink
+            return sink
+
+    async def close(self) -> None:
+        async with self._lock:
+            sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            await sink.close()
+        await self._pool.close()

@@ -120,7 +120,17 @@ def _version_1(target: Target) -> Sequence[str]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_version_1,)
+def _version_2(target: Target) -> Sequence[str]:
+    """The rest of a write's stamp (``listwatch.fencing``): the sending Syncer's session
+    and the batch's sequence in its generation, so replays and old generations are known."""
+    s = target.schema
+    return (
+        f"ALTER TABLE {s}.sync_state ADD COLUMN session text NOT NULL DEFAULT ''",
+        f"ALTER TABLE {s}.sync_state ADD COLUMN sequence bigint NOT NULL DEFAULT 0",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""
 
