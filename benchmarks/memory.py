@@ -66,6 +66,8 @@ class MemoryPlan:
     churn_seconds: float = 30.0
     repeats: int = 1
     naive_sizes: tuple[int, ...] = (10_000, 50_000, 100_000)
+    extra_sizes: tuple[int, ...] = (200_000,)
+    """Mirror-only sizes beyond the targets' (the naive client would need ~8 GB): flat or not."""
 
     @classmethod
     def quick(cls) -> MemoryPlan:
@@ -76,6 +78,7 @@ class MemoryPlan:
             churn_rate=200.0,
             churn_seconds=5.0,
             naive_sizes=(5_000,),
+            extra_sizes=(),
         )
 
 
@@ -92,6 +95,40 @@ def proc_status_mib(pid: int, field_name: str) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def rss_by_mapping(pid: int) -> dict[str, float]:
+    """The resident set split by what backs it (``/proc/<pid>/smaps``), in MiB.
+
+    File-backed pages are code and read-only data (the interpreter, shared libraries, C
+    extensions); ``[heap]`` is malloc's main arena (brk); anonymous mappings are pymalloc's
+    arenas, large buffers malloc mapped on its own, and the arenas of other threads.
+    """
+    out: dict[str, float] = {}
+    kind = "other"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as smaps:
+            for line in smaps:
+                first = line.split(maxsplit=6)
+                if len(first) >= 5 and "-" in first[0] and not first[0].endswith(":"):
+                    path = first[5].strip() if len(first) > 5 else ""
+                    if path == "[heap]":
+                        kind = "[heap] (malloc main arena)"
+                    elif path.startswith("[stack"):
+                        kind = "stacks"
+                    elif path.startswith("/") and ".so" in path:
+                        kind = "shared libraries and C extensions (file-backed)"
+                    elif path.startswith("/"):
+                        kind = "other files (the interpreter binary, SQLite -shm, ...)"
+                    elif path.startswith("["):
+                        kind = "other"
+                    else:
+                        kind = "anonymous mmap (pymalloc arenas, big buffers, thread arenas)"
+                elif line.startswith("Rss:"):
+                    out[kind] = out.get(kind, 0.0) + int(line.split()[1]) / 1024
+    except OSError:
+        return {}
+    return out
 
 
 class RssSampler:
@@ -364,6 +401,7 @@ def run_mirror(
             result["churn"] = _churn(
                 server, case, plan=plan, db=db, pid=process.pid, sampler=sampler, started=started
             )
+        result["rss_by_mapping_mib"] = rss_by_mapping(process.pid)
         result["hwm_before_sigterm_mib"] = proc_status_mib(process.pid, "VmHWM")
         result["rss_before_sigterm_mib"] = proc_status_mib(process.pid, "VmRSS")
         process.send_signal(signal.SIGTERM)
@@ -516,7 +554,9 @@ def run_memory(plan: MemoryPlan, *, quick: bool) -> dict[str, Any]:
     started = time.time()
     loads = [os.getloadavg()[0]]
     harness.log(f"memory: sizes {plan.sizes}, strategies {plan.strategies}")
-    largest = max((*plan.sizes, plan.metadata_size, plan.churn_size, *plan.naive_sizes))
+    largest = max(
+        (*plan.sizes, plan.metadata_size, plan.churn_size, *plan.naive_sizes, *plan.extra_sizes)
+    )
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="listwatch-memory-") as tmp,
@@ -531,6 +571,7 @@ def run_memory(plan: MemoryPlan, *, quick: bool) -> dict[str, Any]:
             if size in plan.naive_sizes:
                 cases.append(size)
         cases += [MirrorCase(plan.metadata_size, s, metadata_only=True) for s in plan.strategies]
+        cases += [MirrorCase(n, s) for n in plan.extra_sizes for s in plan.strategies]
         for repeat in range(plan.repeats):
             for case in cases:
                 if isinstance(case, int):
@@ -754,6 +795,26 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['case']} | {r['pods']:,} | {_f(q['p0'])} | {_f(q['p25'])} | {_f(q['p50'])} | "
             f"{_f(q['p75'])} | {_f(q['p100'])} | {_f(q['max'])} |"
         )
+    mapped = [
+        r for r in runs if r.get("rss_by_mapping_mib") and r["pods"] in (0, max(plan["sizes"]))
+    ]
+    if mapped:
+        kinds = sorted({k for r in mapped for k in r["rss_by_mapping_mib"]})
+        kinds = [k for k in kinds if max(r["rss_by_mapping_mib"].get(k, 0) for r in mapped) >= 0.5]
+        out += [
+            "",
+            "## Where the resident set is, just before SIGTERM (`/proc/<pid>/smaps`, MiB)",
+            "",
+            "| client | pods | " + " | ".join(kinds) + " | total |",
+            "|---|---:|" + "---:|" * (len(kinds) + 1),
+        ]
+        for r in mapped:
+            m = r["rss_by_mapping_mib"]
+            out.append(
+                f"| {r['case']} | {r['pods']:,} | "
+                + " | ".join(_f(m.get(k, 0.0), 1) for k in kinds)
+                + f" | {_f(sum(m.values()), 1)} |"
+            )
     churned = [r for r in runs if "churn" in r]
     if churned:
         out += [
@@ -792,13 +853,14 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
 # -- memray -------------------------------------------------------------------------------
 
 
-def profile(plan: MemoryPlan, out: Path) -> None:
+def profile(plan: MemoryPlan, out: Path, *, keep: Path | None = None) -> None:
     """The smallest and the largest mirror of each strategy under ``memray run --native``.
 
     For each: ``memray-<strategy><N>.peak.txt`` (``benchmarks.memray_peak``: what is live at
     the heap's high-water mark, by bucket), ``.stats.txt`` and ``.summary.txt`` (memray's
     own reporters) and ``.flamegraph.html`` (the peak, interactive). ``memray tree`` is left
-    out: on a ``--native`` capture it ran for over ten minutes without finishing.
+    out: on a ``--native`` capture it ran for over ten minutes without finishing. The
+    captures themselves (tens of MB each) go to ``keep`` if given, else they are deleted.
     """
     from benchmarks import memray_peak  # noqa: PLC0415
 
@@ -838,6 +900,9 @@ def profile(plan: MemoryPlan, out: Path) -> None:
                     check=False,
                 )
                 harness.log(f"  wrote {stem}.{{peak,stats,summary}}.txt and .flamegraph.html")
+                if keep is not None:
+                    keep.mkdir(parents=True, exist_ok=True)
+                    binary.rename(keep / binary.name)
 
 
 def _wide_terminal() -> dict[str, str]:
@@ -849,6 +914,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--profile", action="store_true", help="memray on the largest mirror")
+    parser.add_argument("--keep-captures", type=Path, help="with --profile: keep memray's .bin")
+    parser.add_argument("--sizes", help="comma-separated pod counts (default 10000,50000,100000)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--render", type=Path, help="re-render the markdown of a JSON result")
@@ -860,8 +927,19 @@ def main(argv: list[str] | None = None) -> None:
     plan = MemoryPlan.quick() if args.quick else MemoryPlan()
     if args.repeats:
         plan = MemoryPlan(**{**asdict(plan), "repeats": args.repeats})
+    if args.sizes:
+        sizes = tuple(int(n) for n in args.sizes.split(","))
+        plan = MemoryPlan(
+            **{
+                **asdict(plan),
+                "sizes": sizes,
+                "naive_sizes": sizes,
+                "churn_size": max(sizes),
+                "metadata_size": max(sizes),
+            }
+        )
     if args.profile:
-        profile(plan, args.out / "profiles")
+        profile(plan, args.out / "profiles", keep=args.keep_captures)
         return
     path = write_report(run_memory(plan, quick=args.quick), args.out)
     print(path.read_text())
