@@ -68,6 +68,8 @@ class MemoryPlan:
     naive_sizes: tuple[int, ...] = (10_000, 50_000, 100_000)
     extra_sizes: tuple[int, ...] = (200_000,)
     """Mirror-only sizes beyond the targets' (the naive client would need ~8 GB): flat or not."""
+    variants: tuple[str, ...] = ("bounded_reads", "lean_imports", "both")
+    """``benchmarks.variants`` modules run at 0 pods and at the largest size, for the A/B."""
 
     @classmethod
     def quick(cls) -> MemoryPlan:
@@ -79,6 +81,7 @@ class MemoryPlan:
             churn_seconds=5.0,
             naive_sizes=(5_000,),
             extra_sizes=(),
+            variants=("both",),
         )
 
 
@@ -273,11 +276,14 @@ class MirrorCase:
     strategy: str
     metadata_only: bool = False
     churn: bool = False
+    variant: str = ""
+    """A ``benchmarks.variants`` module to run instead of ``listwatch`` ("" for the CLI)."""
 
     @property
     def name(self) -> str:
         mode = " --metadata-only" if self.metadata_only else ""
-        return f"mirror {self.strategy}{mode}"
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"mirror {self.strategy}{mode}{variant}"
 
 
 @dataclass
@@ -327,9 +333,10 @@ def _db_state(db: Path) -> tuple[int, str | None]:
 
 
 def mirror_command(case: MirrorCase, db: Path, kubeconfig: Path) -> list[str]:
+    module = f"benchmarks.variants.{case.variant}" if case.variant else "listwatch"
     command = [
         "-m",
-        "listwatch",
+        module,
         "mirror",
         "pods",
         "--sqlite",
@@ -375,6 +382,7 @@ def run_mirror(
         "case": case.name,
         "strategy": case.strategy,
         "metadata_only": case.metadata_only,
+        "variant": case.variant,
         "pods": case.size,
         "command": " ".join(["python", *command[len(prefix) :]]),
         "load": os.getloadavg()[0],
@@ -572,6 +580,10 @@ def run_memory(plan: MemoryPlan, *, quick: bool) -> dict[str, Any]:
                 cases.append(size)
         cases += [MirrorCase(plan.metadata_size, s, metadata_only=True) for s in plan.strategies]
         cases += [MirrorCase(n, s) for n in plan.extra_sizes for s in plan.strategies]
+        top = max(plan.sizes)
+        for variant in plan.variants:
+            cases.append(MirrorCase(0, "paged", variant=variant))
+            cases += [MirrorCase(top, s, variant=variant) for s in plan.strategies]
         for repeat in range(plan.repeats):
             for case in cases:
                 if isinstance(case, int):
@@ -637,7 +649,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     naive_mid = _median_peak(_find(runs, case="naive (aiohttp+orjson, keeps items)", pods=middle))
     out: list[dict[str, Any]] = []
     for strategy in plan["strategies"]:
-        full = {"strategy": strategy, "metadata_only": False}
+        full = {"strategy": strategy, "metadata_only": False, "variant": ""}
         big = _median_peak(_find(runs, pods=largest, **full))
         small = _median_peak(_find(runs, pods=smallest, **full))
         mid = _median_peak(_find(runs, pods=middle, **full))
@@ -751,7 +763,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name, value in report["baselines_mib"].items():
         out.append(f"| `{name}` | {_f(value)} |")
-    empty = _find(runs, pods=0)
+    empty = _find(runs, pods=0, variant="")
     if empty:
         out.append(f"| mirror of an empty cluster (peak before SIGTERM) | {_f(_peak(empty[0]))} |")
     smallest = min(plan["sizes"])
@@ -765,11 +777,15 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["pods"], r["case"], r.get("repeat", 0))):
-        if r["pods"] == 0:
+        if r["pods"] == 0 or r.get("variant"):
             continue
         peak = _peak(r)
         small = _find(
-            runs, pods=smallest, strategy=r.get("strategy"), metadata_only=r.get("metadata_only")
+            runs,
+            pods=smallest,
+            strategy=r.get("strategy"),
+            metadata_only=r.get("metadata_only"),
+            variant="",
         )
         vs_small = peak / _peak(small[0]) if small and "strategy" in r else None
         vs_naive = peak / naive[r["pods"]] if r["pods"] in naive else None
@@ -789,7 +805,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in sorted(runs, key=lambda r: (r["pods"], r["case"])):
         q = r.get("list_rss_mib")
-        if not q:
+        if not q or r.get("variant"):
             continue
         out.append(
             f"| {r['case']} | {r['pods']:,} | {_f(q['p0'])} | {_f(q['p25'])} | {_f(q['p50'])} | "
@@ -814,6 +830,35 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['case']} | {r['pods']:,} | "
                 + " | ".join(_f(m.get(k, 0.0), 1) for k in kinds)
                 + f" | {_f(sum(m.values()), 1)} |"
+            )
+    variants = [r for r in runs if r.get("variant")]
+    if variants:
+        out += [
+            "",
+            "## What two library changes would save (A/B in the same run)",
+            "",
+            "The unchanged CLI run through `benchmarks/variants/` (see its docstring): "
+            "`bounded_reads` reads the response 256 KiB at a time instead of `readany()`; "
+            "`lean_imports` skips kubernetes_asyncio's eager package imports (its model and "
+            "API classes); `both` does both. Rows must still check out (N rows, RV).",
+            "",
+            "| variant | strategy | pods | peak MiB | as is MiB | saved MiB | start-up s "
+            "(as is) | time to first sync s (as is) | rows |",
+            "|---|---|---:|---:|---:|---:|---|---|---|",
+        ]
+        for r in variants:
+            base = _find(
+                runs, pods=r["pods"], strategy=r["strategy"], metadata_only=False, variant=""
+            )
+            b = base[0] if base else None
+            base_peak = _peak(b) if b else None
+            saved = base_peak - _peak(r) if base_peak is not None else None
+            out.append(
+                f"| {r['variant']} | {r['strategy']} | {r['pods']:,} | **{_f(_peak(r))}** | "
+                f"{_f(base_peak)} | {_f(saved)} | {_f(r.get('startup_s'), 2)} "
+                f"({_f(b.get('startup_s') if b else None, 2)}) | {_f(r['time_to_sync_s'], 1)} "
+                f"({_f(b['time_to_sync_s'] if b else None, 1)}) | "
+                f"{'ok' if r['rows_ok'] else 'WRONG'} |"
             )
     churned = [r for r in runs if "churn" in r]
     if churned:
