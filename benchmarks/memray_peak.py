@@ -76,7 +76,11 @@ BUCKETS: Sequence[Bucket] = (
     Bucket("SQLite (statements, B-trees, WAL index, temp tables)", _sqlite),
     Bucket("LIST response body (apiclient._read_capped)", _fn("_read_capped")),
     Bucket(
-        "socket reads / aiohttp payload buffers",
+        "aiohttp readany(): its whole buffer joined into one chunk (apiclient._chunks)",
+        _fn("_read_nowait"),
+    ),
+    Bucket(
+        "socket reads buffered by aiohttp (StreamReader, up to 2 x read_bufsize)",
         _fn("_read_ready__data_received", "data_received", "feed_data"),
     ),
     Bucket("watch line framing (framing.LineFramer)", _fn_in("listwatch/framing.py", "feed")),
