@@ -62,9 +62,7 @@ def main() -> None:
             count_pages(f"{server.url}/cluster{args.pods}", server.token, args.page_size)
         )
     for number, alive, has_first in seen:
-        print(
-            f"consuming page {number:4}: {alive} Page objects alive; the first page alive: {has_first}"
-        )
+        print(f"consuming page {number:4}: {alive} Page objects alive; first page: {has_first}")
     worst = max(alive for _, alive, _ in seen)
     pinned = all(has_first for _, _, has_first in seen)
     print(f"at most {worst} pages alive; the first page alive throughout: {pinned}")
