@@ -899,7 +899,7 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
 
 
 def profile(plan: MemoryPlan, out: Path, *, keep: Path | None = None) -> None:
-    """The smallest and the largest mirror of each strategy under ``memray run --native``.
+    """The smallest, the largest and the extra-size mirrors under ``memray run --native``.
 
     For each: ``memray-<strategy><N>.peak.txt`` (``benchmarks.memray_peak``: what is live at
     the heap's high-water mark, by bucket), ``.stats.txt`` and ``.summary.txt`` (memray's
@@ -910,7 +910,7 @@ def profile(plan: MemoryPlan, out: Path, *, keep: Path | None = None) -> None:
     from benchmarks import memray_peak  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
-    sizes = sorted({min(plan.sizes), max(plan.sizes)})
+    sizes = sorted({min(plan.sizes), max(plan.sizes), *plan.extra_sizes})
     with (
         tempfile.TemporaryDirectory(prefix="listwatch-memray-") as tmp,
         cluster_server(max(sizes)) as server,
