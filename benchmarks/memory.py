@@ -53,6 +53,24 @@ SAMPLE_SECONDS = 0.05
 LIMIT_MIB = 256.0
 """The seed deployment's pod memory limit."""
 
+NOTES = (
+    "Where the memory goes, and what in the library would make it smaller: "
+    "`profiles/memray-findings.md` (memray captures at 10k, 100k and 200k pods: "
+    "`python -m benchmarks.memory --profile`).",
+    "Why this server and not `listwatch.testing.FakeApiServer`: `server-cost.md` "
+    "(`python -m benchmarks.server_cost`): the fake holds pods as dicts (~39 MiB and ~1.1 s "
+    "per 1,000 pods to populate) and serializes every page per request, slower than the "
+    "mirror consumes; it also does not serve PartialObjectMetadata.",
+    "The server sends LISTs identity-encoded; kube-apiserver gzips a LIST over 128 KiB for a "
+    "client that accepts it (aiohttp does). The client inflates as a stream, so this moves "
+    "time, not memory.",
+    "`ru_maxrss` of a child counts the pages it shared with the driver that forked it (26 MiB "
+    "for `python -c pass`), so the fixed-cost rows are VmHWM read by the process itself; for "
+    "the mirror, VmHWM before SIGTERM and ru_maxrss agree (shutdown adds nothing).",
+    "Peaks vary by a few MiB between runs of the same case (allocator placement); the paged "
+    "100k mirror measured 103-111 MiB over the runs made while building this benchmark.",
+)
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -605,6 +623,7 @@ def run_memory(plan: MemoryPlan, *, quick: bool) -> dict[str, Any]:
         "server_built_s": server.built_s,
         "baselines_mib": base,
         "runs": runs,
+        "notes": list(NOTES),
     }
     report["targets"] = targets(report)
     return report
