@@ -20,8 +20,10 @@ can be pointed at it by its ``host``: ``http://127.0.0.1:PORT/<scenario>/api/v1/
   ``time.time()`` just before it is written.
 * ``cluster<N>``: N pods behind the full list/watch protocol that ``listwatch mirror`` speaks
   (bearer token, paged and streaming lists, watches from an RV, metadata-only, churn on
-  request): see ``benchmarks.cluster``. Built with ``--cluster-size`` (the largest N); the
-  token is read from the ``BENCH_TOKEN`` environment variable, never from the command line.
+  request): see ``benchmarks.cluster``. ``clustergz<N>`` is the same cluster with LIST
+  responses gzip-compressed, as kube-apiserver sends them. Built with ``--cluster-size``
+  (the largest N); the token is read from the ``BENCH_TOKEN`` environment variable, never
+  from the command line.
 
 Run alone: ``python -m benchmarks.server --port 8080``; it prints ``READY <port>`` when the
 payloads are built, and stops on SIGTERM or SIGINT (or, with ``--stop-on-stdin-eof``, when
@@ -52,7 +54,7 @@ CHUNK_BYTES = 1024 * 1024
 HOLD_POLL_SECONDS = 0.2
 _LATENCY = re.compile(r"latency(\d+)x(\d+(?:\.\d+)?)")
 _LIST = re.compile(r"list(\d+)")
-_CLUSTER = re.compile(r"cluster(\d+)")
+_CLUSTER = re.compile(r"cluster(gz)?(\d+)")
 
 
 @dataclass
@@ -143,7 +145,9 @@ class BenchServer:
         parts = request.path.strip("/").split("/")
         cluster = _CLUSTER.fullmatch(parts[0])
         if cluster is not None and self._clusters is not None:
-            return await self._clusters.handle(request, int(cluster.group(1)), parts[1:])
+            return await self._clusters.handle(
+                request, int(cluster.group(2)), parts[1:], gzip_lists=bool(cluster.group(1))
+            )
         if len(parts) != 4 or parts[1:] != ["api", "v1", "pods"]:
             return web.Response(status=404, text="not a benchmark path")
         scenario = parts[0]
