@@ -15,11 +15,11 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from benchmarks.cluster import PodBytes
+from benchmarks.server import BenchServer, Payloads
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from benchmarks import payloads
-from benchmarks.cluster import PodBytes
-from benchmarks.server import BenchServer, Payloads
 from listwatch import ListWatch
 from listwatch.backoff import Backoff
 from listwatch.events import EventType
