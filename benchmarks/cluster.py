@@ -564,8 +564,9 @@ class ClusterApi:
             from_rv = _parse_rv(rv_param)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
-        await response.prepare(request)
         try:
+            # A client that stops (a mirror on SIGTERM) may hang up before the headers go.
+            await response.prepare(request)
             if send_initial:
                 await self._initial_events(response, cluster, meta)
                 if bookmarks:
