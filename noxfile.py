@@ -42,16 +42,19 @@ def soak(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks of issue 6 (not part of the default sessions: they take ~10 minutes).
+    """The benchmarks of issues 6 and 9 (not part of the default sessions: they take minutes).
 
     ``nox -s bench`` writes ``benchmarks/results/latest.{md,json}``; ``-- --quick`` is a
     one-minute smoke run (``quick.{md,json}``); ``-- --profile`` profiles listwatch's LIST and
-    WATCH paths into ``benchmarks/results/profiles/`` instead. The harness needs only the
-    project's own dependencies; the profilers are installed for ``--profile`` alone.
+    WATCH paths into ``benchmarks/results/profiles/`` instead. ``-- --only memory`` is issue
+    9's memory benchmark (the ``listwatch mirror`` CLI into SQLite: ``memory.{md,json}``);
+    ``-- --only memory --profile`` runs it under memray. The harness needs the project and
+    its ``cli`` extra (the mirror's SQLite receiver); the profilers are installed for
+    ``--profile`` alone.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[cli]")
     if "--profile" in session.posargs:
-        session.install("py-spy>=0.3", "pyinstrument>=4.6")
+        session.install("py-spy>=0.3", "pyinstrument>=4.6", "memray>=1.11")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -157,7 +157,13 @@ def _api_client(url: str) -> Any:
 
 
 def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=120))
+    """A plain aiohttp session; with ``$BENCH_TOKEN`` set it authenticates as a bearer
+    (the ``cluster<N>`` scenarios require it; the token never goes on a command line)."""
+    token = os.environ.get("BENCH_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_read=120), headers=headers
+    )
 
 
 def _continue_in_head(body: bytes) -> str | None:

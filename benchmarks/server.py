@@ -18,6 +18,12 @@ can be pointed at it by its ``host``: ``http://127.0.0.1:PORT/<scenario>/api/v1/
   stops the writer through TCP flow control.
 * ``latency<R>x<S>``: R events/s for S seconds, each stamped (an annotation) with
   ``time.time()`` just before it is written.
+* ``cluster<N>``: N pods behind the full list/watch protocol that ``listwatch mirror`` speaks
+  (bearer token, paged and streaming lists, watches from an RV, metadata-only, churn on
+  request): see ``benchmarks.cluster``. ``clustergz<N>`` is the same cluster with LIST
+  responses gzip-compressed, as kube-apiserver sends them. Built with ``--cluster-size``
+  (the largest N); the token is read from the ``BENCH_TOKEN`` environment variable, never
+  from the command line.
 
 Run alone: ``python -m benchmarks.server --port 8080``; it prints ``READY <port>`` when the
 payloads are built, and stops on SIGTERM or SIGINT (or, with ``--stop-on-stdin-eof``, when
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -39,6 +46,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from benchmarks import payloads
+from benchmarks.cluster import ClusterApi, PodBytes
 
 CHUNK_BYTES = 1024 * 1024
 """Watch streams are written in chunks of about this size: few syscalls per event."""
@@ -46,6 +54,7 @@ CHUNK_BYTES = 1024 * 1024
 HOLD_POLL_SECONDS = 0.2
 _LATENCY = re.compile(r"latency(\d+)x(\d+(?:\.\d+)?)")
 _LIST = re.compile(r"list(\d+)")
+_CLUSTER = re.compile(r"cluster(gz)?(\d+)")
 
 
 @dataclass
@@ -61,6 +70,8 @@ class Payloads:
     stall_events: int = 0
     stall_keys: int = 0
     latency_keys: int = 5000
+    cluster_pods: PodBytes | None = None
+    """The pods of the ``cluster<N>`` scenarios (``--cluster-size``)."""
 
 
 def _chunked(lines: Iterator[bytes]) -> list[bytes]:
@@ -110,19 +121,33 @@ def build(args: argparse.Namespace) -> Payloads:
     built.stall_events = args.stall_events
     built.stall_keys = args.stall_keys
     built.latency_keys = args.latency_keys
+    if args.cluster_size:
+        built.cluster_pods = PodBytes.build(args.cluster_size)
     return built
 
 
 class BenchServer:
     """The aiohttp handlers over a ``Payloads``."""
 
-    def __init__(self, built: Payloads) -> None:
+    def __init__(
+        self, built: Payloads, *, token: str = "", bookmark_interval: float = 10.0
+    ) -> None:
         self.built = built
+        self._clusters = (
+            ClusterApi(built.cluster_pods, token, bookmark_interval=bookmark_interval)
+            if built.cluster_pods is not None and token
+            else None
+        )
         self._stall_templates: list[payloads.EventTemplate] | None = None
         self._latency_templates: list[payloads.EventTemplate] | None = None
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = request.path.strip("/").split("/")
+        cluster = _CLUSTER.fullmatch(parts[0])
+        if cluster is not None and self._clusters is not None:
+            return await self._clusters.handle(
+                request, int(cluster.group(2)), parts[1:], gzip_lists=bool(cluster.group(1))
+            )
         if len(parts) != 4 or parts[1:] != ["api", "v1", "pods"]:
             return web.Response(status=404, text="not a benchmark path")
         scenario = parts[0]
@@ -217,7 +242,10 @@ async def _hold(request: web.BaseRequest) -> None:
 async def serve(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     built = build(args)
-    handler = BenchServer(built)
+    token = os.environ.get("BENCH_TOKEN", "")
+    if args.cluster_size and not token:
+        raise SystemExit("--cluster-size needs the bearer token in $BENCH_TOKEN")
+    handler = BenchServer(built, token=token, bookmark_interval=args.bookmark_interval)
     server = web.Server(handler.handle)
     runner = web.ServerRunner(server)
     await runner.setup()
@@ -246,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-events", type=int, default=1_000_000)
     p.add_argument("--stall-keys", type=int, default=10_000)
     p.add_argument("--latency-keys", type=int, default=5000)
+    p.add_argument("--cluster-size", type=int, default=0, help="pods of the cluster<N> scenarios")
+    p.add_argument("--bookmark-interval", type=float, default=10.0, help="cluster<N> watches")
     p.add_argument("--stop-on-stdin-eof", action="store_true")
     return p
 
