@@ -340,7 +340,7 @@ async def _run_syncer(
     from listwatch import ListWatch, Snapshot, Syncer  # noqa: PLC0415
 
     async def on_list(snapshot: Snapshot) -> None:
-        if len(snapshot):
+        async for _ in snapshot:
             raise RuntimeError("the watch scenarios list an empty PodList")
 
     async with _api_client(spec["url"]) as api:
@@ -353,6 +353,9 @@ async def _run_syncer(
             on_list=on_list,
             on_batch=on_batch,
             merge_interval=spec["merge_interval"],
+            # The payload server serves paged LISTs only (a streaming list would wait out
+            # INITIAL_EVENTS_QUIET_SECONDS on its silent stream before falling back).
+            list_strategy="paged",
             **options,
         )
         if on_start is not None:

@@ -695,8 +695,12 @@ def run_benchmarks(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def profile(plan: Plan, out: Path) -> None:
-    """listwatch's LIST and WATCH clients under py-spy and pyinstrument (whichever exists)."""
+def profile(plan: Plan, out: Path, *, only: set[str] | None = None, tag: str = "") -> None:
+    """listwatch's LIST and WATCH clients under py-spy and pyinstrument (whichever exists).
+
+    ``only`` picks cases by name (``list<N>``, ``watch-unique``, ``watch-hot``,
+    ``watch-unique-json``); ``tag`` goes into the file names (``watch-hot.before.…``).
+    """
     out.mkdir(parents=True, exist_ok=True)
     py_spy = shutil.which("py-spy")
     try:
@@ -727,7 +731,10 @@ def profile(plan: Plan, out: Path) -> None:
             "watch-hot": {**watch, "url": f"{url}/hot"},
         }
         for name, base in cases.items():
+            if only is not None and name not in only:
+                continue
             spec = {**base, "client": "listwatch"}
+            name = f"{name}.{tag}" if tag else name
             if py_spy:
                 raw = out / f"{name}.py-spy.txt"
                 wrapper = [
@@ -792,6 +799,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="runs per client (stock excepted)")
     parser.add_argument("--profile", action="store_true", help="profile listwatch instead")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tag", help="with --profile: a word in the profiles' file names")
     parser.add_argument("--render", type=Path, help="only re-render the markdown of a JSON result")
     args = parser.parse_args(argv)
     if args.render:
@@ -803,7 +811,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats:
         plan = Plan(**{**asdict(plan), "list_repeats": args.repeats, "watch_repeats": args.repeats})
     if args.profile:
-        profile(plan, args.out / "profiles")
+        only = set(args.only.split(",")) if args.only else None
+        profile(plan, args.out / "profiles", only=only, tag=args.tag or "")
         return
     report = run_benchmarks(plan, args)
     args.out.mkdir(parents=True, exist_ok=True)
