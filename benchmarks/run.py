@@ -730,11 +730,11 @@ def profile(plan: Plan, out: Path, *, only: set[str] | None = None, tag: str = "
             "watch-unique": {**watch, "url": f"{url}/unique"},
             "watch-hot": {**watch, "url": f"{url}/hot"},
         }
-        for name, base in cases.items():
-            if only is not None and name not in only:
+        for case, base in cases.items():
+            if only is not None and case not in only:
                 continue
             spec = {**base, "client": "listwatch"}
-            name = f"{name}.{tag}" if tag else name
+            name = f"{case}.{tag}" if tag else case
             if py_spy:
                 raw = out / f"{name}.py-spy.txt"
                 wrapper = [
