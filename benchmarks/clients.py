@@ -10,10 +10,14 @@ baseline, and what the scenario counts.
 Clients (``spec["client"]``):
 
 * ``raw-read``: the response bytes only, no parsing: the server's and the transport's ceiling.
-* ``raw``: plain aiohttp and ``orjson.loads``, the fastest a hand-written client gets.
+* ``raw``: plain aiohttp and ``orjson.loads``, the fastest a hand-written client gets (for
+  WATCH: ``readany()`` and one ``split`` per chunk).
+* ``raw-readline`` (WATCH): aiohttp's ``readline()`` and ``orjson.loads`` per line, the
+  ceiling issue 13 names.
 * ``listwatch``: ``ListWatch.from_client`` over a ``kubernetes_asyncio`` ApiClient;
   ``list_snapshot`` for LIST (the code ``Syncer`` runs before ``on_list``), a ``Syncer`` whose
-  ``on_batch`` reads every object it gets for WATCH.
+  ``on_batch`` reads every object it gets for WATCH (``spec["read"]``: as ``Event.object``,
+  ``Event.parse()`` or ``Event.json``).
 * ``stock``: ``CoreV1Api.list_pod_for_all_namespaces`` and ``watch.Watch().stream``, models.
 
 Every client touches each object it got (a name or a resourceVersion), as a receiver would;
@@ -292,6 +296,23 @@ async def watch_raw(spec: Spec) -> Result:
     return meter.finish({"events": events, "last_rv": rv})
 
 
+async def watch_raw_readline(spec: Spec) -> Result:
+    """Issue 13's ceiling: aiohttp's ``readline()`` and ``orjson.loads`` per line."""
+    count = spec["count"]
+    meter = Meter()
+    events = 0
+    rv = ""
+    async with _session() as session, session.get(_watch_url(spec)) as response:
+        content = response.content
+        while events < count:
+            line = await content.readline()
+            if not line:
+                break
+            rv = orjson.loads(line)["object"]["metadata"]["resourceVersion"]
+            events += 1
+    return meter.finish({"events": events, "last_rv": rv})
+
+
 async def watch_stock(spec: Spec) -> Result:
     from kubernetes_asyncio import watch  # noqa: PLC0415
     from kubernetes_asyncio.client import CoreV1Api  # noqa: PLC0415
@@ -373,10 +394,27 @@ async def _run_syncer(
         return time.perf_counter() - stopping
 
 
+def _reader(how: str) -> Callable[[Any], object]:
+    """How the receiver reads each event's object (``spec["read"]``).
+
+    ``object``: ``Event.object``, parsed and kept until the batch is dropped; ``parse``:
+    ``Event.parse()``, parsed and let go at once; ``json``: the raw bytes (``Event.json``),
+    as a receiver that forwards JSON takes them, never parsed.
+    """
+    if how == "object":
+        return lambda event: event.object["metadata"]["resourceVersion"]
+    if how == "parse":
+        return lambda event: event.parse()["metadata"]["resourceVersion"]
+    if how == "json":
+        return lambda event: len(event.json)
+    raise ValueError(f"unknown read {how!r}")
+
+
 async def watch_listwatch(spec: Spec) -> Result:
     last_rv = payloads.format_rv(spec["last_rv"]).decode()
     done = asyncio.Event()
     batches: list[tuple[float, int, int]] = []
+    read = _reader(spec.get("read", "object"))
     meter = Meter()
 
     ended: list[float] = []
@@ -384,7 +422,7 @@ async def watch_listwatch(spec: Spec) -> Result:
     async def on_batch(batch: Any) -> None:
         entered = time.perf_counter() - meter.t0
         for event in batch.events.values():
-            event.object["metadata"]["resourceVersion"]
+            read(event)
         batches.append((entered, len(batch), batch.received))
         if batch.resource_version == last_rv:
             ended.append(time.perf_counter())
@@ -531,6 +569,7 @@ CLIENTS: dict[tuple[str, str], Callable[[Spec], Awaitable[Result]]] = {
     ("list", "stock"): list_stock,
     ("watch", "raw-read"): watch_raw_read,
     ("watch", "raw"): watch_raw,
+    ("watch", "raw-readline"): watch_raw_readline,
     ("watch", "listwatch"): watch_listwatch,
     ("watch", "stock"): watch_stock,
     ("latency", "raw"): latency_raw,

@@ -304,6 +304,42 @@ def _name_in(head: bytes) -> str:
     return "/".join(part.decode("utf-8", "replace") for part in parts)
 
 
+class WatchDecoder:
+    """A watch response's bytes, a network chunk at a time, as events.
+
+    Framing (the line cap) and decoding in one place, without I/O, so that chunk boundaries
+    can be property-tested. :meth:`feed` appends the events a chunk completes to a list the
+    caller owns; on an oversized line, a malformed one or an ERROR event it raises with that
+    list holding every event before it, in order: those were sent before the error.
+    """
+
+    __slots__ = ("_framer", "_max_event_bytes", "_what")
+
+    def __init__(self, max_event_bytes: int, *, what: str = "watch") -> None:
+        self._framer = LineFramer(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
+        self._what = what
+
+    def feed(self, chunk: bytes, events: list[Event]) -> list[Event]:
+        """Decode the lines ``chunk`` completes into ``events`` (which is returned)."""
+        try:
+            lines = self._framer.feed(chunk)
+        except LineTooLong as exc:
+            decode_lines(exc.complete, events)
+            raise EventTooLarge(
+                f"{self._what}: the event for {_name_in(exc.head)} is larger than "
+                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
+            ) from None
+        return decode_lines(lines, events)
+
+    def finish(self) -> None:
+        """The response ended: raise ``ConnectionLost`` if it ended inside an event."""
+        if self._framer.pending:
+            raise ConnectionLost(
+                f"{self._what} ended inside an event ({self._framer.pending} bytes)"
+            )
+
+
 class WatchStream(AsyncGenerator[Event, None]):
     """One watch response: an async generator of events that can also be read by the chunk.
 
@@ -428,36 +464,21 @@ class ResourceClient:
             query.append(("timeoutSeconds", str(options.timeout_seconds)))
         timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
         response = await self._get(query, timeout, what="watch", accept=self._watch_accept)
-        framer = LineFramer(self._max_event_bytes)
+        decoder = WatchDecoder(self._max_event_bytes, what=f"watch {self._path}")
         try:
             async for chunk in self._chunks(response, what="watch"):
                 events: list[Event] = []
                 try:
-                    decode_lines(self._lines(framer, chunk, events), events)
+                    decoder.feed(chunk, events)
                 except ListWatchError:
                     if events:  # sent before the error: delivered before it is raised
                         yield events
                     raise
                 if events:
                     yield events
-            if framer.pending:
-                raise ConnectionLost(
-                    f"watch {self._path} ended inside an event ({framer.pending} bytes)"
-                )
+            decoder.finish()
         finally:
             response.close()
-
-    def _lines(self, framer: LineFramer, chunk: bytes, events: list[Event]) -> list[bytes]:
-        """The lines ``chunk`` completes; over the cap, the lines before it are decoded into
-        ``events`` and ``EventTooLarge`` is raised."""
-        try:
-            return framer.feed(chunk)
-        except LineTooLong as exc:
-            decode_lines(exc.complete, events)
-            raise EventTooLarge(
-                f"watch {self._path}: the event for {_name_in(exc.head)} is larger than "
-                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
-            ) from None
 
     async def _chunks(self, response: aiohttp.ClientResponse, *, what: str) -> AsyncIterator[bytes]:
         """The body's chunks; a broken connection or a silent one becomes a typed error."""
