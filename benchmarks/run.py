@@ -211,8 +211,12 @@ def watch_scenario(url: str, plan: Plan, stream: str) -> Runs:
         RAW: ({**base, "client": "raw"}, repeats),
         CEILING: ({**base, "client": "raw-readline"}, repeats),
     }
-    # Hot keys: a batch holds at most 500 objects, so the three readers cost alike there.
-    reads = LISTWATCH_READS if stream == "unique" else {"listwatch": "object"}
+    # Hot keys: a batch holds at most 500 objects and a receiver reads them as dicts.
+    reads = (
+        LISTWATCH_READS
+        if stream == "unique"
+        else {"listwatch": "object", "listwatch .parse()": "parse"}
+    )
     for name, read in reads.items():
         specs[name] = ({**base, "client": "listwatch", "read": read}, repeats)
     if stream == "unique":
@@ -477,6 +481,7 @@ def build_targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
         ("unique", "listwatch", "reads each object as a dict (.object, kept)", 1.0),
         ("unique", "listwatch .json", "takes the raw JSON (.json)", 2.0),
         ("hot", "listwatch", "reads each object (.object), end to end", 3.0),
+        ("hot", "listwatch .parse()", "reads each object (.parse()), end to end", 3.0),
     )
     for stream, client, what, goal in watch_goals:
         watch = results.get(f"watch-{stream}")
@@ -496,7 +501,7 @@ def build_targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             paired,
             vs_raw=also,
         )
-        if stream == "hot" and "steady_events_per_s" in lw:
+        if stream == "hot" and client == "listwatch" and "steady_events_per_s" in lw:
             steady = lw["steady_events_per_s"] / s[ceiling]["events_per_s"]
             add(
                 f"WATCH {stream} keys: steady events/s vs the ceiling (info: before the last "

@@ -198,6 +198,8 @@ _HEAD = msgspec.json.Decoder(_ObjectHead)
 _WIRE = msgspec.json.Decoder(_WireEvent)
 _TYPE_PREFIX = b'{"type":"'
 _OBJECT_FIELD = b'","object":'
+_TYPE_PREFIX_LEN = len(_TYPE_PREFIX)
+_OBJECT_FIELD_LEN = len(_OBJECT_FIELD)
 
 
 _CHANGE_TYPES = {
@@ -227,7 +229,7 @@ def decode_event(line: bytes) -> Event:
         event_type = _CHANGE_TYPES.get(wire.type)
         metadata = wire.object.metadata
         if event_type is not None and metadata is not None and metadata.name:
-            start = len(_TYPE_PREFIX) + len(wire.type)
+            start = _TYPE_PREFIX_LEN + len(wire.type)
             if (
                 line.startswith(_TYPE_PREFIX)
                 and line.startswith(_OBJECT_FIELD, start)
@@ -239,7 +241,7 @@ def decode_event(line: bytes) -> Event:
                     None,
                     f"{namespace}/{metadata.name}" if namespace else metadata.name,
                     metadata.resourceVersion or "",
-                    raw=memoryview(line)[start + len(_OBJECT_FIELD) : -1],
+                    raw=memoryview(line)[start + _OBJECT_FIELD_LEN : -1],
                 )
     return _decode_general(line)
 
@@ -250,9 +252,9 @@ def decode_lines(lines: list[bytes], events: list[Event]) -> list[Event]:
     A bad line or an ERROR event raises as :func:`decode_event` does, with ``events``
     holding everything before it: those were sent before the error and are delivered first.
     """
-    append = events.append
+    append, decode = events.append, decode_event
     for line in lines:
-        append(decode_event(line))
+        append(decode(line))
     return events
 
 
