@@ -488,9 +488,10 @@ async def stall_listwatch(spec: Spec) -> Result:
     """The receiver blocks in its first ``on_batch`` while the server pushes; RSS is sampled.
 
     A counting wrapper around the watch tells how many events the client took off the wire
-    (only here: it costs a generator hop per event).
+    (only here: it costs a generator hop per network chunk).
     """
     from listwatch import ListWatch  # noqa: PLC0415
+    from listwatch.apiclient import WatchStream  # noqa: PLC0415
 
     stall_s, release_s = spec["stall_seconds"], spec["release_seconds"]
     last_rv = payloads.format_rv(spec["last_rv"]).decode()
@@ -503,11 +504,22 @@ async def stall_listwatch(spec: Spec) -> Result:
     meter = Meter()
 
     def wrap(inner: ListWatch) -> ListWatch:
-        async def watch(options: Any) -> AsyncGenerator[Any, None]:
-            async with aclosing(inner.watch(options)) as stream:
-                async for event in stream:
-                    taken[0] += 1
-                    yield event
+        # Counted by the chunk, so that the Syncer still reads the stream as it would
+        # unwrapped: one list of events per network chunk.
+        def watch(options: Any) -> WatchStream:
+            stream = inner.watch(options)
+            assert isinstance(stream, WatchStream)
+
+            async def counted() -> AsyncGenerator[list[Any], None]:
+                try:
+                    async with aclosing(stream.event_lists()) as lists:
+                        async for events in lists:
+                            taken[0] += len(events)
+                            yield events
+                finally:
+                    await stream.aclose()
+
+            return WatchStream(counted())
 
         return ListWatch(list_func=inner.list, watch_func=watch, description=inner.description)
 

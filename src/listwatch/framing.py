@@ -6,8 +6,9 @@ event channel is empty, so one network chunk may hold several events or a part o
 read with a line reader that has its own hidden limit, and a line that grows past the cap is
 refused before it is buffered whole.
 
-A chunk is cut with one ``bytes.split`` (C speed, one call per chunk, not per line): the watch
-hot path hands the decoder a list of lines per network chunk.
+The lines of a chunk come back as one list: the watch hot path decodes a chunk at a time. They
+are cut with ``bytes.find`` (memchr) and slicing, not ``bytes.split``, which scans byte by
+byte and took five times as long on 7 KB lines (issue 13).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class LineTooLong(Exception):
     def __init__(self, size: int, head: bytes, complete: list[bytes] | None = None) -> None:
         self.size = size
         self.head = head
-        self.complete = complete or []
+        self.complete = complete if complete is not None else []
         super().__init__(f"line of at least {size} bytes")
 
 
@@ -48,28 +49,32 @@ class LineFramer:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Split ``chunk``; return every line it completes, in order."""
-        lines = chunk.split(b"\n")
-        tail = lines.pop()  # what follows the last newline: the start of the next line
-        max_line = self._max_line
-        if lines:
-            if self._partial:
-                first = lines[0]
-                self._check(self._partial_size + len(first), first, [])
-                self._partial.append(first)
-                lines[0] = b"".join(self._partial)
-                self._partial.clear()
-                self._partial_size = 0
-            if len(chunk) > max_line:  # else no line of it can be over the cap
-                for index, line in enumerate(lines):
-                    if len(line) > max_line:
-                        complete = [whole for whole in lines[:index] if whole]
-                        raise LineTooLong(len(line), line[: self.HEAD_BYTES], complete)
-            if b"" in lines:
-                lines = [line for line in lines if line]
-        if tail:
-            self._check(self._partial_size + len(tail), tail, lines)
-            self._partial.append(tail)
-            self._partial_size += len(tail)
+        lines: list[bytes] = []
+        append, find, max_line = lines.append, chunk.find, self._max_line
+        start = 0
+        end = find(b"\n")
+        if end != -1 and self._partial:
+            self._check(self._partial_size + end, chunk[:end], lines)
+            self._partial.append(chunk[:end])
+            line = b"".join(self._partial)
+            self._partial.clear()
+            self._partial_size = 0
+            if line:
+                append(line)
+            start = end + 1
+            end = find(b"\n", start)
+        while end != -1:
+            if end - start > max_line:
+                head = chunk[start : min(end, start + self.HEAD_BYTES)]
+                raise LineTooLong(end - start, head, lines)
+            if end > start:
+                append(chunk[start:end])
+            start = end + 1
+            end = find(b"\n", start)
+        if start < len(chunk):
+            self._check(self._partial_size + len(chunk) - start, chunk[start:], lines)
+            self._partial.append(chunk[start:])
+            self._partial_size += len(chunk) - start
         return lines
 
     def _check(self, size: int, piece: bytes, complete: list[bytes]) -> None:
@@ -77,4 +82,4 @@ class LineFramer:
             head = b"".join([*self._partial, piece])[: self.HEAD_BYTES]
             self._partial.clear()
             self._partial_size = 0
-            raise LineTooLong(size, head, [line for line in complete if line])
+            raise LineTooLong(size, head, complete)
