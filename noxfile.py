@@ -42,7 +42,8 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench`` writes ``benchmarks/results/latest.{md,json}``; ``-- --quick`` is a
     one-minute smoke run (``quick.{md,json}``); ``-- --profile`` profiles listwatch's LIST and
     WATCH paths into ``benchmarks/results/profiles/`` instead. The harness needs only the
-    project's own dependencies; the profilers are installed for ``--profile`` alone.
+    project's own dependencies; the profilers are installed for ``--profile`` alone. Another
+    interpreter: ``nox -s bench --force-python 3.13`` (a version on PATH, or the path of one).
     """
     session.install("-e", ".")
     if "--profile" in session.posargs:

@@ -701,7 +701,7 @@ def markdown(report: dict[str, Any]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-def run_benchmarks(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
+def run_benchmarks(plan: Plan, args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     started = time.time()
     loads: list[float] = [os.getloadavg()[0]]
     results: dict[str, Any] = {}
@@ -738,7 +738,8 @@ def run_benchmarks(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "elapsed_s": time.time() - started,
-        "command": "nox -s bench" + (" -- --quick" if args.quick else ""),
+        "command": "nox -s bench" + (f" -- {' '.join(argv)}" if argv else ""),
+        "python": sys.executable,
         "quick": args.quick,
         "machine": machine(),
         "load": {"min": min(loads), "max": max(loads), "samples": loads},
@@ -875,7 +876,7 @@ def main(argv: list[str] | None = None) -> None:
         only = set(args.only.split(",")) if args.only else None
         profile(plan, args.out / "profiles", only=only, tag=args.tag or "")
         return
-    report = run_benchmarks(plan, args)
+    report = run_benchmarks(plan, args, sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "quick" if args.quick else "latest"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
