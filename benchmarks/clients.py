@@ -491,7 +491,11 @@ async def stall_listwatch(spec: Spec) -> Result:
     (only here: it costs a generator hop per network chunk).
     """
     from listwatch import ListWatch  # noqa: PLC0415
-    from listwatch.apiclient import WatchStream  # noqa: PLC0415
+
+    try:
+        from listwatch.apiclient import WatchStream  # noqa: PLC0415
+    except ImportError:  # measuring a listwatch from before issue 13
+        WatchStream = None
 
     stall_s, release_s = spec["stall_seconds"], spec["release_seconds"]
     last_rv = payloads.format_rv(spec["last_rv"]).decode()
@@ -506,9 +510,10 @@ async def stall_listwatch(spec: Spec) -> Result:
     def wrap(inner: ListWatch) -> ListWatch:
         # Counted by the chunk, so that the Syncer still reads the stream as it would
         # unwrapped: one list of events per network chunk.
-        def watch(options: Any) -> WatchStream:
+        def watch(options: Any) -> Any:
             stream = inner.watch(options)
-            assert isinstance(stream, WatchStream)
+            if WatchStream is None or not isinstance(stream, WatchStream):
+                return one_by_one(stream)  # an older listwatch: events one by one
 
             async def counted() -> AsyncGenerator[list[Any], None]:
                 try:
@@ -520,6 +525,12 @@ async def stall_listwatch(spec: Spec) -> Result:
                     await stream.aclose()
 
             return WatchStream(counted())
+
+        async def one_by_one(stream: Any) -> AsyncGenerator[Any, None]:
+            async with aclosing(stream):
+                async for event in stream:
+                    taken[0] += 1
+                    yield event
 
         return ListWatch(list_func=inner.list, watch_func=watch, description=inner.description)
 

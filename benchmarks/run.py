@@ -21,6 +21,7 @@ import argparse
 import collections
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -53,6 +54,8 @@ class Plan:
     hot_keys: int = 500
     hot_events: int = 200_000
     """Issue 13's hot stream: 200k MODIFIED events over 500 keys."""
+    listwatch_reads: tuple[str, ...] = ("object", "parse", "json")
+    """How the listwatch WATCH receivers read objects (``--reads``; ``parse`` needs issue 13)."""
     stock_watch_events: int = 5_000
     stock_watch_repeats: int = 2
     merge_interval: float = 0.5
@@ -217,6 +220,7 @@ def watch_scenario(url: str, plan: Plan, stream: str) -> Runs:
         if stream == "unique"
         else {"listwatch": "object", "listwatch .parse()": "parse"}
     )
+    reads = {name: read for name, read in reads.items() if read in plan.listwatch_reads}
     for name, read in reads.items():
         specs[name] = ({**base, "client": "listwatch", "read": read}, repeats)
     if stream == "unique":
@@ -404,9 +408,13 @@ def machine() -> dict[str, Any]:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "absent"
+    # The library measured: this checkout's, or another one put first on PYTHONPATH (to
+    # measure an older commit with this harness, e.g. ``PYTHONPATH=../base/src``).
+    spec = importlib.util.find_spec("listwatch")
+    library = Path(spec.origin).parent if spec and spec.origin else HERE.parent
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
-        cwd=HERE.parent,
+        cwd=library,
         capture_output=True,
         text=True,
         check=False,
@@ -738,7 +746,12 @@ def run_benchmarks(plan: Plan, args: argparse.Namespace, argv: list[str]) -> dic
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "elapsed_s": time.time() - started,
-        "command": "nox -s bench" + (f" -- {' '.join(argv)}" if argv else ""),
+        "command": (
+            ("nox -s bench" + (" --" if argv else ""))
+            if os.environ.get("NOX_CURRENT_SESSION")
+            else "python -m benchmarks"
+        )
+        + "".join(f" {arg}" for arg in argv),
         "python": sys.executable,
         "quick": args.quick,
         "machine": machine(),
@@ -862,6 +875,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="profile listwatch instead")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", help="with --profile: a word in the profiles' file names")
+    parser.add_argument(
+        "--reads", help="WATCH receivers, comma-separated: object,parse,json (the default)"
+    )
     parser.add_argument("--render", type=Path, help="only re-render the markdown of a JSON result")
     args = parser.parse_args(argv)
     if args.render:
@@ -872,6 +888,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = Plan.quick() if args.quick else Plan()
     if args.repeats:
         plan = Plan(**{**asdict(plan), "list_repeats": args.repeats, "watch_repeats": args.repeats})
+    if args.reads:
+        plan = Plan(**{**asdict(plan), "listwatch_reads": tuple(args.reads.split(","))})
     if args.profile:
         only = set(args.only.split(",")) if args.only else None
         profile(plan, args.out / "profiles", only=only, tag=args.tag or "")
