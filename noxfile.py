@@ -50,7 +50,7 @@ def bench(session: nox.Session) -> None:
     9's memory benchmark (the ``listwatch mirror`` CLI into SQLite: ``memory.{md,json}``);
     ``-- --only memory --profile`` runs it under memray. The harness needs the project and
     its ``cli`` extra (the mirror's SQLite receiver); the profilers are installed for
-    ``--profile`` alone.
+    ``--profile`` alone. Another interpreter: ``nox -s bench --force-python 3.13``.
     """
     session.install("-e", ".[cli]")
     if "--profile" in session.posargs:

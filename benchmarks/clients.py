@@ -10,10 +10,14 @@ baseline, and what the scenario counts.
 Clients (``spec["client"]``):
 
 * ``raw-read``: the response bytes only, no parsing: the server's and the transport's ceiling.
-* ``raw``: plain aiohttp and ``orjson.loads``, the fastest a hand-written client gets.
+* ``raw``: plain aiohttp and ``orjson.loads``, the fastest a hand-written client gets (for
+  WATCH: ``readany()`` and one ``split`` per chunk).
+* ``raw-readline`` (WATCH): aiohttp's ``readline()`` and ``orjson.loads`` per line, the
+  ceiling issue 13 names.
 * ``listwatch``: ``ListWatch.from_client`` over a ``kubernetes_asyncio`` ApiClient;
-  ``list_snapshot`` for LIST (the code ``Syncer`` runs before ``on_list``), a ``Syncer`` whose
-  ``on_batch`` reads every object it gets for WATCH.
+  ``open_paged_list`` for LIST (the snapshot stream ``on_list`` reads), a ``Syncer`` whose
+  ``on_batch`` reads every object it gets for WATCH (``spec["read"]``: as ``Event.object``,
+  ``Event.parse()`` or ``Event.json``).
 * ``stock``: ``CoreV1Api.list_pod_for_all_namespaces`` and ``watch.Watch().stream``, models.
 
 Every client touches each object it got (a name or a resourceVersion), as a receiver would;
@@ -217,7 +221,8 @@ async def list_raw(spec: Spec) -> Result:
 async def list_listwatch(spec: Spec) -> Result:
     from listwatch import ListWatch  # noqa: PLC0415
     from listwatch.backoff import Backoff  # noqa: PLC0415
-    from listwatch.loop import list_snapshot  # noqa: PLC0415
+    from listwatch.events import Snapshot  # noqa: PLC0415
+    from listwatch.loop import open_paged_list  # noqa: PLC0415
 
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     if spec.get("transform"):
@@ -227,12 +232,16 @@ async def list_listwatch(spec: Spec) -> Result:
             return obj
 
     meter = Meter()
+    names: set[str] = set()
     async with _api_client(spec["url"]) as api:
         source = ListWatch.from_client(api, "pods")
-        snapshot = await list_snapshot(
-            source, page_size=spec["page_size"], backoff=Backoff(), transform=transform
-        )
-    names = {item["metadata"]["name"] for item in snapshot.items}
+        listing = await open_paged_list(source, page_size=spec["page_size"], backoff=Backoff())
+        async with listing:
+            snapshot = Snapshot(listing.pages, resource_version=listing.resource_version)
+            # A receiver that reads every object (parsed once, not kept), as the raw client.
+            async for item in snapshot:
+                obj = item.parse() if transform is None else transform(item.parse())
+                names.add(obj["metadata"]["name"])
     return meter.finish({"items": len(names)})
 
 
@@ -298,6 +307,23 @@ async def watch_raw(spec: Spec) -> Result:
     return meter.finish({"events": events, "last_rv": rv})
 
 
+async def watch_raw_readline(spec: Spec) -> Result:
+    """Issue 13's ceiling: aiohttp's ``readline()`` and ``orjson.loads`` per line."""
+    count = spec["count"]
+    meter = Meter()
+    events = 0
+    rv = ""
+    async with _session() as session, session.get(_watch_url(spec)) as response:
+        content = response.content
+        while events < count:
+            line = await content.readline()
+            if not line:
+                break
+            rv = orjson.loads(line)["object"]["metadata"]["resourceVersion"]
+            events += 1
+    return meter.finish({"events": events, "last_rv": rv})
+
+
 async def watch_stock(spec: Spec) -> Result:
     from kubernetes_asyncio import watch  # noqa: PLC0415
     from kubernetes_asyncio.client import CoreV1Api  # noqa: PLC0415
@@ -346,7 +372,7 @@ async def _run_syncer(
     from listwatch import ListWatch, Snapshot, Syncer  # noqa: PLC0415
 
     async def on_list(snapshot: Snapshot) -> None:
-        if len(snapshot):
+        async for _ in snapshot:
             raise RuntimeError("the watch scenarios list an empty PodList")
 
     async with _api_client(spec["url"]) as api:
@@ -359,6 +385,9 @@ async def _run_syncer(
             on_list=on_list,
             on_batch=on_batch,
             merge_interval=spec["merge_interval"],
+            # The payload server serves paged LISTs only (a streaming list would wait out
+            # INITIAL_EVENTS_QUIET_SECONDS on its silent stream before falling back).
+            list_strategy="paged",
             **options,
         )
         if on_start is not None:
@@ -376,10 +405,27 @@ async def _run_syncer(
         return time.perf_counter() - stopping
 
 
+def _reader(how: str) -> Callable[[Any], object]:
+    """How the receiver reads each event's object (``spec["read"]``).
+
+    ``object``: ``Event.object``, parsed and kept until the batch is dropped; ``parse``:
+    ``Event.parse()``, parsed and let go at once; ``json``: the raw bytes (``Event.json``),
+    as a receiver that forwards JSON takes them, never parsed.
+    """
+    if how == "object":
+        return lambda event: event.object["metadata"]["resourceVersion"]
+    if how == "parse":
+        return lambda event: event.parse()["metadata"]["resourceVersion"]
+    if how == "json":
+        return lambda event: len(event.json)
+    raise ValueError(f"unknown read {how!r}")
+
+
 async def watch_listwatch(spec: Spec) -> Result:
     last_rv = payloads.format_rv(spec["last_rv"]).decode()
     done = asyncio.Event()
     batches: list[tuple[float, int, int]] = []
+    read = _reader(spec.get("read", "object"))
     meter = Meter()
 
     ended: list[float] = []
@@ -387,7 +433,7 @@ async def watch_listwatch(spec: Spec) -> Result:
     async def on_batch(batch: Any) -> None:
         entered = time.perf_counter() - meter.t0
         for event in batch.events.values():
-            event.object["metadata"]["resourceVersion"]
+            read(event)
         batches.append((entered, len(batch), batch.received))
         if batch.resource_version == last_rv:
             ended.append(time.perf_counter())
@@ -453,9 +499,14 @@ async def stall_listwatch(spec: Spec) -> Result:
     """The receiver blocks in its first ``on_batch`` while the server pushes; RSS is sampled.
 
     A counting wrapper around the watch tells how many events the client took off the wire
-    (only here: it costs a generator hop per event).
+    (only here: it costs a generator hop per network chunk).
     """
     from listwatch import ListWatch  # noqa: PLC0415
+
+    try:
+        from listwatch.apiclient import WatchStream  # noqa: PLC0415
+    except ImportError:  # measuring a listwatch from before issue 13
+        WatchStream = None
 
     stall_s, release_s = spec["stall_seconds"], spec["release_seconds"]
     last_rv = payloads.format_rv(spec["last_rv"]).decode()
@@ -468,8 +519,26 @@ async def stall_listwatch(spec: Spec) -> Result:
     meter = Meter()
 
     def wrap(inner: ListWatch) -> ListWatch:
-        async def watch(options: Any) -> AsyncGenerator[Any, None]:
-            async with aclosing(inner.watch(options)) as stream:
+        # Counted by the chunk, so that the Syncer still reads the stream as it would
+        # unwrapped: one list of events per network chunk.
+        def watch(options: Any) -> Any:
+            stream = inner.watch(options)
+            if WatchStream is None or not isinstance(stream, WatchStream):
+                return one_by_one(stream)  # an older listwatch: events one by one
+
+            async def counted() -> AsyncGenerator[list[Any], None]:
+                try:
+                    async with aclosing(stream.event_lists()) as lists:
+                        async for events in lists:
+                            taken[0] += len(events)
+                            yield events
+                finally:
+                    await stream.aclose()
+
+            return WatchStream(counted())
+
+        async def one_by_one(stream: Any) -> AsyncGenerator[Any, None]:
+            async with aclosing(stream):
                 async for event in stream:
                     taken[0] += 1
                     yield event
@@ -534,6 +603,7 @@ CLIENTS: dict[tuple[str, str], Callable[[Spec], Awaitable[Result]]] = {
     ("list", "stock"): list_stock,
     ("watch", "raw-read"): watch_raw_read,
     ("watch", "raw"): watch_raw,
+    ("watch", "raw-readline"): watch_raw_readline,
     ("watch", "listwatch"): watch_listwatch,
     ("watch", "stock"): watch_stock,
     ("latency", "raw"): latency_raw,

@@ -117,7 +117,7 @@ def build(args: argparse.Namespace) -> Payloads:
         built.list_pages[size] = pages
     if args.watch_events:
         built.streams["unique"] = _chunked(_event_lines(args.watch_events, None))
-        built.streams["hot"] = _chunked(_event_lines(args.watch_events, args.hot_keys))
+        built.streams["hot"] = _chunked(_event_lines(args.hot_events, args.hot_keys))
     built.stall_events = args.stall_events
     built.stall_keys = args.stall_keys
     built.latency_keys = args.latency_keys
@@ -271,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-sizes", default="10000,50000", help="comma-separated pod counts")
     p.add_argument("--watch-events", type=int, default=100_000)
     p.add_argument("--hot-keys", type=int, default=500)
+    p.add_argument("--hot-events", type=int, default=200_000)
     p.add_argument("--stall-events", type=int, default=1_000_000)
     p.add_argument("--stall-keys", type=int, default=10_000)
     p.add_argument("--latency-keys", type=int, default=5000)

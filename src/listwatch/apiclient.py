@@ -10,7 +10,9 @@ non-2xx answer becomes a typed ``listwatch.errors`` exception.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -22,6 +24,7 @@ from listwatch.errors import (
     ApiConnectionError,
     ConnectionLost,
     EventTooLarge,
+    ListWatchError,
     MalformedEvent,
     ResponseTooLarge,
     WatchIdle,
@@ -149,10 +152,21 @@ def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LI
     return Page(items, rv, token or None)
 
 
-class _ObjectHead(msgspec.Struct):
-    """The only part of a watched object the loop and the merger need."""
+class _WatchMetadata(msgspec.Struct, gc=False):
+    name: str | None = None
+    namespace: str | None = None
+    resourceVersion: str | None = None
 
-    metadata: _Metadata | None = None
+
+class _ObjectHead(msgspec.Struct, gc=False):
+    """The only part of a watched object the loop and the merger need.
+
+    ``gc=False`` (here and below): these hold strings only, so they can never be part of a
+    cycle, and one of each per watch event is then not counted towards the collector's
+    next pass.
+    """
+
+    metadata: _WatchMetadata | None = None
 
 
 class _Envelope(msgspec.Struct):
@@ -160,7 +174,7 @@ class _Envelope(msgspec.Struct):
     object: msgspec.Raw
 
 
-class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """An event in the API server's own layout: ``{"type":"…","object":{…}}``, nothing else."""
 
     type: str
@@ -184,34 +198,64 @@ _HEAD = msgspec.json.Decoder(_ObjectHead)
 _WIRE = msgspec.json.Decoder(_WireEvent)
 _TYPE_PREFIX = b'{"type":"'
 _OBJECT_FIELD = b'","object":'
+_TYPE_PREFIX_LEN = len(_TYPE_PREFIX)
+_OBJECT_FIELD_LEN = len(_OBJECT_FIELD)
+
+
+_CHANGE_TYPES = {
+    member.value: member for member in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
+}
 
 
 def decode_event(line: bytes) -> Event:
     """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``.
 
     Only the envelope and the object's metadata are decoded here (msgspec skips everything
-    else without building it); the object stays JSON bytes until someone reads
-    ``Event.object``. Most events of a busy key are replaced in the merger before that.
+    else without building it, but checks that it is JSON); the object stays JSON bytes until
+    someone reads ``Event.object``. Most events of a busy key are replaced in the merger
+    before that.
 
-    The API server writes every event as ``{"type":"T","object":{...}}``; for a line in
-    exactly that layout one msgspec pass reads type and metadata, and the object's bytes are
-    cut from the line by position. Anything else (an ERROR, other field order, spaces, extra
-    fields) takes the general two-pass path.
+    The API server writes every event as ``{"type":"T","object":{...}}``; for an ADDED,
+    MODIFIED or DELETED line in exactly that layout one msgspec pass reads type and
+    metadata, and the object's bytes are cut from the line by position. Anything else
+    (a BOOKMARK, an ERROR, other field order, spaces, extra fields, a bad line) takes the
+    general two-pass path, which also words the errors.
     """
     try:
         wire: _WireEvent | None = _WIRE.decode(line)
     except msgspec.DecodeError:
         wire = None
-    if wire is not None and wire.type != EventType.ERROR:
-        start = len(_TYPE_PREFIX) + len(wire.type)
-        if (
-            line.startswith(_TYPE_PREFIX)
-            and line.startswith(_OBJECT_FIELD, start)
-            and line.endswith(b"}")
-        ):
-            raw = memoryview(line)[start + len(_OBJECT_FIELD) : -1]
-            return _event(wire.type, wire.object, raw, len(line))
+    if wire is not None:
+        event_type = _CHANGE_TYPES.get(wire.type)
+        metadata = wire.object.metadata
+        if event_type is not None and metadata is not None and metadata.name:
+            start = _TYPE_PREFIX_LEN + len(wire.type)
+            if (
+                line.startswith(_TYPE_PREFIX)
+                and line.startswith(_OBJECT_FIELD, start)
+                and line.endswith(b"}")
+            ):
+                namespace = metadata.namespace
+                return Event(
+                    event_type,
+                    None,
+                    f"{namespace}/{metadata.name}" if namespace else metadata.name,
+                    metadata.resourceVersion or "",
+                    raw=memoryview(line)[start + _OBJECT_FIELD_LEN : -1],
+                )
     return _decode_general(line)
+
+
+def decode_lines(lines: list[bytes], events: list[Event]) -> list[Event]:
+    """Decode ``lines`` in order, appending each event to ``events`` (and returning it).
+
+    A bad line or an ERROR event raises as :func:`decode_event` does, with ``events``
+    holding everything before it: those were sent before the error and are delivered first.
+    """
+    append, decode = events.append, decode_event
+    for line in lines:
+        append(decode(line))
+    return events
 
 
 def _decode_general(line: bytes) -> Event:
@@ -234,7 +278,7 @@ def _event(type_name: str, head: _ObjectHead, raw: memoryview, size: int) -> Eve
     event_type = _EVENT_TYPES.get(type_name)
     if event_type is None or event_type is EventType.ERROR:
         raise MalformedEvent(f"watch line of {size} bytes has an unknown event type")
-    metadata = head.metadata or _Metadata()
+    metadata = head.metadata or _WatchMetadata()
     rv = metadata.resourceVersion or ""
     if event_type is EventType.BOOKMARK:
         # Only bookmarks have their annotations read: rare events, and a pod's annotations
@@ -260,6 +304,96 @@ def _name_in(head: bytes) -> str:
     namespace = _NAMESPACE_IN_HEAD.search(head)
     parts = [namespace.group(1), name.group(1)] if namespace else [name.group(1)]
     return "/".join(part.decode("utf-8", "replace") for part in parts)
+
+
+class WatchDecoder:
+    """A watch response's bytes, a network chunk at a time, as events.
+
+    Framing (the line cap) and decoding in one place, without I/O, so that chunk boundaries
+    can be property-tested. :meth:`feed` appends the events a chunk completes to a list the
+    caller owns; on an oversized line, a malformed one or an ERROR event it raises with that
+    list holding every event before it, in order: those were sent before the error.
+    """
+
+    __slots__ = ("_framer", "_max_event_bytes", "_what")
+
+    def __init__(self, max_event_bytes: int, *, what: str = "watch") -> None:
+        self._framer = LineFramer(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
+        self._what = what
+
+    def feed(self, chunk: bytes, events: list[Event]) -> list[Event]:
+        """Decode the lines ``chunk`` completes into ``events`` (which is returned)."""
+        try:
+            lines = self._framer.feed(chunk)
+        except LineTooLong as exc:
+            decode_lines(exc.complete, events)
+            raise EventTooLarge(
+                f"{self._what}: the event for {_name_in(exc.head)} is larger than "
+                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
+            ) from None
+        return decode_lines(lines, events)
+
+    def finish(self) -> None:
+        """The response ended: raise ``ConnectionLost`` if it ended inside an event."""
+        if self._framer.pending:
+            raise ConnectionLost(
+                f"{self._what} ended inside an event ({self._framer.pending} bytes)"
+            )
+
+
+class WatchStream(AsyncGenerator[Event, None]):
+    """One watch response: an async generator of events that can also be read by the chunk.
+
+    :meth:`event_lists` hands over each network chunk's events as one list. The watch loop
+    reads it so, and the merger gets one list per chunk rather than one generator step, one
+    ``await`` and one queue operation per event: on a busy watch those cost as much as the
+    decoding (issue 13). Iterating the stream itself gives the same events one by one, as the
+    ``WatchFunc`` contract says (a streaming list reads its initial events so); the two may
+    follow each other, as a streaming list's watch goes on: :meth:`event_lists` starts with
+    what the event-by-event reader left of its last chunk.
+    """
+
+    __slots__ = ("_left", "_lists")
+
+    def __init__(self, lists: AsyncGenerator[list[Event], None]) -> None:
+        self._lists = lists
+        self._left: deque[Event] = deque()
+
+    async def __anext__(self) -> Event:
+        left = self._left
+        while not left:
+            left.extend(await anext(self._lists))
+        return left.popleft()
+
+    async def asend(self, value: None) -> Event:
+        return await self.__anext__()
+
+    async def athrow(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> Event:
+        """Close the response, then raise the exception here (nothing inside can catch it)."""
+        await self.aclose()
+        if isinstance(typ, BaseException):
+            raise typ
+        raise val if isinstance(val, BaseException) else typ()
+
+    async def aclose(self) -> None:
+        self._left.clear()
+        await self._lists.aclose()
+
+    async def event_lists(self) -> AsyncGenerator[list[Event], None]:
+        """The events, one list per network chunk, in order; each list holds at least one."""
+        if self._left:
+            left = list(self._left)
+            self._left.clear()
+            yield left
+        async for events in self._lists:
+            yield events
 
 
 class ResourceClient:
@@ -315,7 +449,11 @@ class ResourceClient:
             response.release()
         return page_from_list_body(body, what=f"LIST {self._path}")
 
-    async def watch_events(self, options: WatchOptions) -> AsyncGenerator[Event, None]:
+    def watch_events(self, options: WatchOptions) -> WatchStream:
+        """A WATCH as a stream of events that can also be read a network chunk at a time."""
+        return WatchStream(self._watch_event_lists(options))
+
+    async def _watch_event_lists(self, options: WatchOptions) -> AsyncGenerator[list[Event], None]:
         query = [*self._selectors, ("watch", "true")]
         if options.resource_version:
             query.append(("resourceVersion", options.resource_version))
@@ -328,26 +466,21 @@ class ResourceClient:
             query.append(("timeoutSeconds", str(options.timeout_seconds)))
         timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
         response = await self._get(query, timeout, what="watch", accept=self._watch_accept)
-        framer = LineFramer(self._max_event_bytes)
+        decoder = WatchDecoder(self._max_event_bytes, what=f"watch {self._path}")
         try:
             async for chunk in self._chunks(response, what="watch"):
-                for line in self._lines(framer, chunk):
-                    yield decode_event(line)
-            if framer.pending:
-                raise ConnectionLost(
-                    f"watch {self._path} ended inside an event ({framer.pending} bytes)"
-                )
+                events: list[Event] = []
+                try:
+                    decoder.feed(chunk, events)
+                except ListWatchError:
+                    if events:  # sent before the error: delivered before it is raised
+                        yield events
+                    raise
+                if events:
+                    yield events
+            decoder.finish()
         finally:
             response.close()
-
-    def _lines(self, framer: LineFramer, chunk: bytes) -> Iterator[bytes]:
-        try:
-            yield from framer.feed(chunk)
-        except LineTooLong as exc:
-            raise EventTooLarge(
-                f"watch {self._path}: the event for {_name_in(exc.head)} is larger than "
-                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
-            ) from None
 
     async def _chunks(self, response: aiohttp.ClientResponse, *, what: str) -> AsyncIterator[bytes]:
         """The body's chunks; a broken connection or a silent one becomes a typed error."""

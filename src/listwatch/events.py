@@ -142,18 +142,36 @@ class Item:
 
     @property
     def object(self) -> JsonObject:
-        """The object, parsed (and transformed) on first access."""
+        """The object, parsed (and transformed) on first access, and kept."""
         obj = self._object
         if obj is None:
-            try:
-                obj = jsonparse.loads(self._server_json())
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{self._what()}: bad JSON: {exc}") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{self._what()}: not a JSON object")
-            if self._transform is not None:
-                obj = self._transform(obj)
+            obj = self._parsed()
             self._object, self._raw, self._transform, self._prefix = obj, None, None, b""
+        return obj
+
+    def parse(self) -> JsonObject:
+        """The object, parsed (and transformed) anew on every call, and *not* kept.
+
+        For a receiver that reads each object once and lets it go. ``object`` keeps every
+        dict it builds, so a batch that a receiver reads whole holds ``max_batch`` parsed
+        objects until ``on_batch`` returns, and CPython's cyclic collector walks all of
+        them again at every pass it makes meanwhile: on a busy watch that was most of the
+        time spent (issue 13). A dict from ``parse`` is freed as soon as the receiver drops
+        it. Once ``object`` has been read (or for an item built from a dict), ``parse``
+        returns that same dict.
+        """
+        obj = self._object
+        return obj if obj is not None else self._parsed()
+
+    def _parsed(self) -> JsonObject:
+        try:
+            obj: JsonObject = jsonparse.loads(self._server_json())
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{self._what()}: bad JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{self._what()}: not a JSON object")
+        if self._transform is not None:
+            obj = self._transform(obj)
         return obj
 
     @property
@@ -230,7 +248,17 @@ class Event(Item):
         transform: Transform | None = None,
         initial_events_end: bool = False,
     ) -> None:
-        super().__init__(key, resource_version, raw=raw, object=object, transform=transform)
+        # Item.__init__'s work, written out: one event per watch line is built on the hot
+        # path, and the super() call with keywords made it 4x slower (measured 2.4 us
+        # against 0.55 us per event; issue 13).
+        if (object is None) == (raw is None):
+            raise ValueError("Event needs exactly one of object and raw")
+        self.key = key
+        self.resource_version = resource_version
+        self._object = object
+        self._raw = raw
+        self._transform = transform
+        self._prefix = b""
         self.type = type
         self.initial_events_end = initial_events_end
 

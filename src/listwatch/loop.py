@@ -36,7 +36,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NoReturn, Self, TypeVar
+from typing import NoReturn, Protocol, Self, TypeVar, runtime_checkable
 
 from listwatch import observe
 from listwatch.backoff import Backoff
@@ -62,8 +62,26 @@ from listwatch.source import ListOptions, ListWatch, WatchOptions
 logger = logging.getLogger("listwatch")
 
 T = TypeVar("T")
-Emit = Callable[[Event], Awaitable[None]]
+Emit = Callable[[list[Event]], Awaitable[None]]
+"""Takes the events of one network chunk (or one event, from a source that yields them so)."""
 EventStream = AsyncGenerator[Event, None]
+
+
+@runtime_checkable
+class ChunkedEventStream(Protocol):
+    """A watch stream that can hand over each network chunk's events at once.
+
+    ``ListWatch.from_client``'s streams are (``apiclient.WatchStream``); the loop reads them
+    so, and a custom source's plain async generator one event at a time.
+    """
+
+    def event_lists(self) -> AsyncGenerator[list[Event], None]: ...
+
+
+async def _one_by_one(stream: EventStream) -> AsyncGenerator[list[Event], None]:
+    async for event in stream:
+        yield [event]
+
 
 WATCH_TIMEOUT_SECONDS = (300, 600)
 """client-go's watch timeout is random in [5 min, 10 min] so that a fleet of clients does not
@@ -430,8 +448,9 @@ async def watch_from(
     """Watch from ``resource_version`` for ever, re-watching from the last RV seen.
 
     Returns only by raising: a relist is needed (410, very short watch, anything unexpected)
-    or the error is fatal. Every event, bookmarks included, goes to ``emit``; bookmarks move
-    the resume point too, so a quiet resource does not fall behind compaction.
+    or the error is fatal. Every event, bookmarks included, goes to ``emit``, in order, a
+    network chunk's worth at a time when the stream allows it; bookmarks move the resume
+    point too, so a quiet resource does not fall behind compaction.
     ``first_stream`` is a streaming list's watch, already open past its initial events.
     Every watch request is reported to ``notify`` when it ends (``RequestDone``).
     """
@@ -445,12 +464,21 @@ async def watch_from(
                 stream = source.watch(options)
             else:
                 received = -1  # it already delivered the initial events: never "very short"
-            async with aclosing(stream) as events:
+            async with aclosing(stream) as opened:
                 stream = None
-                async for event in events:
-                    received += 1
-                    resource_version = event.resource_version or resource_version
-                    await emit(event)
+                chunks = (
+                    opened.event_lists()
+                    if isinstance(opened, ChunkedEventStream)
+                    else _one_by_one(opened)
+                )
+                async with aclosing(chunks):
+                    async for events in chunks:
+                        received += len(events)
+                        for event in reversed(events):
+                            if event.resource_version:
+                                resource_version = event.resource_version
+                                break
+                        await emit(events)
             how = "closed"
             notify(observe.RequestDone("watch", "ok"))
         except ListWatchError as exc:

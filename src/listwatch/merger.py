@@ -10,14 +10,19 @@ so the merger keeps ``{key: last event}`` and delivers that map every ``merge_in
 * the receiver skips intermediate states and does one write per object per batch.
 
 :class:`MergeBuffer` holds the merge rules and is synchronous, so they can be property-tested;
-:class:`EventMerger` drives it from an :class:`asyncio.Queue` and calls ``on_batch``.
+:class:`EventMerger` drives it from a bounded queue and calls ``on_batch``. The watch hands the
+queue one list of events per network chunk (``put_many``), and the merger moves them into the
+buffer in one loop: per event, a watch costs a few dictionary operations, not a queue
+operation, an ``await`` and a task switch (issue 13).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 
 from listwatch.events import Batch, Event, EventType, GroupVersionResource, KeyFunc
 
@@ -27,6 +32,10 @@ logger = logging.getLogger("listwatch")
 
 OnBatch = Callable[[Batch], Awaitable[None]]
 """The receiver's coroutine for merged deltas."""
+
+
+_BOOKMARK = EventType.BOOKMARK
+_ERROR = EventType.ERROR
 
 
 def _check_event(event: Event) -> None:
@@ -87,6 +96,36 @@ class MergeBuffer:
             self._resource_version = event.resource_version
         self._received += 1
 
+    def add_from(self, queue: deque[Event], max_keys: int) -> None:
+        """Merge events from the front of ``queue`` until it is empty or ``max_keys`` keys
+        are pending: the rules of :meth:`add`, in one loop (the merger's hot path).
+
+        On a bad event (ERROR, no key) it raises ``ValueError``: that event has been taken
+        from the queue, the ones before it are merged, the ones after it stay queued.
+        """
+        pending = self._pending
+        key_func = self._key
+        resource_version = self._resource_version
+        received = 0
+        try:
+            while queue and len(pending) < max_keys:
+                event = queue.popleft()
+                event_type = event.type
+                if event_type is not _BOOKMARK:
+                    if event_type is _ERROR:
+                        _check_event(event)
+                    key = key_func(event.object) if key_func is not None else event.key
+                    if not key:
+                        raise ValueError(f"{event_type} event has no key; cannot merge it")
+                    pending.pop(key, None)  # re-insert: the key moves to the end
+                    pending[key] = event
+                if event.resource_version:
+                    resource_version = event.resource_version
+                received += 1
+        finally:
+            self._resource_version = resource_version
+            self._received += received
+
     def take(
         self, generation: int = 0, *, epoch: int = 0, resource: GroupVersionResource | None = None
     ) -> Batch | None:
@@ -110,12 +149,16 @@ class MergeBuffer:
 class EventMerger:
     """Queue -> :class:`MergeBuffer` -> ``await on_batch(batch)`` every ``merge_interval``.
 
-    Producers call :meth:`put`; one task runs :meth:`run` until cancelled. ``on_batch`` is
-    called every ``merge_interval`` seconds (measured from the end of the previous call), or at
-    once when ``max_batch`` distinct keys are pending. Calls never overlap, and nothing is read
-    from the queue while one runs, so memory stays within ``queue_size`` queued events plus
-    ``max_batch`` keys. An exception from ``on_batch`` ends :meth:`run` unchanged: there is no
-    retry here, the supervisor starts a new generation with a new merger.
+    Producers call :meth:`put_many` (or :meth:`put`); one task runs :meth:`run` until
+    cancelled. ``on_batch`` is called every ``merge_interval`` seconds (measured from the end
+    of the previous call), or at once when ``max_batch`` distinct keys are pending. Calls never
+    overlap, and nothing is read from the queue while one runs, so memory stays within
+    ``queue_size`` queued events plus ``max_batch`` keys. An exception from ``on_batch`` ends
+    :meth:`run` unchanged: there is no retry here, the supervisor starts a new generation with
+    a new merger.
+
+    The queue is counted in events, whatever the lists they come in: a producer whose list
+    does not fit queues what does and waits for room for the rest (backpressure, never loss).
     """
 
     def __init__(
@@ -143,7 +186,12 @@ class EventMerger:
         self._generation = generation
         self._epoch = epoch
         self._resource = resource
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
+        self._queue: deque[Event] = deque()
+        self._queue_size = queue_size
+        self._getter: asyncio.Future[None] | None = None
+        """The merger's wait for events (there is one reader: ``run``)."""
+        self._putters: deque[asyncio.Future[None]] = deque()
+        """Producers waiting for room, one future each (a cancelled one affects no other)."""
         self._buffer = MergeBuffer(key=key)
         self._batches_delivered = 0
         self._running = False
@@ -160,8 +208,8 @@ class EventMerger:
 
     @property
     def queue_size(self) -> int:
-        """The queue's bound: :meth:`put` waits while this many events are queued."""
-        return self._queue.maxsize
+        """The queue's bound in events: :meth:`put` waits while this many are queued."""
+        return self._queue_size
 
     @property
     def generation(self) -> int:
@@ -176,7 +224,7 @@ class EventMerger:
     @property
     def queued(self) -> int:
         """Events waiting in the queue, not yet merged."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     @property
     def batches_delivered(self) -> int:
@@ -188,21 +236,66 @@ class EventMerger:
 
         Raises ``ValueError`` at once for an ERROR event, which must never be merged.
         """
-        if not self.offer(event):
-            await self._queue.put(event)
+        await self.put_many((event,))
 
     def offer(self, event: Event) -> bool:
-        """Queue an event if there is room, without waiting; False when the queue is full.
+        """Queue an event if there is room, without waiting; False when the queue is full."""
+        return self.offer_many((event,)) == 1
 
-        The watch reader calls this first and awaits :meth:`put` only on a full queue, which
-        saves a coroutine per event on the hot path.
+    async def put_many(self, events: Sequence[Event], start: int = 0) -> None:
+        """Queue ``events[start:]`` in order, waiting for room as often as needed.
+
+        Raises ``ValueError`` for an ERROR event, after queueing the events before it.
         """
-        _check_event(event)
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
+        start = self.offer_many(events, start)
+        if start == len(events):
+            return
+        loop = asyncio.get_running_loop()
+        while start < len(events):
+            putter = loop.create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+                raise
+            start = self.offer_many(events, start)
+
+    def offer_many(self, events: Sequence[Event], start: int = 0) -> int:
+        """Queue as many of ``events[start:]`` as there is room for, without waiting.
+
+        Returns the index of the first event not queued (``len(events)`` when all were):
+        the watch reader calls this first and awaits :meth:`put_many` with the rest only on
+        a full queue. An ERROR event raises ``ValueError`` as soon as the events before it
+        are queued, at once when it comes first, full queue or not.
+        """
+        stop = len(events)
+        for index in range(start, stop):
+            if events[index].type is _ERROR:
+                stop = index
+                break
+        queue = self._queue
+        end = min(stop, start + self._queue_size - len(queue))
+        if end > start:
+            queue.extend(events[start:end] if start or end < len(events) else events)
+            self._wake_getter()
+        if end == stop < len(events):
+            _check_event(events[stop])
+        return end
+
+    def _wake_getter(self) -> None:
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    def _wake_putters(self) -> None:
+        putters = self._putters
+        while putters:
+            putter = putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
 
     async def run(self) -> None:
         """Merge and deliver until cancelled (or until ``on_batch`` raises).
@@ -215,24 +308,30 @@ class EventMerger:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                await self._collect(loop.time() + self._merge_interval)
+                await self._collect(loop, loop.time() + self._merge_interval)
                 await self._flush()
         finally:
             self._running = False
             self._buffer = MergeBuffer(key=self._key)
 
-    async def _collect(self, deadline: float) -> None:
+    async def _collect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """Move queued events into the buffer until ``deadline`` or ``max_batch`` keys."""
-        while len(self._buffer) < self._max_batch:
-            try:
-                event = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+        queue, buffer, max_batch = self._queue, self._buffer, self._max_batch
+        while len(buffer) < max_batch:
+            if queue:
                 try:
-                    async with asyncio.timeout_at(deadline):
-                        event = await self._queue.get()
-                except TimeoutError:
-                    return
-            self._buffer.add(event)
+                    buffer.add_from(queue, max_batch)
+                finally:
+                    self._wake_putters()
+                continue
+            getter = self._getter = loop.create_future()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await getter
+            except TimeoutError:
+                return
+            finally:
+                self._getter = None
 
     async def _flush(self) -> None:
         """Deliver the buffer's batch, if there is anything new."""

@@ -420,16 +420,22 @@ class Syncer:
         transform = self._transform
         debug = logger.isEnabledFor(logging.DEBUG)
 
-        async def emit(event: Event) -> None:
-            if transform is not None and event.type is not EventType.BOOKMARK:
+        async def emit(events: list[Event]) -> None:
+            if transform is not None:
                 # Applied when the object is parsed: events a newer one replaces in the
                 # merger are neither parsed nor transformed.
-                event = event.transformed(transform)
+                events = [
+                    event if event.type is EventType.BOOKMARK else event.transformed(transform)
+                    for event in events
+                ]
             if debug:
-                logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
-            if not merger.offer(event):
+                for event in events:
+                    logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
+            queued = merger.offer_many(events)
+            if queued < len(events):
+                # A full queue: wait (backpressure, never loss).
                 self._emit(observe.QueueFull(merger.generation))
-                await merger.put(event)  # a full queue: wait (backpressure, never loss)
+                await merger.put_many(events, queued)
 
         await watch_from(
             self._source,

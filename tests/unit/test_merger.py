@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -476,3 +478,143 @@ async def test_offer_queues_without_waiting_until_the_queue_is_full() -> None:
     assert merger.queued == 2
     with pytest.raises(ValueError, match="ERROR"):
         merger.offer(Event(EventType.ERROR, {}, "", "9"))
+
+
+# --- lists of events (one per network chunk) ---------------------------------------------------
+
+
+def batches_of(events: list[Event], max_keys: int, drain: Any) -> list[tuple[Any, ...]]:
+    """Drain a queue of ``events`` as the merger does, taking a batch at ``max_keys`` keys."""
+    buffer = MergeBuffer()
+    queue = deque(events)
+    taken: list[tuple[Any, ...]] = []
+    while True:
+        drain(buffer, queue, max_keys)
+        assert len(buffer) <= max_keys
+        batch = buffer.take()
+        if batch is None:
+            assert not queue
+            return taken
+        taken.append((list(batch.events.items()), batch.resource_version, batch.received))
+
+
+def one_by_one(buffer: MergeBuffer, queue: deque[Event], max_keys: int) -> None:
+    while queue and len(buffer) < max_keys:
+        buffer.add(queue.popleft())
+
+
+@given(steps, st.integers(min_value=1, max_value=6))
+def test_add_from_merges_as_add_does(run: list[Step], max_keys: int) -> None:
+    events = [build(step, rv) for rv, step in enumerate(run, start=1) if step is not TAKE]
+    expected = batches_of(events, max_keys, one_by_one)
+    assert batches_of(events, max_keys, MergeBuffer.add_from) == expected
+    assert sum(received for _, _, received in expected) == len(events)
+
+
+def test_add_from_stops_at_a_bad_event_and_leaves_the_rest_queued() -> None:
+    buffer = MergeBuffer()
+    queue = deque([event("ADDED", "a", 1), Event(EventType.ERROR, {}, "", "2"), bookmark(3)])
+    with pytest.raises(ValueError, match="ERROR"):
+        buffer.add_from(queue, 10)
+    assert (len(buffer), buffer.resource_version, buffer.received) == (1, "1", 1)
+    assert [e.resource_version for e in queue] == ["3"]
+
+
+@given(
+    run=steps,
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=20),
+    queue_size=st.integers(min_value=1, max_value=7),
+    max_batch=st.integers(min_value=1, max_value=6),
+)
+def test_lists_of_any_size_are_merged_within_the_bounds(
+    run: list[Step], cuts: list[int], queue_size: int, max_batch: int
+) -> None:
+    """Whatever the lists the watch hands over, every event is merged in order (the batches
+    converge to applying every event), the queue never holds more than ``queue_size``
+    events and no batch more than ``max_batch`` keys."""
+    events = [build(step, rv) for rv, step in enumerate(run, start=1) if step is not TAKE]
+    points = sorted({0, len(events), *(c % (len(events) + 1) for c in cuts)})
+    lists = [events[a:b] for a, b in itertools.pairwise(points)]
+
+    async def scenario() -> tuple[list[Batch], int]:
+        recorder = Recorder()
+        merger = EventMerger(
+            recorder, merge_interval=0.001, max_batch=max_batch, queue_size=queue_size
+        )
+        most_queued = 0
+
+        async def watch() -> None:
+            nonlocal most_queued
+            for chunk in lists:
+                queued = merger.offer_many(chunk)
+                most_queued = max(most_queued, merger.queued)
+                if queued < len(chunk):
+                    await merger.put_many(chunk, queued)
+                most_queued = max(most_queued, merger.queued)
+
+        async with running(merger):
+            await asyncio.wait_for(watch(), WAIT)
+            await recorder.wait_for(lambda r: r.received == len(events))
+        return recorder.batches, most_queued
+
+    batches, most_queued = asyncio.run(scenario())
+    every_event: dict[str, int] = {}
+    for e in events:
+        apply(every_event, e)
+    batched: dict[str, int] = {}
+    for batch in batches:
+        assert len(batch) <= max_batch
+        for e in batch.events.values():
+            apply(batched, e)
+    assert batched == every_event
+    assert most_queued <= queue_size
+    if events:
+        assert batches[-1].resource_version == events[-1].resource_version
+
+
+async def test_a_list_that_does_not_fit_waits_for_room_for_the_rest() -> None:
+    recorder = Recorder(blocked=True)
+    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1, queue_size=3)
+    events = [event("ADDED", name, i) for i, name in enumerate("abcdef", start=1)]
+    async with running(merger):
+        await merger.put(events[0])
+        await asyncio.wait_for(recorder.entered.wait(), WAIT)
+        assert merger.offer_many(events, 1) == 4  # room for three
+        assert merger.queued == 3
+        rest = asyncio.create_task(merger.put_many(events, 4))
+        done, _ = await asyncio.wait({rest}, timeout=0.05)
+        assert not done, "put_many() returned while the queue was full"
+        assert merger.queued == 3
+        recorder.release.set()
+        await asyncio.wait_for(rest, WAIT)
+        await recorder.wait_for(lambda r: r.received == 6)
+    assert [key for b in recorder.batches for key in b.events] == [f"ns/{n}" for n in "abcdef"]
+
+
+async def test_an_error_event_in_a_list_is_refused_after_the_events_before_it() -> None:
+    merger = EventMerger(Recorder(), queue_size=10)
+    events = [event("ADDED", "a", 1), Event(EventType.ERROR, {}, "", "2"), event("ADDED", "b", 3)]
+    with pytest.raises(ValueError, match="ERROR"):
+        merger.offer_many(events)
+    assert merger.queued == 1
+    with pytest.raises(ValueError, match="ERROR"):
+        await merger.put_many(events, 1)
+    assert merger.queued == 1
+
+
+async def test_a_cancelled_put_many_leaves_no_waiter_behind() -> None:
+    recorder = Recorder(blocked=True)
+    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1, queue_size=1)
+    async with running(merger):
+        await merger.put(event("ADDED", "a", 1))
+        await asyncio.wait_for(recorder.entered.wait(), WAIT)
+        await merger.put(event("ADDED", "b", 2))
+        waiting = asyncio.create_task(merger.put_many([event("ADDED", "c", 3)]))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not merger._putters
+        recorder.release.set()
+        await recorder.wait_for(lambda r: r.received == 2)
+    assert [key for b in recorder.batches for key in b.events] == ["ns/a", "ns/b"]
