@@ -487,7 +487,7 @@ class ResourceClient:
         content = response.content
         while True:
             try:
-                chunk = await content.readany()
+                chunk = await content.read(_READ_CHUNK)
             except TimeoutError:
                 raise WatchIdle(f"{what} {self._path}: no data for too long") from None
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:

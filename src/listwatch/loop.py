@@ -49,6 +49,7 @@ from listwatch.errors import (
     InvalidRequest,
     ListWatchError,
     MalformedEvent,
+    ReceiverError,
     ResourceNotFound,
     ServerError,
     TooManyRequests,
@@ -225,7 +226,17 @@ class Listing:
         traceback: TracebackType | None,
     ) -> None:
         try:
-            await self.pages.aclose()
+            if getattr(self.pages, "ag_running", False):  # not in the typing protocol
+                # The receiver returned while a task it started still reads the snapshot:
+                # the stream cannot be closed from here (it is that task's to finish).
+                if exc is None:
+                    raise ReceiverError(
+                        "on_list returned while the snapshot was still being read by another "
+                        "task: a receiver must finish (or stop) reading before it returns"
+                    )
+                logger.warning("the snapshot is still being read by another task (%s)", exc)
+            else:
+                await self.pages.aclose()
         finally:
             stream = self.take_watch()
             if stream is not None:
@@ -311,8 +322,10 @@ async def open_paged_list(
 
     first = await fetch(None)
 
-    async def pages() -> PageStream:
-        page, read = first, 0
+    # The first page is handed in, not captured: a closure would keep it alive (page_size
+    # objects) for as long as the receiver reads the snapshot.
+    async def pages(page: Page) -> PageStream:
+        read = 0
         while True:
             read += len(page.items)
             token = page.continue_token
@@ -325,7 +338,7 @@ async def open_paged_list(
                 logger.info("list %s failed after %d items: %s", source.description, read, exc)
                 raise
 
-    return Listing(pages(), first.resource_version)
+    return Listing(pages(first), first.resource_version)
 
 
 async def open_streaming_list(
@@ -385,8 +398,10 @@ async def _initial_pages(
     The request is reported (``RequestDone``) only if it ends here; after the end bookmark
     it goes on as the watch, which reports it when it ends.
     """
+    events = _initial_events(stream, first, page_size, what)
+    del first  # held by _initial_events only until it has been paged
     try:
-        async for page in _initial_events(stream, first, page_size, what):
+        async for page in events:
             yield page
     except ListWatchError as exc:
         notify(observe.RequestDone("watch", type(exc).__name__))
@@ -394,11 +409,10 @@ async def _initial_pages(
 
 
 async def _initial_events(
-    stream: EventStream, first: Event | None, page_size: int, what: str
+    stream: EventStream, event: Event | None, page_size: int, what: str
 ) -> PageStream:
     page: list[Item] = []
     read = 0
-    event = first
     while True:
         if event is None:
             raise IncompleteList(

@@ -120,9 +120,10 @@ class _Metrics:
 class Receiver:
     """The receiving side: ``POST /sync/{resource}/snapshot`` and ``/batch`` into ``store``.
 
-    ``token`` (a string or a ``TokenFile``) is required from every request as a bearer
-    token; ``client_certificate=True`` says the TLS layer verifies a client certificate
-    (mutual TLS) on every connection, which then suffices. One of the two is required.
+    ``token`` (a string or a ``TokenFile``) is required from every request (``/metrics``
+    and ``/healthz`` too) as a bearer token; ``client_certificate=True`` says the TLS
+    layer verifies a client certificate (mutual TLS) on every connection, which then
+    suffices. One of the two is required.
     """
 
     def __init__(
@@ -349,11 +350,15 @@ class Receiver:
         return _status(200, "", "", records=len(events))
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
+        # Authenticated like a sync: the series name the resources this receiver holds.
+        # Prometheus sends the token with ``authorization: {credentials_file: ...}``.
+        self._authenticate(request)
         response = web.Response(body=generate_latest(self.registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
         return web.json_response({"ok": True})
 
 
@@ -374,7 +379,7 @@ async def _lines(request: web.Request) -> AsyncGenerator[bytes, None]:
     framer = LineFramer(protocol.MAX_RECORD_BYTES)
     content = request.content
     while True:
-        chunk = await content.readany()
+        chunk = await content.read(_CHUNK)
         if not chunk:
             break
         for line in framer.feed(chunk):

@@ -486,6 +486,54 @@ async def test_on_list_must_read_the_whole_snapshot(
     assert status.generation == 2
 
 
+async def test_on_list_must_not_return_while_another_task_reads_the_snapshot(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """A receiver that hands the snapshot to a task of its own and returns while that task
+    waits for the next page: the Syncer cannot close a stream another task is reading, so
+    the generation fails as a ReceiverError (and lists again), never as a crash."""
+    for i in range(4):
+        await server.create(pod(f"p{i}"))
+    readers: list[asyncio.Task[None]] = []
+
+    async def read(snapshot: Snapshot) -> None:
+        async for _ in snapshot:
+            pass
+
+    async def on_list(snapshot: Snapshot) -> None:
+        if readers:
+            await snapshot.collect()
+            return
+        # Page 1 is in hand; the request for page 2 hangs until the test ends.
+        start = server.request_count
+        server.inject(Fault.slow(60), path="/api/v1/pods", watch=False)
+        readers.append(asyncio.create_task(read(snapshot)))
+        await server.wait_for_request(lambda r: "continue" in r.query, start=start)
+
+    async def on_batch(batch: Batch) -> None:
+        pass
+
+    syncer = Syncer(
+        ListWatch.from_client(api_client, "pods"),
+        on_list=on_list,
+        on_batch=on_batch,
+        list_strategy="paged",
+        page_size=2,
+        backoff=Backoff(**FAST_BACKOFF),
+    )
+    try:
+        async with syncer:
+            status = await syncer.wait_synced()
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    (restart,) = status.recent_restarts
+    assert restart.reason.startswith("ReceiverError")
+    assert "before the end of the snapshot" in restart.reason
+    assert status.generation == 2
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_a_list_error_the_receiver_swallows_still_fails_the_generation(
     server: FakeApiServer, api_client: Any, strategy: str

@@ -236,11 +236,15 @@ async def test_every_request_must_authenticate(served: Served) -> None:
         with pytest.raises(HttpSyncError, match="401 Unauthorized") as caught:
             await sink.on_list(snapshot(pod("a", 1), rv="1"))
     assert "wrong" not in str(caught.value)
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{served.url}/sync/pods/batch", data=b"x") as response,
-    ):
-        assert response.status == 401
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{served.url}/sync/pods/batch", data=b"x") as response:
+            assert response.status == 401
+        for path in ("/metrics", "/healthz"):
+            async with http.get(served.url + path) as response:
+                assert response.status == 401, path
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with http.get(served.url + path, headers=headers) as response:
+                assert response.status == 200, path
     assert served.state() == {}
 
 

@@ -22,6 +22,7 @@ certificate. Neither appears in a log line or an error message.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import zlib
 from collections.abc import AsyncIterator
@@ -134,9 +135,18 @@ class HttpSink:
             snapshot.resource_version,
         )
         timeout = aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=self._timeout)
-        await self._post(
-            f"/sync/{resource}/snapshot", self._snapshot_body(header, snapshot), timeout
+        # The snapshot is read and encoded by a task of ours, not by aiohttp's body writer:
+        # when the request fails (the receiver died mid-stream), aiohttp only *cancels* its
+        # writer, and a snapshot still being read there could not be closed by the Syncer.
+        # Ours is cancelled and awaited here, so on_list never returns with it running.
+        chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=2)
+        encoder = asyncio.create_task(
+            self._encode_snapshot(header, snapshot, chunks), name=f"encode {resource} snapshot"
         )
+        try:
+            await self._post(f"/sync/{resource}/snapshot", _drain(chunks), timeout)
+        finally:
+            await _cancel_and_join(encoder)
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
 
@@ -163,6 +173,21 @@ class HttpSink:
         )
 
     # -- sending ---------------------------------------------------------------------------
+
+    async def _encode_snapshot(
+        self,
+        header: Header,
+        snapshot: Snapshot,
+        chunks: asyncio.Queue[bytes | Exception | None],
+    ) -> None:
+        """Fill ``chunks`` with the body; a list error goes in too, to cut the request."""
+        try:
+            async for chunk in self._snapshot_body(header, snapshot):
+                await chunks.put(chunk)
+        except Exception as exc:  # handed to the body, which raises it in aiohttp's writer
+            await chunks.put(exc)
+        else:
+            await chunks.put(None)
 
     async def _snapshot_body(self, header: Header, snapshot: Snapshot) -> AsyncIterator[bytes]:
         compressor = (
@@ -244,6 +269,35 @@ class HttpSink:
 
     def __repr__(self) -> str:
         return f"HttpSink({self._url!r})"
+
+
+async def _drain(chunks: asyncio.Queue[bytes | Exception | None]) -> AsyncIterator[bytes]:
+    """The request body aiohttp writes: what the encoder queued. An exception (the list
+    failed mid-snapshot) is raised in aiohttp's writer, which then cuts the request short:
+    the receiver sees no commit record and applies nothing."""
+    while True:
+        chunk = await chunks.get()
+        if chunk is None:
+            return
+        if isinstance(chunk, Exception):
+            raise chunk
+        yield chunk
+
+
+async def _cancel_and_join(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` (a no-op once it is done) and wait until it has finished, also when
+    we are cancelled meanwhile: that cancellation is raised once it has."""
+    task.cancel()
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    if not task.cancelled():
+        task.exception()  # retrieved: the encoder hands its errors to the body instead
+    if interrupted is not None:
+        raise interrupted
 
 
 def _raise_for(status: int, answer: bytes, where: str) -> None:
