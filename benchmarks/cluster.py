@@ -398,6 +398,28 @@ def _parse_rv(value: str) -> int:
 # -- the handlers -------------------------------------------------------------------------
 
 
+DISCOVERY: dict[str, dict[str, Any]] = {
+    # The legacy discovery documents ``listwatch mirror pods`` resolves its names through
+    # (``listwatch.discovery``): this cluster serves pods of the core group, nothing else.
+    "api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+    "api/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            {
+                "name": "pods",
+                "singularName": "pod",
+                "namespaced": True,
+                "kind": "Pod",
+                "verbs": ["get", "list", "watch"],
+                "shortNames": ["po"],
+            }
+        ],
+    },
+}
+
+
 class ClusterApi:
     """Serves ``/<prefix>/api/v1/pods`` for the clusters of one server process."""
 
@@ -435,6 +457,8 @@ class ClusterApi:
                 return _json({"planned": planned, **cluster.state()})
             if rest == ["_bench", "state"]:
                 return _json(cluster.state())
+            if request.method == "GET" and "/".join(rest) in DISCOVERY:
+                return _json(DISCOVERY["/".join(rest)])
             if rest != ["api", "v1", "pods"]:
                 raise StatusError(
                     404, "NotFound", "the server could not find the requested resource"

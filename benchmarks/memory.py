@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -50,6 +51,9 @@ MIB = 1024 * 1024
 SYNC_TIMEOUT = 900.0
 CATCH_UP_TIMEOUT = 120.0
 SAMPLE_SECONDS = 0.05
+SYNCED = re.compile(r"listwatch mirror: synced(?: [^:]+)?: (\d+) objects")
+"""The mirror's line once a resource has synced: ``synced pods: N objects at ...`` (or
+``synced: N objects`` from the variants, which mirror one resource)."""
 LIMIT_MIB = 256.0
 """The seed deployment's pod memory limit."""
 
@@ -325,7 +329,7 @@ class StderrWatcher:
                 self.lines.append((at, line.rstrip()))
                 if "listwatch mirror: mirroring " in line and self.mirroring_at is None:
                     self.mirroring_at = at
-                if "listwatch mirror: synced: " in line and not self.synced.is_set():
+                if SYNCED.search(line) and not self.synced.is_set():
                     self.synced_at = at
                     self.synced_line = line.strip()
                     self.synced.set()
@@ -426,7 +430,8 @@ def run_mirror(
         result["rows"], result["db_resource_version"] = count, rv
         result["expected_resource_version"] = expected_rv
         result["rows_ok"] = count == case.size and rv == expected_rv
-        if f"synced: {case.size} objects" not in watcher.synced_line:
+        found = SYNCED.search(watcher.synced_line)
+        if found is None or int(found.group(1)) != case.size:
             result["rows_ok"] = False
         if case.churn:
             result["churn"] = _churn(
