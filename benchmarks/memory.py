@@ -7,7 +7,7 @@ largest mirror under memray instead and writes ``results/profiles/memray-*``.
 What a case is: the API server (``benchmarks.server``, scenario ``cluster<N>``: the real
 list/watch protocol over pre-serialized pods) runs in its own process; the mirror is the real
 CLI, ``python -m listwatch mirror pods --sqlite DB --kubeconfig K --list-strategy S``, in
-another. The driver waits for the mirror's ``synced: N objects`` line, checks the SQLite
+another. The driver waits for the mirror's ``synced pods: N objects`` line, checks the SQLite
 file (N rows, and the sync state at the server's RV), reads the mirror's ``VmHWM`` from
 ``/proc/<pid>/status`` (the resident set's high-water mark: what a memory limit of a pod
 is about), optionally runs churn on the server and waits until the mirror has applied all
@@ -767,7 +767,7 @@ def markdown(report: dict[str, Any]) -> str:
         "- mirror: `python -m listwatch mirror pods --sqlite DB --kubeconfig K --list-strategy S` "
         "as a child process; **peak** = its `VmHWM` (`/proc/<pid>/status`) read just before "
         "SIGTERM, **ru_maxrss** = from `wait4` after it exited (includes shutdown); *time to "
-        "first sync* = process start to its `synced: N objects` line (interpreter start and "
+        "first sync* = process start to its `synced pods: N objects` line (interpreter start and "
         "imports included), *list* = from its `mirroring ...` line to `synced`. Every run is "
         "checked: N rows in the SQLite file and its sync state at the server's RV",
         "- naive: `benchmarks.clients` `raw` (aiohttp + orjson, pages of 500, keeps every item), "
