@@ -50,6 +50,7 @@ import hmac
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import web

@@ -124,7 +124,7 @@ def _postgres_rows(dsn: str) -> int:
 
 
 def run_case(
-    server: Server, size: int, store: str, strategy: str, workdir: Path, dsn: str
+    server: Server, size: int, *, store: str, strategy: str, workdir: Path, dsn: str
 ) -> dict[str, Any]:
     from listwatch.testing.kubeconfig import write_kubeconfig  # noqa: PLC0415
 
@@ -233,7 +233,9 @@ def run(sizes: tuple[int, ...], strategies: tuple[str, ...]) -> dict[str, Any]:
                     if store == "postgres":
                         _empty_postgres(dsn)  # every case starts from an empty database
                     harness.log(f"http memory: {store} {strategy} {size}")
-                    result = run_case(server, size, store, strategy, Path(tmp), dsn)
+                    result = run_case(
+                        server, size, store=store, strategy=strategy, workdir=Path(tmp), dsn=dsn
+                    )
                     harness.log(
                         f"  sender {result['sender_peak_mib']:.0f} MiB, receiver "
                         f"{result['receiver_peak_mib']:.0f} MiB, "
