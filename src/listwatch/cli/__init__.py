@@ -124,10 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mirror = commands.add_parser(
         "mirror",
-        help="mirror resources of a cluster into SQLite until Ctrl-C / SIGTERM",
-        description="Mirror resources of a Kubernetes cluster into one SQLite file, one row "
-        "per object plus a sync-state row per resource, until interrupted. Name resources as "
-        "kubectl does: pods, nodes, deployments.apps, deployments.v1.apps, widgets.example.com.",
+        help="mirror resources of a cluster (SQLite, PostgreSQL, HTTP) until Ctrl-C / SIGTERM",
+        description="Mirror resources of a Kubernetes cluster into an SQLite file, a "
+        "PostgreSQL database or a listwatch receiver (HTTP), one row per object plus a "
+        "sync-state row per resource, until interrupted. Name resources as kubectl does: "
+        "pods, nodes, deployments.apps, deployments.v1.apps, widgets.example.com.",
     )
     mirror.add_argument(
         "resources",
