@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,9 +57,10 @@ class HttpSink:
         async with HttpSink("https://mirror.example:8443", token_file=path) as sink:
             syncer = Syncer(source, on_list=sink.on_list, on_batch=sink.on_batch)
 
-    ``timeout`` bounds a batch request, and each wait for bytes during a snapshot (which
-    may stream for as long as the listing takes; bound it whole with the Syncer's
-    ``sync_timeout``). ``resource`` names the row set when snapshots carry no resource.
+    ``timeout`` bounds a batch request; during a snapshot (which may stream for as long as
+    the listing takes; bound it whole with the Syncer's ``sync_timeout``) it bounds the
+    connect, the wait for the answer, and a receiver that takes none of the body while
+    it is ready to be sent. ``resource`` names the row set when snapshots carry no resource.
     """
 
     def __init__(
@@ -140,12 +142,16 @@ class HttpSink:
         # writer, and a snapshot still being read there could not be closed by the Syncer.
         # Ours is cancelled and awaited here, so on_list never returns with it running.
         chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=2)
+        taken = _Progress()
+        path = f"/sync/{resource}/snapshot"
         encoder = asyncio.create_task(
             self._encode_snapshot(header, snapshot, chunks), name=f"encode {resource} snapshot"
         )
+        post = asyncio.create_task(self._post(path, _drain(chunks, taken), timeout))
         try:
-            await self._post(f"/sync/{resource}/snapshot", _drain(chunks), timeout)
+            await self._watch_progress(post, chunks, taken, path)
         finally:
+            await _cancel_and_join(post)
             await _cancel_and_join(encoder)
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
@@ -173,6 +179,31 @@ class HttpSink:
         )
 
     # -- sending ---------------------------------------------------------------------------
+
+    async def _watch_progress(
+        self,
+        post: asyncio.Task[None],
+        chunks: asyncio.Queue[bytes | Exception | None],
+        taken: _Progress,
+        path: str,
+    ) -> None:
+        """Await ``post``; fail it when the receiver stops taking the body.
+
+        aiohttp bounds the wait for the answer (``sock_read``), but not the writing: a
+        receiver that stops reading mid-snapshot (its disk is full, it hangs) would stall
+        the sender forever. Stalled means the body's next chunks are ready (the queue is
+        full) and none was taken for ``timeout``; a slow *listing* (the queue waits for the
+        API server) is not the receiver's fault and never counts.
+        """
+        while True:
+            done, _ = await asyncio.wait([post], timeout=self._timeout)
+            if done:
+                post.result()
+                return
+            if chunks.full() and time.monotonic() - taken.at > self._timeout:
+                raise HttpSyncError(
+                    f"POST {self._url}{path}: the receiver took no data for {self._timeout:g} s"
+                )
 
     async def _encode_snapshot(
         self,
@@ -271,12 +302,23 @@ class HttpSink:
         return f"HttpSink({self._url!r})"
 
 
-async def _drain(chunks: asyncio.Queue[bytes | Exception | None]) -> AsyncIterator[bytes]:
+class _Progress:
+    """When the request body last took a chunk (aiohttp asks for the next one only once
+    the previous one is written, or buffered within its limit)."""
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+
+async def _drain(
+    chunks: asyncio.Queue[bytes | Exception | None], taken: _Progress
+) -> AsyncIterator[bytes]:
     """The request body aiohttp writes: what the encoder queued. An exception (the list
     failed mid-snapshot) is raised in aiohttp's writer, which then cuts the request short:
     the receiver sees no commit record and applies nothing."""
     while True:
         chunk = await chunks.get()
+        taken.at = time.monotonic()
         if chunk is None:
             return
         if isinstance(chunk, Exception):

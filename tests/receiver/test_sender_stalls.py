@@ -1,0 +1,88 @@
+"""HttpSink against a receiver that stops reading mid-snapshot: the sender fails instead of
+stalling forever (aiohttp bounds the wait for an answer, not the writing). A listing that is
+slower than the timeout is the API server's pace, not a stall, and does not trip it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiohttp import web
+
+from listwatch import GroupVersionResource, Item, Page, Snapshot
+from listwatch.events import PageStream
+from listwatch.sinks.http import HttpSink, HttpSyncError
+
+PODS = GroupVersionResource("", "v1", "pods")
+BLOB = "x" * 10_000
+
+
+def items(start: int, count: int) -> list[Item]:
+    out = []
+    for i in range(start, start + count):
+        obj = {"kind": "Pod", "metadata": {"name": f"p{i}", "resourceVersion": "1"}, "b": BLOB}
+        out.append(Item(f"default/p{i}", "1", raw=orjson.dumps(obj)))
+    return out
+
+
+def snapshot(pages: PageStream) -> Snapshot:
+    return Snapshot(pages, resource_version="1", generation=1, epoch=0, resource=PODS, session="s")
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: web.Handler) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/sync/pods/snapshot", handler)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)  # a stuck handler must not hold the test
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_receiver_that_stops_reading_fails_the_snapshot() -> None:
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        await request.content.read(1024)  # the header arrived; then it reads nothing more
+        started.set()
+        await never.wait()
+        return web.Response()
+
+    async def pages() -> PageStream:
+        for start in range(0, 4000, 500):  # 40 MB uncompressed: more than socket buffers hold
+            yield Page(items(start, 500), "")
+        yield Page([], "1")
+
+    async with serve(stuck) as url:
+        async with HttpSink(url, token="t", timeout=0.3, compress_level=0) as sink:
+            with pytest.raises(HttpSyncError, match=r"the receiver took no data for 0\.3 s"):
+                await sink.on_list(snapshot(pages()))
+        assert started.is_set()
+        never.set()  # the receiver's handler may end now, so the server can shut down
+
+
+async def test_a_slow_listing_is_not_a_stalled_receiver() -> None:
+    received: list[int] = []
+
+    async def reads(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.append(body.count(b"\n"))
+        return web.json_response({"kind": "Status", "status": "Success", "code": 200})
+
+    async def pages() -> PageStream:
+        yield Page(items(0, 2), "")
+        await asyncio.sleep(0.5)  # the API server's next page is slow: longer than the timeout
+        yield Page(items(2, 2), "1")
+
+    async with serve(reads) as url, HttpSink(url, token="t", timeout=0.2) as sink:
+        await sink.on_list(snapshot(pages()))
+    assert received == [6]  # header, four objects, commit
