@@ -21,12 +21,16 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 
+from listwatch.receiver import Receiver
+from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer, Fault, FaultRule
 from tests.cli.conftest import PYTHON, subprocess_env
 from tests.objects import pod
 
 TOKEN = "e2e-receiver-token"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PODS = "/api/v1/pods"
 INITIAL_PODS = 1500
 """Three LIST pages of 500: with each page slowed, the first snapshot streams long enough
@@ -324,3 +328,47 @@ async def _in_flight(http: aiohttp.ClientSession, url: str) -> bool:
 async def _snapshot_committed(http: aiohttp.ClientSession, url: str) -> bool:
     series = 'listwatch_receiver_requests_total{code="200",kind="snapshot"}'
     return await metric(http, url, series) >= 1
+
+
+async def test_a_hanging_receiver_is_abandoned_after_sync_timeout(
+    server: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The receiver takes the first snapshot's body and never answers: ``--sync-timeout``
+    fails that call, the mirror lists again, and the next snapshot lands."""
+    for i in range(5):
+        await server.create(pod(f"p{i}"))
+    hung = asyncio.Event()
+    never = asyncio.Event()
+
+    @web.middleware
+    async def hang_once(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.endswith("/snapshot") and not hung.is_set():
+            await request.read()
+            hung.set()
+            await never.wait()
+        return await handler(request)
+
+    store = SQLiteStore(tmp_path / "received.db")
+    app = Receiver(store, token=TOKEN).app()
+    app.middlewares.insert(0, hang_once)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    args = ("mirror", "pods", "--kubeconfig", str(kubeconfig), "--http")
+    args += (f"http://127.0.0.1:{port}", "--http-token-file", str(token_file))
+    try:
+        async with running("mirror", *args, "--sync-timeout", "1", "-v") as mirror:
+            await mirror.wait_for_line(r"synced pods: 5 objects", within=30)
+            assert hung.is_set()
+            assert any("took longer than sync_timeout=1.0 s" in line for line in mirror.lines)
+            sink = await store.sink("pods")
+            assert set(await sink.objects()) == {f"default/p{i}" for i in range(5)}
+            assert await mirror.stop() == 0
+    finally:
+        never.set()
+        await runner.cleanup()
+        await store.close()

@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="relist this often, in seconds (default: never)",
     )
     mirror.add_argument(
+        "--sync-timeout",
+        type=_positive,
+        metavar="S",
+        default=None,
+        help="fail a receiver call (a whole snapshot, or a batch) that takes longer, and "
+        "start again from a fresh snapshot (default: no limit)",
+    )
+    mirror.add_argument(
         "--list-strategy",
         choices=["auto", "stream", "paged"],
         default="auto",
@@ -380,6 +388,7 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         context=args.context,
         merge_interval=args.merge_interval,
         resync_period=args.resync_period,
+        sync_timeout=args.sync_timeout,
         list_strategy=args.list_strategy,
         metrics_address=args.metrics_address,
         election=mirror.ElectionOptions(

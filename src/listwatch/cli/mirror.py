@@ -74,6 +74,8 @@ class MirrorOptions:
     context: str | None = None
     merge_interval: float = 3.0
     resync_period: float | None = None
+    sync_timeout: float | None = None
+    """The Syncer's: a receiver call that takes longer fails its generation."""
     list_strategy: str = "auto"
     metrics_address: str | None = None
     election: ElectionOptions | None = None
@@ -304,6 +306,7 @@ async def _run(
                 on_batch=gated(sinks[resource.name].on_batch, gate),
                 merge_interval=options.merge_interval,
                 resync_period=options.resync_period,
+                sync_timeout=options.sync_timeout,
                 list_strategy=options.list_strategy,
                 epoch=epoch,
             )
