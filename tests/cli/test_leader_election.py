@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -23,8 +22,9 @@ import pytest
 
 from listwatch.sinks.sqlite import SQLiteSink
 from listwatch.testing import FakeApiServer
+from tests.processes import ListwatchProcess
 
-from .conftest import PYTHON, pod, subprocess_env
+from .conftest import pod
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]
@@ -45,39 +45,15 @@ END;
 """
 
 
-class Replica:
-    """One ``listwatch mirror`` process, its stderr read as it comes."""
-
-    def __init__(self, identity: str, process: asyncio.subprocess.Process) -> None:
-        self.identity = identity
-        self.process = process
-        self.lines: list[str] = []
-        self._changed = asyncio.Event()
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    async def metrics_url(self) -> str:
-        while True:
-            for line in self.lines:
-                found = re.search(r"metrics and health on (http://[\d.]+:\d+)/metrics", line)
-                if found:
-                    return found.group(1)
-            if self.process.returncode is not None:
-                raise AssertionError(f"{self.identity} exited: {self.lines}")
-            await self._changed.wait()
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
+METRICS_LINE = r"metrics and health on (http://[\d.]+:\d+)/metrics"
 
 
-async def leading(http: aiohttp.ClientSession, replica: Replica) -> bool:
-    url = await replica.metrics_url()
+async def metrics_url(replica: ListwatchProcess) -> str:
+    return (await replica.wait_for_line(METRICS_LINE)).group(1)
+
+
+async def leading(http: aiohttp.ClientSession, replica: ListwatchProcess) -> bool:
+    url = await metrics_url(replica)
     async with http.get(f"{url}/metrics") as response:
         text = await response.text()
     return 'leader_election_master_status{name="listwatch"} 1.0' in text
@@ -113,42 +89,38 @@ async def until(predicate: Any, *, within: float, what: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def replicas(kubeconfig: Path, db: Path, count: int) -> AsyncIterator[list[Replica]]:
-    started: list[Replica] = []
+async def replicas(kubeconfig: Path, db: Path, count: int) -> AsyncIterator[list[ListwatchProcess]]:
+    started: list[ListwatchProcess] = []
     try:
         for i in range(count):
-            process = await asyncio.create_subprocess_exec(
-                PYTHON,
-                "-m",
-                "listwatch",
-                "mirror",
-                "pods",
-                "--sqlite",
-                str(db),
-                "--kubeconfig",
-                str(kubeconfig),
-                "--merge-interval",
-                "0.05",
-                "--leader-elect",
-                "-v",
-                "--identity",
-                f"replica-{i}",
-                "--metrics-address",
-                "127.0.0.1:0",
-                *TIMING,
-                env=subprocess_env(),
-                stderr=asyncio.subprocess.PIPE,
+            identity = f"replica-{i}"
+            started.append(
+                await ListwatchProcess.start(
+                    identity,
+                    "mirror",
+                    "pods",
+                    "--sqlite",
+                    str(db),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--merge-interval",
+                    "0.05",
+                    "--leader-elect",
+                    "-v",
+                    "--identity",
+                    identity,
+                    "--metrics-address",
+                    "127.0.0.1:0",
+                    *TIMING,
+                )
             )
-            started.append(Replica(f"replica-{i}", process))
         yield started
     finally:
         for replica in started:
             if replica.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    replica.process.send_signal(signal.SIGCONT)
-                    replica.process.kill()
-            await replica.process.wait()
-            await replica.reader
+                    replica.process.send_signal(signal.SIGCONT)  # a stopped one, too
+            await replica.stop(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -187,7 +159,7 @@ async def test_one_leads_a_paused_leader_is_fenced_and_sigterm_hands_over(
         asyncio.TaskGroup() as tasks,
     ):
         tasks.create_task(churn(server, stop_churn))
-        by_name = {r.identity: r for r in group}
+        by_name = {r.name: r for r in group}
 
         async def one_leader() -> bool:
             if server.get("coordination.k8s.io/v1", "Lease", "listwatch", "default") is None:
@@ -231,8 +203,8 @@ async def test_one_leads_a_paused_leader_is_fenced_and_sigterm_hands_over(
         await until(new_epoch_written, within=5, what="writes go on")  # a read after SIGCONT
         late = [row for row in audit(db) if row[0] > takeover_at and row[1] <= old_epoch]
         assert late == [], f"writes of the old epoch after the takeover: {late}"
-        flags = {r.identity: await leading(http, r) for r in group}
-        assert flags == {r.identity: r.identity == second for r in group}
+        flags = {r.name: await leading(http, r) for r in group}
+        assert flags == {r.name: r.name == second for r in group}
 
         # SIGTERM of the leader: it releases the Lease, a standby leads within 2 s.
         by_name[second].process.send_signal(signal.SIGTERM)
@@ -243,7 +215,7 @@ async def test_one_leads_a_paused_leader_is_fenced_and_sigterm_hands_over(
         try:
             await until(handed_over, within=2.0, what="SIGTERM handed the lease over")
         except AssertionError as exc:
-            tails = "\n".join(r.identity + ":\n" + "\n".join(r.lines[-12:]) for r in group)
+            tails = "\n".join(r.name + ":\n" + "\n".join(r.lines[-12:]) for r in group)
             raise AssertionError(f"{exc}\n{tails}") from None
         assert await asyncio.wait_for(by_name[second].process.wait(), 15) == 0
         stop_churn.set()

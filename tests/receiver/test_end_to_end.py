@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import trustme
-from aiohttp import web
 
 from listwatch import Backoff, ListWatch, Syncer
 from listwatch.receiver import Receiver
@@ -20,6 +19,7 @@ from listwatch.sinks.http import HttpSink
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from listwatch.testing import FakeApiServer
 from tests.objects import pod
+from tests.serving import serving
 
 TOKEN = "receiver-token"
 
@@ -42,15 +42,6 @@ class Tls:
 @pytest.fixture
 def tls(tmp_path: Path) -> Tls:
     return Tls(tmp_path)
-
-
-async def serve(receiver: Receiver, context: ssl.SSLContext) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(receiver.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"https://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -83,31 +74,30 @@ async def test_the_receiver_converges_under_churn(
 ) -> None:
     for i in range(30):
         await server.create(pod(f"p{i}"))
-    runner, url = await serve(Receiver(store, token=TOKEN), tls.server_context)
-    try:
-        async with HttpSink(url, token=TOKEN, ca_file=tls.ca_file) as sink:
-            syncer = Syncer(
-                ListWatch.from_client(api_client, "pods"),
-                on_list=sink.on_list,
-                on_batch=sink.on_batch,
-                merge_interval=0.02,
-                page_size=7,
-                list_strategy=strategy,
-                backoff=Backoff(initial=0.01, cap=0.05),
-            )
-            async with syncer:
-                await syncer.wait_synced()
-                assert received(store) == cluster(server)
-                for i in range(30):
-                    if i % 3 == 0:
-                        await server.delete(pod(f"p{i}"))
-                    else:
-                        await server.create(pod(f"new{i}"))
-                    await asyncio.sleep(0)
-                target = str(server.resource_version)
-                await syncer.wait_until(lambda s: s.resource_version == target)
-    finally:
-        await runner.cleanup()
+    async with (
+        serving(Receiver(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
+        HttpSink(url, token=TOKEN, ca_file=tls.ca_file) as sink,
+    ):
+        syncer = Syncer(
+            ListWatch.from_client(api_client, "pods"),
+            on_list=sink.on_list,
+            on_batch=sink.on_batch,
+            merge_interval=0.02,
+            page_size=7,
+            list_strategy=strategy,
+            backoff=Backoff(initial=0.01, cap=0.05),
+        )
+        async with syncer:
+            await syncer.wait_synced()
+            assert received(store) == cluster(server)
+            for i in range(30):
+                if i % 3 == 0:
+                    await server.delete(pod(f"p{i}"))
+                else:
+                    await server.create(pod(f"new{i}"))
+                await asyncio.sleep(0)
+            target = str(server.resource_version)
+            await syncer.wait_until(lambda s: s.resource_version == target)
     assert received(store) == cluster(server)
 
 
@@ -118,8 +108,7 @@ async def test_mutual_tls_alone_authenticates(
     context = tls.server_context
     tls.ca.configure_trust(context)
     context.verify_mode = ssl.CERT_REQUIRED
-    runner, url = await serve(Receiver(store, client_certificate=True), context)
-    try:
+    async with serving(Receiver(store, client_certificate=True).app(), ssl_context=context) as url:
         async with HttpSink(
             url, ca_file=tls.ca_file, client_cert=tls.client_cert, client_key=tls.client_key
         ) as sink:
@@ -140,8 +129,6 @@ async def test_mutual_tls_alone_authenticates(
             )
             async with syncer:
                 status = await syncer.wait_until(lambda s: s.restarts >= 1)
-    finally:
-        await runner.cleanup()
     assert received(store) == cluster(server)
     assert "ReceiverError" in (status.last_error or "")
 
@@ -151,19 +138,18 @@ async def test_an_unverifiable_receiver_is_refused(
 ) -> None:
     """TLS verification stays on: the sender does not trust this receiver's CA."""
     await server.create(pod("a"))
-    runner, url = await serve(Receiver(store, token=TOKEN), tls.server_context)
-    try:
-        async with HttpSink(url, token=TOKEN) as sink:  # no ca_file: the system CAs
-            syncer = Syncer(
-                ListWatch.from_client(api_client, "pods"),
-                on_list=sink.on_list,
-                on_batch=sink.on_batch,
-                backoff=Backoff(initial=0.01, cap=0.05),
-            )
-            async with syncer:
-                status = await syncer.wait_until(lambda s: s.restarts >= 1)
-    finally:
-        await runner.cleanup()
+    async with (
+        serving(Receiver(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
+        HttpSink(url, token=TOKEN) as sink,  # no ca_file: the system CAs
+    ):
+        syncer = Syncer(
+            ListWatch.from_client(api_client, "pods"),
+            on_list=sink.on_list,
+            on_batch=sink.on_batch,
+            backoff=Backoff(initial=0.01, cap=0.05),
+        )
+        async with syncer:
+            status = await syncer.wait_until(lambda s: s.restarts >= 1)
     assert "ClientConnectorCertificateError" in (status.last_error or "") or "cannot connect" in (
         status.last_error or ""
     )

@@ -11,7 +11,6 @@ the faults stop PostgreSQL holds the cluster object by object. The receiver's ow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import signal
@@ -26,8 +25,10 @@ from aiohttp import web
 from listwatch.receiver import Receiver
 from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer, Fault, FaultRule
-from tests.cli.conftest import PYTHON, subprocess_env
+from tests.cli.conftest import eventually
 from tests.objects import pod
+from tests.processes import ListwatchProcess, running
+from tests.serving import serving
 
 TOKEN = "e2e-receiver-token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,70 +38,8 @@ INITIAL_PODS = 1500
 for the test to see it in flight at the receiver and kill the receiver then."""
 
 
-class Process:
-    """A ``python -m listwatch`` child whose stderr is read as it comes."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-        self.lines: list[str] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, name: str, *args: str) -> Process:
-        process = await asyncio.create_subprocess_exec(
-            PYTHON,
-            "-m",
-            "listwatch",
-            *args,
-            env=subprocess_env(),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(name, process)
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-            self._changed.set()
-            self._changed = asyncio.Event()
-        self._changed.set()
-
-    async def wait_for_line(self, pattern: str, *, within: float = 30.0) -> re.Match[str]:
-        async with asyncio.timeout(within):
-            while True:
-                for line in self.lines:
-                    if found := re.search(pattern, line):
-                        return found
-                if self.process.returncode is not None or self._reader.done():
-                    raise AssertionError(f"{self.name} exited: {self.text()}")
-                await self._changed.wait()
-
-    def text(self) -> str:
-        return "\n".join(self.lines[-40:])
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(sig)
-        code = await self.process.wait()
-        await self._reader
-        return code
-
-
-@contextlib.asynccontextmanager
-async def running(name: str, *args: str) -> AsyncIterator[Process]:
-    process = await Process.start(name, *args)
-    try:
-        yield process
-    finally:
-        await process.stop(signal.SIGKILL)
-
-
-async def start_receiver(dsn: str, token_file: Path, port: int) -> tuple[Process, str]:
-    receiver = await Process.start(
+async def start_receiver(dsn: str, token_file: Path, port: int) -> tuple[ListwatchProcess, str]:
+    receiver = await ListwatchProcess.start(
         "receiver",
         "receiver",
         "--listen",
@@ -113,19 +52,6 @@ async def start_receiver(dsn: str, token_file: Path, port: int) -> tuple[Process
     )
     found = await receiver.wait_for_line(r"serving (http://127\.0\.0\.1:\d+)")
     return receiver, found.group(1)
-
-
-async def until(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    """Until ``check()`` holds. The state lives in other processes (a PostgreSQL database,
-    a receiver's metrics), so it can only be polled, bounded by ``within``."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if await check():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {within} s: {what}") from None
 
 
 async def metric(http: aiohttp.ClientSession, url: str, series: str) -> float:
@@ -236,7 +162,7 @@ async def test_mirror_over_http_into_postgres_survives_sigkill_churn_and_faults(
     # Every LIST page waits: the first snapshot streams for a second or more.
     server.inject(Fault.slow(0.4), path=PODS, watch=False, times=None)
 
-    receivers: list[Process] = []
+    receivers: list[ListwatchProcess] = []
 
     async def receiver_on(port: int) -> str:
         receiver, url = await start_receiver(postgres_dsn, token_file, port)
@@ -269,20 +195,20 @@ async def test_mirror_over_http_into_postgres_survives_sigkill_churn_and_faults(
             churning = tasks.create_task(churn(server, rng, stop_churn))
             try:
                 # SIGKILL while the first snapshot is in flight: records read, none committed.
-                await until(
+                await eventually(
                     lambda: _in_flight(http, url),
                     within=40,
-                    what=f"a snapshot in flight at the receiver\n{mirror.text()}",
+                    what=f"a snapshot in flight at the receiver\n{mirror.tail()}",
                 )
                 assert await receivers[-1].stop(signal.SIGKILL) == -signal.SIGKILL
                 assert await in_postgres(postgres_dsn) == {}, "a cut snapshot left rows behind"
                 server.clear_faults()  # the slow pages end here
 
                 url = await receiver_on(int(url.rsplit(":", 1)[1]))
-                await until(
+                await eventually(
                     lambda: _snapshot_committed(http, url),
                     within=40,
-                    what=f"a snapshot reaches the restarted receiver\n{mirror.text()}",
+                    what=f"a snapshot reaches the restarted receiver\n{mirror.tail()}",
                 )
                 for fault in FAULTS:
                     start = server.request_count
@@ -290,7 +216,7 @@ async def test_mirror_over_http_into_postgres_survives_sigkill_churn_and_faults(
                     try:
                         await watching_again(server, rules, start)
                     except TimeoutError:
-                        raise AssertionError(f"{fault}: {rules}\n{mirror.text()}") from None
+                        raise AssertionError(f"{fault}: {rules}\n{mirror.tail()}") from None
             finally:
                 stop_churn.set()
             writes = await churning
@@ -300,20 +226,20 @@ async def test_mirror_over_http_into_postgres_survives_sigkill_churn_and_faults(
             async def converged() -> bool:
                 return await in_postgres(postgres_dsn) == want
 
-            await until(
-                converged, within=40, what=f"PostgreSQL equals the cluster\n{mirror.text()}"
+            await eventually(
+                converged, within=40, what=f"PostgreSQL equals the cluster\n{mirror.tail()}"
             )
             assert writes > 100
             generations = [
                 line for line in mirror.lines if re.search(r"generation \d+: listing", line)
             ]
-            assert len(generations) >= 3, mirror.text()  # the first, after the kill, the 410
+            assert len(generations) >= 3, mirror.tail()  # the first, after the kill, the 410
             assert len(want) > INITIAL_PODS
             batches = 'listwatch_receiver_requests_total{code="200",kind="batch"}'
             assert await metric(http, url, batches) > 0
             assert await metric(http, url, "listwatch_receiver_records_in_flight") == 0
-            assert await mirror.stop() == 0, mirror.text()
-        assert await receivers[-1].stop() == 0, receivers[-1].text()
+            assert await mirror.stop() == 0, mirror.tail()
+        assert await receivers[-1].stop() == 0, receivers[-1].tail()
         assert TOKEN not in receivers[-1].text() + mirror.text()
     finally:
         stop_churn.set()
@@ -351,24 +277,19 @@ async def test_a_hanging_receiver_is_abandoned_after_sync_timeout(
     store = SQLiteStore(tmp_path / "received.db")
     app = Receiver(store, token=TOKEN).app()
     app.middlewares.insert(0, hang_once)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    args = ("mirror", "pods", "--kubeconfig", str(kubeconfig), "--http")
-    args += (f"http://127.0.0.1:{port}", "--http-token-file", str(token_file))
     try:
-        async with running("mirror", *args, "--sync-timeout", "1", "-v") as mirror:
-            await mirror.wait_for_line(r"synced pods: 5 objects", within=30)
-            assert hung.is_set()
-            assert any("took longer than sync_timeout=1.0 s" in line for line in mirror.lines)
-            sink = await store.sink("pods")
-            assert set(await sink.objects()) == {f"default/p{i}" for i in range(5)}
-            assert await mirror.stop() == 0
+        async with serving(app, shutdown_timeout=1.0) as url:
+            args = ("mirror", "pods", "--kubeconfig", str(kubeconfig), "--http", url)
+            args += ("--http-token-file", str(token_file), "--sync-timeout", "1", "-v")
+            async with running("mirror", *args) as mirror:
+                await mirror.wait_for_line(r"synced pods: 5 objects", within=30)
+                assert hung.is_set()
+                assert any("took longer than sync_timeout=1.0 s" in line for line in mirror.lines)
+                sink = await store.sink("pods")
+                assert set(await sink.objects()) == {f"default/p{i}" for i in range(5)}
+                assert await mirror.stop() == 0
+                never.set()  # the hung handler may end now, so the server can shut down
     finally:
-        never.set()
-        await runner.cleanup()
         await store.close()

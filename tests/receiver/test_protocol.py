@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from listwatch import (
     Batch,
@@ -31,6 +30,7 @@ from listwatch.fencing import StaleWrite
 from listwatch.receiver import Receiver
 from listwatch.sinks.http import HttpSink, HttpSyncError
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
+from tests.serving import serving
 
 TOKEN = "s3cret-token"
 PODS = GroupVersionResource("", "v1", "pods")
@@ -109,15 +109,10 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     db = tmp_path / "received.db"
     store = SQLiteStore(db)
     receiver = Receiver(store, token=TOKEN)
-    runner = web.AppRunner(receiver.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield Served(f"http://127.0.0.1:{port}", db, receiver)
+        async with serving(receiver.app()) as url:
+            yield Served(url, db, receiver)
     finally:
-        await runner.cleanup()
         await store.close()
 
 

@@ -5,8 +5,6 @@ slower than the timeout is the API server's pace, not a stall, and does not trip
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -15,6 +13,7 @@ from aiohttp import web
 from listwatch import GroupVersionResource, Item, Page, Snapshot
 from listwatch.events import PageStream
 from listwatch.sinks.http import HttpSink, HttpSyncError
+from tests.serving import serving
 
 PODS = GroupVersionResource("", "v1", "pods")
 BLOB = "x" * 10_000
@@ -32,19 +31,10 @@ def snapshot(pages: PageStream) -> Snapshot:
     return Snapshot(pages, resource_version="1", generation=1, epoch=0, resource=PODS, session="s")
 
 
-@contextlib.asynccontextmanager
-async def serve(handler: web.Handler) -> AsyncIterator[str]:
+def app_with(handler: web.Handler) -> web.Application:
     app = web.Application()
     app.router.add_post("/sync/pods/snapshot", handler)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)  # a stuck handler must not hold the test
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return app
 
 
 async def test_a_receiver_that_stops_reading_fails_the_snapshot() -> None:
@@ -62,7 +52,7 @@ async def test_a_receiver_that_stops_reading_fails_the_snapshot() -> None:
             yield Page(items(start, 500), "")
         yield Page([], "1")
 
-    async with serve(stuck) as url:
+    async with serving(app_with(stuck), shutdown_timeout=1.0) as url:
         async with HttpSink(url, token="t", timeout=0.3, compress_level=0) as sink:
             with pytest.raises(HttpSyncError, match=r"the receiver took no data for 0\.3 s"):
                 await sink.on_list(snapshot(pages()))
@@ -83,6 +73,6 @@ async def test_a_slow_listing_is_not_a_stalled_receiver() -> None:
         await asyncio.sleep(0.5)  # the API server's next page is slow: longer than the timeout
         yield Page(items(2, 2), "1")
 
-    async with serve(reads) as url, HttpSink(url, token="t", timeout=0.2) as sink:
+    async with serving(app_with(reads)) as url, HttpSink(url, token="t", timeout=0.2) as sink:
         await sink.on_list(snapshot(pages()))
     assert received == [6]  # header, four objects, commit

@@ -1,0 +1,83 @@
+"""``python -m listwatch ...`` as a child process of a test, its stderr read as it comes.
+
+The CLI's behaviour is tested as users meet it, a process with real signals; what it did is
+learned from the lines it writes (``wait_for_line``), never from a guessed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+from collections.abc import AsyncIterator
+
+from tests.cli.conftest import PYTHON, subprocess_env
+
+
+class ListwatchProcess:
+    """One ``python -m listwatch`` child: ``lines`` is its stderr so far."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, name: str, *args: str) -> ListwatchProcess:
+        process = await asyncio.create_subprocess_exec(
+            PYTHON,
+            "-m",
+            "listwatch",
+            *args,
+            env=subprocess_env(),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(name, process)
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+            self._changed.set()
+            self._changed = asyncio.Event()
+        self._changed.set()
+
+    async def wait_for_line(self, pattern: str, *, within: float = 30.0) -> re.Match[str]:
+        """The first line (so far or to come) that matches ``pattern``."""
+        async with asyncio.timeout(within):
+            while True:
+                for line in self.lines:
+                    if found := re.search(pattern, line):
+                        return found
+                if self.process.returncode is not None or self._reader.done():
+                    raise AssertionError(f"{self.name} exited:\n{self.tail()}")
+                await self._changed.wait()
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.lines[-lines:])
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Send ``sig`` (unless it has exited) and wait for the exit; its exit code."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+        code = await self.process.wait()
+        await self._reader
+        return code
+
+
+@contextlib.asynccontextmanager
+async def running(name: str, *args: str) -> AsyncIterator[ListwatchProcess]:
+    """A process that is killed (if still running) when the block ends."""
+    process = await ListwatchProcess.start(name, *args)
+    try:
+        yield process
+    finally:
+        await process.stop(signal.SIGKILL)
