@@ -220,9 +220,9 @@ async def list_raw(spec: Spec) -> Result:
 
 async def list_listwatch(spec: Spec) -> Result:
     from listwatch import ListWatch  # noqa: PLC0415
-    from listwatch.backoff import Backoff  # noqa: PLC0415
-    from listwatch.events import Snapshot  # noqa: PLC0415
-    from listwatch.loop import open_paged_list  # noqa: PLC0415
+    from listwatch._backoff import Backoff  # noqa: PLC0415
+    from listwatch._models import Snapshot  # noqa: PLC0415
+    from listwatch._reflector import open_paged_list  # noqa: PLC0415
 
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     if spec.get("transform"):
@@ -504,7 +504,7 @@ async def stall_listwatch(spec: Spec) -> Result:
     from listwatch import ListWatch  # noqa: PLC0415
 
     try:
-        from listwatch.apiclient import WatchStream  # noqa: PLC0415
+        from listwatch._kube.resource import WatchStream  # noqa: PLC0415
     except ImportError:  # measuring a listwatch from before issue 13
         WatchStream = None
 
@@ -633,8 +633,8 @@ def _write_profile(profiler: Any, path: str) -> None:
 def _import_everything() -> None:
     """Import what any client uses before the baseline is taken: imports are not the cost."""
 
-    import listwatch.apiclient  # noqa: PLC0415
-    import listwatch.loop  # noqa: F401, PLC0415
+    import listwatch._kube.resource  # noqa: PLC0415
+    import listwatch._reflector  # noqa: F401, PLC0415
 
 
 def main() -> None:

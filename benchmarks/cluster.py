@@ -401,7 +401,7 @@ def _parse_rv(value: str) -> int:
 
 DISCOVERY: dict[str, dict[str, Any]] = {
     # The legacy discovery documents ``listwatch mirror pods`` resolves its names through
-    # (``listwatch.discovery``): this cluster serves pods of the core group, nothing else.
+    # (``listwatch._kube.discovery``): this cluster serves pods of the core group, nothing else.
     "api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
     "apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
     "api/v1": {

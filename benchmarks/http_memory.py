@@ -126,7 +126,7 @@ def _postgres_rows(dsn: str) -> int:
 def run_case(
     server: Server, size: int, *, store: str, strategy: str, workdir: Path, dsn: str
 ) -> dict[str, Any]:
-    from listwatch.testing.kubeconfig import write_kubeconfig  # noqa: PLC0415
+    from listwatch.testing._kubeconfig import write_kubeconfig  # noqa: PLC0415
 
     token_file = workdir / "token"
     token_file.write_text("bench-receiver-token\n")

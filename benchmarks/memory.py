@@ -17,7 +17,7 @@ of it, reads ``VmHWM`` again, then sends SIGTERM and takes the child's ``ru_maxr
 
 The naive client is ``benchmarks.clients``' ``raw`` LIST client (aiohttp + orjson, paging,
 keeping every item) against the same server, its ``ru_maxrss`` taken the same way.
-Baselines: ``python -c pass``, ``python -c 'import listwatch.cli.mirror'`` and a mirror of an
+Baselines: ``python -c pass``, ``python -c 'import listwatch.cli._mirror'`` and a mirror of an
 empty cluster, so the table shows the fixed cost that every figure includes.
 """
 
@@ -383,7 +383,7 @@ def run_mirror(
     memray_output: Path | None = None,
 ) -> dict[str, Any]:
     """One mirror process, from start to SIGTERM; everything measured on the way."""
-    from listwatch.testing.kubeconfig import write_kubeconfig  # noqa: PLC0415
+    from listwatch.testing._kubeconfig import write_kubeconfig  # noqa: PLC0415
 
     db = workdir / f"mirror-{case.strategy}-{case.size}-{int(case.metadata_only)}.db"
     for leftover in workdir.glob(db.name + "*"):
@@ -568,7 +568,7 @@ BASELINES = {
         "import aiohttp, orjson, msgspec, anyio, aiosqlite"
     ),
     "import kubernetes_asyncio.client": "import kubernetes_asyncio.client",
-    "import listwatch.cli.mirror (what the mirror imports)": "import listwatch.cli.mirror",
+    "import listwatch.cli._mirror (what the mirror imports)": "import listwatch.cli._mirror",
 }
 
 

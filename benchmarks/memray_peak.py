@@ -13,7 +13,7 @@ counts as "TLS", not "imports", and a page of SQLite's cache as "page cache", no
 "SQLite". Without ``--trace-python-allocators``,
 pymalloc's arenas (1 MiB) are charged to whichever allocation made the arena; long-lived
 arenas are then mostly the imports' objects, which the totals here confirm against
-``python -c 'import listwatch.cli.mirror'``.
+``python -c 'import listwatch.cli._mirror'``.
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ async def count_pages(url: str, token: str, page_size: int) -> list[tuple[int, i
     """``(page number, Page objects alive, first page alive)`` after each page."""
     from kubernetes_asyncio.client import ApiClient, Configuration  # noqa: PLC0415
 
-    from listwatch.backoff import Backoff  # noqa: PLC0415
-    from listwatch.events import Page, Snapshot  # noqa: PLC0415
-    from listwatch.loop import open_paged_list  # noqa: PLC0415
-    from listwatch.source import ListWatch  # noqa: PLC0415
+    from listwatch._backoff import Backoff  # noqa: PLC0415
+    from listwatch._models import Page, Snapshot  # noqa: PLC0415
+    from listwatch._reflector import open_paged_list  # noqa: PLC0415
+    from listwatch._source import ListWatch  # noqa: PLC0415
 
     configuration = Configuration(
         host=url, api_key={"BearerToken": token}, api_key_prefix={"BearerToken": "Bearer"}

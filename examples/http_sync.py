@@ -3,7 +3,7 @@
 Two halves, run as two processes:
 
 - ``serve``: *your* service. Its own routes (``GET /pods/{namespace}/{name}``, ``GET
-  /state``) read a mirror that listwatch's reference receiver (``listwatch.receiver``)
+  /state``) read a mirror that listwatch's reference receiver (``listwatch.httpsync.Receiver``)
   writes, mounted under ``/listwatch/``: it speaks the HTTP sync protocol
   (``docs/http-sync-protocol.md``): a snapshot is one streamed request applied atomically at
   its commit record, a batch one transaction, stale writes refused with 409, and every
@@ -37,7 +37,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
 import listwatch
-from listwatch.receiver import Receiver, TokenFile
+from listwatch.httpsync import Receiver, TokenFile
 from listwatch.sinks.http import HttpSink
 from listwatch.sinks.sqlite import SQLiteSink, SQLiteStore
 

@@ -14,7 +14,7 @@ from benchmarks.variants import lean_imports
 def main() -> None:
     lean_imports.install()
     from benchmarks.variants import bounded_reads  # noqa: PLC0415
-    from listwatch import apiclient  # noqa: PLC0415
+    from listwatch._kube import resource as apiclient  # noqa: PLC0415
 
     apiclient.ResourceClient._chunks = bounded_reads._bounded_chunks  # type: ignore[method-assign]
     from listwatch.cli import main as cli_main  # noqa: PLC0415

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from listwatch import apiclient
+from listwatch._kube import resource as apiclient
 from listwatch.errors import ConnectionLost, WatchIdle
 
 

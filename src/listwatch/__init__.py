@@ -7,8 +7,24 @@ generation from a fresh LIST.
 
 from __future__ import annotations
 
-from listwatch.backoff import Backoff
-from listwatch.connect import connect
+from listwatch._agent import Agent, NotLeading
+from listwatch._backoff import Backoff
+from listwatch._kube.config import connect
+from listwatch._models import (
+    Batch,
+    Event,
+    EventType,
+    GroupVersionResource,
+    Item,
+    JsonObject,
+    Page,
+    Snapshot,
+    object_key,
+)
+from listwatch._reflector import ListStrategy, VeryShortWatch, WatchListUnsupported
+from listwatch._source import ListOptions, ListWatch, WatchOptions
+from listwatch._supervisor import Supervisor
+from listwatch._syncer import Syncer
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,
@@ -33,17 +49,6 @@ from listwatch.errors import (
     WatchIdle,
     WatchStreamError,
 )
-from listwatch.events import (
-    Batch,
-    Event,
-    EventType,
-    GroupVersionResource,
-    Item,
-    JsonObject,
-    Page,
-    Snapshot,
-    object_key,
-)
 from listwatch.leaderelection import (
     ElectionStatus,
     EpochError,
@@ -51,15 +56,12 @@ from listwatch.leaderelection import (
     LeaseTiming,
     Term,
 )
-from listwatch.loop import ListStrategy, VeryShortWatch, WatchListUnsupported
-from listwatch.merger import EventMerger, MergeBuffer
-from listwatch.source import ListOptions, ListWatch, WatchOptions
-from listwatch.status import Phase, Restart, SyncerStatus
-from listwatch.syncer import Syncer
+from listwatch.observe._status import Phase, Restart, SyncerStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "ApiConnectionError",
     "ApiError",
     "Backoff",
@@ -68,7 +70,6 @@ __all__ = [
     "ElectionStatus",
     "EpochError",
     "Event",
-    "EventMerger",
     "EventTooLarge",
     "EventType",
     "FatalError",
@@ -85,7 +86,7 @@ __all__ = [
     "ListWatch",
     "ListWatchError",
     "MalformedEvent",
-    "MergeBuffer",
+    "NotLeading",
     "Page",
     "Phase",
     "ReceiverError",
@@ -98,6 +99,7 @@ __all__ = [
     "ServerError",
     "Snapshot",
     "StaleEpoch",
+    "Supervisor",
     "Syncer",
     "SyncerStatus",
     "Term",

@@ -1,7 +1,7 @@
 """The exceptions a user can catch, and how an API server's answer maps onto them.
 
 The list/watch loop decides what to do next from the *type* of an error alone (see
-``listwatch.loop``), so every answer the API server can give is turned into one of these
+``listwatch._reflector``), so every answer the API server can give is turned into one of these
 classes here, in one place. Messages name the request and the server's reason; they never
 carry a token or an object's body.
 """

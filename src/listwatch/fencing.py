@@ -37,8 +37,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from listwatch._models import Batch, Snapshot
 from listwatch.errors import ListWatchError, StaleEpoch
-from listwatch.events import Batch, Snapshot
 
 __all__ = ["Stamp", "StaleWrite", "Verdict", "decide", "stamp_of"]
 

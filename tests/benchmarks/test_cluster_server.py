@@ -21,10 +21,10 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from benchmarks import payloads
 from listwatch import ListWatch
-from listwatch.backoff import Backoff
-from listwatch.events import EventType
-from listwatch.loop import open_paged_list, open_streaming_list
-from listwatch.source import WatchOptions
+from listwatch._backoff import Backoff
+from listwatch._models import EventType
+from listwatch._reflector import open_paged_list, open_streaming_list
+from listwatch._source import WatchOptions
 
 PODS = 1_234  # more than payloads.POOL_SIZE: the renamed pods are served too
 TOKEN = "benchmark-test-token"

@@ -21,7 +21,7 @@ import pytest
 
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer
-from listwatch.testing.kubeconfig import write_kubeconfig
+from listwatch.testing._kubeconfig import write_kubeconfig
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from listwatch import Backoff, ListWatch, Syncer
-from listwatch.cli.chaos import (
+from listwatch.cli._chaos import (
     EPISODES,
     GONE_STORM,
     RECEIVER_FAILURE,
@@ -23,10 +23,10 @@ from listwatch.cli.chaos import (
     Chaos,
     FlakyReceiver,
 )
-from listwatch.cli.workload import Workload, namespace_names
+from listwatch.cli._workload import Workload, namespace_names
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer
-from listwatch.testing.server import DEFAULT_NAMESPACES
+from listwatch.testing._server import DEFAULT_NAMESPACES
 
 from .conftest import server_objects
 

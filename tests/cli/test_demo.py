@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from listwatch import Batch, EventType
-from listwatch.cli import demo, main_async
+from listwatch.cli import _demo as demo
+from listwatch.cli import main_async
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 
 from .conftest import PYTHON, subprocess_env

@@ -16,7 +16,7 @@ import pytest
 from listwatch.cli import main_async
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault
-from listwatch.testing.kubeconfig import write_kubeconfig
+from listwatch.testing._kubeconfig import write_kubeconfig
 
 from .conftest import (
     PYTHON,

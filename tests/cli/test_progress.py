@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from listwatch.cli.progress import (
+from listwatch.cli._progress import (
     PlainView,
     RateMeter,
     Sample,

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 
-from listwatch.cli.runtime import logging_to_stderr, one_line, stop_on_signals
+from listwatch.cli._runtime import logging_to_stderr, one_line, stop_on_signals
 
 
 async def test_first_signal_sets_stop_second_cancels() -> None:

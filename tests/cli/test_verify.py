@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from listwatch.cli.verify import compare
+from listwatch.cli._verify import compare
 from listwatch.sinks.sqlite import Mirror, SyncState
 
 

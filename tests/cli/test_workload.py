@@ -6,9 +6,9 @@ import random
 
 import orjson
 
-from listwatch.cli.workload import PodFactory, Workload, namespace_names
+from listwatch.cli._workload import PodFactory, Workload, namespace_names
 from listwatch.testing import FakeApiServer
-from listwatch.testing.server import DEFAULT_NAMESPACES
+from listwatch.testing._server import DEFAULT_NAMESPACES
 
 
 def test_namespace_names_are_distinct() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from listwatch import GroupVersionResource
-from listwatch.discovery import DiscoveryError, ResourceName, parse_resource_name, resolve
+from listwatch._kube.discovery import DiscoveryError, ResourceName, parse_resource_name, resolve
 from listwatch.testing import FakeApiServer
 
 

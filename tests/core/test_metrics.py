@@ -1,4 +1,4 @@
-"""Every metric of ``listwatch.metrics``, scraped from ``/metrics`` over HTTP as Prometheus
+"""Every metric of ``listwatch.observe.metrics``, scraped from ``/metrics`` over HTTP as Prometheus
 would, after a run that exercised it: snapshots, batches, a 410 relist, failed requests, a
 receiver stalled with events waiting, leader status."""
 
@@ -11,8 +11,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from listwatch import Backoff, Batch, ListWatch, Snapshot, Syncer, object_key
-from listwatch.endpoints import HealthReport, make_app, serving
-from listwatch.metrics import SyncMetrics
+from listwatch.observe.health import HealthReport, make_app, serving
+from listwatch.observe.metrics import SyncMetrics
 from listwatch.testing import FakeApiServer, Fault
 from tests.objects import pod
 

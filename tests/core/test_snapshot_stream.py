@@ -29,7 +29,7 @@ from listwatch import (
     Syncer,
     WatchOptions,
 )
-from listwatch import loop as loop_module
+from listwatch import _reflector as loop_module
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer, Fault
 from tests.objects import pod

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from listwatch import Backoff, ListWatch, Phase, ResourceNotFound, Syncer
-from listwatch.agent import Agent, WriteGate, gated
-from listwatch.endpoints import make_app, serving
-from listwatch.supervisor import Supervisor
+from listwatch._agent import Agent, WriteGate, gated
+from listwatch._supervisor import Supervisor
+from listwatch.observe.health import make_app, serving
 from listwatch.testing import FakeApiServer, Fault
 from tests.objects import configmap, pod
 

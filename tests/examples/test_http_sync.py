@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import listwatch
-from listwatch.sinks.http import HttpSink
+from listwatch.httpsync._client import HttpSink
 from listwatch.testing import FakeApiServer
 
 from .conftest import caught_up, churn, fast_backoff, load_example, pod, pods_on_server, within

@@ -8,7 +8,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from listwatch.testing import FakeApiServer
-from listwatch.testing.selectors import (
+from listwatch.testing._selectors import (
     SelectorError,
     parse_field_selector,
     parse_label_selector,

@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from listwatch.testing import FakeApiServer, RecordedRequest, StatusError
-from listwatch.testing.requestlog import RequestLog
+from listwatch.testing._requestlog import RequestLog
 from tests.objects import configmap, pod
 
 from .conftest import client_ssl

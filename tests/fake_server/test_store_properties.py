@@ -14,11 +14,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listwatch.testing.listing import Lister
-from listwatch.testing.options import ListOptions
-from listwatch.testing.resources import BUILTIN_RESOURCES, NAMESPACES
-from listwatch.testing.selectors import Selection
-from listwatch.testing.store import ObjectStore
+from listwatch.testing._listing import Lister
+from listwatch.testing._options import ListOptions
+from listwatch.testing._resources import BUILTIN_RESOURCES, NAMESPACES
+from listwatch.testing._selectors import Selection
+from listwatch.testing._store import ObjectStore
 
 CONFIGMAPS = next(r for r in BUILTIN_RESOURCES if r.plural == "configmaps")
 NAMES = ["a", "b", "c", "d"]

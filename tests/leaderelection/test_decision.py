@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch.leaderelection import LeaseRecord, LeaseTiming, Wait, Write, decide, micro_time
-from listwatch.leaderelection.leaseapi import EpochError, parse_epoch
+from listwatch.leaderelection import LeaseRecord, LeaseTiming
+from listwatch.leaderelection._lease import EpochError, parse_epoch
+from listwatch.leaderelection._record import Wait, Write, decide, micro_time
 
 ME = "me"
 TIMING = LeaseTiming(lease_duration=2.5, renew_deadline=1.0, retry_period=0.5)

@@ -14,7 +14,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch.errors import InvalidRequest
 from listwatch.leaderelection import EpochError, LeaderElector, Term
-from listwatch.leaderelection import elector as elector_module
+from listwatch.leaderelection import _elector as elector_module
 from listwatch.testing import FakeApiServer, Fault
 
 from .conftest import FAST, LEASE, NAMESPACE, Campaign, client_for, lease_object, lease_of, spec_of

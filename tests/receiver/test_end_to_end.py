@@ -14,8 +14,8 @@ import pytest
 import trustme
 
 from listwatch import Backoff, ListWatch, Syncer
-from listwatch.receiver import Receiver
-from listwatch.sinks.http import HttpSink
+from listwatch.httpsync._client import HttpSink
+from listwatch.httpsync._server import Receiver
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from listwatch.testing import FakeApiServer
 from tests.objects import pod

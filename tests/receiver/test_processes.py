@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from listwatch.receiver import Receiver
+from listwatch.httpsync._server import Receiver
 from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer, Fault, FaultRule
 from tests.cli.conftest import eventually

@@ -24,11 +24,10 @@ from listwatch import (
     Item,
     Snapshot,
     StaleEpoch,
-    protocol,
 )
 from listwatch.fencing import StaleWrite
-from listwatch.receiver import Receiver
-from listwatch.sinks.http import HttpSink, HttpSyncError
+from listwatch.httpsync import HttpSink, HttpSyncError, Receiver
+from listwatch.httpsync import _wire as protocol
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from tests.serving import serving
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from listwatch import GroupVersionResource, Item, Page, Snapshot
-from listwatch.events import PageStream
-from listwatch.sinks.http import HttpSink, HttpSyncError
+from listwatch._models import PageStream
+from listwatch.httpsync._client import HttpSink, HttpSyncError
 from tests.serving import serving
 
 PODS = GroupVersionResource("", "v1", "pods")

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
+from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, Target, ensure_schema
 from listwatch.sinks.postgres import PostgresSink, SchemaError
-from listwatch.sinks.postgres_schema import MIGRATIONS, SCHEMA_VERSION, Target, ensure_schema
 
 from .conftest import by_key, configmap, snapshot
 

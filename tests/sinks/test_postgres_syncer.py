@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from listwatch import Backoff, ListStrategy, ListWatch, Syncer
-from listwatch.cli.chaos import FlakyReceiver
-from listwatch.cli.workload import Workload, namespace_names
+from listwatch.cli._chaos import FlakyReceiver
+from listwatch.cli._workload import Workload, namespace_names
 from listwatch.sinks.postgres import PostgresSink
 from listwatch.testing import FakeApiServer, Fault
-from listwatch.testing.server import DEFAULT_NAMESPACES
+from listwatch.testing._server import DEFAULT_NAMESPACES
 
 from .postgres_helpers import rows
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from listwatch.backoff import Backoff
+from listwatch._backoff import Backoff
 
 
 class FakeClock:

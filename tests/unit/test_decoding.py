@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from listwatch.apiclient import decode_event, page_from_list_body, resource_path
+from listwatch._kube.resource import decode_event, page_from_list_body, resource_path
+from listwatch._models import EventType
 from listwatch.errors import MalformedEvent, ResourceExpired
-from listwatch.events import EventType
 
 
 def test_paths() -> None:

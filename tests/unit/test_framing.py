@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch.framing import LineFramer, LineTooLong
+from listwatch._framing import LineFramer, LineTooLong
 
 
 def feed_all(framer: LineFramer, chunks: list[bytes]) -> list[bytes]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from listwatch import jsonparse
+from listwatch import _jsonparse as jsonparse
 
 
 @pytest.fixture

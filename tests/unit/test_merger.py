@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch.events import Batch, Event, EventType, JsonObject
-from listwatch.merger import EventMerger, MergeBuffer
+from listwatch._merger import EventMerger, MergeBuffer
+from listwatch._models import Batch, Event, EventType, JsonObject
 
 WAIT = 5.0
 """Upper bound for awaiting a condition that should hold almost at once (never asserted on)."""

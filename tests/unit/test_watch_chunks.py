@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch.apiclient import WatchDecoder, WatchStream, decode_event
+from listwatch._framing import LineFramer, LineTooLong
+from listwatch._kube.resource import WatchDecoder, WatchStream, decode_event
+from listwatch._models import Event, EventType
 from listwatch.errors import ConnectionLost, EventTooLarge, MalformedEvent, ResourceExpired
-from listwatch.events import Event, EventType
-from listwatch.framing import LineFramer, LineTooLong
 
 
 def line(type: str, name: str, rv: int, body: str = "x") -> bytes:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from listwatch import __version__
-from listwatch.cli.runtime import (
+from listwatch.cli._runtime import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -28,7 +28,7 @@ from listwatch.cli.runtime import (
     one_line,
     stop_on_signals,
 )
-from listwatch.cli.targets import HttpTarget, PostgresTarget, SQLiteTarget, Target
+from listwatch.cli._targets import HttpTarget, PostgresTarget, SQLiteTarget, Target
 
 __all__ = ["build_parser", "main", "main_async"]
 
@@ -322,10 +322,10 @@ def _notice(signum: signal.Signals) -> None:
 async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
     try:
         if args.command == "demo":
-            return await _demo(args, stop)
+            return await _run_demo(args, stop)
         if args.command == "receiver":
-            return await _receiver(args, stop)
-        return await _mirror(args, stop)
+            return await _run_receiver(args, stop)
+        return await _run_mirror(args, stop)
     except CliError as exc:
         sys.stderr.write(f"listwatch {args.command}: error: {exc}\n")
         return EXIT_FAILURE
@@ -337,9 +337,9 @@ async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
         return EXIT_FAILURE
 
 
-async def _demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from listwatch.cli import demo  # noqa: PLC0415 - needs aiosqlite: import on use
-    from listwatch.cli.progress import make_view  # noqa: PLC0415
+async def _run_demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import _demo as demo  # noqa: PLC0415 - needs aiosqlite: import on use
+    from listwatch.cli._progress import make_view  # noqa: PLC0415
 
     try:
         options = demo.DemoOptions(
@@ -364,9 +364,9 @@ async def _demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
     return EXIT_OK if report.passed else EXIT_FAILURE
 
 
-async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from listwatch.cli import mirror  # noqa: PLC0415 - needs aiosqlite: import on use
-    from listwatch.cli.config import ResourceSpec, load_specs  # noqa: PLC0415
+async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import _mirror as mirror  # noqa: PLC0415 - needs aiosqlite: import on use
+    from listwatch.cli._config import ResourceSpec, load_specs  # noqa: PLC0415
 
     names = list(args.resources)
     if args.group or args.version:
@@ -405,8 +405,8 @@ async def _mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
     return await mirror.run_mirror(options, stop)
 
 
-async def _receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from listwatch.cli import receiver  # noqa: PLC0415 - its stores import on use
+async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import _receiver as receiver  # noqa: PLC0415 - its stores import on use
 
     options = receiver.ReceiverOptions(
         listen=args.listen,

@@ -49,35 +49,18 @@ identity is detected when it writes during a term, which then ends.
 
 from __future__ import annotations
 
-from listwatch.leaderelection.elector import LeaderElector
-from listwatch.leaderelection.leaseapi import EPOCH_ANNOTATION, EpochError, LeaseError
-from listwatch.leaderelection.record import (
-    JITTER_FACTOR,
-    Decision,
-    LeaseRecord,
-    LeaseTiming,
-    Wait,
-    Write,
-    decide,
-    micro_time,
-)
-from listwatch.leaderelection.term import ElectionStatus, Lead, Term, clock
+from listwatch.leaderelection._elector import LeaderElector
+from listwatch.leaderelection._lease import EPOCH_ANNOTATION, EpochError, LeaseError
+from listwatch.leaderelection._record import LeaseRecord, LeaseTiming
+from listwatch.leaderelection._term import ElectionStatus, Term
 
 __all__ = [
     "EPOCH_ANNOTATION",
-    "JITTER_FACTOR",
-    "Decision",
     "ElectionStatus",
     "EpochError",
-    "Lead",
     "LeaderElector",
     "LeaseError",
     "LeaseRecord",
     "LeaseTiming",
     "Term",
-    "Wait",
-    "Write",
-    "clock",
-    "decide",
-    "micro_time",
 ]

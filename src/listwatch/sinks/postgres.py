@@ -6,7 +6,7 @@
         syncer = Syncer(source, on_list=sink.on_list, on_batch=sink.on_batch)
         await syncer.run()
 
-Tables (see ``listwatch.sinks.postgres_schema``, created and versioned on first use), in the
+Tables (see ``listwatch.sinks._postgres_schema``, created and versioned on first use), in the
 schema ``listwatch`` unless told otherwise; several resources and several sinks share them,
 one row set per resource (``"pods"``, ``"deployments.apps"``)::
 
@@ -121,9 +121,9 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from listwatch import fencing
+from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import StaleEpoch
-from listwatch.events import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
-from listwatch.sinks.postgres_schema import SchemaError, ensure_schema, quote
+from listwatch.sinks._postgres_schema import SchemaError, ensure_schema, quote
 
 try:
     import asyncpg

@@ -49,7 +49,7 @@ from typing import Any, Self, cast
 import orjson
 
 from listwatch import fencing
-from listwatch.events import (
+from listwatch._models import (
     Batch,
     EventType,
     Item,

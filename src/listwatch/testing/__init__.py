@@ -10,9 +10,9 @@ meets in production (``Fault``, ``FaultRule``, ``FakeApiServer.cut_watches``).
 
 from __future__ import annotations
 
-from listwatch.testing.faults import Fault, FaultKind, FaultRule
-from listwatch.testing.requestlog import RecordedRequest
-from listwatch.testing.server import FakeApiServer
-from listwatch.testing.status import StatusError
+from listwatch.testing._faults import Fault, FaultKind, FaultRule
+from listwatch.testing._requestlog import RecordedRequest
+from listwatch.testing._server import FakeApiServer
+from listwatch.testing._status import StatusError
 
 __all__ = ["FakeApiServer", "Fault", "FaultKind", "FaultRule", "RecordedRequest", "StatusError"]

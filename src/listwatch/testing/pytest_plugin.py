@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from listwatch.testing.server import FakeApiServer
+    from listwatch.testing._server import FakeApiServer
 
 MARKER = "fake_apiserver"
 
 
 async def _running_server(request: pytest.FixtureRequest) -> AsyncIterator[FakeApiServer]:
-    from listwatch.testing.server import FakeApiServer  # noqa: PLC0415 - lazy: keep pytest startup light
+    from listwatch.testing._server import FakeApiServer  # noqa: PLC0415 - lazy: keep pytest startup light
 
     # Every fake_apiserver marker applies (module, class, function), the closest winning.
     kwargs: dict[str, Any] = {}

@@ -1,0 +1,212 @@
+"""``Agent``: the cluster agent. Several resources under one Supervisor, with health.
+
+``Agent`` builds the Syncers of a *term* from a factory, runs them under a ``Supervisor``,
+feeds their events to ``SyncMetrics``, and answers the liveness and readiness probes. With
+leader election (see ``listwatch.leaderelection`` and ``Agent.run``'s docs) a term is one
+leader's tenure and the Syncers run only while it lasts; without, there is one term of
+epoch 0 for the life of the process.
+
+The factory gets the term's epoch (stamped on every snapshot and batch, checked by the
+receivers' fence) and a *write gate*: a function that raises ``NotLeading`` once the term
+is over by the local clock. Wrap every receiver call with ``gated`` so that no write
+leaves the process after the term ended, even before the Syncers are cancelled (a leader
+that was paused and resumes checks the gate before its renew loop even runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn, TypeVar
+
+from listwatch._supervisor import Supervisor
+from listwatch._syncer import Syncer
+from listwatch.errors import ListWatchError
+from listwatch.leaderelection import LeaderElector, Term
+from listwatch.observe._status import Phase
+from listwatch.observe.health import HealthReport
+from listwatch.observe.metrics import SyncMetrics
+
+__all__ = ["Agent", "NotLeading", "WriteGate", "gated"]
+
+logger = logging.getLogger("listwatch")
+
+T = TypeVar("T")
+
+WriteGate = Callable[[], None]
+"""Raises ``NotLeading`` when this replica may no longer write."""
+
+SyncerFactory = Callable[[int, WriteGate], Sequence[Syncer]]
+"""Builds a term's Syncers from its epoch and write gate."""
+
+
+class NotLeading(ListWatchError):
+    """A write was refused before it left the process: this replica's term is over."""
+
+
+def _open_gate() -> None:
+    """The gate without leader election: always open."""
+
+
+def gated(call: Callable[[T], Awaitable[None]], gate: WriteGate) -> Callable[[T], Awaitable[None]]:
+    """``call`` (an ``on_list`` or ``on_batch``), refused once ``gate`` says the term is over."""
+
+    async def guarded(value: T) -> None:
+        gate()
+        await call(value)
+
+    return guarded
+
+
+class Agent:
+    """Run a term's Syncers under a Supervisor; report metrics and health.
+
+    ``await agent.run()`` runs until cancelled, or raises the first ``FatalError`` of any
+    resource (the Supervisor's rule).
+    """
+
+    def __init__(
+        self,
+        build: SyncerFactory,
+        *,
+        metrics: SyncMetrics | None = None,
+        elector: LeaderElector | None = None,
+    ) -> None:
+        self._build = build
+        self.metrics = metrics if metrics is not None else SyncMetrics()
+        self._elector = elector
+        if elector is not None:
+            name = elector.lease.rsplit("/", 1)[-1]
+            self.metrics.track_leader(name, lambda: elector.status.leading)
+        self._supervisor: Supervisor | None = None
+        self._running = False
+        self._failure: BaseException | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The current term's Supervisor (None between terms)."""
+        return self._supervisor
+
+    @property
+    def elector(self) -> LeaderElector | None:
+        return self._elector
+
+    async def run(self) -> NoReturn:
+        """Without an elector: one term of epoch 0 for as long as the process runs. With
+        one: campaign, and run a term's Syncers only while this replica leads. A term ends
+        when it cannot renew before the renew deadline: its Syncers are cancelled (every
+        receiver call with them) before the elector reports the loss, and the write gate
+        has refused writes since the deadline passed by the local clock."""
+        self._running = True
+        try:
+            if self._elector is None:
+                await self.run_term(0, _open_gate)
+            await self._elector.run(self._lead)
+            raise AssertionError("a term ended without an error")  # pragma: no cover
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._failure = exc
+            raise
+        finally:
+            self._running = False
+            self._notify()
+
+    async def _lead(self, term: Term) -> NoReturn:
+        def gate() -> None:
+            if not term.valid():
+                raise NotLeading(
+                    f"the term of epoch {term.epoch} is over (not renewed within the renew "
+                    "deadline): no write may leave this replica"
+                )
+
+        await self.run_term(term.epoch, gate)
+
+    async def run_term(self, epoch: int, gate: WriteGate) -> NoReturn:
+        """Build the term's Syncers, run them until cancelled (or a fatal error)."""
+        syncers = self._build(epoch, gate)
+        supervisor = Supervisor(syncers)
+        for syncer in syncers:
+            self.metrics.track(syncer)
+        self._supervisor = supervisor
+        self._notify()
+        logger.info("term of epoch %d: mirroring %s", epoch, ", ".join(supervisor.syncers))
+        try:
+            await supervisor.run()
+        finally:
+            self._supervisor = None
+            for syncer in syncers:
+                self.metrics.forget(syncer)
+            self._notify()
+
+    async def wait_for_supervisor(self) -> Supervisor:
+        """Until a term runs (at once without leader election)."""
+        while self._supervisor is None:
+            if self._failure is not None:
+                raise self._failure
+            await self._changed.wait()
+        return self._supervisor
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def liveness(self) -> HealthReport:
+        """Alive while ``run`` runs and no resource failed fatally."""
+        supervisor = self._supervisor
+        failed = {}
+        if supervisor is not None:
+            failed = {
+                name: status.last_error
+                for name, status in supervisor.statuses().items()
+                if status.phase is Phase.FAILED
+            }
+        ok = self._running and not failed and self._failure is None
+        details: dict[str, object] = {"running": self._running}
+        if self._elector is not None:
+            election = self._elector.status
+            ok = ok and election.running
+            details["leading"] = election.leading
+        if failed:
+            details["failed"] = failed
+        if self._failure is not None:
+            details["error"] = f"{type(self._failure).__name__}: {self._failure}"[:300]
+        return HealthReport(ok, details)
+
+    def readiness(self) -> HealthReport:
+        """Ready when every resource's receiver holds a complete snapshot."""
+        supervisor = self._supervisor
+        if self._elector is not None and supervisor is None:
+            election = self._elector.status
+            standby = election.running and not election.leading and election.holder is not None
+            details: dict[str, object] = {
+                "role": "standby",
+                "leader": election.holder or None,
+                "identity": election.identity,
+            }
+            if election.last_error:
+                details["last_error"] = election.last_error
+            return HealthReport(standby, details)
+        if supervisor is None:
+            return HealthReport(False, {"reason": "not running"})
+        resources = {}
+        for name, status in supervisor.statuses().items():
+            entry: dict[str, object] = {
+                "ready": status.has_synced,
+                "phase": status.phase.value,
+                "synced": status.synced,
+                "staleness_seconds": round(status.staleness, 3),
+            }
+            if status.last_error:
+                entry["last_error"] = status.last_error
+            resources[name] = entry
+        not_ready = sorted(name for name, entry in resources.items() if not entry["ready"])
+        details = {"resources": resources}
+        if self._elector is not None:
+            details["role"] = "leader"
+        if not_ready:
+            details["not_ready"] = not_ready
+        return HealthReport(not not_ready, details)

@@ -1,0 +1,555 @@
+"""LIST and WATCH of one resource over a ``kubernetes_asyncio`` ``ApiClient``, as raw JSON.
+
+The ``ApiClient`` brings everything users configured (kubeconfig, in-cluster config, exec
+auth with token refresh, TLS, proxies); we ask it for the raw ``aiohttp`` response and parse
+the bytes ourselves with orjson into plain dicts, because building models costs ~40x the
+parse (``kubernetes-list-watch.md``; issue 6). Every size read here is capped, and every
+non-2xx answer becomes a typed ``listwatch.errors`` exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import aiohttp
+import msgspec
+import orjson
+
+from listwatch._framing import LineFramer, LineTooLong
+from listwatch._models import Event, EventType, Item, Page
+from listwatch._source import ListOptions, WatchOptions
+from listwatch.errors import (
+    MAX_ERROR_BODY_BYTES,
+    ApiConnectionError,
+    ConnectionLost,
+    EventTooLarge,
+    ListWatchError,
+    MalformedEvent,
+    ResponseTooLarge,
+    WatchIdle,
+    api_error_from_response,
+    api_error_from_status,
+)
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+_CONNECT_TIMEOUT = 30.0
+_LIST_READ_TIMEOUT = 60.0
+_READ_CHUNK = 256 * 1024
+_JSON = "application/json"
+_METADATA_LIST_ACCEPT = (
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+)
+_METADATA_WATCH_ACCEPT = (
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
+_EVENT_TYPES = {member.value: member for member in EventType}
+_NAME_IN_HEAD = re.compile(rb'"metadata"\s*:\s*\{.*?"name"\s*:\s*"([^"\\]{1,253})"', re.DOTALL)
+_NAMESPACE_IN_HEAD = re.compile(rb'"namespace"\s*:\s*"([^"\\]{1,63})"')
+
+
+def resource_path(resource: str, *, group: str | None, version: str, namespace: str | None) -> str:
+    """The collection path: ``/api/v1/...`` for the core group, ``/apis/G/V/...`` otherwise."""
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{base}/namespaces/{namespace}/{resource}" if namespace else f"{base}/{resource}"
+
+
+class _ListMeta(msgspec.Struct):
+    resourceVersion: str | None = None
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class _ListBody(msgspec.Struct):
+    """A LIST response: the list's own fields, and each item as its raw JSON."""
+
+    kind: str | None = None
+    apiVersion: str | None = None
+    metadata: _ListMeta | None = None
+    items: list[msgspec.Raw] | None = None
+
+
+class _Metadata(msgspec.Struct):
+    name: str | None = None
+    namespace: str | None = None
+    resourceVersion: str | None = None
+
+
+class _ItemHead(msgspec.Struct):
+    """What a list item must tell before it is parsed: its key, RV, and type fields."""
+
+    kind: str | None = None
+    apiVersion: str | None = None
+    metadata: _Metadata | None = None
+
+
+_LIST_BODY = msgspec.json.Decoder(_ListBody)
+_ITEM_HEAD = msgspec.json.Decoder(_ItemHead)
+
+
+def _type_prefix(kind: str | None, api_version: str | None) -> bytes:
+    """The JSON members that open an item lacking ``kind``/``apiVersion``, with its brace."""
+    members = []
+    if kind is not None:
+        members.append(b'"kind":' + orjson.dumps(kind))
+    if api_version is not None:
+        members.append(b'"apiVersion":' + orjson.dumps(api_version))
+    return b"{" + b",".join(members) + b","
+
+
+def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LIST") -> Page:
+    """A LIST response as a ``Page`` of raw items, each with ``kind``/``apiVersion``.
+
+    Nothing is parsed into dicts: msgspec cuts the body into one raw JSON span per item
+    and reads each item's metadata (key and RV), skipping everything else. Built-in lists
+    omit ``kind``/``apiVersion`` on items (kubernetes/kubernetes#3030) while watch objects
+    carry them; the item's JSON gets them spliced in front, so a snapshot item and a watch
+    object look alike, and an item's bytes are otherwise exactly what the server sent.
+    """
+    try:
+        decoded = _LIST_BODY.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedEvent(f"{what} response is not a list: {exc}") from None
+    metadata = decoded.metadata
+    rv = metadata.resourceVersion if metadata is not None else None
+    if not rv:
+        raise MalformedEvent(f"{what} response has no metadata.resourceVersion")
+    list_kind = decoded.kind
+    kind = (
+        list_kind[:-4] if list_kind and list_kind.endswith("List") and len(list_kind) > 4 else None
+    )
+    api_version = decoded.apiVersion
+    prefixes: dict[tuple[bool, bool], bytes] = {}
+    items: list[Item] = []
+    for raw in decoded.items or ():
+        try:
+            head = _ITEM_HEAD.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise MalformedEvent(
+                f"{what} response has an item that is not an object: {exc}"
+            ) from None
+        meta = head.metadata
+        if meta is None or not meta.name:
+            raise MalformedEvent(f"{what} response has an item without metadata.name")
+        key = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+        missing = (
+            head.kind is None and kind is not None,
+            head.apiVersion is None and api_version is not None,
+        )
+        prefix = b""
+        if missing[0] or missing[1]:
+            prefix = prefixes.get(missing, b"")
+            if not prefix:
+                prefix = prefixes[missing] = _type_prefix(
+                    kind if missing[0] else None, api_version if missing[1] else None
+                )
+        items.append(Item(key, meta.resourceVersion or "", raw=memoryview(raw), prefix=prefix))
+    token = metadata.continue_ if metadata is not None else None
+    return Page(items, rv, token or None)
+
+
+class _WatchMetadata(msgspec.Struct, gc=False):
+    name: str | None = None
+    namespace: str | None = None
+    resourceVersion: str | None = None
+
+
+class _ObjectHead(msgspec.Struct, gc=False):
+    """The only part of a watched object the loop and the merger need.
+
+    ``gc=False`` (here and below): these hold strings only, so they can never be part of a
+    cycle, and one of each per watch event is then not counted towards the collector's
+    next pass.
+    """
+
+    metadata: _WatchMetadata | None = None
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An event in the API server's own layout: ``{"type":"…","object":{…}}``, nothing else."""
+
+    type: str
+    object: _ObjectHead
+
+
+class _BookmarkMetadata(msgspec.Struct):
+    annotations: dict[str, str] | None = None
+
+
+class _BookmarkObject(msgspec.Struct):
+    metadata: _BookmarkMetadata | None = None
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation of the bookmark that ends a streaming list's initial events (KEP-3157)."""
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_BOOKMARK = msgspec.json.Decoder(_BookmarkObject)
+_HEAD = msgspec.json.Decoder(_ObjectHead)
+_WIRE = msgspec.json.Decoder(_WireEvent)
+_TYPE_PREFIX = b'{"type":"'
+_OBJECT_FIELD = b'","object":'
+_TYPE_PREFIX_LEN = len(_TYPE_PREFIX)
+_OBJECT_FIELD_LEN = len(_OBJECT_FIELD)
+
+
+_CHANGE_TYPES = {
+    member.value: member for member in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
+}
+
+
+def decode_event(line: bytes) -> Event:
+    """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``.
+
+    Only the envelope and the object's metadata are decoded here (msgspec skips everything
+    else without building it, but checks that it is JSON); the object stays JSON bytes until
+    someone reads ``Event.object``. Most events of a busy key are replaced in the merger
+    before that.
+
+    The API server writes every event as ``{"type":"T","object":{...}}``; for an ADDED,
+    MODIFIED or DELETED line in exactly that layout one msgspec pass reads type and
+    metadata, and the object's bytes are cut from the line by position. Anything else
+    (a BOOKMARK, an ERROR, other field order, spaces, extra fields, a bad line) takes the
+    general two-pass path, which also words the errors.
+    """
+    try:
+        wire: _WireEvent | None = _WIRE.decode(line)
+    except msgspec.DecodeError:
+        wire = None
+    if wire is not None:
+        event_type = _CHANGE_TYPES.get(wire.type)
+        metadata = wire.object.metadata
+        if event_type is not None and metadata is not None and metadata.name:
+            start = _TYPE_PREFIX_LEN + len(wire.type)
+            if (
+                line.startswith(_TYPE_PREFIX)
+                and line.startswith(_OBJECT_FIELD, start)
+                and line.endswith(b"}")
+            ):
+                namespace = metadata.namespace
+                return Event(
+                    event_type,
+                    None,
+                    f"{namespace}/{metadata.name}" if namespace else metadata.name,
+                    metadata.resourceVersion or "",
+                    raw=memoryview(line)[start + _OBJECT_FIELD_LEN : -1],
+                )
+    return _decode_general(line)
+
+
+def decode_lines(lines: list[bytes], events: list[Event]) -> list[Event]:
+    """Decode ``lines`` in order, appending each event to ``events`` (and returning it).
+
+    A bad line or an ERROR event raises as :func:`decode_event` does, with ``events``
+    holding everything before it: those were sent before the error and are delivered first.
+    """
+    append, decode = events.append, decode_event
+    for line in lines:
+        append(decode(line))
+    return events
+
+
+def _decode_general(line: bytes) -> Event:
+    try:
+        envelope = _ENVELOPE.decode(line)
+        if envelope.type == EventType.ERROR:
+            status = orjson.loads(memoryview(envelope.object))
+            raise api_error_from_status(
+                status if isinstance(status, dict) else {}, request="watch ERROR event"
+            )
+        head = _HEAD.decode(envelope.object)
+    except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
+        raise MalformedEvent(
+            f"watch line of {len(line)} bytes is not a watch event: {exc}"
+        ) from None
+    return _event(envelope.type, head, memoryview(envelope.object), len(line))
+
+
+def _event(type_name: str, head: _ObjectHead, raw: memoryview, size: int) -> Event:
+    event_type = _EVENT_TYPES.get(type_name)
+    if event_type is None or event_type is EventType.ERROR:
+        raise MalformedEvent(f"watch line of {size} bytes has an unknown event type")
+    metadata = head.metadata or _WatchMetadata()
+    rv = metadata.resourceVersion or ""
+    if event_type is EventType.BOOKMARK:
+        # Only bookmarks have their annotations read: rare events, and a pod's annotations
+        # would cost every ordinary event a dict.
+        try:
+            bookmark = _BOOKMARK.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise MalformedEvent(f"BOOKMARK event of {size} bytes: {exc}") from None
+        annotations = (bookmark.metadata.annotations if bookmark.metadata else None) or {}
+        end = annotations.get(INITIAL_EVENTS_END) == "true"
+        return Event(event_type, None, "", rv, raw=raw, initial_events_end=end)
+    if not metadata.name:
+        raise MalformedEvent(f"{event_type} event: object has no metadata.name")
+    key = f"{metadata.namespace}/{metadata.name}" if metadata.namespace else metadata.name
+    return Event(event_type, None, key, rv, raw=raw)
+
+
+def _name_in(head: bytes) -> str:
+    """Best-effort ``namespace/name`` of an object from the first bytes of its JSON."""
+    name = _NAME_IN_HEAD.search(head)
+    if name is None:
+        return "an unnamed object"
+    namespace = _NAMESPACE_IN_HEAD.search(head)
+    parts = [namespace.group(1), name.group(1)] if namespace else [name.group(1)]
+    return "/".join(part.decode("utf-8", "replace") for part in parts)
+
+
+class WatchDecoder:
+    """A watch response's bytes, a network chunk at a time, as events.
+
+    Framing (the line cap) and decoding in one place, without I/O, so that chunk boundaries
+    can be property-tested. :meth:`feed` appends the events a chunk completes to a list the
+    caller owns; on an oversized line, a malformed one or an ERROR event it raises with that
+    list holding every event before it, in order: those were sent before the error.
+    """
+
+    __slots__ = ("_framer", "_max_event_bytes", "_what")
+
+    def __init__(self, max_event_bytes: int, *, what: str = "watch") -> None:
+        self._framer = LineFramer(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
+        self._what = what
+
+    def feed(self, chunk: bytes, events: list[Event]) -> list[Event]:
+        """Decode the lines ``chunk`` completes into ``events`` (which is returned)."""
+        try:
+            lines = self._framer.feed(chunk)
+        except LineTooLong as exc:
+            decode_lines(exc.complete, events)
+            raise EventTooLarge(
+                f"{self._what}: the event for {_name_in(exc.head)} is larger than "
+                f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
+            ) from None
+        return decode_lines(lines, events)
+
+    def finish(self) -> None:
+        """The response ended: raise ``ConnectionLost`` if it ended inside an event."""
+        if self._framer.pending:
+            raise ConnectionLost(
+                f"{self._what} ended inside an event ({self._framer.pending} bytes)"
+            )
+
+
+class WatchStream(AsyncGenerator[Event, None]):
+    """One watch response: an async generator of events that can also be read by the chunk.
+
+    :meth:`event_lists` hands over each network chunk's events as one list. The watch loop
+    reads it so, and the merger gets one list per chunk rather than one generator step, one
+    ``await`` and one queue operation per event: on a busy watch those cost as much as the
+    decoding (issue 13). Iterating the stream itself gives the same events one by one, as the
+    ``WatchFunc`` contract says (a streaming list reads its initial events so); the two may
+    follow each other, as a streaming list's watch goes on: :meth:`event_lists` starts with
+    what the event-by-event reader left of its last chunk.
+    """
+
+    __slots__ = ("_left", "_lists")
+
+    def __init__(self, lists: AsyncGenerator[list[Event], None]) -> None:
+        self._lists = lists
+        self._left: deque[Event] = deque()
+
+    async def __anext__(self) -> Event:
+        left = self._left
+        while not left:
+            left.extend(await anext(self._lists))
+        return left.popleft()
+
+    async def asend(self, value: None) -> Event:
+        return await self.__anext__()
+
+    async def athrow(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> Event:
+        """Close the response, then raise the exception here (nothing inside can catch it)."""
+        await self.aclose()
+        if isinstance(typ, BaseException):
+            raise typ
+        raise val if isinstance(val, BaseException) else typ()
+
+    async def aclose(self) -> None:
+        self._left.clear()
+        await self._lists.aclose()
+
+    async def event_lists(self) -> AsyncGenerator[list[Event], None]:
+        """The events, one list per network chunk, in order; each list holds at least one."""
+        if self._left:
+            left = list(self._left)
+            self._left.clear()
+            yield left
+        async for events in self._lists:
+            yield events
+
+
+class ResourceClient:
+    """LIST pages and WATCH streams of one resource; the functions behind ``from_client``."""
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        resource: str,
+        *,
+        group: str | None,
+        version: str,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        metadata_only: bool,
+        max_event_bytes: int,
+        max_list_bytes: int,
+        idle_timeout: float | None,
+    ) -> None:
+        if max_event_bytes < 1 or max_list_bytes < 1:
+            raise ValueError("max_event_bytes and max_list_bytes must be positive")
+        self._api_client = api_client
+        self._path = resource_path(resource, group=group, version=version, namespace=namespace)
+        self._selectors: list[tuple[str, str]] = []
+        if label_selector:
+            self._selectors.append(("labelSelector", label_selector))
+        if field_selector:
+            self._selectors.append(("fieldSelector", field_selector))
+        self._max_event_bytes = max_event_bytes
+        self._max_list_bytes = max_list_bytes
+        self._idle_timeout = idle_timeout
+        # client-go's metadata client asks for the PartialObjectMetadata form first and plain
+        # JSON second: a server (or an aggregated API) that cannot convert answers with the
+        # full objects rather than refusing (doc section 8.1).
+        self._list_accept = _METADATA_LIST_ACCEPT if metadata_only else _JSON
+        self._watch_accept = _METADATA_WATCH_ACCEPT if metadata_only else _JSON
+        self.description = self._path + (" (metadata only)" if metadata_only else "")
+
+    async def list_page(self, options: ListOptions) -> Page:
+        query = list(self._selectors)
+        if options.limit:
+            query.append(("limit", str(options.limit)))
+        if options.continue_token:
+            query.append(("continue", options.continue_token))
+        if options.resource_version:
+            query.append(("resourceVersion", options.resource_version))
+        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_LIST_READ_TIMEOUT)
+        response = await self._get(query, timeout, what="list", accept=self._list_accept)
+        try:
+            body = await self._read_capped(response, self._max_list_bytes, what="list")
+        finally:
+            response.release()
+        return page_from_list_body(body, what=f"LIST {self._path}")
+
+    def watch_events(self, options: WatchOptions) -> WatchStream:
+        """A WATCH as a stream of events that can also be read a network chunk at a time."""
+        return WatchStream(self._watch_event_lists(options))
+
+    async def _watch_event_lists(self, options: WatchOptions) -> AsyncGenerator[list[Event], None]:
+        query = [*self._selectors, ("watch", "true")]
+        if options.resource_version:
+            query.append(("resourceVersion", options.resource_version))
+        if options.send_initial_events:
+            query.append(("sendInitialEvents", "true"))
+            query.append(("resourceVersionMatch", "NotOlderThan"))
+        if options.allow_bookmarks:
+            query.append(("allowWatchBookmarks", "true"))
+        if options.timeout_seconds is not None:
+            query.append(("timeoutSeconds", str(options.timeout_seconds)))
+        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
+        response = await self._get(query, timeout, what="watch", accept=self._watch_accept)
+        decoder = WatchDecoder(self._max_event_bytes, what=f"watch {self._path}")
+        try:
+            async for chunk in self._chunks(response, what="watch"):
+                events: list[Event] = []
+                try:
+                    decoder.feed(chunk, events)
+                except ListWatchError:
+                    if events:  # sent before the error: delivered before it is raised
+                        yield events
+                    raise
+                if events:
+                    yield events
+            decoder.finish()
+        finally:
+            response.close()
+
+    async def _chunks(self, response: aiohttp.ClientResponse, *, what: str) -> AsyncIterator[bytes]:
+        """The body's chunks; a broken connection or a silent one becomes a typed error."""
+        content = response.content
+        while True:
+            try:
+                chunk = await content.read(_READ_CHUNK)
+            except TimeoutError:
+                raise WatchIdle(f"{what} {self._path}: no data for too long") from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+                raise ConnectionLost(f"{what} {self._path}: {type(exc).__name__}") from None
+            if not chunk:
+                return
+            yield chunk
+
+    async def _get(
+        self,
+        query: list[tuple[str, str]],
+        limits: aiohttp.ClientTimeout,
+        *,
+        what: str,
+        accept: str = _JSON,
+    ) -> aiohttp.ClientResponse:
+        request = f"{what} {self._path}"
+        try:
+            response: aiohttp.ClientResponse = await self._api_client.call_api(
+                self._path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": accept},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=limits,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            why = "refused" if refused else type(exc.os_error).__name__
+            raise ApiConnectionError(
+                f"{request}: cannot connect ({why})", refused=refused
+            ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
+        if 200 <= response.status < 300:
+            return response
+        try:
+            body: bytes | bytearray = await self._read_capped(
+                response, MAX_ERROR_BODY_BYTES, what=what, truncate=True
+            )
+        except (ConnectionLost, WatchIdle):
+            body = b""
+        finally:
+            response.release()
+        raise api_error_from_response(
+            response.status,
+            body,
+            retry_after_header=response.headers.get("Retry-After"),
+            request=request,
+        )
+
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, cap: int, *, what: str, truncate: bool = False
+    ) -> bytearray:
+        body = bytearray()
+        async for chunk in self._chunks(response, what=what):
+            body += chunk
+            if len(body) > cap:
+                if truncate:
+                    return body[:cap]
+                raise ResponseTooLarge(
+                    f"{what} {self._path}: response larger than max_list_bytes={cap}"
+                )
+        return body

@@ -1,0 +1,536 @@
+"""The list-then-watch rules: how a snapshot is listed, when to retry, re-watch, or relist.
+
+Every rule of the loop lives here, next to the reason for it; the names follow the
+Kubernetes docs and client-go's Reflector (``kubernetes-list-watch.md`` sections 2-4). The
+Syncer opens a snapshot with ``open_listing``, hands its pages to the receiver, then calls
+``watch_from``; an exception out of either ends the generation, and the Syncer backs off and
+relists (or, for a ``FatalError``, stops).
+
+| what happened                                    | rule                                   |
+|--------------------------------------------------|----------------------------------------|
+| 429, or 5xx with Retry-After                     | wait max(Retry-After, backoff), retry  |
+|                                                  | the same request                       |
+| a LIST page or the stream fails mid-snapshot     | raised into the receiver's iteration;  |
+| (continue token expired, cut, 5xx, ...)          | back off, relist                       |
+| streaming list refused (400/422, 5xx, ERROR)     | "auto": page this generation instead;  |
+|                                                  | "stream": 400/422 is fatal             |
+| streaming list ends before initial-events-end    | back off, relist (no fallback)         |
+| ... or goes quiet without that bookmark          | back off; "auto" pages the next list   |
+| watch closed cleanly, timed out, reset, or idle  | re-watch from the last RV at once      |
+| ... within 1 s and with no event (very short)    | back off, relist                       |
+| watch connection refused                         | back off, re-watch                     |
+| 410 Expired / Gone (ERROR event or HTTP status)  | relist                                 |
+| 404, 400, 422                                    | fatal: ``Syncer.run()`` raises         |
+| anything else (401/403, 5xx, malformed, too big) | back off, relist                       |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NoReturn, Protocol, Self, TypeVar, runtime_checkable
+
+from listwatch._backoff import Backoff
+from listwatch._models import Event, EventType, Item, Page, PageStream
+from listwatch._source import ListOptions, ListWatch, WatchOptions
+from listwatch.errors import (
+    ApiConnectionError,
+    ApiError,
+    ConnectionLost,
+    FatalError,
+    IncompleteList,
+    InvalidRequest,
+    ListWatchError,
+    MalformedEvent,
+    ReceiverError,
+    ResourceNotFound,
+    ServerError,
+    TooManyRequests,
+    Unauthorized,
+    WatchIdle,
+    WatchStreamError,
+)
+from listwatch.observe import _events as observe
+
+logger = logging.getLogger("listwatch")
+
+T = TypeVar("T")
+Emit = Callable[[list[Event]], Awaitable[None]]
+"""Takes the events of one network chunk (or one event, from a source that yields them so)."""
+EventStream = AsyncGenerator[Event, None]
+
+
+@runtime_checkable
+class ChunkedEventStream(Protocol):
+    """A watch stream that can hand over each network chunk's events at once.
+
+    ``ListWatch.from_client``'s streams are (``apiclient.WatchStream``); the loop reads them
+    so, and a custom source's plain async generator one event at a time.
+    """
+
+    def event_lists(self) -> AsyncGenerator[list[Event], None]: ...
+
+
+async def _one_by_one(stream: EventStream) -> AsyncGenerator[list[Event], None]:
+    async for event in stream:
+        yield [event]
+
+
+WATCH_TIMEOUT_SECONDS = (300, 600)
+"""client-go's watch timeout is random in [5 min, 10 min] so that a fleet of clients does not
+re-watch in lockstep (kubernetes/kubernetes#6770)."""
+
+VERY_SHORT_WATCH_SECONDS = 1.0
+"""A watch that ends this soon with no event did not really start: a stale RV on a resource
+without a watch cache answers with an empty 200 (kubernetes/kubernetes#104171). Re-watching
+would loop; client-go's ``VeryShortWatchError`` relists after a backoff."""
+
+MAX_SAME_REQUEST_RETRIES = 10
+"""client-go's REST layer retries a 429 or Retry-After 5xx up to 10 times (``maxRetries``)."""
+
+INITIAL_EVENTS_QUIET_SECONDS = 10.0
+"""A streaming list whose server sends nothing for this long before the initial-events-end
+bookmark is not a streaming list: a server (or mock, or aggregated API) that ignores
+``sendInitialEvents`` sends the ADDEDs and then just watches, and a client waiting for the
+bookmark hangs for ever (kubernetes/kubernetes#135895). kube-apiserver writes the initial
+events back to back from its cache; 10 s is client-go's "awaiting required bookmark" tick.
+Only time spent waiting on the network counts: a slow receiver is not a quiet server."""
+
+
+class VeryShortWatch(WatchStreamError):
+    """The watch ended within a second without a single event."""
+
+
+class WatchListUnsupported(ListWatchError):
+    """The server did not serve a streaming list: it refused it, or streamed without the
+    bookmark that ends the initial events. With ``list_strategy="auto"`` the loop pages.
+
+    ``refused`` is set when the server answered 400/422: it does not know the parameters
+    (the WatchList feature is off, or the server predates it).
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        self.refused = refused
+        super().__init__(message)
+
+
+class ListStrategy(enum.StrEnum):
+    """How a generation lists its snapshot."""
+
+    AUTO = "auto"
+    """Stream where the server can (the WatchList feature, on by default since 1.34), else
+    page; tried again at every relist, as client-go does."""
+    STREAM = "stream"
+    """Always a streaming list: one watch with ``sendInitialEvents=true``."""
+    PAGED = "paged"
+    """Always a paged LIST at resourceVersion "" (a consistent read)."""
+
+
+def watch_timeout_seconds(watch_timeout: float | None, rng: random.Random) -> int:
+    """The ``timeoutSeconds`` of the next watch: client-go's random [300, 600] s by default."""
+    if watch_timeout is None:
+        return rng.randint(*WATCH_TIMEOUT_SECONDS)
+    return max(1, round(watch_timeout))
+
+
+def _retry_after(exc: ListWatchError) -> float | None:
+    """The wait before the same request again, or None if this error is not retried so.
+
+    A 429 is always retried (Retry-After or not); a 5xx only when the server said when.
+    """
+    if isinstance(exc, TooManyRequests):
+        return exc.retry_after or 0.0
+    if isinstance(exc, ServerError) and exc.retry_after is not None:
+        return exc.retry_after
+    return None
+
+
+def _ignore(event: observe.SyncEvent) -> None:
+    pass
+
+
+async def retrying(
+    request: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    what: str,
+    *,
+    verb: observe.Verb = "list",
+    notify: observe.Observer = _ignore,
+) -> T:
+    """``request()``, repeated on 429 / Retry-After 5xx, at most ``MAX_SAME_REQUEST_RETRIES``.
+
+    Each attempt is reported to ``notify`` as a ``RequestDone`` of ``verb``.
+    """
+    attempt = 0
+    while True:
+        try:
+            result = await request()
+        except ListWatchError as exc:
+            notify(observe.RequestDone(verb, type(exc).__name__))
+            if not isinstance(exc, TooManyRequests | ServerError):
+                raise
+            wait = _retry_after(exc)
+            attempt += 1
+            if wait is None or attempt > MAX_SAME_REQUEST_RETRIES:
+                raise
+            delay = await backoff.wait(at_least=wait)
+            logger.info("%s: %s; retried the same request after %.1f s", what, exc, delay)
+            continue
+        if verb == "list":
+            notify(observe.RequestDone(verb, "ok"))
+        return result
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    """An opened snapshot: its pages, and (after a streaming list) the watch that goes on.
+
+    The first request has been answered when a ``Listing`` exists, so an unknown resource or
+    a refused streaming list fails before the receiver is called. ``pages`` is read while the
+    receiver consumes the snapshot. After a streaming list, ``take_watch()`` hands the same
+    stream on to the generation's watch; a listing closes whatever it still owns on exit.
+    """
+
+    pages: PageStream
+    resource_version: str
+    stream: EventStream | None = None
+    """A streaming list's watch (None after paging), closed on exit unless taken."""
+
+    @property
+    def streamed(self) -> bool:
+        return self.stream is not None
+
+    def take_watch(self) -> EventStream | None:
+        """The streaming list's open watch, now the caller's to close (None after paging)."""
+        stream, self.stream = self.stream, None
+        return stream
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if getattr(self.pages, "ag_running", False):  # not in the typing protocol
+                # The receiver returned while a task it started still reads the snapshot:
+                # the stream cannot be closed from here (it is that task's to finish).
+                if exc is None:
+                    raise ReceiverError(
+                        "on_list returned while the snapshot was still being read by another "
+                        "task: a receiver must finish (or stop) reading before it returns"
+                    )
+                logger.warning("the snapshot is still being read by another task (%s)", exc)
+            else:
+                await self.pages.aclose()
+        finally:
+            stream = self.take_watch()
+            if stream is not None:
+                await stream.aclose()
+
+
+class ListingPolicy:
+    """Which way the next snapshot is listed; remembers a server that cannot stream.
+
+    ``auto`` tries a streaming list at every relist and pages when the server refuses, as
+    client-go's Reflector does ("Falling back to regular list"); a server that accepted the
+    request but streamed without the end bookmark costs one failed generation, and the next
+    list pages before streaming is tried again.
+    """
+
+    def __init__(self, strategy: ListStrategy | str, source: ListWatch) -> None:
+        self.strategy = ListStrategy(strategy)
+        if self.strategy is ListStrategy.STREAM and not source.watch_list:
+            raise ValueError(
+                f"list_strategy='stream' needs a source that supports streaming lists; "
+                f"{source.description} does not declare watch_list=True"
+            )
+        self._source = source
+        self._page_next = self.strategy is ListStrategy.PAGED or not source.watch_list
+
+    async def open(
+        self,
+        *,
+        page_size: int,
+        backoff: Backoff,
+        watch_timeout: int,
+        notify: observe.Observer = _ignore,
+    ) -> Listing:
+        """Open the next snapshot by this policy; every request is reported to ``notify``."""
+        paged = functools.partial(
+            open_paged_list, self._source, page_size=page_size, backoff=backoff, notify=notify
+        )
+        if self._page_next:
+            self._page_next = self.strategy is ListStrategy.PAGED or not self._source.watch_list
+            return await paged()
+        try:
+            return await open_streaming_list(
+                self._source,
+                page_size=page_size,
+                backoff=backoff,
+                watch_timeout=watch_timeout,
+                notify=notify,
+            )
+        except WatchListUnsupported as exc:
+            if self.strategy is ListStrategy.STREAM:
+                if exc.refused:  # asked for streaming explicitly, and the server cannot
+                    raise InvalidRequest(
+                        400,
+                        message=f"{exc}; use list_strategy 'auto' or 'paged' with this server",
+                    ) from exc
+                raise
+            logger.info("%s; falling back to a paged LIST", exc)
+            return await paged()
+
+    def failed(self, exc: BaseException) -> None:
+        """A generation ended with ``exc``: page the next list if streaming did not work."""
+        if self.strategy is ListStrategy.AUTO and isinstance(exc, WatchListUnsupported):
+            self._page_next = True
+
+
+async def open_paged_list(
+    source: ListWatch, *, page_size: int, backoff: Backoff, notify: observe.Observer = _ignore
+) -> Listing:
+    """A consistent LIST at RV "" (most recent), paged with ``limit``/``continue``.
+
+    All pages are served at the first page's resourceVersion, so together they are one
+    snapshot. The first page is fetched now: its RV is the snapshot's, known before the
+    receiver is called. The rest are fetched one by one as the receiver asks for them. A
+    continue token that expires meanwhile (etcd compacted its revision, 410) cannot be
+    completed consistently; the error is raised into the receiver's iteration and the
+    generation lists again (client-go's pager would re-list without a limit, holding the
+    whole cluster at once: the very thing a streamed snapshot avoids).
+    """
+
+    def fetch(token: str | None) -> Awaitable[Page]:
+        options = ListOptions(limit=page_size, continue_token=token)
+        return retrying(functools.partial(source.list, options), backoff, "list", notify=notify)
+
+    first = await fetch(None)
+
+    # The first page is handed in, not captured: a closure would keep it alive (page_size
+    # objects) for as long as the receiver reads the snapshot.
+    async def pages(page: Page) -> PageStream:
+        read = 0
+        while True:
+            read += len(page.items)
+            token = page.continue_token
+            yield page
+            if token is None:
+                return
+            try:
+                page = await fetch(token)
+            except ListWatchError as exc:
+                logger.info("list %s failed after %d items: %s", source.description, read, exc)
+                raise
+
+    return Listing(pages(first), first.resource_version)
+
+
+async def open_streaming_list(
+    source: ListWatch,
+    *,
+    page_size: int,
+    backoff: Backoff,
+    watch_timeout: int,
+    notify: observe.Observer = _ignore,
+) -> Listing:
+    """A streaming list (WatchList, KEP-3157): one watch that opens with the snapshot.
+
+    ``sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true``
+    at RV "" asks for a consistent snapshot (RV "0" would allow any stale cache state), sent
+    as an ADDED event per object, then a BOOKMARK annotated ``k8s.io/initial-events-end``
+    whose RV is the snapshot's. The same stream then goes on as the generation's watch. The
+    server keeps no per-client list in memory, and neither do we: the events are grouped
+    into pages of ``page_size`` as the receiver reads them.
+
+    The first event is read now, so a server that refuses the request (422 from servers
+    without the WatchList feature, an ERROR event when etcd lacks RequestWatchProgress; doc
+    section 2.6) fails here, before the receiver is called, as ``WatchListUnsupported``.
+    """
+    options = WatchOptions(
+        "", timeout_seconds=watch_timeout, allow_bookmarks=True, send_initial_events=True
+    )
+    what = f"streaming list {source.description}"
+
+    async def first_event() -> tuple[EventStream, Event | None]:
+        stream = source.watch(options)
+        try:
+            return stream, await anext(stream, None)
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    try:
+        stream, first = await retrying(first_event, backoff, what, verb="watch", notify=notify)
+    except (ResourceNotFound, Unauthorized):
+        raise  # about the resource or the credentials, not the list form: paging fails too
+    except InvalidRequest as exc:
+        raise WatchListUnsupported(f"{what}: refused ({exc})", refused=True) from exc
+    except (ServerError, MalformedEvent) as exc:
+        raise WatchListUnsupported(f"{what}: failed ({exc})") from exc
+    except ApiError as exc:
+        if isinstance(exc, FatalError) or exc.status < 400 or exc.status == 410:
+            raise
+        raise WatchListUnsupported(f"{what}: refused ({exc})") from exc
+    return Listing(_initial_pages(stream, first, page_size, what, notify), "", stream)
+
+
+async def _initial_pages(
+    stream: EventStream, first: Event | None, page_size: int, what: str, notify: observe.Observer
+) -> PageStream:
+    """The initial events as pages; the last one carries the end bookmark's RV.
+
+    The request is reported (``RequestDone``) only if it ends here; after the end bookmark
+    it goes on as the watch, which reports it when it ends.
+    """
+    events = _initial_events(stream, first, page_size, what)
+    del first  # held by _initial_events only until it has been paged
+    try:
+        async for page in events:
+            yield page
+    except ListWatchError as exc:
+        notify(observe.RequestDone("watch", type(exc).__name__))
+        raise
+
+
+async def _initial_events(
+    stream: EventStream, event: Event | None, page_size: int, what: str
+) -> PageStream:
+    page: list[Item] = []
+    read = 0
+    while True:
+        if event is None:
+            raise IncompleteList(
+                f"{what} ended after {read} objects, before the initial-events-end bookmark"
+            )
+        if event.type is EventType.BOOKMARK:
+            if event.initial_events_end:
+                yield Page(page, event.resource_version)
+                return
+        elif event.type is EventType.DELETED:
+            # KEP-3157 allowed changes before the end bookmark; kube-apiserver sends none.
+            # A delete cannot be taken back out of a snapshot already half written.
+            raise WatchListUnsupported(
+                f"{what}: a DELETED event for {event.key} before the initial-events-end bookmark"
+            )
+        else:  # ADDED, or a MODIFIED that a server sent before the end: the latest state
+            page.append(event)
+            read += 1
+            if len(page) >= page_size:
+                yield Page(page, "")
+                page = []
+        try:
+            async with asyncio.timeout(INITIAL_EVENTS_QUIET_SECONDS):
+                event = await anext(stream, None)
+        except TimeoutError:
+            raise WatchListUnsupported(
+                f"{what}: no initial-events-end bookmark and nothing received for "
+                f"{INITIAL_EVENTS_QUIET_SECONDS:g} s after {read} objects; the server does not "
+                "seem to serve streaming lists"
+            ) from None
+
+
+# -- watching --------------------------------------------------------------------------------
+
+
+async def watch_from(
+    source: ListWatch,
+    resource_version: str,
+    emit: Emit,
+    *,
+    backoff: Backoff,
+    clock: Callable[[], float] = time.monotonic,
+    timeout_seconds: Callable[[], int],
+    first_stream: EventStream | None = None,
+    notify: observe.Observer = _ignore,
+) -> NoReturn:
+    """Watch from ``resource_version`` for ever, re-watching from the last RV seen.
+
+    Returns only by raising: a relist is needed (410, very short watch, anything unexpected)
+    or the error is fatal. Every event, bookmarks included, goes to ``emit``, in order, a
+    network chunk's worth at a time when the stream allows it; bookmarks move the resume
+    point too, so a quiet resource does not fall behind compaction.
+    ``first_stream`` is a streaming list's watch, already open past its initial events.
+    Every watch request is reported to ``notify`` when it ends (``RequestDone``).
+    """
+    stream = first_stream
+    while True:
+        started = clock()
+        received = 0
+        try:
+            if stream is None:
+                options = WatchOptions(resource_version, timeout_seconds=timeout_seconds())
+                stream = source.watch(options)
+            else:
+                received = -1  # it already delivered the initial events: never "very short"
+            async with aclosing(stream) as opened:
+                stream = None
+                chunks = (
+                    opened.event_lists()
+                    if isinstance(opened, ChunkedEventStream)
+                    else _one_by_one(opened)
+                )
+                async with aclosing(chunks):
+                    async for events in chunks:
+                        received += len(events)
+                        for event in reversed(events):
+                            if event.resource_version:
+                                resource_version = event.resource_version
+                                break
+                        await emit(events)
+            how = "closed"
+            notify(observe.RequestDone("watch", "ok"))
+        except ListWatchError as exc:
+            notify(observe.RequestDone("watch", type(exc).__name__))
+            resumed = await _after_watch_error(exc, backoff)
+            if resumed is None:
+                continue
+            how = resumed
+        if received == 0 and clock() - started < VERY_SHORT_WATCH_SECONDS:
+            raise VeryShortWatch(
+                f"watch {source.description} from resourceVersion {resource_version} ended "
+                f"within {VERY_SHORT_WATCH_SECONDS:g} s without an event ({how})"
+            )
+        logger.debug(
+            "watch %s %s after %d events; re-watching from %s",
+            source.description,
+            how,
+            max(received, 0),
+            resource_version,
+        )
+
+
+async def _after_watch_error(exc: ListWatchError, backoff: Backoff) -> str | None:
+    """What a watch error means: a normal close to resume from (its description), a wait
+    then a re-watch (None), or a relist (the error is raised)."""
+    if isinstance(exc, ConnectionLost | WatchIdle):
+        # A reset, an EOF mid-stream or a silent connection is a normal close for
+        # client-go's StreamWatcher: resume where we are.
+        return str(exc)
+    if isinstance(exc, ApiConnectionError) and exc.refused:
+        # Refused: the server is restarting. Our RV is still good; wait and re-watch.
+        delay = await backoff.wait()
+        logger.info("%s; re-watching after %.1f s", exc, delay)
+        return None
+    if isinstance(exc, TooManyRequests | ServerError):
+        wait = _retry_after(exc)
+        if wait is not None:
+            delay = await backoff.wait(at_least=wait)
+            logger.info("%s; re-watching after %.1f s", exc, delay)
+            return None
+    raise exc

@@ -1,0 +1,393 @@
+"""``listwatch mirror``: resources of a real cluster, mirrored into SQLite until stopped.
+
+Configuration is kubernetes_asyncio's own (kubeconfig with its context, or the in-cluster
+service account), so whatever ``kubectl`` can reach, the mirror can. Resources are named as
+kubectl names them (``pods``, ``nodes``, ``deployments.apps``, ``deployments.v1.apps``, a
+CRD's ``plural.group``) and resolved through the server's discovery; each gets its own
+Syncer under one Supervisor (``listwatch._agent``), and all share one SQLite file, one row
+set per resource.
+
+Failing fast, and in one line, is a design choice here. The Syncers retry every error
+except a wrong request, forever, because a running mirror must ride out an API server
+restart; but a mirror that has *never* reached its cluster is far more likely to be
+misconfigured (a wrong context, a cluster that is not up, a typo in the resource) than
+unlucky, and retrying silently would leave the user staring at nothing. So before the
+Syncers start, discovery resolves every name and one preflight LIST (``limit=1``, through
+the same source) per resource checks that the server answers, accepts the credentials and
+lets us list it. Their errors become one line each. Once running, connection errors are
+the Syncers' to retry; only a ``FatalError`` (say, a CRD was deleted) ends the mirror, again
+with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from listwatch._agent import Agent, WriteGate, gated
+from listwatch._kube.discovery import DiscoveryError, ServedResource, resolve
+from listwatch._source import ListOptions, ListWatch
+from listwatch._syncer import Syncer
+from listwatch.cli._config import ResourceSpec, describe
+from listwatch.cli._runtime import CliError, one_line
+from listwatch.cli._targets import ResourceReceiver, SQLiteTarget, Target, open_receivers
+from listwatch.errors import (
+    ApiConnectionError,
+    FatalError,
+    Forbidden,
+    InvalidRequest,
+    ListWatchError,
+    ResourceNotFound,
+    Unauthorized,
+)
+from listwatch.leaderelection import LeaderElector
+from listwatch.observe.health import make_app, parse_address, serving
+
+logger = logging.getLogger("listwatch.cli")
+
+#: The preflight requests get this long in all (connect and read have their own, shorter,
+#: limits in the source): a server that accepts connections and never answers is down too.
+PREFLIGHT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    """The mirror's flags (the resources already merged with the config file)."""
+
+    resources: Sequence[ResourceSpec]
+    target: Target
+    kubeconfig: Path | None = None
+    in_cluster: bool = False
+    context: str | None = None
+    merge_interval: float = 3.0
+    resync_period: float | None = None
+    sync_timeout: float | None = None
+    """The Syncer's: a receiver call that takes longer fails its generation."""
+    list_strategy: str = "auto"
+    metrics_address: str | None = None
+    election: ElectionOptions | None = None
+
+
+#: Where a pod finds its own namespace (the service account's projected volume).
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionOptions:
+    """``--leader-elect`` and its settings (client-go's defaults)."""
+
+    lease_name: str = "listwatch"
+    lease_namespace: str | None = None
+    identity: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def namespace(self) -> str:
+        """The given one; in a pod, the pod's own namespace; else ``default``."""
+        if self.lease_namespace:
+            return self.lease_namespace
+        try:
+            return POD_NAMESPACE_FILE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+
+    def who(self) -> str:
+        """The given identity, else ``$POD_NAME`` or the hostname, plus a random suffix so
+        that two processes on one host never share one (identities must be unique)."""
+        if self.identity:
+            return self.identity
+        base = os.environ.get("POD_NAME") or socket.gethostname() or "listwatch"
+        return f"{base}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    """One resource, resolved: what discovery says, what the user asked for, its source."""
+
+    served: ServedResource
+    spec: ResourceSpec
+    source: ListWatch
+
+    @property
+    def name(self) -> str:
+        """The row set in the SQLite file: ``pods``, ``deployments.apps``."""
+        return self.served.gvr.qualified
+
+
+def _kubeconfig_path(given: Path | None) -> str:
+    """The kubeconfig to load: ``--kubeconfig``, else ``$KUBECONFIG`` (a list of files that
+    kubernetes_asyncio merges, as kubectl does; read now, not when kubernetes_asyncio was
+    imported), else ``~/.kube/config``. A missing file is reported here, plainly:
+    kubernetes_asyncio's message for it ("Expected key current-context") misleads."""
+    if given is not None:
+        paths = [str(given)]
+    elif os.environ.get("KUBECONFIG"):
+        paths = [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
+    else:
+        paths = [os.path.expanduser("~/.kube/config")]
+    if not any(Path(path).expanduser().is_file() for path in paths):
+        hint = "" if given is not None else " (use --kubeconfig, $KUBECONFIG or --in-cluster)"
+        raise CliError(f"kubeconfig {os.pathsep.join(paths)}: no such file{hint}")
+    return os.pathsep.join(paths)
+
+
+async def load_configuration(options: MirrorOptions) -> Configuration:
+    """The client configuration from the kubeconfig (and context) or the in-cluster account."""
+    configuration = Configuration()
+    if options.in_cluster:
+        try:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except Exception as exc:
+            raise CliError(f"cannot load the in-cluster configuration: {one_line(exc)}") from None
+        return configuration
+    path = _kubeconfig_path(options.kubeconfig)
+    try:
+        # persist_config=False: a mirror must not rewrite the user's kubeconfig.
+        await config.load_kube_config(
+            config_file=path,
+            context=options.context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except Exception as exc:  # kubernetes_asyncio raises ConfigException, YAML and OS errors
+        raise CliError(f"cannot load kubeconfig {path}: {one_line(exc)}") from None
+    return configuration
+
+
+async def discover(
+    api: ApiClient, specs: Sequence[ResourceSpec], host: str
+) -> list[ServedResource]:
+    """Resolve every name, or one line saying what is wrong."""
+    try:
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
+            return await resolve(api, [spec.name for spec in specs])
+    except TimeoutError:
+        raise CliError(
+            f"no answer from the API server at {host} within {PREFLIGHT_TIMEOUT:g} s"
+        ) from None
+    except DiscoveryError as exc:
+        raise CliError(
+            f"the API server at {host} cannot serve what was asked: {exc} (name resources "
+            "as kubectl does: pods, nodes, deployments.apps, deployments.v1.apps)"
+        ) from None
+    except ListWatchError as exc:
+        raise CliError(_connection_line(exc, host, "discovery")) from None
+
+
+def _connection_line(exc: ListWatchError, host: str, what: str) -> str:
+    if isinstance(exc, ApiConnectionError):
+        why = "connection refused" if exc.refused else one_line(exc)
+        return f"cannot connect to the API server at {host}: {why}"
+    if isinstance(exc, Unauthorized):
+        return (
+            f"the API server at {host} refused our credentials for {what} (HTTP {exc.status} "
+            f"{exc.reason}): {exc.message or 'check the kubeconfig user and RBAC'}"
+        )
+    return f"the API server at {host} failed {what}: {one_line(exc)}"
+
+
+def build_sources(
+    api: ApiClient, specs: Sequence[ResourceSpec], served: Sequence[ServedResource]
+) -> list[Mirrored]:
+    resources: list[Mirrored] = []
+    seen: dict[str, str] = {}
+    for spec, resource in zip(specs, served, strict=True):
+        name = resource.gvr.qualified
+        if name in seen:
+            raise CliError(f"{spec.name!r} and {seen[name]!r} are the same resource ({name})")
+        seen[name] = spec.name
+        namespace = spec.namespace if resource.namespaced else None
+        if spec.namespace and not resource.namespaced:
+            logger.info("%s is cluster-scoped: its namespace %s is ignored", name, spec.namespace)
+        source = ListWatch.from_client(
+            api,
+            resource.gvr.resource,
+            group=resource.gvr.group or None,
+            version=resource.gvr.version,
+            namespace=namespace,
+            label_selector=spec.label_selector,
+            field_selector=spec.field_selector,
+            metadata_only=spec.metadata_only,
+        )
+        resources.append(Mirrored(resource, spec, source))
+    return resources
+
+
+async def preflight(source: ListWatch, host: str) -> None:
+    """One ``limit=1`` LIST: does the server answer, accept us, and let us list it?"""
+    what = source.description
+    try:
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
+            await source.list(ListOptions(limit=1))
+    except TimeoutError:
+        raise CliError(
+            f"no answer from the API server at {host} within {PREFLIGHT_TIMEOUT:g} s"
+        ) from None
+    except ResourceNotFound as exc:
+        raise CliError(
+            f"the API server at {host} does not serve {what} (HTTP 404 {exc.reason})"
+        ) from None
+    except InvalidRequest as exc:
+        raise CliError(f"the API server refused the request for {what}: {exc}") from None
+    except Forbidden as exc:
+        raise CliError(
+            f"the API server at {host} does not let us list {what} (HTTP 403): "
+            f"{exc.message or 'grant list and watch on it (RBAC)'}"
+        ) from None
+    except (ApiConnectionError, Unauthorized) as exc:
+        raise CliError(_connection_line(exc, host, what)) from None
+    except ListWatchError as exc:
+        # A 429, a 5xx, a malformed answer: the server is there; the Syncer retries these.
+        logger.warning("preflight list of %s: %s; starting anyway", what, one_line(exc))
+
+
+def _first(errors: BaseExceptionGroup[FatalError]) -> FatalError:
+    """The first error of a group (the agent and the announcer raise the same one)."""
+    first = errors.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _fatal_line(exc: FatalError) -> str:
+    if isinstance(exc, ResourceNotFound):
+        path = exc.request.rsplit(" ", 1)[-1] or "the resource"
+        return f"{path} is no longer served (HTTP 404): {one_line(exc)}"
+    return f"mirroring failed: {one_line(exc)}"
+
+
+async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | None = None) -> int:
+    """Mirror until ``stop`` is set; raises ``CliError`` for anything the user must fix."""
+    err = sys.stderr if err is None else err
+    configuration = await load_configuration(options)
+    host = configuration.host or "(no server in the configuration)"
+    if options.metrics_address is not None:
+        try:
+            parse_address(options.metrics_address)
+        except ValueError as exc:
+            raise CliError(f"--metrics-address: {exc}") from None
+    async with ApiClient(configuration=configuration) as api:
+        served = await discover(api, options.resources, host)
+        resources = build_sources(api, options.resources, served)
+        for resource in resources:
+            await preflight(resource.source, host)
+        async with open_receivers(options.target, [r.name for r in resources]) as sinks:
+            return await _run(options, api, resources, sinks, stop=stop, err=err)
+
+
+async def _run(
+    options: MirrorOptions,
+    api: ApiClient,
+    resources: Sequence[Mirrored],
+    sinks: dict[str, ResourceReceiver],
+    *,
+    stop: asyncio.Event,
+    err: TextIO,
+) -> int:
+    def build(epoch: int, gate: WriteGate) -> list[Syncer]:
+        return [
+            Syncer(
+                resource.source,
+                on_list=gated(sinks[resource.name].on_list, gate),
+                on_batch=gated(sinks[resource.name].on_batch, gate),
+                merge_interval=options.merge_interval,
+                resync_period=options.resync_period,
+                sync_timeout=options.sync_timeout,
+                list_strategy=options.list_strategy,
+                epoch=epoch,
+            )
+            for resource in resources
+        ]
+
+    elector = _elector(api, options.election) if options.election is not None else None
+    agent = Agent(build, elector=elector)
+    started = time.monotonic()
+
+    async def announce_syncs() -> None:
+        supervisor = await agent.wait_for_supervisor()
+        announced: set[str] = set()
+        while len(announced) < len(supervisor.syncers):
+            statuses = await supervisor.wait_until(
+                lambda now: any(s.synced and n not in announced for n, s in now.items())
+            )
+            for name, status in statuses.items():
+                if status.synced and name not in announced:
+                    announced.add(name)
+                    _say(
+                        err,
+                        f"synced {name}: {status.snapshot_size} objects at resourceVersion "
+                        f"{status.snapshot_resource_version}",
+                    )
+
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if options.metrics_address is not None:
+                host, port = parse_address(options.metrics_address)
+                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+                try:
+                    bound = await stack.enter_async_context(serving(app, host, port))
+                except OSError as exc:
+                    raise CliError(
+                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
+                    ) from None
+                _say(err, f"metrics and health on http://{bound[0]}:{bound[1]}/metrics")
+            _say(
+                err,
+                f"mirroring {describe([r.spec for r in resources])} into "
+                f"{options.target.describe()}; "
+                "Ctrl-C or SIGTERM stops",
+            )
+            # asyncio's TaskGroup, not anyio's: an anyio cancel scope cancels every await
+            # inside it again and again, so the elector's release of the Lease on the way
+            # out (a PUT) would be cancelled too and a standby would wait out the lease.
+            async with asyncio.TaskGroup() as group:
+                running = group.create_task(agent.run(), name="listwatch agent")
+                announcing = group.create_task(announce_syncs(), name="listwatch announcer")
+                stopping = group.create_task(stop.wait(), name="listwatch stop")
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (running, announcing, stopping):
+                    task.cancel()
+    except* FatalError as errors:
+        raise CliError(_fatal_line(_first(errors))) from None
+    counts = []
+    for name, sink in sinks.items():
+        count = getattr(sink, "count", None)
+        if isinstance(options.target, SQLiteTarget) and count is not None:
+            counts.append(f"{name}: {await count()}")
+    where = f": {', '.join(counts)} objects in {options.target.describe()}" if counts else ""
+    _say(err, f"stopped after {time.monotonic() - started:.1f} s{where}")
+    return 0
+
+
+def _elector(api: ApiClient, election: ElectionOptions) -> LeaderElector:
+    try:
+        return LeaderElector(
+            api,
+            lease_name=election.lease_name,
+            lease_namespace=election.namespace(),
+            identity=election.who(),
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        )
+    except ValueError as exc:
+        raise CliError(f"leader election: {exc}") from None
+
+
+def _say(err: TextIO, line: str) -> None:
+    err.write(f"listwatch mirror: {line}\n")
+    err.flush()

@@ -1,0 +1,134 @@
+"""``listwatch receiver``: the reference receiver of the HTTP sync protocol, as a server.
+
+``listwatch mirror --http URL`` sends each resource's snapshots and batches here; they are
+applied to an SQLite file or a PostgreSQL database (``listwatch.httpsync._server``). Every request
+must carry the bearer token of ``--token-file`` (re-read when the file changes), and/or a
+client certificate signed by ``--client-ca`` when serving TLS (``--tls-cert``/``--tls-key``).
+A receiver without either refuses to start: it would accept writes from anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from listwatch.cli._runtime import CliError, one_line
+from listwatch.cli._targets import PostgresTarget, SQLiteTarget
+from listwatch.httpsync._server import Receiver, ReceiverStore, TokenFile
+from listwatch.observe.health import parse_address
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverOptions:
+    listen: str
+    store: SQLiteTarget | PostgresTarget
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+
+
+def _ssl(options: ReceiverOptions) -> ssl.SSLContext | None:
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise CliError("--tls-cert and --tls-key go together")
+    if options.tls_cert is None:
+        if options.client_ca is not None:
+            raise CliError("--client-ca needs TLS: give --tls-cert and --tls-key")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(options.tls_cert), str(options.tls_key))
+        if options.client_ca is not None:
+            context.load_verify_locations(cafile=str(options.client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"cannot load the TLS files: {one_line(exc)}") from None
+    return context
+
+
+@contextlib.asynccontextmanager
+async def open_store(target: SQLiteTarget | PostgresTarget) -> AsyncIterator[ReceiverStore]:
+    if isinstance(target, SQLiteTarget):
+        from listwatch.sinks.sqlite import SQLiteStore  # noqa: PLC0415 - needs aiosqlite
+
+        if not target.path.parent.is_dir():
+            raise CliError(f"--sqlite {target.path}: no such directory")
+        store: ReceiverStore = SQLiteStore(target.path)
+    else:
+        from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg
+            PostgresConnectionError,
+            PostgresStore,
+        )
+
+        try:
+            store = await PostgresStore.connect(target.dsn)
+        except (PostgresConnectionError, ValueError) as exc:  # never with the password
+            raise CliError(one_line(exc)) from None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def run_receiver(
+    options: ReceiverOptions, stop: asyncio.Event, err: TextIO | None = None
+) -> int:
+    err = sys.stderr if err is None else err
+    try:
+        host, port = parse_address(options.listen)
+    except ValueError as exc:
+        raise CliError(f"--listen: {exc}") from None
+    context = _ssl(options)
+    token: TokenFile | None = None
+    if options.token_file is not None:
+        try:
+            token = TokenFile(options.token_file)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--token-file: {one_line(exc)}") from None
+    if token is None and context is not None and options.client_ca is None:
+        raise CliError("give --token-file or --client-ca: a receiver authenticates every request")
+    if token is None and context is None:
+        raise CliError(
+            "give --token-file (or serve TLS with --client-ca): a receiver "
+            "authenticates every request"
+        )
+    async with open_store(options.store) as store:
+        receiver = Receiver(store, token=token, client_certificate=options.client_ca is not None)
+        runner = web.AppRunner(receiver.app(), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, ssl_context=context)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise CliError(
+                    f"cannot listen on {options.listen}: {exc.strerror or exc}"
+                ) from None
+            server = site._server  # aiohttp exposes the bound port only here
+            sockets = getattr(server, "sockets", None) or ()
+            bound = sockets[0].getsockname()[1] if sockets else port
+            scheme = "https" if context is not None else "http"
+            where = (
+                options.store.describe()
+                if isinstance(options.store, SQLiteTarget)
+                else "PostgreSQL"
+            )
+            err.write(
+                f"listwatch receiver: serving {scheme}://{host}:{bound} into {where}; "
+                "Ctrl-C or SIGTERM stops\n"
+            )
+            err.flush()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    err.write("listwatch receiver: stopped\n")
+    err.flush()
+    return 0

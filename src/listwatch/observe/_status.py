@@ -1,0 +1,193 @@
+"""What a running ``Syncer`` is doing, for health checks, dashboards and tests.
+
+``StatusTracker`` is an observer of the Syncer's events (``observe.py``): it folds them into
+a ``SyncerStatus``, so the loop itself keeps no counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from listwatch._models import GroupVersionResource
+from listwatch.observe import _events as observe
+
+RECENT_RESTARTS = 20
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    LISTING = "listing"
+    WATCHING = "watching"
+    BACKING_OFF = "backing off"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Why a generation ended. ``at`` is wall-clock time (``time.time()``)."""
+
+    at: float
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncerStatus:
+    """A consistent copy of the Syncer's state at one moment.
+
+    ``synced`` is true while the receiver holds the current generation's snapshot (``on_list``
+    returned and nothing has failed since); it drops during every relist. ``has_synced``
+    turns true with the first snapshot and stays true (client-go's ``HasSynced``): the
+    signal a readiness probe wants, since a receiver keeps its last complete state while a
+    new generation lists.
+    """
+
+    phase: Phase
+    generation: int
+    synced: bool
+    has_synced: bool
+    snapshot_size: int | None
+    snapshot_resource_version: str | None
+    resource_version: str | None
+    """The newest resourceVersion the receiver has been given (snapshot or batch)."""
+    last_batch_at: float | None
+    batches: int
+    events: int
+    restarts: int
+    recent_restarts: tuple[Restart, ...]
+    last_error: str | None
+    queued_events: int = 0
+    """Events waiting in the current generation's queue (bounded by ``queue_size``)."""
+    pending_keys: int = 0
+    """Distinct keys merged and not yet delivered (bounded by ``max_batch``)."""
+    staleness: float = 0.0
+    """Seconds since the receiver last caught up: 0 while it holds everything the watch
+    has received; otherwise how long ago its view was last current (the start of the last
+    receiver call that completed; the Syncer's start before any)."""
+    resource: GroupVersionResource | None = None
+
+
+class StatusTracker:
+    """Folds a Syncer's events into its status; lets callers await a status."""
+
+    def __init__(
+        self,
+        resource: GroupVersionResource | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._resource = resource
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._changed = asyncio.Event()
+        self.phase = Phase.STARTING
+        self.generation = 0
+        self.synced = False
+        self.has_synced = False
+        self.snapshot_size: int | None = None
+        self.snapshot_resource_version: str | None = None
+        self.resource_version: str | None = None
+        self.last_batch_at: float | None = None
+        self.batches = 0
+        self.events = 0
+        self.restarts = 0
+        self.recent_restarts: deque[Restart] = deque(maxlen=RECENT_RESTARTS)
+        self.last_error: str | None = None
+        self._delivering_since: float | None = None
+        self._view_at = clock()  # when the receiver's view was last current
+
+    # -- the observer ----------------------------------------------------------------------
+
+    def __call__(self, event: observe.SyncEvent) -> None:
+        match event:
+            case observe.GenerationStarted(generation=generation):
+                self.generation = generation
+                self.synced = False
+                self.phase = Phase.LISTING
+            case observe.ReceiverStarted():
+                self._delivering_since = self._clock()
+            case observe.SnapshotDelivered(objects=objects, resource_version=rv):
+                self._delivered()
+                self.snapshot_size = objects
+                self.snapshot_resource_version = self.resource_version = rv
+                self.synced = self.has_synced = True
+                self.phase = Phase.WATCHING
+            case observe.BatchDelivered(received=received, resource_version=rv):
+                self._delivered()
+                self.batches += 1
+                self.events += received
+                self.last_batch_at = self._wall_clock()
+                self.resource_version = rv
+            case observe.ReceiverFailed():
+                self._delivering_since = None
+            case observe.QueueFull():
+                pass  # nothing to record; waiters re-read the live queue size
+            case observe.GenerationEnded(generation=generation, reason=reason, message=text):
+                self.restarts += 1
+                line = "resync_period elapsed" if reason == "resync" else text
+                self.recent_restarts.append(Restart(self._wall_clock(), generation, line))
+                if reason != "resync":
+                    self.last_error = line
+                self.synced = False
+            case observe.BackingOff():
+                self.phase = Phase.BACKING_OFF
+            case observe.Failed(message=text):
+                self.last_error = text
+                self.synced = False
+                self.phase = Phase.FAILED
+            case observe.Stopped():
+                self.synced = False
+                if self.phase is not Phase.FAILED:
+                    self.phase = Phase.STOPPED
+            case _:
+                return  # requests and openings change nothing here
+        self._notify()
+
+    def _delivered(self) -> None:
+        assert self._delivering_since is not None
+        self._view_at, self._delivering_since = self._delivering_since, None
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def status(self, *, queued: int = 0, pending: int = 0) -> SyncerStatus:
+        """The status now; ``queued``/``pending`` are the live merger's sizes."""
+        caught_up = (
+            self.phase is Phase.WATCHING
+            and self._delivering_since is None
+            and queued == 0
+            and pending == 0
+        )
+        return SyncerStatus(
+            phase=self.phase,
+            generation=self.generation,
+            synced=self.synced,
+            has_synced=self.has_synced,
+            snapshot_size=self.snapshot_size,
+            snapshot_resource_version=self.snapshot_resource_version,
+            resource_version=self.resource_version,
+            last_batch_at=self.last_batch_at,
+            batches=self.batches,
+            events=self.events,
+            restarts=self.restarts,
+            recent_restarts=tuple(self.recent_restarts),
+            last_error=self.last_error,
+            queued_events=queued,
+            pending_keys=pending,
+            staleness=0.0 if caught_up else max(0.0, self._clock() - self._view_at),
+            resource=self._resource,
+        )
+
+    async def changed(self) -> None:
+        """Until the next event that changes the status."""
+        await self._changed.wait()
