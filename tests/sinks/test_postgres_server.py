@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -133,6 +134,23 @@ async def test_a_server_runs_unprivileged_and_private_and_stops_completely() -> 
     assert not directory.exists()
     assert server.run_bindir == server.bindir
     server.stop()  # twice is fine
+
+
+async def test_without_a_postgres_user_root_runs_the_server_as_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh machine has no ``postgres`` user (no distribution package made one)."""
+    monkeypatch.setattr(postgres_server, "SERVER_USERS", ("no-such-user-here", "nobody"))
+    server = LocalPostgres()
+    await asyncio.to_thread(server.start)
+    try:
+        assert server.pid is not None
+        if os.geteuid() == 0:
+            assert os.stat(f"/proc/{server.pid}").st_uid == pwd.getpwnam("nobody").pw_uid
+        connection = await asyncpg.connect(server.dsn())
+        await connection.close()
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 STARTER = textwrap.dedent(
