@@ -37,7 +37,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
 import listwatch
-from listwatch.httpsync import Receiver, TokenFile
+from listwatch.httpsync import SyncServer, TokenFile
 from listwatch.sinks.http import HttpSink
 from listwatch.sinks.sqlite import SQLiteSink, SQLiteStore
 
@@ -87,7 +87,7 @@ def create_app(db: Path, token: str | TokenFile) -> web.Application:
     app.cleanup_ctx.append(close_store)
     app.router.add_get("/pods/{namespace}/{name}", get_pod)
     app.router.add_get("/state", get_state)
-    app.add_subapp(RECEIVER_PREFIX + "/", Receiver(store, token=token).app())
+    app.add_subapp(RECEIVER_PREFIX + "/", SyncServer(store, token=token).app())
     return app
 
 

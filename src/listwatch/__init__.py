@@ -7,7 +7,7 @@ generation from a fresh LIST.
 
 from __future__ import annotations
 
-from listwatch._agent import Agent, NotLeading
+from listwatch._agent import Agent
 from listwatch._backoff import Backoff
 from listwatch._kube.config import connect
 from listwatch._models import (
@@ -21,21 +21,27 @@ from listwatch._models import (
     Snapshot,
     object_key,
 )
-from listwatch._reflector import ListStrategy, VeryShortWatch, WatchListUnsupported
+from listwatch._reflector import ListStrategy
 from listwatch._source import ListOptions, ListWatch, WatchOptions
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
+from listwatch._types import OnBatch, OnList, Receiver, Store
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,
     ConnectionLost,
+    DiscoveryError,
+    EpochError,
     EventTooLarge,
     FatalError,
     Forbidden,
+    ForbiddenBeforeSync,
     IncompleteList,
     InvalidRequest,
+    LeaseError,
     ListWatchError,
     MalformedEvent,
+    NotLeading,
     ReceiverError,
     ReceiverTimeout,
     ResourceExpired,
@@ -44,14 +50,16 @@ from listwatch.errors import (
     ResponseTooLarge,
     ServerError,
     StaleEpoch,
+    StaleWrite,
     TooManyRequests,
     Unauthorized,
+    VeryShortWatch,
     WatchIdle,
+    WatchListUnsupported,
     WatchStreamError,
 )
 from listwatch.leaderelection import (
     ElectionStatus,
-    EpochError,
     LeaderElector,
     LeaseTiming,
     Term,
@@ -67,6 +75,7 @@ __all__ = [
     "Backoff",
     "Batch",
     "ConnectionLost",
+    "DiscoveryError",
     "ElectionStatus",
     "EpochError",
     "Event",
@@ -74,12 +83,14 @@ __all__ = [
     "EventType",
     "FatalError",
     "Forbidden",
+    "ForbiddenBeforeSync",
     "GroupVersionResource",
     "IncompleteList",
     "InvalidRequest",
     "Item",
     "JsonObject",
     "LeaderElector",
+    "LeaseError",
     "LeaseTiming",
     "ListOptions",
     "ListStrategy",
@@ -87,8 +98,11 @@ __all__ = [
     "ListWatchError",
     "MalformedEvent",
     "NotLeading",
+    "OnBatch",
+    "OnList",
     "Page",
     "Phase",
+    "Receiver",
     "ReceiverError",
     "ReceiverTimeout",
     "ResourceExpired",
@@ -99,6 +113,8 @@ __all__ = [
     "ServerError",
     "Snapshot",
     "StaleEpoch",
+    "StaleWrite",
+    "Store",
     "Supervisor",
     "Syncer",
     "SyncerStatus",

@@ -22,7 +22,7 @@ from typing import NoReturn, TypeVar
 
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
-from listwatch.errors import ListWatchError
+from listwatch.errors import NotLeading
 from listwatch.leaderelection import LeaderElector, Term
 from listwatch.observe._status import Phase
 from listwatch.observe.health import HealthReport
@@ -39,10 +39,6 @@ WriteGate = Callable[[], None]
 
 SyncerFactory = Callable[[int, WriteGate], Sequence[Syncer]]
 """Builds a term's Syncers from its epoch and write gate."""
-
-
-class NotLeading(ListWatchError):
-    """A write was refused before it left the process: this replica's term is over."""
 
 
 def _open_gate() -> None:

@@ -55,8 +55,9 @@ from listwatch.errors import (
     ServerError,
     TooManyRequests,
     Unauthorized,
+    VeryShortWatch,
     WatchIdle,
-    WatchStreamError,
+    WatchListUnsupported,
 )
 from listwatch.observe import _events as observe
 
@@ -103,23 +104,6 @@ bookmark is not a streaming list: a server (or mock, or aggregated API) that ign
 bookmark hangs for ever (kubernetes/kubernetes#135895). kube-apiserver writes the initial
 events back to back from its cache; 10 s is client-go's "awaiting required bookmark" tick.
 Only time spent waiting on the network counts: a slow receiver is not a quiet server."""
-
-
-class VeryShortWatch(WatchStreamError):
-    """The watch ended within a second without a single event."""
-
-
-class WatchListUnsupported(ListWatchError):
-    """The server did not serve a streaming list: it refused it, or streamed without the
-    bookmark that ends the initial events. With ``list_strategy="auto"`` the loop pages.
-
-    ``refused`` is set when the server answered 400/422: it does not know the parameters
-    (the WatchList feature is off, or the server predates it).
-    """
-
-    def __init__(self, message: str, *, refused: bool = False) -> None:
-        self.refused = refused
-        super().__init__(message)
 
 
 class ListStrategy(enum.StrEnum):

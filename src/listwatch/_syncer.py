@@ -48,7 +48,7 @@ from listwatch._reflector import (
 from listwatch._source import ListWatch
 from listwatch.errors import (
     FatalError,
-    Forbidden,
+    ForbiddenBeforeSync,
     ListWatchError,
     ReceiverError,
     ReceiverTimeout,
@@ -108,16 +108,6 @@ def _raise_if_cancelling() -> None:
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
-
-
-class ForbiddenBeforeSync(Forbidden, FatalError):
-    """403 before the first snapshot: this identity may not list the resource at all.
-
-    Once a resource has synced, a 403 is retried like any error (RBAC being rolled out, a
-    token rotating); before that, it is a configuration error that retrying would only
-    hide, and it stops the Syncer (and a supervisor with it), as controller-runtime's
-    manager stops when a cache cannot sync.
-    """
 
 
 class Syncer:

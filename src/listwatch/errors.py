@@ -1,9 +1,43 @@
-"""The exceptions a user can catch, and how an API server's answer maps onto them.
+"""Every exception a user of listwatch can catch, and how an API server's answer maps onto them.
 
-The list/watch loop decides what to do next from the *type* of an error alone (see
-``listwatch._reflector``), so every answer the API server can give is turned into one of these
-classes here, in one place. Messages name the request and the server's reason; they never
-carry a token or an object's body.
+The hierarchy::
+
+    ListWatchError
+    ├── FatalError                   retrying cannot help: Syncer.run() raises it at once
+    │   ├── ResourceNotFound         (also an ApiError) 404
+    │   ├── InvalidRequest           (also an ApiError) 400 / 422
+    │   ├── ForbiddenBeforeSync      (also a Forbidden) 403 before the first snapshot
+    │   └── EpochError               a Lease resourceVersion that is not an integer
+    ├── ApiError                     kube-apiserver answered with an error status
+    │   ├── ResourceExpired          410: relist
+    │   ├── ResourceVersionTooLarge  504: the server is behind the RV asked for
+    │   ├── TooManyRequests          429
+    │   ├── ServerError              5xx
+    │   └── Unauthorized             401
+    │       └── Forbidden            403
+    ├── ApiConnectionError           no HTTP answer at all
+    ├── ResponseTooLarge             a LIST over max_list_bytes
+    ├── WatchStreamError             the stream went wrong after the server accepted it
+    │   ├── ConnectionLost, WatchIdle, MalformedEvent, EventTooLarge
+    │   ├── IncompleteList           a streaming list that ended before its end bookmark
+    │   └── VeryShortWatch           a watch that ended at once with no event
+    ├── WatchListUnsupported         no streaming list here ("auto" pages instead)
+    ├── DiscoveryError               a resource name discovery cannot resolve
+    ├── ReceiverError                on_list / on_batch raised
+    │   └── ReceiverTimeout          ... or ran past sync_timeout
+    ├── StaleEpoch                   the fence: an older leader's write
+    ├── StaleWrite                   the fence: an older write of the same sender
+    ├── LeaseError                   the server's answer is not a Lease
+    ├── NotLeading                   a write refused in-process: this replica's term is over
+    ├── HttpSyncError                the HTTP receiver refused a write or was unreachable
+    ├── ProtocolError                a request that breaks the HTTP sync protocol (receiver side)
+    ├── SinkConnectionError          (also a ConnectionError) a sink cannot reach its database
+    └── SchemaError                  a database whose listwatch schema this code cannot use
+
+The list/watch loop decides what to do next from the *type* of an error alone (the table in
+``listwatch._reflector``), so every answer the API server can give is turned into one of
+these classes here, in one place (``api_error_from_status``). Messages name the request and
+the server's reason; they never carry a token, a password or an object's body.
 """
 
 from __future__ import annotations
@@ -12,6 +46,46 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "ConnectionLost",
+    "DiscoveryError",
+    "EpochError",
+    "EventTooLarge",
+    "FatalError",
+    "Forbidden",
+    "ForbiddenBeforeSync",
+    "HttpSyncError",
+    "IncompleteList",
+    "InvalidRequest",
+    "LeaseError",
+    "ListWatchError",
+    "MAX_ERROR_BODY_BYTES",
+    "MalformedEvent",
+    "NotLeading",
+    "ProtocolError",
+    "ReceiverError",
+    "ReceiverTimeout",
+    "ResourceExpired",
+    "ResourceNotFound",
+    "ResourceVersionTooLarge",
+    "ResponseTooLarge",
+    "SchemaError",
+    "ServerError",
+    "SinkConnectionError",
+    "StaleEpoch",
+    "StaleWrite",
+    "TooManyRequests",
+    "Unauthorized",
+    "VeryShortWatch",
+    "WatchIdle",
+    "WatchListUnsupported",
+    "WatchStreamError",
+    "api_error_from_response",
+    "api_error_from_status",
+]
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """How much of an error response is read: enough for any Status, never an unbounded body."""
@@ -25,6 +99,7 @@ class FatalError(ListWatchError):
     """Retrying cannot help (wrong resource, bad selector): ``Syncer.run()`` raises it at once."""
 
 
+# What kube-apiserver answered, or failed to answer.
 class ApiError(ListWatchError):
     """The API server answered with an error status (as an HTTP status or an ERROR event).
 
@@ -85,6 +160,16 @@ class Forbidden(Unauthorized):
     """403: authenticated, but RBAC does not allow the request."""
 
 
+class ForbiddenBeforeSync(Forbidden, FatalError):
+    """403 before the first snapshot: this identity may not list the resource at all.
+
+    Once a resource has synced, a 403 is retried like any error (RBAC being rolled out, a
+    token rotating); before that, it is a configuration error that retrying would only
+    hide, and it stops the Syncer (and a supervisor with it), as controller-runtime's
+    manager stops when a cache cannot sync.
+    """
+
+
 class ResourceNotFound(ApiError, FatalError):
     """404: the server does not serve this resource (wrong name, group or version)."""
 
@@ -103,6 +188,10 @@ class ApiConnectionError(ListWatchError):
     def __init__(self, message: str, *, refused: bool = False) -> None:
         self.refused = refused
         super().__init__(message)
+
+
+class ResponseTooLarge(ListWatchError):
+    """A LIST response is larger than ``max_list_bytes``."""
 
 
 class WatchStreamError(ListWatchError):
@@ -130,10 +219,28 @@ class IncompleteList(WatchStreamError):
     initial events: what was streamed is not a whole snapshot."""
 
 
-class ResponseTooLarge(ListWatchError):
-    """A LIST response is larger than ``max_list_bytes``."""
+class VeryShortWatch(WatchStreamError):
+    """The watch ended within a second without a single event."""
 
 
+class WatchListUnsupported(ListWatchError):
+    """The server did not serve a streaming list: it refused it, or streamed without the
+    bookmark that ends the initial events. With ``list_strategy="auto"`` the loop pages.
+
+    ``refused`` is set when the server answered 400/422: it does not know the parameters
+    (the WatchList feature is off, or the server predates it).
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        self.refused = refused
+        super().__init__(message)
+
+
+class DiscoveryError(ListWatchError):
+    """A resource name that discovery cannot resolve to one listable, watchable resource."""
+
+
+# The receiver (on_list / on_batch) failed.
 class ReceiverError(ListWatchError):
     """``on_list`` or ``on_batch`` raised; the cause is chained."""
 
@@ -142,6 +249,7 @@ class ReceiverTimeout(ReceiverError):
     """``on_list`` or ``on_batch`` ran longer than ``sync_timeout``."""
 
 
+# A receiver's fence refused a write.
 class StaleEpoch(ListWatchError):
     """A receiver refused a write whose epoch is older than the one it has recorded.
 
@@ -158,6 +266,53 @@ class StaleEpoch(ListWatchError):
             f"{resource}: refused a write of epoch {epoch}: the receiver has recorded epoch "
             f"{recorded} (a newer leader has written)"
         )
+
+
+class StaleWrite(ListWatchError):
+    """A receiver refused a write that would go back in time within one sender's session
+    (an older generation, a batch without its snapshot, a batch after a missing one)."""
+
+
+# Leader election.
+class LeaseError(ListWatchError):
+    """The server answered with something that is not a Lease (retried like an API error)."""
+
+
+class EpochError(FatalError):
+    """The resourceVersion of the acquiring write is not an integer: no epoch can be derived.
+
+    listwatch's fencing epoch is that resourceVersion, which kube-apiserver takes from
+    etcd's cluster-wide revision. Kubernetes calls resourceVersions opaque; a server whose
+    RVs are not integers breaks that assumption, and the elector refuses to lead rather than
+    hand out epochs it cannot order.
+    """
+
+
+class NotLeading(ListWatchError):
+    """A write was refused before it left the process: this replica's term is over."""
+
+
+# Sinks and the HTTP sync protocol.
+class HttpSyncError(ListWatchError):
+    """The receiver answered with an error, or could not be reached."""
+
+
+class ProtocolError(ListWatchError):
+    """A request that does not follow the protocol; ``code`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, code: int = 400, reason: str = "BadRequest") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(message)
+
+
+class SinkConnectionError(ListWatchError, ConnectionError):
+    """The sink could not connect to PostgreSQL (the message never holds a password)."""
+
+
+class SchemaError(ListWatchError):
+    """The database, or the listwatch schema in it, is not one this code can use (the message
+    says why: a newer schema version, foreign tables, a server too old, not UTF-8)."""
 
 
 _STATUS_CLASSES: Mapping[int, type[ApiError]] = {

@@ -38,14 +38,9 @@ import enum
 from dataclasses import dataclass
 
 from listwatch._models import Batch, Snapshot
-from listwatch.errors import ListWatchError, StaleEpoch
+from listwatch.errors import StaleEpoch, StaleWrite
 
 __all__ = ["Stamp", "StaleWrite", "Verdict", "decide", "stamp_of"]
-
-
-class StaleWrite(ListWatchError):
-    """A receiver refused a write that would go back in time within one sender's session
-    (an older generation, a batch without its snapshot, a batch after a missing one)."""
 
 
 class Verdict(enum.Enum):

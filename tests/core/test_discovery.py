@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from listwatch import GroupVersionResource
-from listwatch._kube.discovery import DiscoveryError, ResourceName, parse_resource_name, resolve
+from listwatch._kube.discovery import ResourceName, parse_resource_name, resolve
+from listwatch.errors import DiscoveryError
 from listwatch.testing import FakeApiServer
 
 

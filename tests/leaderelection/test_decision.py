@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from listwatch.errors import EpochError
 from listwatch.leaderelection import LeaseRecord, LeaseTiming
-from listwatch.leaderelection._lease import EpochError, parse_epoch
+from listwatch.leaderelection._lease import parse_epoch
 from listwatch.leaderelection._record import Wait, Write, decide, micro_time
 
 ME = "me"

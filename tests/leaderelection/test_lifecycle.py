@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from listwatch.errors import InvalidRequest
-from listwatch.leaderelection import EpochError, LeaderElector, Term
+from listwatch.errors import EpochError, InvalidRequest
+from listwatch.leaderelection import LeaderElector, Term
 from listwatch.leaderelection import _elector as elector_module
 from listwatch.testing import FakeApiServer, Fault
 

@@ -14,8 +14,8 @@ import pytest
 import trustme
 
 from listwatch import Backoff, ListWatch, Syncer
+from listwatch.httpsync import SyncServer
 from listwatch.httpsync._client import HttpSink
-from listwatch.httpsync._server import Receiver
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from listwatch.testing import FakeApiServer
 from tests.objects import pod
@@ -75,7 +75,7 @@ async def test_the_receiver_converges_under_churn(
     for i in range(30):
         await server.create(pod(f"p{i}"))
     async with (
-        serving(Receiver(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
+        serving(SyncServer(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
         HttpSink(url, token=TOKEN, ca_file=tls.ca_file) as sink,
     ):
         syncer = Syncer(
@@ -108,7 +108,9 @@ async def test_mutual_tls_alone_authenticates(
     context = tls.server_context
     tls.ca.configure_trust(context)
     context.verify_mode = ssl.CERT_REQUIRED
-    async with serving(Receiver(store, client_certificate=True).app(), ssl_context=context) as url:
+    async with serving(
+        SyncServer(store, client_certificate=True).app(), ssl_context=context
+    ) as url:
         async with HttpSink(
             url, ca_file=tls.ca_file, client_cert=tls.client_cert, client_key=tls.client_key
         ) as sink:
@@ -139,7 +141,7 @@ async def test_an_unverifiable_receiver_is_refused(
     """TLS verification stays on: the sender does not trust this receiver's CA."""
     await server.create(pod("a"))
     async with (
-        serving(Receiver(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
+        serving(SyncServer(store, token=TOKEN).app(), ssl_context=tls.server_context) as url,
         HttpSink(url, token=TOKEN) as sink,  # no ca_file: the system CAs
     ):
         syncer = Syncer(

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from listwatch.httpsync._server import Receiver
+from listwatch.httpsync import SyncServer
 from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer, Fault, FaultRule
 from tests.cli.conftest import eventually
@@ -275,7 +275,7 @@ async def test_a_hanging_receiver_is_abandoned_after_sync_timeout(
         return await handler(request)
 
     store = SQLiteStore(tmp_path / "received.db")
-    app = Receiver(store, token=TOKEN).app()
+    app = SyncServer(store, token=TOKEN).app()
     app.middlewares.insert(0, hang_once)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)

@@ -25,8 +25,8 @@ from listwatch import (
     Snapshot,
     StaleEpoch,
 )
-from listwatch.fencing import StaleWrite
-from listwatch.httpsync import HttpSink, HttpSyncError, Receiver
+from listwatch.errors import HttpSyncError, StaleWrite
+from listwatch.httpsync import HttpSink, SyncServer
 from listwatch.httpsync import _wire as protocol
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from tests.serving import serving
@@ -86,7 +86,7 @@ def deleted(obj: dict[str, Any]) -> Event:
 
 
 class Served:
-    def __init__(self, url: str, db: Path, receiver: Receiver) -> None:
+    def __init__(self, url: str, db: Path, receiver: SyncServer) -> None:
         self.url = url
         self.db = db
         self.receiver = receiver
@@ -107,7 +107,7 @@ class Served:
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     db = tmp_path / "received.db"
     store = SQLiteStore(db)
-    receiver = Receiver(store, token=TOKEN)
+    receiver = SyncServer(store, token=TOKEN)
     try:
         async with serving(receiver.app()) as url:
             yield Served(url, db, receiver)

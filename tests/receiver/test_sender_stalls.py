@@ -12,7 +12,8 @@ from aiohttp import web
 
 from listwatch import GroupVersionResource, Item, Page, Snapshot
 from listwatch._models import PageStream
-from listwatch.httpsync._client import HttpSink, HttpSyncError
+from listwatch.errors import HttpSyncError
+from listwatch.httpsync._client import HttpSink
 from tests.serving import serving
 
 PODS = GroupVersionResource("", "v1", "pods")

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, Target, ensure_schema
-from listwatch.sinks.postgres import PostgresSink, SchemaError
+from listwatch.errors import SchemaError
+from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTarget, ensure_schema
+from listwatch.sinks.postgres import PostgresSink
 
 from .conftest import by_key, configmap, snapshot
 
@@ -69,7 +70,7 @@ async def test_a_newer_schema_version_is_refused(postgres_dsn: str) -> None:
     assert row["version"] == 99
 
 
-def _version_next(target: Target) -> Sequence[str]:
+def _version_next(target: SchemaTarget) -> Sequence[str]:
     s = target.schema
     return (
         f"ALTER TABLE {s}.objects ADD COLUMN namespace text "
@@ -94,7 +95,7 @@ async def test_an_older_schema_is_migrated(postgres_dsn: str) -> None:
 
 
 async def test_a_failing_migration_is_rolled_back_whole(postgres_dsn: str) -> None:
-    def broken(target: Target) -> Sequence[str]:
+    def broken(target: SchemaTarget) -> Sequence[str]:
         s = target.schema
         return (
             f"CREATE TABLE {s}.half_done (x int)",

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from listwatch import Batch, Event, EventType, Item, Page, Snapshot
-from listwatch.fencing import StaleWrite
+from listwatch.errors import StaleWrite
 from listwatch.sinks.postgres import (
-    PostgresConnectionError,
     PostgresSink,
     SchemaError,
+    SinkConnectionError,
     SyncState,
 )
 from tests.postgres_server import PostgresServer
@@ -151,7 +151,7 @@ def _closed_port() -> int:
 async def test_a_refused_connection_is_one_clear_error_without_the_password() -> None:
     port = _closed_port()
     sink = PostgresSink(f"postgresql://mirror:s3cr3t-pw@127.0.0.1:{port}/cluster", resource="pods")
-    with pytest.raises(PostgresConnectionError) as caught:
+    with pytest.raises(SinkConnectionError) as caught:
         await sink.open()
     message = str(caught.value)
     assert f"postgresql://mirror@127.0.0.1:{port}/cluster" in message
@@ -170,7 +170,7 @@ async def test_an_unknown_role_is_one_clear_error_without_the_password(
     parts = urlsplit(postgres_dsn)
     host = parts.netloc.rpartition("@")[2]
     dsn = urlunsplit(parts._replace(netloc=f"nobody-here:hunter2-pw@{host}"))
-    with pytest.raises(PostgresConnectionError) as caught:
+    with pytest.raises(SinkConnectionError) as caught:
         await PostgresSink(dsn, resource="pods").open()
     message = str(caught.value)
     assert "hunter2-pw" not in message

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from listwatch import Batch, EventType, Snapshot, StaleEpoch
-from listwatch.fencing import StaleWrite
+from listwatch.errors import StaleWrite
 from listwatch.sinks.sqlite import SCHEMA_VERSION, SQLiteSink, read_mirror
 
 from .conftest import by_key, configmap, event

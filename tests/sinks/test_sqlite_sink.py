@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from listwatch import Batch, Event, EventType, Snapshot
-from listwatch.fencing import StaleWrite
+from listwatch.errors import StaleWrite
 from listwatch.sinks.sqlite import Mirror, SQLiteSink, SyncState, read_mirror
 
 from .conftest import batch, by_key, configmap, connect, event, rows, snapshot, state_row

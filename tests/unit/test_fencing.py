@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from listwatch import StaleEpoch
-from listwatch.fencing import StaleWrite, Stamp, Verdict, decide
+from listwatch.errors import StaleWrite
+from listwatch.fencing import Stamp, Verdict, decide
 
 S = "session-a"
 

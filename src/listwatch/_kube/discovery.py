@@ -38,7 +38,7 @@ from listwatch._models import GroupVersionResource
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,
-    ListWatchError,
+    DiscoveryError,
     ResourceNotFound,
     api_error_from_response,
 )
@@ -52,10 +52,6 @@ MAX_DISCOVERY_BYTES = 16 * 1024 * 1024
 """A discovery document of more than this is not one (the largest real ones are ~1 MB)."""
 
 _TIMEOUT = aiohttp.ClientTimeout(sock_connect=30.0, sock_read=60.0)
-
-
-class DiscoveryError(ListWatchError):
-    """A resource name that discovery cannot resolve to one listable, watchable resource."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from listwatch.cli._runtime import (
     one_line,
     stop_on_signals,
 )
-from listwatch.cli._targets import HttpTarget, PostgresTarget, SQLiteTarget, Target
+from listwatch.cli._targets import HttpStoreSpec, PostgresStoreSpec, SQLiteStoreSpec, StoreSpec
 
 __all__ = ["build_parser", "main", "main_async"]
 
@@ -410,9 +410,9 @@ async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
 
     options = receiver.ReceiverOptions(
         listen=args.listen,
-        store=SQLiteTarget(args.sqlite)
+        store=SQLiteStoreSpec(args.sqlite)
         if args.sqlite is not None
-        else PostgresTarget(args.postgres),
+        else PostgresStoreSpec(args.postgres),
         token_file=args.token_file,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -421,7 +421,7 @@ async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
     return await receiver.run_receiver(options, stop)
 
 
-def _target(args: argparse.Namespace) -> Target:
+def _target(args: argparse.Namespace) -> StoreSpec:
     http_flags = [
         args.http_token_file,
         args.http_ca,
@@ -433,10 +433,10 @@ def _target(args: argparse.Namespace) -> Target:
     ):
         raise CliError("the --http-* options go with --http URL")
     if args.sqlite is not None:
-        return SQLiteTarget(args.sqlite)
+        return SQLiteStoreSpec(args.sqlite)
     if args.postgres is not None:
-        return PostgresTarget(args.postgres)
-    return HttpTarget(
+        return PostgresStoreSpec(args.postgres)
+    return HttpStoreSpec(
         args.http,
         token_file=args.http_token_file,
         ca_file=args.http_ca,

@@ -38,14 +38,16 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch._agent import Agent, WriteGate, gated
-from listwatch._kube.discovery import DiscoveryError, ServedResource, resolve
+from listwatch._kube.discovery import ServedResource, resolve
 from listwatch._source import ListOptions, ListWatch
 from listwatch._syncer import Syncer
+from listwatch._types import Receiver
 from listwatch.cli._config import ResourceSpec, describe
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._targets import ResourceReceiver, SQLiteTarget, Target, open_receivers
+from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers
 from listwatch.errors import (
     ApiConnectionError,
+    DiscoveryError,
     FatalError,
     Forbidden,
     InvalidRequest,
@@ -68,7 +70,7 @@ class MirrorOptions:
     """The mirror's flags (the resources already merged with the config file)."""
 
     resources: Sequence[ResourceSpec]
-    target: Target
+    target: StoreSpec
     kubeconfig: Path | None = None
     in_cluster: bool = False
     context: str | None = None
@@ -293,7 +295,7 @@ async def _run(
     options: MirrorOptions,
     api: ApiClient,
     resources: Sequence[Mirrored],
-    sinks: dict[str, ResourceReceiver],
+    sinks: dict[str, Receiver],
     *,
     stop: asyncio.Event,
     err: TextIO,
@@ -366,7 +368,7 @@ async def _run(
     counts = []
     for name, sink in sinks.items():
         count = getattr(sink, "count", None)
-        if isinstance(options.target, SQLiteTarget) and count is not None:
+        if isinstance(options.target, SQLiteStoreSpec) and count is not None:
             counts.append(f"{name}: {await count()}")
     where = f": {', '.join(counts)} objects in {options.target.describe()}" if counts else ""
     _say(err, f"stopped after {time.monotonic() - started:.1f} s{where}")

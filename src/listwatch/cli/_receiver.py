@@ -20,16 +20,17 @@ from typing import TextIO
 
 from aiohttp import web
 
+from listwatch._types import Store
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._targets import PostgresTarget, SQLiteTarget
-from listwatch.httpsync._server import Receiver, ReceiverStore, TokenFile
+from listwatch.cli._targets import PostgresStoreSpec, SQLiteStoreSpec
+from listwatch.httpsync import SyncServer, TokenFile
 from listwatch.observe.health import parse_address
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverOptions:
     listen: str
-    store: SQLiteTarget | PostgresTarget
+    store: SQLiteStoreSpec | PostgresStoreSpec
     token_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -55,22 +56,22 @@ def _ssl(options: ReceiverOptions) -> ssl.SSLContext | None:
 
 
 @contextlib.asynccontextmanager
-async def open_store(target: SQLiteTarget | PostgresTarget) -> AsyncIterator[ReceiverStore]:
-    if isinstance(target, SQLiteTarget):
+async def open_store(target: SQLiteStoreSpec | PostgresStoreSpec) -> AsyncIterator[Store]:
+    if isinstance(target, SQLiteStoreSpec):
         from listwatch.sinks.sqlite import SQLiteStore  # noqa: PLC0415 - needs aiosqlite
 
         if not target.path.parent.is_dir():
             raise CliError(f"--sqlite {target.path}: no such directory")
-        store: ReceiverStore = SQLiteStore(target.path)
+        store: Store = SQLiteStore(target.path)
     else:
         from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg
-            PostgresConnectionError,
             PostgresStore,
+            SinkConnectionError,
         )
 
         try:
             store = await PostgresStore.connect(target.dsn)
-        except (PostgresConnectionError, ValueError) as exc:  # never with the password
+        except (SinkConnectionError, ValueError) as exc:  # never with the password
             raise CliError(one_line(exc)) from None
     try:
         yield store
@@ -101,7 +102,7 @@ async def run_receiver(
             "authenticates every request"
         )
     async with open_store(options.store) as store:
-        receiver = Receiver(store, token=token, client_certificate=options.client_ca is not None)
+        receiver = SyncServer(store, token=token, client_certificate=options.client_ca is not None)
         runner = web.AppRunner(receiver.app(), access_log=None)
         await runner.setup()
         try:
@@ -118,7 +119,7 @@ async def run_receiver(
             scheme = "https" if context is not None else "http"
             where = (
                 options.store.describe()
-                if isinstance(options.store, SQLiteTarget)
+                if isinstance(options.store, SQLiteStoreSpec)
                 else "PostgreSQL"
             )
             err.write(

@@ -8,21 +8,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from listwatch._models import Batch, Snapshot
+from listwatch._types import Receiver
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._storage import open_sink
 
 
-class ResourceReceiver(Protocol):
-    async def on_list(self, snapshot: Snapshot) -> None: ...
-
-    async def on_batch(self, batch: Batch) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
-class HttpTarget:
+class HttpStoreSpec:
     url: str
     token_file: Path | None = None
     ca_file: Path | None = None
@@ -35,7 +28,7 @@ class HttpTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class SQLiteTarget:
+class SQLiteStoreSpec:
     path: Path
 
     def describe(self) -> str:
@@ -43,30 +36,30 @@ class SQLiteTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class PostgresTarget:
+class PostgresStoreSpec:
     dsn: str
 
     def describe(self) -> str:
         return "PostgreSQL"  # a DSN may hold a password: never printed
 
 
-Target = SQLiteTarget | PostgresTarget | HttpTarget
+StoreSpec = SQLiteStoreSpec | PostgresStoreSpec | HttpStoreSpec
 Counter = Callable[[str], Awaitable[int | None]]
 
 
 @contextlib.asynccontextmanager
 async def open_receivers(
-    target: Target, names: Sequence[str]
-) -> AsyncIterator[dict[str, ResourceReceiver]]:
+    target: StoreSpec, names: Sequence[str]
+) -> AsyncIterator[dict[str, Receiver]]:
     """One receiver per resource name (``pods``, ``deployments.apps``), all closed on exit."""
     async with contextlib.AsyncExitStack() as stack:
-        receivers: dict[str, ResourceReceiver] = {}
-        if isinstance(target, SQLiteTarget):
+        receivers: dict[str, Receiver] = {}
+        if isinstance(target, SQLiteStoreSpec):
             for name in names:
                 sink = await open_sink(target.path, resource=name)
                 stack.push_async_callback(sink.close)
                 receivers[name] = sink
-        elif isinstance(target, HttpTarget):
+        elif isinstance(target, HttpStoreSpec):
             receivers.update(await _open_http(target, names, stack))
         else:
             receivers.update(await _open_postgres(target, names, stack))
@@ -74,13 +67,13 @@ async def open_receivers(
 
 
 async def _open_http(
-    target: HttpTarget, names: Sequence[str], stack: contextlib.AsyncExitStack
-) -> dict[str, ResourceReceiver]:
+    target: HttpStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
+) -> dict[str, Receiver]:
     from listwatch.httpsync._client import HttpSink  # noqa: PLC0415 - its TLS setup on use
 
     if target.token_file is not None and not target.token_file.is_file():
         raise CliError(f"--http-token-file {target.token_file}: no such file")
-    receivers: dict[str, ResourceReceiver] = {}
+    receivers: dict[str, Receiver] = {}
     for name in names:
         try:
             sink = HttpSink(
@@ -101,23 +94,23 @@ async def _open_http(
 
 
 async def _open_postgres(
-    target: PostgresTarget, names: Sequence[str], stack: contextlib.AsyncExitStack
-) -> dict[str, ResourceReceiver]:
+    target: PostgresStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
+) -> dict[str, Receiver]:
     from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg: import on use
-        PostgresConnectionError,
         PostgresStore,
         SchemaError,
+        SinkConnectionError,
     )
 
     try:
         store = await PostgresStore.connect(target.dsn)
-    except (PostgresConnectionError, ValueError) as exc:
+    except (SinkConnectionError, ValueError) as exc:
         raise CliError(one_line(exc)) from None
     stack.push_async_callback(store.close)
-    receivers: dict[str, ResourceReceiver] = {}
+    receivers: dict[str, Receiver] = {}
     for name in names:
         try:
             receivers[name] = await store.sink(name)
-        except (SchemaError, PostgresConnectionError) as exc:
+        except (SchemaError, SinkConnectionError) as exc:
             raise CliError(f"PostgreSQL: {one_line(exc)}") from None
     return receivers

@@ -1,24 +1,23 @@
-"""HTTP sync: a mirror in one process, its receiver in another, over one documented protocol.
+"""HTTP sync: a mirror in one process, its receiving server in another, over one protocol.
 
-``HttpSink`` is the sending side (a receiver for a ``Syncer`` that streams each snapshot and
-batch to a URL); ``Receiver`` is the receiving side (an aiohttp application that applies
-them to a store under the fence). The wire format, and the mapping of fence verdicts to
-HTTP answers both ways, live in one private module; ``docs/http-sync-protocol.md`` is its
-prose.
+``HttpSink`` is the sending side: a sink for a ``Syncer`` that streams each snapshot and
+batch to a URL. ``SyncServer`` is the receiving side: an aiohttp application that applies
+them to a ``Store`` under the fence (``listwatch receiver`` runs one). The wire format, and
+the mapping of fence verdicts to HTTP answers both ways, live in one private module;
+``docs/http-sync-protocol.md`` is its prose.
 """
 
 from __future__ import annotations
 
-from listwatch.httpsync._client import HttpSink, HttpSyncError
-from listwatch.httpsync._server import Receiver, ReceiverStore, ResourceSink, TokenFile
+from listwatch.errors import HttpSyncError
+from listwatch.httpsync._client import HttpSink
+from listwatch.httpsync._server import SyncServer, TokenFile
 from listwatch.httpsync._wire import PROTOCOL_VERSION
 
 __all__ = [
     "PROTOCOL_VERSION",
     "HttpSink",
     "HttpSyncError",
-    "Receiver",
-    "ReceiverStore",
-    "ResourceSink",
+    "SyncServer",
     "TokenFile",
 ]

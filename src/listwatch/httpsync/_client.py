@@ -35,18 +35,13 @@ import aiohttp
 import orjson
 
 from listwatch._models import Batch, GroupVersionResource, Snapshot
-from listwatch.errors import ListWatchError, StaleEpoch
-from listwatch.fencing import StaleWrite
+from listwatch.errors import HttpSyncError, StaleEpoch, StaleWrite
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
 
 __all__ = ["HttpSink", "HttpSyncError"]
 
 MAX_RESPONSE_BYTES = 64 * 1024
-
-
-class HttpSyncError(ListWatchError):
-    """The receiver answered with an error, or could not be reached."""
 
 
 class HttpSink:

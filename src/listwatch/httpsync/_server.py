@@ -10,7 +10,7 @@ batch request is one ``Batch`` in one transaction. The sinks apply the fencing r
 refused write with 409 and a Status naming why. Every request is authenticated (a bearer
 token, and/or a client certificate the TLS layer verified) before its body is read.
 
-``listwatch receiver`` serves this application; ``Receiver.app()`` mounts it in yours.
+``listwatch receiver`` serves this application; ``SyncServer.app()`` mounts it in yours.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,12 +28,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from listwatch._framing import LineFramer, LineTooLong
 from listwatch._models import Batch, Event, Item, Page, PageStream, Snapshot
-from listwatch.errors import StaleEpoch
-from listwatch.fencing import StaleWrite
+from listwatch._types import Store
+from listwatch.errors import ProtocolError, StaleEpoch, StaleWrite
 from listwatch.httpsync import _wire as protocol
-from listwatch.httpsync._wire import Header, ProtocolError
+from listwatch.httpsync._wire import Header
 
-__all__ = ["Receiver", "ReceiverStore", "TokenFile"]
+__all__ = ["SyncServer", "TokenFile"]
 
 logger = logging.getLogger("listwatch.httpsync._server")
 
@@ -45,22 +44,6 @@ request can make the receiver hold."""
 MAX_RESOURCES = 256
 """Distinct resources one receiver serves: each has a sink (connections, statements)."""
 _CHUNK = 256 * 1024
-
-
-class ResourceSink(Protocol):
-    """What a store gives the receiver per resource: the receiver protocol."""
-
-    async def on_list(self, snapshot: Snapshot) -> None: ...
-
-    async def on_batch(self, batch: Batch) -> None: ...
-
-
-class ReceiverStore(Protocol):
-    """Where synced objects go: a sink per resource (opened on first use), and ``close``."""
-
-    async def sink(self, resource: str) -> ResourceSink: ...
-
-    async def close(self) -> None: ...
 
 
 class TokenFile:
@@ -117,7 +100,7 @@ class _Metrics:
         )
 
 
-class Receiver:
+class SyncServer:
     """The receiving side: ``POST /sync/{resource}/snapshot`` and ``/batch`` into ``store``.
 
     ``token`` (a string or a ``TokenFile``) is required from every request (``/metrics``
@@ -128,7 +111,7 @@ class Receiver:
 
     def __init__(
         self,
-        store: ReceiverStore,
+        store: Store,
         *,
         token: str | TokenFile | None = None,
         client_certificate: bool = False,

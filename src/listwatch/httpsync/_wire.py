@@ -32,6 +32,7 @@ import msgspec
 import orjson
 
 from listwatch._models import Event, EventType, GroupVersionResource, Item
+from listwatch.errors import ProtocolError
 
 __all__ = [
     "CONTENT_TYPE",
@@ -61,15 +62,6 @@ RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 """``pods``, ``deployments.apps``, ``widgets.example.com``: a plural plus a DNS-style group."""
 
 Kind = Literal["snapshot", "batch"]
-
-
-class ProtocolError(Exception):
-    """A request that does not follow the protocol; ``code`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, *, code: int = 400, reason: str = "BadRequest") -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,9 @@ identity is detected when it writes during a term, which then ends.
 
 from __future__ import annotations
 
+from listwatch.errors import EpochError, LeaseError
 from listwatch.leaderelection._elector import LeaderElector
-from listwatch.leaderelection._lease import EPOCH_ANNOTATION, EpochError, LeaseError
+from listwatch.leaderelection._lease import EPOCH_ANNOTATION
 from listwatch.leaderelection._record import LeaseRecord, LeaseTiming
 from listwatch.leaderelection._term import ElectionStatus, Term
 

@@ -23,8 +23,8 @@ from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,
     ApiError,
-    FatalError,
-    ListWatchError,
+    EpochError,
+    LeaseError,
     ResponseTooLarge,
     api_error_from_response,
 )
@@ -46,20 +46,6 @@ MAX_LEASE_BYTES = 1024 * 1024
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _API_VERSION = "coordination.k8s.io/v1"
-
-
-class LeaseError(ListWatchError):
-    """The server answered with something that is not a Lease (retried like an API error)."""
-
-
-class EpochError(FatalError):
-    """The resourceVersion of the acquiring write is not an integer: no epoch can be derived.
-
-    listwatch's fencing epoch is that resourceVersion, which kube-apiserver takes from
-    etcd's cluster-wide revision. Kubernetes calls resourceVersions opaque; a server whose
-    RVs are not integers breaks that assumption, and the elector refuses to lead rather than
-    hand out epochs it cannot order.
-    """
 
 
 def check_dns_subdomain(what: str, value: str) -> None:

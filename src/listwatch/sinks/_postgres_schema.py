@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from listwatch.errors import SchemaError
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -44,14 +46,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "Migration",
     "SchemaError",
-    "Target",
+    "SchemaTarget",
     "ensure_schema",
     "quote",
 ]
 
 
 @dataclass(frozen=True)
-class Target:
+class SchemaTarget:
     """Where a migration writes: the schema (quoted) and what the server offers."""
 
     schema: str
@@ -59,13 +61,8 @@ class Target:
     """``"COMPRESSION lz4"`` where the server has LZ4, else ``""`` (its default, pglz)."""
 
 
-Migration = Callable[[Target], Sequence[str]]
+Migration = Callable[[SchemaTarget], Sequence[str]]
 """One schema version: the statements that reach it from the version before."""
-
-
-class SchemaError(RuntimeError):
-    """The database, or the listwatch schema in it, is not one this code can use (the message
-    says why: a newer schema version, foreign tables, a server too old, not UTF-8)."""
 
 
 def quote(identifier: str) -> str:
@@ -75,7 +72,7 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _version_1(target: Target) -> Sequence[str]:
+def _version_1(target: SchemaTarget) -> Sequence[str]:
     s = target.schema
     return (
         f"""
@@ -120,7 +117,7 @@ def _version_1(target: Target) -> Sequence[str]:
     )
 
 
-def _version_2(target: Target) -> Sequence[str]:
+def _version_2(target: SchemaTarget) -> Sequence[str]:
     """The rest of a write's stamp (``listwatch.fencing``): the sending Syncer's session
     and the batch's sequence in its generation, so replays and old generations are known."""
     s = target.schema
@@ -217,7 +214,7 @@ async def ensure_schema(
             )
             version = 0
         start = version
-        where = Target(s, await _compression(connection))
+        where = SchemaTarget(s, await _compression(connection))
         for migration in migrations[start:]:
             for statement in migration(where):
                 try:

@@ -4,6 +4,7 @@ receiving side; this module keeps the sinks' import path."""
 
 from __future__ import annotations
 
-from listwatch.httpsync import HttpSink, HttpSyncError
+from listwatch.errors import HttpSyncError
+from listwatch.httpsync import HttpSink
 
 __all__ = ["HttpSink", "HttpSyncError"]

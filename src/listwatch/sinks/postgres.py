@@ -102,7 +102,7 @@ an older generation of the same sender is refused (``StaleWrite``), and a replay
 snapshot changes nothing.
 
 Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
-never closes it). Connection errors are one clear ``PostgresConnectionError`` without the
+never closes it). Connection errors are one clear ``SinkConnectionError`` without the
 password. Timeouts of ``on_list``/``on_batch`` are the Syncer's (``sync_timeout``); whatever
 cancels a write, it rolls back. Needs PostgreSQL 12 or newer, and a UTF-8 database.
 """
@@ -122,8 +122,8 @@ import orjson
 
 from listwatch import fencing
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
-from listwatch.errors import StaleEpoch
-from listwatch.sinks._postgres_schema import SchemaError, ensure_schema, quote
+from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch
+from listwatch.sinks._postgres_schema import ensure_schema, quote
 
 try:
     import asyncpg
@@ -137,7 +137,7 @@ if TYPE_CHECKING:
 
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["PostgresConnectionError", "PostgresSink", "PostgresStore", "SchemaError", "SyncState"]
+__all__ = ["SinkConnectionError", "PostgresSink", "PostgresStore", "SchemaError", "SyncState"]
 
 MIN_SERVER_VERSION = 120000
 """PostgreSQL 12: generated columns (``objects.uid``)."""
@@ -154,10 +154,6 @@ _UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
 
 
 Verdict = fencing.Verdict
-
-
-class PostgresConnectionError(ConnectionError):
-    """The sink could not connect to PostgreSQL (the message never holds a password)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,11 +492,11 @@ class PostgresSink:
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             message = _scrub(str(exc), password) or type(exc).__name__
-            raise PostgresConnectionError(
+            raise SinkConnectionError(
                 f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}: {message}"
             ) from None
         except ValueError as exc:  # a DSN that asyncpg cannot parse
-            raise PostgresConnectionError(
+            raise SinkConnectionError(
                 f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
             ) from None
 
@@ -705,7 +701,7 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
         except (OSError, asyncpg.PostgresError) as exc:
-            raise PostgresConnectionError(
+            raise SinkConnectionError(
                 f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}"
             ) from None
         return cls(pool, schema=schema)
