@@ -62,7 +62,6 @@ __all__ = [
     "InvalidRequest",
     "LeaseError",
     "ListWatchError",
-    "MAX_ERROR_BODY_BYTES",
     "MalformedEvent",
     "NotLeading",
     "ProtocolError",
@@ -83,8 +82,6 @@ __all__ = [
     "WatchIdle",
     "WatchListUnsupported",
     "WatchStreamError",
-    "api_error_from_response",
-    "api_error_from_status",
 ]
 
 MAX_ERROR_BODY_BYTES = 64 * 1024

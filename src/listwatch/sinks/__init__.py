@@ -4,3 +4,5 @@
 ``sqlite`` extra: ``pip install 'listwatch[sqlite]'``). Sinks are imported from their own
 modules, so this package does not pull in the optional dependencies of every sink.
 """
+
+__all__: list[str] = []

@@ -26,6 +26,8 @@ import pytest
 if TYPE_CHECKING:
     from listwatch.testing._server import FakeApiServer
 
+__all__ = ["pytest_configure"]
+
 MARKER = "fake_apiserver"
 
 
