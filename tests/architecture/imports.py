@@ -82,10 +82,11 @@ def edges() -> list[Edge]:
                     f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
                     for alias in node.names
                 ]
-            for target in targets:
-                if target.split(".")[0] != "listwatch" or target == name:
+            for imported in targets:
+                if imported.split(".")[0] != "listwatch" or imported == name:
                     continue
-                while target not in modules:  # listwatch.x.y where y is an attribute
-                    target = target.rsplit(".", 1)[0]
-                result.append(Edge(name, target, node.lineno))
+                module = imported
+                while module not in modules:  # listwatch.x.y where y is an attribute
+                    module = module.rsplit(".", 1)[0]
+                result.append(Edge(name, module, node.lineno))
     return result
