@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self
 
 from listwatch._backoff import Backoff
-from listwatch._merger import EventMerger
+from listwatch._merger import Batching, EventMerger
 from listwatch._models import (
     Batch,
     Event,
@@ -152,16 +152,10 @@ class Syncer:
             raise ValueError("watch_timeout must be positive seconds (or None)")
         if epoch < 0:
             raise ValueError("epoch must be >= 0")
-        # Built once so that bad merger arguments fail here, not in the first generation.
-        EventMerger(
-            on_batch, merge_interval=merge_interval, max_batch=max_batch, queue_size=queue_size
-        )
+        self._batching = Batching(merge_interval, max_batch, queue_size)
         self._source = source
         self._on_list = on_list
         self._on_batch = on_batch
-        self._merge_interval = merge_interval
-        self._max_batch = max_batch
-        self._queue_size = queue_size
         self._resync_period = resync_period
         self._transform = transform
         self._key = key
@@ -337,9 +331,7 @@ class Syncer:
 
         merger = EventMerger(
             self._deliver_batch,
-            merge_interval=self._merge_interval,
-            max_batch=self._max_batch,
-            queue_size=self._queue_size,
+            self._batching,
             key=self._key,
             generation=generation,
             epoch=self._epoch,
