@@ -225,8 +225,7 @@ class SyncServer:
                 await sink.on_list(snapshot)
             finally:
                 self._metrics.records_in_flight.dec(counted.value)
-        if not snapshot.complete:
-            raise RuntimeError(f"the store's sink for {resource} did not read the snapshot")
+        snapshot.ensure_read(f"the store's sink for {resource}")
         self._metrics.objects.labels(resource, "snapshot").inc(counted.value)
         self._metrics.duration.labels("snapshot").observe(time.monotonic() - started)
         return _status(200, "", "", records=counted.value)
