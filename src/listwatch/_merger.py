@@ -13,7 +13,8 @@ so the merger keeps ``{key: last event}`` and delivers that map every ``merge_in
 :class:`EventMerger` drives it from a bounded queue and calls ``on_batch``. The watch hands the
 queue one list of events per network chunk (``put_many``), and the merger moves them into the
 buffer in one loop: per event, a watch costs a few dictionary operations, not a queue
-operation, an ``await`` and a task switch (issue 13).
+operation, an ``await`` and a task switch. :class:`Batching` is the three numbers that bound
+it, validated once where they are given (``Syncer(merge_interval=...)``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from listwatch._models import Batch, Event, EventType, GroupVersionResource, KeyFunc
 
-__all__ = ["EventMerger", "MergeBuffer", "OnBatch"]
+__all__ = ["Batching", "EventMerger", "MergeBuffer", "OnBatch"]
 
 logger = logging.getLogger("listwatch")
 
@@ -146,16 +148,40 @@ class MergeBuffer:
         return batch
 
 
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How watch events become batches; a bad value is refused here, when it is given.
+
+    Together they bound a generation's memory: ``queue_size`` queued events plus
+    ``max_batch`` merged keys, whatever the event rate.
+    """
+
+    merge_interval: float = 3.0
+    """Seconds between the end of one ``on_batch`` call and the next flush."""
+    max_batch: int = 1000
+    """The most distinct keys pending before an early flush."""
+    queue_size: int = 1000
+    """The queue's bound in events: a producer waits while this many are queued."""
+
+    def __post_init__(self) -> None:
+        if not self.merge_interval > 0:  # also rejects NaN
+            raise ValueError(f"merge_interval must be > 0 seconds, got {self.merge_interval!r}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch!r}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+
+
 class EventMerger:
     """Queue -> :class:`MergeBuffer` -> ``await on_batch(batch)`` every ``merge_interval``.
 
     Producers call :meth:`put_many` (or :meth:`put`); one task runs :meth:`run` until
     cancelled. ``on_batch`` is called every ``merge_interval`` seconds (measured from the end
-    of the previous call), or at once when ``max_batch`` distinct keys are pending. Calls never
-    overlap, and nothing is read from the queue while one runs, so memory stays within
-    ``queue_size`` queued events plus ``max_batch`` keys. An exception from ``on_batch`` ends
-    :meth:`run` unchanged: there is no retry here, the supervisor starts a new generation with
-    a new merger.
+    of the previous call), or at once when ``max_batch`` distinct keys are pending (the
+    numbers are ``batching``'s). Calls never overlap, and nothing is read from the queue
+    while one runs, so memory stays within ``queue_size`` queued events plus ``max_batch``
+    keys. An exception from ``on_batch`` ends :meth:`run` unchanged: there is no retry here,
+    the supervisor starts a new generation with a new merger.
 
     The queue is counted in events, whatever the lists they come in: a producer whose list
     does not fit queues what does and waits for room for the rest (backpressure, never loss).
@@ -164,30 +190,22 @@ class EventMerger:
     def __init__(
         self,
         on_batch: OnBatch,
+        batching: Batching = Batching(),
         *,
-        merge_interval: float = 3.0,
-        max_batch: int = 1000,
-        queue_size: int = 1000,
         key: KeyFunc | None = None,
         generation: int = 0,
         epoch: int = 0,
         resource: GroupVersionResource | None = None,
     ) -> None:
-        if not merge_interval > 0:  # also rejects NaN
-            raise ValueError(f"merge_interval must be > 0 seconds, got {merge_interval!r}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch!r}")
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
         self._on_batch = on_batch
-        self._merge_interval = merge_interval
-        self._max_batch = max_batch
+        self._merge_interval = batching.merge_interval
+        self._max_batch = batching.max_batch
         self._key = key
         self._generation = generation
         self._epoch = epoch
         self._resource = resource
         self._queue: deque[Event] = deque()
-        self._queue_size = queue_size
+        self._queue_size = batching.queue_size
         self._getter: asyncio.Future[None] | None = None
         """The merger's wait for events (there is one reader: ``run``)."""
         self._putters: deque[asyncio.Future[None]] = deque()

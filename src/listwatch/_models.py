@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from listwatch import _jsonparse as jsonparse
+from listwatch.errors import ReceiverError
 
 JsonObject = dict[str, Any]
 """A Kubernetes object as decoded from JSON."""
@@ -342,9 +343,9 @@ class Snapshot:
       Syncer lists again. Your previous state stays as it was.
     * ``on_list`` must read the stream to its end (or raise). Returning early would take
       a partial snapshot as complete and lose the deletions of what was not read, so the
-      Syncer fails the generation with a ``ReceiverError`` instead (and backs off, and
-      lists again). An empty snapshot must be read too: iterating it is how you learn that
-      everything is gone.
+      Syncer fails the generation with a ``ReceiverError`` instead (``ensure_read``; then
+      it backs off, and lists again). An empty snapshot must be read too: iterating it is
+      how you learn that everything is gone.
     * ``await snapshot.collect()`` gives all objects as one list: O(cluster) memory, the
       very thing streaming avoids, for receivers that need it anyway.
 
@@ -427,6 +428,23 @@ class Snapshot:
         if not self._complete:
             raise TypeError("a Snapshot's length is known only once it has been read to its end")
         return self._count
+
+    def ensure_read(self, reader: str = "on_list") -> None:
+        """Raise unless ``reader`` took the whole snapshot: the rule above, checked once
+        ``reader`` has returned (by the Syncer, and by ``SyncServer`` of its store's sink).
+
+        A list error raised out of the iteration is raised again, whatever the reader made
+        of it (wrapped, swallowed): the stream failed, not the reader. Otherwise a stream
+        not read to its end is a ``ReceiverError``.
+        """
+        if self.failure is not None:
+            raise self.failure
+        if not self._complete:
+            raise ReceiverError(
+                f"{reader} returned after reading {self._count} items, before the end of the "
+                "snapshot: a receiver must read the whole stream (or raise), or it would take "
+                "part of the cluster for all of it"
+            )
 
     def pages(self) -> AsyncIterator[Sequence[Item]]:
         """The items, a page at a time (a LIST page, or a run of initial events)."""

@@ -1,17 +1,21 @@
-"""The list-then-watch rules: how a snapshot is listed, when to retry, re-watch, or relist.
+"""The list-then-watch rules: how a snapshot is listed, when to retry, re-watch, relist or stop.
 
 Every rule of the loop lives here, next to the reason for it; the names follow the
-Kubernetes docs and client-go's Reflector (``kubernetes-list-watch.md`` sections 2-4). The
-Syncer opens a snapshot with ``open_listing``, hands its pages to the receiver, then calls
-``watch_from``; an exception out of either ends the generation, and the Syncer backs off and
-relists (or, for a ``FatalError``, stops).
+Kubernetes docs and client-go's Reflector (``docs/kubernetes-semantics.md#reflector``;
+where listwatch departs from it, and why:
+``docs/kubernetes-semantics.md#where-listwatch-deliberately-differs-from-client-go``).
+A generation opens its snapshot with ``ListingPolicy.open``, hands the pages to the
+receiver as a ``Snapshot`` (which must be read to its end: ``Snapshot.ensure_read``), then
+calls ``watch_from``. An exception out of any of them ends the generation; ``fatal_error``
+decides whether the Syncer stops, and otherwise it backs off and relists.
 
 | what happened                                    | rule                                   |
 |--------------------------------------------------|----------------------------------------|
 | 429, or 5xx with Retry-After                     | wait max(Retry-After, backoff), retry  |
-|                                                  | the same request                       |
+|                                                  | the same request (a list: 10 times)    |
 | a LIST page or the stream fails mid-snapshot     | raised into the receiver's iteration;  |
 | (continue token expired, cut, 5xx, ...)          | back off, relist                       |
+| on_list returns before the end of the snapshot   | ``ReceiverError``: back off, relist    |
 | streaming list refused (400/422, 5xx, ERROR)     | "auto": page this generation instead;  |
 |                                                  | "stream": 400/422 is fatal             |
 | streaming list ends before initial-events-end    | back off, relist (no fallback)         |
@@ -19,9 +23,12 @@ relists (or, for a ``FatalError``, stops).
 | watch closed cleanly, timed out, reset, or idle  | re-watch from the last RV at once      |
 | ... within 1 s and with no event (very short)    | back off, relist                       |
 | watch connection refused                         | back off, re-watch                     |
-| 410 Expired / Gone (ERROR event or HTTP status)  | relist                                 |
+| 410 Expired / Gone (ERROR event or HTTP status)  | back off, relist                       |
 | 404, 400, 422                                    | fatal: ``Syncer.run()`` raises         |
-| anything else (401/403, 5xx, malformed, too big) | back off, relist                       |
+| 403 before the receiver ever took a snapshot     | fatal: ``ForbiddenBeforeSync``         |
+| anything else (401, 403 once synced, 5xx,        | back off, relist                       |
+| malformed, too big, a receiver error)            |                                        |
+| ``resync_period`` elapsed                        | relist at once (not a failure)         |
 """
 
 from __future__ import annotations
@@ -46,11 +53,11 @@ from listwatch.errors import (
     ApiError,
     ConnectionLost,
     FatalError,
+    ForbiddenBeforeSync,
     IncompleteList,
     InvalidRequest,
     ListWatchError,
     MalformedEvent,
-    ReceiverError,
     ResourceNotFound,
     ServerError,
     TooManyRequests,
@@ -211,13 +218,9 @@ class Listing:
     ) -> None:
         try:
             if getattr(self.pages, "ag_running", False):  # not in the typing protocol
-                # The receiver returned while a task it started still reads the snapshot:
-                # the stream cannot be closed from here (it is that task's to finish).
-                if exc is None:
-                    raise ReceiverError(
-                        "on_list returned while the snapshot was still being read by another "
-                        "task: a receiver must finish (or stop) reading before it returns"
-                    )
+                # The receiver returned while a task it started still reads the snapshot
+                # (the generation has failed for it: ``Snapshot.ensure_read``). The stream
+                # cannot be closed from here: it is that task's to finish.
                 logger.warning("the snapshot is still being read by another task (%s)", exc)
             else:
                 await self.pages.aclose()
@@ -343,8 +346,9 @@ async def open_streaming_list(
     into pages of ``page_size`` as the receiver reads them.
 
     The first event is read now, so a server that refuses the request (422 from servers
-    without the WatchList feature, an ERROR event when etcd lacks RequestWatchProgress; doc
-    section 2.6) fails here, before the receiver is called, as ``WatchListUnsupported``.
+    without the WatchList feature, an ERROR event when etcd lacks RequestWatchProgress;
+    ``docs/kubernetes-semantics.md#streaming-lists``) fails here, before the receiver is
+    called, as ``WatchListUnsupported``.
     """
     options = WatchOptions(
         "", timeout_seconds=watch_timeout, allow_bookmarks=True, send_initial_events=True
@@ -518,3 +522,22 @@ async def _after_watch_error(exc: ListWatchError, backoff: Backoff) -> str | Non
             logger.info("%s; re-watching after %.1f s", exc, delay)
             return None
     raise exc
+
+
+# -- the end of a generation -----------------------------------------------------------------
+
+
+def fatal_error(exc: BaseException, *, has_synced: bool) -> FatalError | None:
+    """The ``FatalError`` that stops the Syncer after a generation ended with ``exc``, or None
+    to back off and relist. ``has_synced``: a receiver has taken a whole snapshot before.
+
+    A 403 before any snapshot was taken means this identity may not list the resource: a
+    configuration error that retrying would only hide, so it stops the Syncer, as
+    controller-runtime's manager stops when a cache cannot sync. Once synced, a 403 is RBAC
+    being rolled out or a token rotating: retried, as client-go retries every 401 and 403.
+    """
+    if isinstance(exc, FatalError):
+        return exc
+    if isinstance(exc, Unauthorized) and exc.status == 403 and not has_synced:
+        return ForbiddenBeforeSync(exc.status, exc.reason, exc.message, request=exc.request)
+    return None

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self
 
 from listwatch._backoff import Backoff
-from listwatch._merger import EventMerger
+from listwatch._merger import Batching, EventMerger
 from listwatch._models import (
     Batch,
     Event,
@@ -42,13 +42,13 @@ from listwatch._reflector import (
     EventStream,
     ListingPolicy,
     ListStrategy,
+    fatal_error,
     watch_from,
     watch_timeout_seconds,
 )
 from listwatch._source import ListWatch
 from listwatch.errors import (
     FatalError,
-    ForbiddenBeforeSync,
     ListWatchError,
     ReceiverError,
     ReceiverTimeout,
@@ -152,16 +152,10 @@ class Syncer:
             raise ValueError("watch_timeout must be positive seconds (or None)")
         if epoch < 0:
             raise ValueError("epoch must be >= 0")
-        # Built once so that bad merger arguments fail here, not in the first generation.
-        EventMerger(
-            on_batch, merge_interval=merge_interval, max_batch=max_batch, queue_size=queue_size
-        )
+        self._batching = Batching(merge_interval, max_batch, queue_size)
         self._source = source
         self._on_list = on_list
         self._on_batch = on_batch
-        self._merge_interval = merge_interval
-        self._max_batch = max_batch
-        self._queue_size = queue_size
         self._resync_period = resync_period
         self._transform = transform
         self._key = key
@@ -251,19 +245,15 @@ class Syncer:
                 except ResyncDue:
                     emit(observe.GenerationEnded(self._generation, "resync", "", resync=True))
                     continue
-                except FatalError as exc:
-                    self._fail(exc)
-                    raise
-                except Unauthorized as exc:
-                    if exc.status == 403 and not self._has_synced:
-                        fatal = ForbiddenBeforeSync(
-                            exc.status, exc.reason, exc.message, request=exc.request
-                        )
+                except Exception as exc:  # a new generation, unless the rules say stop
+                    fatal = fatal_error(exc, has_synced=self._has_synced)
+                    if fatal is None:
+                        self._end_generation(exc)
+                    else:
                         self._fail(fatal)
+                        if fatal is exc:
+                            raise
                         raise fatal from None
-                    self._end_generation(exc)
-                except Exception as exc:  # any error starts a new generation
-                    self._end_generation(exc)
                 _raise_if_cancelling()
                 delay = self._backoff.next_delay()
                 emit(observe.BackingOff(delay))
@@ -337,9 +327,7 @@ class Syncer:
 
         merger = EventMerger(
             self._deliver_batch,
-            merge_interval=self._merge_interval,
-            max_batch=self._max_batch,
-            queue_size=self._queue_size,
+            self._batching,
             key=self._key,
             generation=generation,
             epoch=self._epoch,
@@ -381,19 +369,11 @@ class Syncer:
         A list error raised out of the receiver's iteration is the *source's* failure, not
         the receiver's, whatever the receiver turned it into (or if it swallowed it): the
         generation ends with the list error itself, and the loop's rules decide what next.
-        A receiver that returns before the end of the stream has not taken the snapshot.
         """
         started = time.monotonic()
         try:
             await self._deliver("on_list", snapshot.generation, self._on_list(snapshot))
-            if snapshot.failure is not None:
-                raise snapshot.failure
-            if not snapshot.complete:
-                raise ReceiverError(
-                    f"on_list returned after reading {snapshot.count} items, before the end "
-                    "of the snapshot: a receiver must read the whole stream (or raise), or it "
-                    "would take part of the cluster for all of it"
-                )
+            snapshot.ensure_read()
         except ReceiverError:
             self._emit(
                 observe.ReceiverFailed("on_list", snapshot.generation, time.monotonic() - started)

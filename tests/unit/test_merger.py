@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch._merger import EventMerger, MergeBuffer
+from listwatch._merger import Batching, EventMerger, MergeBuffer
 from listwatch._models import Batch, Event, EventType, JsonObject
 
 WAIT = 5.0
@@ -279,11 +279,13 @@ async def running(merger: EventMerger) -> AsyncIterator[asyncio.Task[None]]:
 )
 def test_invalid_arguments_are_rejected(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        EventMerger(Recorder(), **kwargs)
+        Batching(**kwargs)
 
 
 def test_introspection_reports_the_configuration() -> None:
-    merger = EventMerger(Recorder(), merge_interval=2.0, max_batch=5, queue_size=7, generation=4)
+    merger = EventMerger(
+        Recorder(), Batching(merge_interval=2.0, max_batch=5, queue_size=7), generation=4
+    )
     assert (merger.merge_interval, merger.max_batch, merger.queue_size) == (2.0, 5, 7)
     assert (merger.generation, merger.pending, merger.queued, merger.batches_delivered) == (
         4,
@@ -302,7 +304,7 @@ async def test_put_rejects_error_events() -> None:
 
 async def test_max_batch_flushes_early() -> None:
     recorder = Recorder()
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=3)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=3))
     async with running(merger):
         for i, name in enumerate(["a", "b", "a", "c", "d"], start=1):
             await merger.put(event("ADDED", name, i))
@@ -315,7 +317,7 @@ async def test_max_batch_flushes_early() -> None:
 
 async def test_interval_flush_delivers_merged_events_with_generation() -> None:
     recorder = Recorder()
-    merger = EventMerger(recorder, merge_interval=0.01, generation=2)
+    merger = EventMerger(recorder, Batching(merge_interval=0.01), generation=2)
     for i, name in enumerate(["a", "b", "a"], start=1):
         await merger.put(event("MODIFIED", name, i))
     async with running(merger):
@@ -327,7 +329,7 @@ async def test_interval_flush_delivers_merged_events_with_generation() -> None:
 
 async def test_bookmark_only_interval_delivers_an_empty_batch() -> None:
     recorder = Recorder()
-    merger = EventMerger(recorder, merge_interval=0.01)
+    merger = EventMerger(recorder, Batching(merge_interval=0.01))
     async with running(merger):
         await merger.put(bookmark(42))
         await recorder.wait_for(lambda r: len(r.batches) == 1)
@@ -337,7 +339,7 @@ async def test_bookmark_only_interval_delivers_an_empty_batch() -> None:
 
 async def test_batches_never_overlap_and_nothing_is_read_meanwhile() -> None:
     recorder = Recorder(blocked=True)
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1))
     async with running(merger):
         await merger.put(event("ADDED", "a", 1))
         await asyncio.wait_for(recorder.entered.wait(), WAIT)
@@ -355,7 +357,7 @@ async def test_batches_never_overlap_and_nothing_is_read_meanwhile() -> None:
 
 async def test_full_queue_blocks_put_until_the_merger_reads_again() -> None:
     recorder = Recorder(blocked=True)
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1, queue_size=2)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1, queue_size=2))
     async with running(merger):
         await merger.put(event("ADDED", "a", 1))
         await asyncio.wait_for(recorder.entered.wait(), WAIT)
@@ -378,7 +380,7 @@ async def test_on_batch_exception_propagates_unchanged() -> None:
     async def failing(batch: Batch) -> None:
         raise boom
 
-    merger = EventMerger(failing, merge_interval=HOUR, max_batch=1)
+    merger = EventMerger(failing, Batching(merge_interval=HOUR, max_batch=1))
     await merger.put(event("ADDED", "a", 1))
     with pytest.raises(RuntimeError) as excinfo:
         await asyncio.wait_for(merger.run(), WAIT)
@@ -388,7 +390,7 @@ async def test_on_batch_exception_propagates_unchanged() -> None:
 
 async def test_cancel_during_on_batch_ends_cleanly() -> None:
     recorder = Recorder(blocked=True)  # never released
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1))
     task = asyncio.create_task(merger.run())
     await merger.put(event("ADDED", "a", 1))
     await asyncio.wait_for(recorder.entered.wait(), WAIT)
@@ -410,7 +412,7 @@ async def test_cancel_while_waiting_drops_pending() -> None:
         merged.set()
         return str(o["metadata"]["name"])
 
-    merger = EventMerger(recorder, merge_interval=HOUR, key=key)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR), key=key)
     async with running(merger) as task:
         await merger.put(event("ADDED", "a", 1))
         await asyncio.wait_for(merged.wait(), WAIT)
@@ -421,7 +423,7 @@ async def test_cancel_while_waiting_drops_pending() -> None:
 
 async def test_run_twice_at_once_is_refused() -> None:
     recorder = Recorder(blocked=True)
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1))
     async with running(merger):
         await merger.put(event("ADDED", "a", 1))
         await asyncio.wait_for(recorder.entered.wait(), WAIT)
@@ -431,7 +433,9 @@ async def test_run_twice_at_once_is_refused() -> None:
 
 async def test_custom_key_func() -> None:
     recorder = Recorder()
-    merger = EventMerger(recorder, merge_interval=0.01, key=lambda o: o["metadata"]["uid"])
+    merger = EventMerger(
+        recorder, Batching(merge_interval=0.01), key=lambda o: o["metadata"]["uid"]
+    )
     await merger.put(Event.from_object(EventType.ADDED, obj("a", 1, uid="u1")))
     await merger.put(Event.from_object(EventType.MODIFIED, obj("b", 2, uid="u1")))
     async with running(merger):
@@ -450,7 +454,7 @@ async def test_pending_never_exceeds_max_batch() -> None:
         seen_pending.append(merger.pending)  # sampled before every merge
         return str(o["metadata"]["name"])
 
-    merger = EventMerger(recorder, merge_interval=0.01, max_batch=max_batch, key=key)
+    merger = EventMerger(recorder, Batching(merge_interval=0.01, max_batch=max_batch), key=key)
     names = [f"k{i % 23}" for i in range(200)]
     async with running(merger):
         for rv, name in enumerate(names, start=1):
@@ -467,7 +471,7 @@ async def test_offer_queues_without_waiting_until_the_queue_is_full() -> None:
     async def on_batch(batch: Batch) -> None:
         pass
 
-    merger = EventMerger(on_batch, queue_size=2)
+    merger = EventMerger(on_batch, Batching(queue_size=2))
     first, second, third = (
         Event(EventType.ADDED, {"metadata": {"name": n}}, n, str(i))
         for i, n in enumerate("abc", start=1)
@@ -538,9 +542,7 @@ def test_lists_of_any_size_are_merged_within_the_bounds(
 
     async def scenario() -> tuple[list[Batch], int]:
         recorder = Recorder()
-        merger = EventMerger(
-            recorder, merge_interval=0.001, max_batch=max_batch, queue_size=queue_size
-        )
+        merger = EventMerger(recorder, Batching(0.001, max_batch, queue_size))
         most_queued = 0
 
         async def watch() -> None:
@@ -574,7 +576,7 @@ def test_lists_of_any_size_are_merged_within_the_bounds(
 
 async def test_a_list_that_does_not_fit_waits_for_room_for_the_rest() -> None:
     recorder = Recorder(blocked=True)
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1, queue_size=3)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1, queue_size=3))
     events = [event("ADDED", name, i) for i, name in enumerate("abcdef", start=1)]
     async with running(merger):
         await merger.put(events[0])
@@ -592,7 +594,7 @@ async def test_a_list_that_does_not_fit_waits_for_room_for_the_rest() -> None:
 
 
 async def test_an_error_event_in_a_list_is_refused_after_the_events_before_it() -> None:
-    merger = EventMerger(Recorder(), queue_size=10)
+    merger = EventMerger(Recorder(), Batching(queue_size=10))
     events = [event("ADDED", "a", 1), Event(EventType.ERROR, {}, "", "2"), event("ADDED", "b", 3)]
     with pytest.raises(ValueError, match="ERROR"):
         merger.offer_many(events)
@@ -604,7 +606,7 @@ async def test_an_error_event_in_a_list_is_refused_after_the_events_before_it() 
 
 async def test_a_cancelled_put_many_leaves_no_waiter_behind() -> None:
     recorder = Recorder(blocked=True)
-    merger = EventMerger(recorder, merge_interval=HOUR, max_batch=1, queue_size=1)
+    merger = EventMerger(recorder, Batching(merge_interval=HOUR, max_batch=1, queue_size=1))
     async with running(merger):
         await merger.put(event("ADDED", "a", 1))
         await asyncio.wait_for(recorder.entered.wait(), WAIT)

@@ -1,4 +1,4 @@
-"""The ``listwatch`` command: ``listwatch demo`` and ``listwatch mirror``.
+"""The ``listwatch`` command: ``listwatch demo``, ``listwatch mirror`` and ``listwatch receiver``.
 
 ``main(argv)`` is the console-script entry point (and ``python -m listwatch``): it parses
 the arguments, runs the command on a fresh event loop with Ctrl-C / SIGTERM wired to an

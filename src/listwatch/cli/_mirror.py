@@ -1,11 +1,12 @@
-"""``listwatch mirror``: resources of a real cluster, mirrored into SQLite until stopped.
+"""``listwatch mirror``: resources of a real cluster, mirrored until stopped into an SQLite
+file, a PostgreSQL database or a listwatch receiver over HTTP (``listwatch.cli._targets``).
 
 Configuration is kubernetes_asyncio's own (kubeconfig with its context, or the in-cluster
 service account), so whatever ``kubectl`` can reach, the mirror can. Resources are named as
 kubectl names them (``pods``, ``nodes``, ``deployments.apps``, ``deployments.v1.apps``, a
 CRD's ``plural.group``) and resolved through the server's discovery; each gets its own
-Syncer under one Supervisor (``listwatch._agent``), and all share one SQLite file, one row
-set per resource.
+Syncer under one Supervisor (``listwatch._agent``), and all share one target, one row set
+per resource.
 
 Failing fast, and in one line, is a design choice here. The Syncers retry every error
 except a wrong request, forever, because a running mirror must ride out an API server

@@ -32,10 +32,9 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
-import orjson
 
 from listwatch._models import Batch, GroupVersionResource, Snapshot
-from listwatch.errors import HttpSyncError, StaleEpoch, StaleWrite
+from listwatch.errors import HttpSyncError
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
 
@@ -264,7 +263,7 @@ class HttpSink:
             raise HttpSyncError(f"{where}: {type(exc).__name__}") from None
         if status == 200:
             return
-        _raise_for(status, answer, where)
+        raise protocol.error_from_answer(status, answer, where)
 
     def _read_token(self) -> str | None:
         if self._token_file is None:
@@ -335,26 +334,6 @@ async def _cancel_and_join(task: asyncio.Task[None]) -> None:
         task.exception()  # retrieved: the encoder hands its errors to the body instead
     if interrupted is not None:
         raise interrupted
-
-
-def _raise_for(status: int, answer: bytes, where: str) -> None:
-    """The error for a receiver's non-200 answer (a Status body), never with credentials."""
-    try:
-        body = orjson.loads(answer)
-    except orjson.JSONDecodeError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    message = str(body.get("message") or answer[:200].decode("utf-8", "replace")).strip()
-    reason = str(body.get("reason") or "")
-    if status == 409:
-        details = body.get("details") or {}
-        causes = {c.get("reason") for c in details.get("causes") or () if isinstance(c, dict)}
-        epoch, recorded = details.get("epoch"), details.get("recorded")
-        if "StaleEpoch" in causes and isinstance(epoch, int) and isinstance(recorded, int):
-            raise StaleEpoch(str(details.get("resource") or where), epoch, recorded)
-        raise StaleWrite(f"{where}: the receiver refused the write: {message}")
-    raise HttpSyncError(f"{where}: HTTP {status} {reason}: {message}"[:500])
 
 
 def _ssl_context(

@@ -26,10 +26,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from listwatch._framing import LineFramer, LineTooLong
+from listwatch._framing import LineFramer
 from listwatch._models import Batch, Event, Item, Page, PageStream, Snapshot
 from listwatch._types import Store
-from listwatch.errors import ProtocolError, StaleEpoch, StaleWrite
+from listwatch.errors import ProtocolError
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
 
@@ -146,31 +146,13 @@ class SyncServer:
         kind = request.path.rsplit("/", 1)[-1] if request.path.startswith("/sync/") else ""
         try:
             response = await handler(request)
-        except ProtocolError as exc:
-            response = _status(exc.code, exc.reason, str(exc))
-        except StaleEpoch as exc:
-            response = _status(
-                409,
-                "Conflict",
-                str(exc),
-                causes=[{"reason": "StaleEpoch"}],
-                resource=exc.resource,
-                epoch=exc.epoch,
-                recorded=exc.recorded,
-            )
-        except StaleWrite as exc:
-            response = _status(409, "Conflict", str(exc), causes=[{"reason": "StaleWrite"}])
-        except LineTooLong as exc:
-            response = _status(
-                413,
-                "RequestEntityTooLarge",
-                f"a record is larger than {protocol.MAX_RECORD_BYTES} bytes (at least {exc.size})",
-            )
         except web.HTTPException:
             raise
-        except Exception as exc:  # the store failed: the sender retries with backoff
-            logger.warning("%s %s: the store failed: %s", request.method, request.path, exc)
-            response = _status(503, "ServiceUnavailable", f"the receiver's store failed: {exc}")
+        except Exception as exc:  # answered as the wire's table says (protocol.status_for)
+            answer = protocol.status_for(exc)
+            if answer.code >= 500:  # the store failed: the sender retries with backoff
+                logger.warning("%s %s: the store failed: %s", request.method, request.path, exc)
+            response = _status(answer.code, answer.reason, answer.message, **answer.details)
         if kind in ("snapshot", "batch"):
             self._metrics.requests.labels(kind, str(response.status)).inc()
         return response
@@ -243,8 +225,7 @@ class SyncServer:
                 await sink.on_list(snapshot)
             finally:
                 self._metrics.records_in_flight.dec(counted.value)
-        if not snapshot.complete:
-            raise RuntimeError(f"the store's sink for {resource} did not read the snapshot")
+        snapshot.ensure_read(f"the store's sink for {resource}")
         self._metrics.objects.labels(resource, "snapshot").inc(counted.value)
         self._metrics.duration.labels("snapshot").observe(time.monotonic() - started)
         return _status(200, "", "", records=counted.value)

@@ -17,27 +17,44 @@ header names the full resource, the stamp (epoch, session, generation, and for a
 sequence: ``listwatch.fencing``) and the resourceVersion; an object record carries the
 object's JSON as the API server sent it, spliced in as bytes (never parsed on either side).
 
-Errors are ``metav1.Status``-like JSON bodies: 409 ``Conflict`` (with a cause ``StaleEpoch``
-or ``StaleWrite``) for a write the fence refuses, 400 for a malformed body, 401 without
-credentials, 413 for a record over the size limit, 415 for an unknown content type.
+An error is answered with a ``metav1.Status``-like JSON body, and read back into an
+exception, both here: ``status_for`` (the receiver) and ``error_from_answer`` (the sender).
+
+| the receiver raised                  | it answers (code, reason, details)   | the sender raises |
+|--------------------------------------|--------------------------------------|-------------------|
+| ``StaleEpoch`` (the fence: a newer   | 409 Conflict, cause ``StaleEpoch``,  | ``StaleEpoch``,   |
+| leader has written)                  | ``resource``, ``epoch``, ``recorded``| the same fields   |
+| ``StaleWrite`` (the fence: an older  | 409 Conflict, cause ``StaleWrite``   | ``StaleWrite``    |
+| write of the same sender)            |                                      |                   |
+| ``ProtocolError`` (a malformed body, | its ``code`` and ``reason``: 400,    | ``HttpSyncError`` |
+| no credentials, a bad path, ...)     | 401, 403, 404, 413, 415              |                   |
+| ``LineTooLong`` (a record over       | 413 RequestEntityTooLarge            | ``HttpSyncError`` |
+| ``MAX_RECORD_BYTES``)                |                                      |                   |
+| anything else (the store failed)     | 503 ServiceUnavailable               | ``HttpSyncError`` |
+
+Only the fence's refusals keep their class across the wire: a sender (and the leader behind
+it) must tell "a newer leader writes here" from a failure worth retrying. Every error ends
+the sender's generation alike; the next one sends a fresh snapshot.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 import orjson
 
+from listwatch._framing import LineTooLong
 from listwatch._models import Event, EventType, GroupVersionResource, Item
-from listwatch.errors import ProtocolError
+from listwatch.errors import HttpSyncError, ListWatchError, ProtocolError, StaleEpoch, StaleWrite
 
 __all__ = [
     "CONTENT_TYPE",
     "MAX_RECORD_BYTES",
     "PROTOCOL_VERSION",
+    "Answer",
     "Commit",
     "Header",
     "ProtocolError",
@@ -49,7 +66,9 @@ __all__ = [
     "encode_event",
     "encode_header",
     "encode_object",
+    "error_from_answer",
     "status_body",
+    "status_for",
 ]
 
 PROTOCOL_VERSION = 1
@@ -285,3 +304,52 @@ def status_body(code: int, reason: str, message: str, **details: Any) -> bytes:
     if details:
         body["details"] = details
     return orjson.dumps(body)
+
+
+# -- errors, both ways (the table above) -----------------------------------------------------
+
+
+class Answer(NamedTuple):
+    """An error answer: the HTTP status, and the Status body's reason, message and details."""
+
+    code: int
+    reason: str
+    message: str
+    details: dict[str, Any]
+
+
+def status_for(exc: Exception) -> Answer:
+    """The receiver's answer to a request that ``exc`` ended."""
+    if isinstance(exc, ProtocolError):
+        return Answer(exc.code, exc.reason, str(exc), {})
+    if isinstance(exc, StaleEpoch):
+        details = {"resource": exc.resource, "epoch": exc.epoch, "recorded": exc.recorded}
+        return Answer(409, "Conflict", str(exc), {"causes": [{"reason": "StaleEpoch"}], **details})
+    if isinstance(exc, StaleWrite):
+        return Answer(409, "Conflict", str(exc), {"causes": [{"reason": "StaleWrite"}]})
+    if isinstance(exc, LineTooLong):
+        message = f"a record is larger than {MAX_RECORD_BYTES} bytes (at least {exc.size})"
+        return Answer(413, "RequestEntityTooLarge", message, {})
+    return Answer(503, "ServiceUnavailable", f"the receiver's store failed: {exc}", {})
+
+
+def error_from_answer(status: int, body: bytes, where: str) -> ListWatchError:
+    """The sender's error for a non-200 answer; ``where`` names the request (never with
+    credentials). A 409 is the fence's refusal whatever its body says."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        decoded = {}
+    if not isinstance(decoded, dict):
+        decoded = {}
+    message = str(decoded.get("message") or body[:200].decode("utf-8", "replace")).strip()
+    reason = str(decoded.get("reason") or "")
+    if status == 409:
+        details = decoded.get("details")
+        details = details if isinstance(details, dict) else {}
+        causes = {c.get("reason") for c in details.get("causes") or () if isinstance(c, dict)}
+        epoch, recorded = details.get("epoch"), details.get("recorded")
+        if "StaleEpoch" in causes and isinstance(epoch, int) and isinstance(recorded, int):
+            return StaleEpoch(str(details.get("resource") or where), epoch, recorded)
+        return StaleWrite(f"{where}: the receiver refused the write: {message}")
+    return HttpSyncError(f"{where}: HTTP {status} {reason}: {message}"[:500])
