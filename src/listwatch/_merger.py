@@ -23,16 +23,16 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from listwatch._models import Batch, Event, EventType, GroupVersionResource, KeyFunc
+from listwatch._types import OnBatch
 
-__all__ = ["Batching", "EventMerger", "MergeBuffer", "OnBatch"]
+__all__ = ["Batching", "EventMerger", "MergeBuffer"]
 
 logger = logging.getLogger("listwatch")
 
-OnBatch = Callable[[Batch], Awaitable[None]]
 """The receiver's coroutine for merged deltas."""
 
 

@@ -47,6 +47,7 @@ from listwatch._reflector import (
     watch_timeout_seconds,
 )
 from listwatch._source import ListWatch
+from listwatch._types import OnBatch, OnList
 from listwatch.errors import (
     FatalError,
     ListWatchError,
@@ -59,8 +60,6 @@ from listwatch.observe._status import Phase, StatusTracker, SyncerStatus
 
 logger = logging.getLogger("listwatch")
 
-OnList = Callable[[Snapshot], Awaitable[None]]
-OnBatch = Callable[[Batch], Awaitable[None]]
 
 _RESYNC_JITTER = 0.1
 _MAX_REASON = 300
