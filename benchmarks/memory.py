@@ -564,8 +564,8 @@ _PRINT_HWM = (
 BASELINES = {
     "python -c pass": "pass",
     "import aiohttp, orjson (the naive client)": "import aiohttp, orjson",
-    "import aiohttp, orjson, msgspec, anyio, aiosqlite (listwatch's dependencies but one)": (
-        "import aiohttp, orjson, msgspec, anyio, aiosqlite"
+    "import aiohttp, orjson, msgspec, aiosqlite (listwatch's dependencies but one)": (
+        "import aiohttp, orjson, msgspec, aiosqlite"
     ),
     "import kubernetes_asyncio.client": "import kubernetes_asyncio.client",
     "import listwatch.cli._mirror (what the mirror imports)": "import listwatch.cli._mirror",

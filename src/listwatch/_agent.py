@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn, TypeVar
 
+from listwatch._aio import Signal, short
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
 from listwatch.errors import NotLeading
@@ -78,7 +79,7 @@ class Agent:
         self._supervisor: Supervisor | None = None
         self._running = False
         self._failure: BaseException | None = None
-        self._changed = asyncio.Event()
+        self._changed = Signal()
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -107,7 +108,7 @@ class Agent:
             raise
         finally:
             self._running = False
-            self._notify()
+            self._changed.notify()
 
     async def _lead(self, term: Term) -> NoReturn:
         def gate() -> None:
@@ -126,7 +127,7 @@ class Agent:
         for syncer in syncers:
             self.metrics.track(syncer)
         self._supervisor = supervisor
-        self._notify()
+        self._changed.notify()
         logger.info("term of epoch %d: mirroring %s", epoch, ", ".join(supervisor.syncers))
         try:
             await supervisor.run()
@@ -134,7 +135,7 @@ class Agent:
             self._supervisor = None
             for syncer in syncers:
                 self.metrics.forget(syncer)
-            self._notify()
+            self._changed.notify()
 
     async def wait_for_supervisor(self) -> Supervisor:
         """Until a term runs (at once without leader election)."""
@@ -143,10 +144,6 @@ class Agent:
                 raise self._failure
             await self._changed.wait()
         return self._supervisor
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     # -- probes ----------------------------------------------------------------------------
 
@@ -169,7 +166,7 @@ class Agent:
         if failed:
             details["failed"] = failed
         if self._failure is not None:
-            details["error"] = f"{type(self._failure).__name__}: {self._failure}"[:300]
+            details["error"] = short(self._failure)
         return HealthReport(ok, details)
 
     def readiness(self) -> HealthReport:

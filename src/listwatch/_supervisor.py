@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType, TracebackType
-from typing import NoReturn, Self
+from types import MappingProxyType
+from typing import NoReturn
 
+from listwatch._aio import RunsInBackground, cancel_and_join, first_error
 from listwatch._syncer import Syncer
 from listwatch.errors import FatalError
 from listwatch.observe._status import SyncerStatus
@@ -30,7 +31,7 @@ def resource_name(syncer: Syncer) -> str:
     return resource.qualified if resource is not None else syncer.source.description
 
 
-class Supervisor:
+class Supervisor(RunsInBackground):
     """Run several Syncers together until cancelled, or until one fails fatally.
 
     ::
@@ -49,7 +50,6 @@ class Supervisor:
         if not by_name:
             raise ValueError("a Supervisor needs at least one Syncer")
         self._syncers = by_name
-        self._task: asyncio.Task[NoReturn] | None = None
 
     @property
     def syncers(self) -> Mapping[str, Syncer]:
@@ -79,9 +79,7 @@ class Supervisor:
             try:
                 await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for change in changes:
-                    change.cancel()
-                await asyncio.gather(*changes, return_exceptions=True)
+                await cancel_and_join(*changes)
 
     async def wait_synced(self) -> dict[str, SyncerStatus]:
         """Until every receiver holds a complete snapshot."""
@@ -98,35 +96,11 @@ class Supervisor:
             if others is not None:
                 raise others from None  # a bug: surfaces as it is
             assert fatal is not None
-            raise _first_leaf(fatal) from None
+            raise first_error(fatal) from None
         raise AssertionError("Syncer.run() returned")  # pragma: no cover - it never returns
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("this Supervisor is already running")
-        self._task = asyncio.create_task(self.run(), name="listwatch supervisor")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait([task])
-        if not task.cancelled() and exc is None:
-            error = task.exception()
-            if error is not None:
-                raise error
+    def _task_name(self) -> str:
+        return "listwatch supervisor"
 
     def __repr__(self) -> str:
         return f"Supervisor({', '.join(self._syncers)})"
-
-
-def _first_leaf(group: BaseExceptionGroup[FatalError]) -> FatalError:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -23,9 +23,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import aclosing
-from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
+from listwatch._aio import RunsInBackground, first_error, short
 from listwatch._backoff import Backoff
 from listwatch._merger import Batching, EventMerger
 from listwatch._models import (
@@ -62,27 +62,10 @@ logger = logging.getLogger("listwatch")
 
 
 _RESYNC_JITTER = 0.1
-_MAX_REASON = 300
 
 
 class ResyncDue(Exception):
     """``resync_period`` elapsed: time for the anti-entropy relist. Not a failure."""
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that ended a generation's task group (a fatal one first)."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    for exc in leaves:
-        if isinstance(exc, FatalError):
-            return exc
-    return leaves[0]
 
 
 def aclosing_optional(stream: EventStream | None) -> contextlib.AbstractAsyncContextManager[object]:
@@ -104,12 +87,7 @@ def _raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
-
-
-class Syncer:
+class Syncer(RunsInBackground):
     """Mirror ``source`` into a receiver: ``on_list`` with whole snapshots, ``on_batch`` with
     merged changes, a new generation on any error.
 
@@ -275,12 +253,12 @@ class Syncer:
 
     def _fail(self, exc: FatalError) -> None:
         self._failure = exc
-        self._emit(observe.Failed(type(exc).__name__, _short(exc)))
+        self._emit(observe.Failed(type(exc).__name__, short(exc)))
         logger.error("generation %d: %s; giving up", self._generation, exc)
 
     def _end_generation(self, exc: Exception) -> None:
         self._listing.failed(exc)
-        reason = _short(exc)
+        reason = short(exc)
         self._emit(observe.GenerationEnded(self._generation, type(exc).__name__, reason))
         if isinstance(exc, Unauthorized):
             logger.error("generation %d: %s; retrying with backoff", self._generation, reason)
@@ -345,7 +323,7 @@ class Syncer:
                 if self._resync_period is not None:
                     group.create_task(self._resync_after(self._resync_period))
         except BaseExceptionGroup as group_error:
-            raise _first_error(group_error) from None
+            raise first_error(group_error, prefer=FatalError) from None
         finally:
             self._merger = None  # its queue and pending keys are dropped with it
 
@@ -463,30 +441,11 @@ class Syncer:
             if limit.expired():
                 message = f"{what} took longer than sync_timeout={self._sync_timeout} s"
                 raise ReceiverTimeout(message) from None
-            raise ReceiverError(f"{what} failed: {_short(exc)}") from exc
+            raise ReceiverError(f"{what} failed: {short(exc)}") from exc
         except Exception as exc:
-            raise ReceiverError(f"{what} failed: {_short(exc)}") from exc
+            raise ReceiverError(f"{what} failed: {short(exc)}") from exc
 
     # -- background use --------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("this Syncer is already running")
-        self._task = asyncio.create_task(self.run(), name=f"listwatch {self._source.description}")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait([task])
-        if not task.cancelled() and exc is None:
-            error = task.exception()
-            if error is not None:
-                raise error
+    def _task_name(self) -> str:
+        return f"listwatch {self._source.description}"

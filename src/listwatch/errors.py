@@ -47,6 +47,8 @@ from typing import Any
 
 import orjson
 
+from listwatch._aio import MAX_MESSAGE, short
+
 __all__ = [
     "ApiConnectionError",
     "ApiError",
@@ -350,10 +352,6 @@ def _classify(code: int, causes: tuple[str, ...], message: str) -> type[ApiError
     return ApiError
 
 
-def _truncate(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def api_error_from_status(
     status: Mapping[str, Any],
     *,
@@ -379,7 +377,7 @@ def api_error_from_status(
         retry_after = _parse_retry_after(details.get("retryAfterSeconds"))
     if retry_after == 0:
         retry_after = None
-    message_text = _truncate(message) if isinstance(message, str) else ""
+    message_text = short(message) if isinstance(message, str) else ""
     reason_text = reason if isinstance(reason, str) else ""
     if reason_text in ("Expired", "Gone"):
         code = 410
@@ -405,7 +403,7 @@ def api_error_from_response(
         # The HTTP status is authoritative should a Status body disagree with it.
         status: Mapping[str, Any] = {**decoded, "code": http_status}
     else:
-        text = body[:300].decode("utf-8", "replace").strip()
+        text = body[:MAX_MESSAGE].decode("utf-8", "replace").strip()
         status = {"code": http_status, "message": text}
     return api_error_from_status(
         status, http_status=http_status, retry_after_header=retry_after_header, request=request

@@ -26,12 +26,11 @@ arrives); an episode that injects them ends the open watches cleanly too
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
-
-import anyio
 
 from listwatch._models import Batch
 from listwatch.testing import FakeApiServer, Fault, FaultRule
@@ -111,7 +110,7 @@ class Chaos:
         """Episodes until cancelled; the first comes after one interval."""
         index = 0
         while True:
-            await anyio.sleep(interval * self._rng.uniform(0.7, 1.3))
+            await asyncio.sleep(interval * self._rng.uniform(0.7, 1.3))
             await self.episode(EPISODES[index % len(EPISODES)])
             index += 1
 

@@ -22,15 +22,14 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-import anyio
-import anyio.to_thread
 from kubernetes_asyncio.client import ApiClient
 
+from listwatch._aio import first_error
 from listwatch._backoff import Backoff
 from listwatch._models import JsonObject, object_key
 from listwatch._source import ListWatch
@@ -137,6 +136,19 @@ def _database(path: Path | None) -> Iterator[tuple[Path, bool]]:
         yield Path(directory) / "mirror.db", False
 
 
+@contextlib.asynccontextmanager
+async def _move_on_after(seconds: float) -> AsyncIterator[asyncio.Timeout]:
+    """The body, stopped after ``seconds`` if still running (``expired()`` says whether):
+    a phase of the demo that runs out of time ends, and the demo goes on to the next."""
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            yield limit
+    except TimeoutError:
+        if not limit.expired():
+            raise
+
+
 class _Run:
     """One run's moving parts, and the phases they go through: first sync, churn, converge."""
 
@@ -186,24 +198,27 @@ class _Run:
     async def main(self, stop: asyncio.Event) -> tuple[float, float | None]:
         """All phases under one task group; ``(seconds churned, seconds to converge)``."""
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self.syncer.run)
-                group.start_soon(self.track_restarts)
-                group.start_soon(self.report, self.options.progress_interval)
+            async with asyncio.TaskGroup() as group:
+                background = [
+                    group.create_task(self.syncer.run()),
+                    group.create_task(self.track_restarts()),
+                    group.create_task(self.report(self.options.progress_interval)),
+                ]
                 await self.first_sync()
                 churned = await self.churn(stop)
                 converged_in = await self.converge()
-                group.cancel_scope.cancel()
+                for task in background:
+                    task.cancel()
         except* CliError as errors:
-            raise errors.exceptions[0] from None
+            raise first_error(errors) from None
         except* FatalError as errors:
-            raise CliError(f"the syncer gave up: {one_line(errors.exceptions[0])}") from None
+            raise CliError(f"the syncer gave up: {one_line(first_error(errors))}") from None
         return churned, converged_in
 
     async def first_sync(self) -> None:
-        with anyio.move_on_after(FIRST_SYNC_TIMEOUT) as scope:
+        async with _move_on_after(FIRST_SYNC_TIMEOUT) as limit:
             await self.syncer.wait_synced()
-        if scope.cancelled_caught:
+        if limit.expired():
             status = self.syncer.status
             raise CliError(
                 f"the first snapshot did not arrive within {FIRST_SYNC_TIMEOUT:.0f} s "
@@ -223,13 +238,16 @@ class _Run:
         faults. Returns how long it churned."""
         self.stage = "churning"
         started = time.monotonic()
-        async with anyio.create_task_group() as load:
-            load.start_soon(self.workload.churn, self.options.rate)
+        async with asyncio.TaskGroup() as load:
+            loading = [load.create_task(self.workload.churn(self.options.rate))]
             if self.chaos is not None:
-                load.start_soon(self.chaos.run, fault_interval(self.options.seconds))
-            with anyio.move_on_after(self.options.seconds):
+                loading.append(
+                    load.create_task(self.chaos.run(fault_interval(self.options.seconds)))
+                )
+            async with _move_on_after(self.options.seconds):
                 await stop.wait()
-            load.cancel_scope.cancel()
+            for task in loading:
+                task.cancel()
         if self.chaos is not None:
             self.chaos.stop()
         self.say(
@@ -244,7 +262,7 @@ class _Run:
         target = self.server.resource_version
         started = time.monotonic()
         converged_in: float | None = None
-        with anyio.move_on_after(self.options.converge_timeout):
+        async with _move_on_after(self.options.converge_timeout):
             await self.syncer.wait_until(functools.partial(_caught_up, target))
             converged_in = time.monotonic() - started
         self.stage = "converged" if converged_in is not None else "not converged"
@@ -276,7 +294,7 @@ class _Run:
     async def report(self, interval: float) -> NoReturn:
         while True:
             self.view.update(await self.sample())
-            await anyio.sleep(interval)
+            await asyncio.sleep(interval)
 
     async def track_restarts(self) -> NoReturn:
         """Every restart, with its reason, as it happens (not sampled: none is missed unless
@@ -327,7 +345,7 @@ async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event
                     )
                     churned, converged_in = await run.main(stop)
                 # The syncer has stopped: the file holds its last committed state.
-                mirror = await anyio.to_thread.run_sync(lambda: read_mirror(db, resource=RESOURCE))
+                mirror = await asyncio.to_thread(read_mirror, db, resource=RESOURCE)
                 cluster = {object_key(obj): obj for obj in server.objects("v1", "Pod")}
                 return DemoReport(
                     comparison=compare(cluster, str(server.resource_version), mirror),

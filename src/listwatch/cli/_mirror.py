@@ -39,6 +39,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch._agent import Agent, WriteGate, gated
+from listwatch._aio import first_error
 from listwatch._kube.discovery import ServedResource, resolve
 from listwatch._source import ListOptions, ListWatch
 from listwatch._syncer import Syncer
@@ -260,12 +261,6 @@ async def preflight(source: ListWatch, host: str) -> None:
         logger.warning("preflight list of %s: %s; starting anyway", what, one_line(exc))
 
 
-def _first(errors: BaseExceptionGroup[FatalError]) -> FatalError:
-    """The first error of a group (the agent and the announcer raise the same one)."""
-    first = errors.exceptions[0]
-    return _first(first) if isinstance(first, BaseExceptionGroup) else first
-
-
 def _fatal_line(exc: FatalError) -> str:
     if isinstance(exc, ResourceNotFound):
         path = exc.request.rsplit(" ", 1)[-1] or "the resource"
@@ -365,7 +360,8 @@ async def _run(
                 for task in (running, announcing, stopping):
                     task.cancel()
     except* FatalError as errors:
-        raise CliError(_fatal_line(_first(errors))) from None
+        # The agent and the announcer raise the same one: the first will do.
+        raise CliError(_fatal_line(first_error(errors))) from None
     counts = []
     for name, sink in sinks.items():
         count = getattr(sink, "count", None)

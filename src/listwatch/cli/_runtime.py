@@ -17,6 +17,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+from listwatch._aio import MAX_MESSAGE, short
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -27,10 +29,9 @@ class CliError(Exception):
     """A failure the user can act on; its message is printed as the single error line."""
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
+def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     """An exception's message flattened to one line (YAML errors span several)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "…"
+    return short(" ".join(str(exc).split()) or type(exc).__name__, limit)
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]

@@ -13,10 +13,9 @@ common failures entirely.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
-
-import anyio.to_thread
 
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.sinks.sqlite import SQLiteSink
@@ -35,7 +34,7 @@ def _check_openable(path: str) -> None:
 async def open_sink(path: str | os.PathLike[str], *, resource: str) -> SQLiteSink:
     """An open ``SQLiteSink`` for ``resource`` in ``path``; the caller closes it."""
     try:
-        await anyio.to_thread.run_sync(_check_openable, os.fspath(path))
+        await asyncio.to_thread(_check_openable, os.fspath(path))
         sink = SQLiteSink(path, resource=resource)
         await sink.open()
     except (sqlite3.Error, OSError, RuntimeError) as exc:

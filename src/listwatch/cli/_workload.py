@@ -13,14 +13,13 @@ Everything random comes from one seeded ``random.Random``, so a seed replays a r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
-
-import anyio
 
 from listwatch.testing import FakeApiServer
 
@@ -581,7 +580,7 @@ class Workload:
         owed = 0.0
         last = time.monotonic()
         while True:
-            await anyio.sleep(CHURN_TICK)
+            await asyncio.sleep(CHURN_TICK)
             now = time.monotonic()
             owed += (now - last) * rate
             last = now

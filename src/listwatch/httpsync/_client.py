@@ -33,6 +33,7 @@ from typing import Self
 
 import aiohttp
 
+from listwatch._aio import cancel_and_join
 from listwatch._models import Batch, GroupVersionResource, Snapshot
 from listwatch.errors import HttpSyncError
 from listwatch.httpsync import _wire as protocol
@@ -145,8 +146,8 @@ class HttpSink:
         try:
             await self._watch_progress(post, chunks, taken, path)
         finally:
-            await _cancel_and_join(post)
-            await _cancel_and_join(encoder)
+            await _stop(post)
+            await _stop(encoder)
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
 
@@ -320,20 +321,14 @@ async def _drain(
         yield chunk
 
 
-async def _cancel_and_join(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` (a no-op once it is done) and wait until it has finished, also when
-    we are cancelled meanwhile: that cancellation is raised once it has."""
-    task.cancel()
-    interrupted: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError as exc:
-            interrupted = exc
-    if not task.cancelled():
-        task.exception()  # retrieved: the encoder hands its errors to the body instead
-    if interrupted is not None:
-        raise interrupted
+async def _stop(task: asyncio.Task[None]) -> None:
+    """``cancel_and_join(task)``, and its error not raised: ``post``'s was raised already by
+    ``_watch_progress``, the encoder hands its errors to the body instead."""
+    try:
+        await cancel_and_join(task)
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved, so that asyncio does not log it as lost
 
 
 def _ssl_context(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from listwatch._aio import Signal, first_error, short
 from listwatch.errors import ApiError, FatalError, InvalidRequest, ListWatchError
 from listwatch.leaderelection._lease import Lease, LeaseClient, is_conflict, parse_epoch
 from listwatch.leaderelection._record import (
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("listwatch.leaderelection")
 
 T = TypeVar("T")
-
-_MAX_REASON = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +58,6 @@ class _Observation:
             and seen.spec == lease.spec
             and seen.annotated_epoch == lease.annotated_epoch
         )
-
-
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "…"
 
 
 class LeaderElector:
@@ -106,7 +100,7 @@ class LeaderElector:
         self._identity = identity
         self._on_change = on_change
         self._rng = rng or random.Random()
-        self._changed = asyncio.Event()
+        self._changed = Signal()
         self._running = False
         self._stopped = False
         self._failure: BaseException | None = None
@@ -151,7 +145,7 @@ class LeaderElector:
         ``RuntimeError`` if ``run`` ended before the predicate held.
         """
         while True:
-            changed = self._changed
+            changed = self._changed.event
             status = self.status
             if predicate(status):
                 return status
@@ -162,8 +156,7 @@ class LeaderElector:
             await changed.wait()
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.notify()
         if self._on_change is not None:
             try:
                 self._on_change(self.status)
@@ -171,7 +164,7 @@ class LeaderElector:
                 logger.exception("lease %s: the on_change observer raised", self.lease)
 
     def _note_error(self, what: str, exc: BaseException) -> None:
-        self._last_error = f"{what}: {_short(exc)}"
+        self._last_error = f"{what}: {short(exc)}"
         logger.warning("lease %s: %s", self.lease, self._last_error)
         self._notify()
 
@@ -341,7 +334,7 @@ class LeaderElector:
                     leading.cancel()
         except BaseExceptionGroup as group_error:
             self._end_term(term, "lead raised")
-            raise _only_error(group_error) from None
+            raise first_error(group_error, if_alone=True) from None
         except asyncio.CancelledError:
             self._end_term(term, "shutting down")
             raise
@@ -473,7 +466,7 @@ class LeaderElector:
         except TimeoutError:
             logger.warning("lease %s: not released within renew_deadline", self.lease)
         except ListWatchError as exc:
-            logger.warning("lease %s: not released: %s", self.lease, _short(exc))
+            logger.warning("lease %s: not released: %s", self.lease, short(exc))
 
     async def _release_once(self) -> None:
         while True:
@@ -494,10 +487,3 @@ class LeaderElector:
             self._observe(written, clock())
             logger.info("lease %s: released by %s", self.lease, self._identity)
             return
-
-
-def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception ``lead`` raised, unwrapped from the task group when it is alone."""
-    if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-        return group.exceptions[0]
-    return group

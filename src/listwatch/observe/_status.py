@@ -6,13 +6,13 @@ a ``SyncerStatus``, so the loop itself keeps no counters.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from listwatch._aio import Signal
 from listwatch._models import GroupVersionResource
 from listwatch.observe import _events as observe
 
@@ -86,7 +86,7 @@ class StatusTracker:
         self._resource = resource
         self._clock = clock
         self._wall_clock = wall_clock
-        self._changed = asyncio.Event()
+        self._changed = Signal()
         self.phase = Phase.STARTING
         self.generation = 0
         self.synced = False
@@ -148,15 +148,11 @@ class StatusTracker:
                     self.phase = Phase.STOPPED
             case _:
                 return  # requests and openings change nothing here
-        self._notify()
+        self._changed.notify()
 
     def _delivered(self) -> None:
         assert self._delivering_since is not None
         self._view_at, self._delivering_since = self._delivering_since, None
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ one winning for a keyword they share.
 The plugin is installed with listwatch and so loads in every pytest run of every user,
 most of whom never use the fixture: it must never break pytest. So it imports nothing
 heavy at load time, and picks the async runner at configure time: pytest-asyncio's fixture
-when that plugin is active, otherwise a plain async fixture that anyio's pytest plugin (a
-dependency of listwatch) runs in ``@pytest.mark.anyio`` tests.
+when that plugin is active, otherwise a plain async fixture that anyio's pytest plugin (in
+the ``testing`` extra) runs in ``@pytest.mark.anyio`` tests.
 """
 
 from __future__ import annotations
