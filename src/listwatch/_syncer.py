@@ -143,7 +143,6 @@ class Syncer(RunsInBackground):
         self._watch_timeout = watch_timeout
         self._epoch = epoch
         self._rng = rng or random.Random()
-        self._task: asyncio.Task[NoReturn] | None = None
         self._failure: BaseException | None = None
         self._generation = 0
         self._has_synced = False
