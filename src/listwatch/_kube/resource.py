@@ -21,7 +21,7 @@ import orjson
 
 from listwatch._framing import LineFramer, LineTooLong
 from listwatch._models import Event, EventType, Item, Page
-from listwatch._source import ListOptions, WatchOptions
+from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,

@@ -39,9 +39,9 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch._agent import Agent, WriteGate, gated
 from listwatch._kube.discovery import ServedResource, resolve
-from listwatch._source import ListOptions, ListWatch
+from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
-from listwatch._types import Receiver
+from listwatch._types import ListOptions, Receiver
 from listwatch.cli._config import ResourceSpec, describe
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers
