@@ -22,10 +22,10 @@ from listwatch._models import (
     object_key,
 )
 from listwatch._reflector import ListStrategy
-from listwatch._source import ListOptions, ListWatch, WatchOptions
+from listwatch._source import ListWatch
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
-from listwatch._types import OnBatch, OnList, Receiver, Store
+from listwatch._types import ListOptions, OnBatch, OnList, Receiver, Store, WatchOptions
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,

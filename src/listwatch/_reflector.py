@@ -47,7 +47,8 @@ from typing import NoReturn, Protocol, Self, TypeVar, runtime_checkable
 
 from listwatch._backoff import Backoff
 from listwatch._models import Event, EventType, Item, Page, PageStream
-from listwatch._source import ListOptions, ListWatch, WatchOptions
+from listwatch._source import ListWatch
+from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,

@@ -8,49 +8,17 @@ keeps HTTP details out of the loop. ``ListWatch.from_client`` builds the usual s
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
+from listwatch._kube.resource import ResourceClient
 from listwatch._models import Event, GroupVersionResource, Page
+from listwatch._types import ListFunc, ListOptions, WatchFunc, WatchOptions
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-__all__ = ["ListFunc", "ListOptions", "ListWatch", "Page", "WatchFunc", "WatchOptions"]
-
-
-@dataclass(frozen=True, slots=True)
-class ListOptions:
-    """One LIST request. ``resource_version=""`` asks for a consistent (most recent) read."""
-
-    resource_version: str = ""
-    limit: int | None = None
-    continue_token: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WatchOptions:
-    """One WATCH request: events after ``resource_version``.
-
-    ``send_initial_events`` makes it a streaming list (WatchList, KEP-3157): the request
-    carries ``sendInitialEvents=true&resourceVersionMatch=NotOlderThan`` and the stream
-    opens with an ADDED event per object, then a bookmark annotated
-    ``k8s.io/initial-events-end``, then the changes after it.
-    """
-
-    resource_version: str
-    timeout_seconds: int | None = None
-    allow_bookmarks: bool = True
-    send_initial_events: bool = False
-
-
-ListFunc = Callable[[ListOptions], Awaitable[Page]]
-"""Lists one page; raises ``listwatch.errors`` exceptions on failure."""
-
-WatchFunc = Callable[[WatchOptions], AsyncGenerator[Event, None]]
-"""Opens a watch: an async generator that ends on a clean close and raises on errors. The
-caller closes it (``aclose``), which must release the connection."""
+__all__ = ["ListWatch"]
 
 
 class ListWatch:
@@ -100,8 +68,6 @@ class ListWatch:
         annotations, owners: no spec or status), as client-go's metadata client does.
         ``idle_timeout``: a watch that receives no byte for that long is dead.
         """
-        from listwatch._kube.resource import ResourceClient  # noqa: PLC0415 (it imports this module)
-
         client = ResourceClient(
             api_client,
             resource,

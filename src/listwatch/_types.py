@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from listwatch._models import Batch, Snapshot
+from listwatch._models import Batch, Event, Page, Snapshot
 
 OnList = Callable[[Snapshot], Awaitable[None]]
 """Takes a whole snapshot: replace everything of the resource with what the stream holds."""
@@ -36,3 +37,37 @@ class Store(Protocol):
     async def sink(self, resource: str) -> Receiver: ...
 
     async def close(self) -> None: ...
+
+
+# The source side: what a ``ListWatch`` asks of whoever serves the objects.
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    """One LIST request. ``resource_version=""`` asks for a consistent (most recent) read."""
+
+    resource_version: str = ""
+    limit: int | None = None
+    continue_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    """One WATCH request: events after ``resource_version``.
+
+    ``send_initial_events`` makes it a streaming list (WatchList, KEP-3157): the request
+    carries ``sendInitialEvents=true&resourceVersionMatch=NotOlderThan`` and the stream
+    opens with an ADDED event per object, then a bookmark annotated
+    ``k8s.io/initial-events-end``, then the changes after it.
+    """
+
+    resource_version: str
+    timeout_seconds: int | None = None
+    allow_bookmarks: bool = True
+    send_initial_events: bool = False
+
+
+ListFunc = Callable[[ListOptions], Awaitable[Page]]
+"""Lists one page; raises ``listwatch.errors`` exceptions on failure."""
+
+WatchFunc = Callable[[WatchOptions], AsyncGenerator[Event, None]]
+"""Opens a watch: an async generator that ends on a clean close and raises on errors. The
+caller closes it (``aclose``), which must release the connection."""

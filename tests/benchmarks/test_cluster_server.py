@@ -24,7 +24,7 @@ from listwatch import ListWatch
 from listwatch._backoff import Backoff
 from listwatch._models import EventType
 from listwatch._reflector import open_paged_list, open_streaming_list
-from listwatch._source import WatchOptions
+from listwatch._types import WatchOptions
 
 PODS = 1_234  # more than payloads.POOL_SIZE: the renamed pods are served too
 TOKEN = "benchmark-test-token"

@@ -34,14 +34,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from listwatch._kube import http
 from listwatch._models import GroupVersionResource
-from listwatch.errors import (
-    MAX_ERROR_BODY_BYTES,
-    ApiConnectionError,
-    DiscoveryError,
-    ResourceNotFound,
-    api_error_from_response,
-)
+from listwatch.errors import DiscoveryError, ResourceNotFound, ResponseTooLarge
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -223,53 +218,33 @@ def _served(group: str, version: str, document: Mapping[str, Any]) -> Iterable[S
 
 
 async def _get_json(api_client: ApiClient, path: str) -> dict[str, Any]:
-    """GET one discovery document through the client's auth and TLS, size-capped."""
+    """GET one discovery document through the client's auth and TLS, size-capped.
+
+    "Not served" (404) is a ``DiscoveryError``, so that ``resolve`` reports it with the
+    other names that do not resolve; any other failure is the transport's error.
+    """
+    request = f"discovery {path}"
     try:
-        response: aiohttp.ClientResponse = await api_client.call_api(
-            path,
+        body = await http.fetch(
+            api_client,
             "GET",
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=_TIMEOUT,
+            path,
+            request=request,
+            limits=_TIMEOUT,
+            cap=MAX_DISCOVERY_BYTES,
         )
-    except aiohttp.ClientConnectorError as exc:
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        why = "refused" if refused else type(exc.os_error).__name__
-        raise ApiConnectionError(
-            f"discovery {path}: cannot connect ({why})", refused=refused
+    except ResourceNotFound:
+        if path.startswith("/apis/"):
+            raise DiscoveryError(f"{request}: the group version is not served") from None
+        raise DiscoveryError(f"{request}: not served by this server") from None
+    except ResponseTooLarge:
+        raise DiscoveryError(
+            f"{request}: document larger than {MAX_DISCOVERY_BYTES} bytes"
         ) from None
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ApiConnectionError(f"discovery {path}: {type(exc).__name__}") from None
-    cap = MAX_DISCOVERY_BYTES if response.status == 200 else MAX_ERROR_BODY_BYTES
-    body = bytearray()
-    try:
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > cap:
-                break
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ApiConnectionError(f"discovery {path}: {type(exc).__name__}") from None
-    finally:
-        response.release()
-    if response.status == 404 and path.startswith("/apis/"):
-        raise DiscoveryError(f"discovery {path}: the group version is not served")
-    if response.status != 200:
-        error = api_error_from_response(
-            response.status,
-            body[:MAX_ERROR_BODY_BYTES],
-            retry_after_header=response.headers.get("Retry-After"),
-            request=f"discovery {path}",
-        )
-        if isinstance(error, ResourceNotFound):
-            raise DiscoveryError(f"discovery {path}: not served by this server") from None
-        raise error
-    if len(body) > cap:
-        raise DiscoveryError(f"discovery {path}: document larger than {cap} bytes")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise DiscoveryError(f"discovery {path}: the answer is not JSON") from None
+        raise DiscoveryError(f"{request}: the answer is not JSON") from None
     if not isinstance(document, dict):
-        raise DiscoveryError(f"discovery {path}: the answer is not a JSON object")
+        raise DiscoveryError(f"{request}: the answer is not a JSON object")
     return document

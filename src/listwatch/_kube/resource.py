@@ -1,17 +1,17 @@
 """LIST and WATCH of one resource over a ``kubernetes_asyncio`` ``ApiClient``, as raw JSON.
 
-The ``ApiClient`` brings everything users configured (kubeconfig, in-cluster config, exec
-auth with token refresh, TLS, proxies); we ask it for the raw ``aiohttp`` response and parse
-the bytes ourselves with orjson into plain dicts, because building models costs ~40x the
-parse (``kubernetes-list-watch.md``; issue 6). Every size read here is capped, and every
-non-2xx answer becomes a typed ``listwatch.errors`` exception.
+Requests go through ``listwatch._kube.http`` (the user's ``ApiClient``, the raw ``aiohttp``
+response, the one mapping of failures to ``listwatch.errors``); this module turns the bytes
+into pages and events itself, with msgspec and orjson, because building kubernetes_asyncio's
+models costs ~40x the parse. A LIST body is capped at ``max_list_bytes``, a watch event at
+``max_event_bytes``.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -20,18 +20,14 @@ import msgspec
 import orjson
 
 from listwatch._framing import LineFramer, LineTooLong
+from listwatch._kube import http
 from listwatch._models import Event, EventType, Item, Page
-from listwatch._source import ListOptions, WatchOptions
+from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
-    MAX_ERROR_BODY_BYTES,
-    ApiConnectionError,
     ConnectionLost,
     EventTooLarge,
     ListWatchError,
     MalformedEvent,
-    ResponseTooLarge,
-    WatchIdle,
-    api_error_from_response,
     api_error_from_status,
 )
 
@@ -40,8 +36,6 @@ if TYPE_CHECKING:
 
 _CONNECT_TIMEOUT = 30.0
 _LIST_READ_TIMEOUT = 60.0
-_READ_CHUNK = 256 * 1024
-_JSON = "application/json"
 _METADATA_LIST_ACCEPT = (
     "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 )
@@ -348,7 +342,7 @@ class WatchStream(AsyncGenerator[Event, None]):
     :meth:`event_lists` hands over each network chunk's events as one list. The watch loop
     reads it so, and the merger gets one list per chunk rather than one generator step, one
     ``await`` and one queue operation per event: on a busy watch those cost as much as the
-    decoding (issue 13). Iterating the stream itself gives the same events one by one, as the
+    decoding. Iterating the stream itself gives the same events one by one, as the
     ``WatchFunc`` contract says (a streaming list reads its initial events so); the two may
     follow each other, as a streaming list's watch goes on: :meth:`event_lists` starts with
     what the event-by-event reader left of its last chunk.
@@ -428,9 +422,9 @@ class ResourceClient:
         self._idle_timeout = idle_timeout
         # client-go's metadata client asks for the PartialObjectMetadata form first and plain
         # JSON second: a server (or an aggregated API) that cannot convert answers with the
-        # full objects rather than refusing (doc section 8.1).
-        self._list_accept = _METADATA_LIST_ACCEPT if metadata_only else _JSON
-        self._watch_accept = _METADATA_WATCH_ACCEPT if metadata_only else _JSON
+        # full objects rather than refusing (docs/kubernetes-semantics.md#metadata-only).
+        self._list_accept = _METADATA_LIST_ACCEPT if metadata_only else http.JSON
+        self._watch_accept = _METADATA_WATCH_ACCEPT if metadata_only else http.JSON
         self.description = self._path + (" (metadata only)" if metadata_only else "")
 
     async def list_page(self, options: ListOptions) -> Page:
@@ -441,12 +435,19 @@ class ResourceClient:
             query.append(("continue", options.continue_token))
         if options.resource_version:
             query.append(("resourceVersion", options.resource_version))
-        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_LIST_READ_TIMEOUT)
-        response = await self._get(query, timeout, what="list", accept=self._list_accept)
-        try:
-            body = await self._read_capped(response, self._max_list_bytes, what="list")
-        finally:
-            response.release()
+        body = await http.fetch(
+            self._api_client,
+            "GET",
+            self._path,
+            request=f"list {self._path}",
+            query=query,
+            accept=self._list_accept,
+            limits=aiohttp.ClientTimeout(
+                sock_connect=_CONNECT_TIMEOUT, sock_read=_LIST_READ_TIMEOUT
+            ),
+            cap=self._max_list_bytes,
+            cap_name="max_list_bytes",
+        )
         return page_from_list_body(body, what=f"LIST {self._path}")
 
     def watch_events(self, options: WatchOptions) -> WatchStream:
@@ -464,11 +465,21 @@ class ResourceClient:
             query.append(("allowWatchBookmarks", "true"))
         if options.timeout_seconds is not None:
             query.append(("timeoutSeconds", str(options.timeout_seconds)))
-        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout)
-        response = await self._get(query, timeout, what="watch", accept=self._watch_accept)
-        decoder = WatchDecoder(self._max_event_bytes, what=f"watch {self._path}")
+        request = f"watch {self._path}"
+        response = await http.send(
+            self._api_client,
+            "GET",
+            self._path,
+            request=request,
+            query=query,
+            accept=self._watch_accept,
+            limits=aiohttp.ClientTimeout(
+                sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout
+            ),
+        )
+        decoder = WatchDecoder(self._max_event_bytes, what=request)
         try:
-            async for chunk in self._chunks(response, what="watch"):
+            async for chunk in http.chunks(response, request=request):
                 events: list[Event] = []
                 try:
                     decoder.feed(chunk, events)
@@ -481,75 +492,3 @@ class ResourceClient:
             decoder.finish()
         finally:
             response.close()
-
-    async def _chunks(self, response: aiohttp.ClientResponse, *, what: str) -> AsyncIterator[bytes]:
-        """The body's chunks; a broken connection or a silent one becomes a typed error."""
-        content = response.content
-        while True:
-            try:
-                chunk = await content.read(_READ_CHUNK)
-            except TimeoutError:
-                raise WatchIdle(f"{what} {self._path}: no data for too long") from None
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
-                raise ConnectionLost(f"{what} {self._path}: {type(exc).__name__}") from None
-            if not chunk:
-                return
-            yield chunk
-
-    async def _get(
-        self,
-        query: list[tuple[str, str]],
-        limits: aiohttp.ClientTimeout,
-        *,
-        what: str,
-        accept: str = _JSON,
-    ) -> aiohttp.ClientResponse:
-        request = f"{what} {self._path}"
-        try:
-            response: aiohttp.ClientResponse = await self._api_client.call_api(
-                self._path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": accept},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=limits,
-            )
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            why = "refused" if refused else type(exc.os_error).__name__
-            raise ApiConnectionError(
-                f"{request}: cannot connect ({why})", refused=refused
-            ) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
-        if 200 <= response.status < 300:
-            return response
-        try:
-            body: bytes | bytearray = await self._read_capped(
-                response, MAX_ERROR_BODY_BYTES, what=what, truncate=True
-            )
-        except (ConnectionLost, WatchIdle):
-            body = b""
-        finally:
-            response.release()
-        raise api_error_from_response(
-            response.status,
-            body,
-            retry_after_header=response.headers.get("Retry-After"),
-            request=request,
-        )
-
-    async def _read_capped(
-        self, response: aiohttp.ClientResponse, cap: int, *, what: str, truncate: bool = False
-    ) -> bytearray:
-        body = bytearray()
-        async for chunk in self._chunks(response, what=what):
-            body += chunk
-            if len(body) > cap:
-                if truncate:
-                    return body[:cap]
-                raise ResponseTooLarge(
-                    f"{what} {self._path}: response larger than max_list_bytes={cap}"
-                )
-        return body

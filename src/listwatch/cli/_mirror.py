@@ -35,15 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from listwatch._agent import Agent, WriteGate, gated
 from listwatch._aio import first_error
+from listwatch._kube import config as kube_config
 from listwatch._kube.discovery import ServedResource, resolve
-from listwatch._source import ListOptions, ListWatch
+from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
-from listwatch._types import Receiver
+from listwatch._types import ListOptions, Receiver
 from listwatch.cli._config import ResourceSpec, describe
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers
@@ -133,45 +133,28 @@ class Mirrored:
 
 
 def _kubeconfig_path(given: Path | None) -> str:
-    """The kubeconfig to load: ``--kubeconfig``, else ``$KUBECONFIG`` (a list of files that
-    kubernetes_asyncio merges, as kubectl does; read now, not when kubernetes_asyncio was
-    imported), else ``~/.kube/config``. A missing file is reported here, plainly:
-    kubernetes_asyncio's message for it ("Expected key current-context") misleads."""
-    if given is not None:
-        paths = [str(given)]
-    elif os.environ.get("KUBECONFIG"):
-        paths = [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
-    else:
-        paths = [os.path.expanduser("~/.kube/config")]
-    if not any(Path(path).expanduser().is_file() for path in paths):
+    """The kubeconfig ``load_configuration`` will read. A missing file is reported here,
+    plainly: kubernetes_asyncio's message for it ("Expected key current-context") misleads."""
+    paths = kube_config.kubeconfig_paths(given)
+    if not any(Path(path).expanduser().is_file() for path in paths.split(os.pathsep)):
         hint = "" if given is not None else " (use --kubeconfig, $KUBECONFIG or --in-cluster)"
-        raise CliError(f"kubeconfig {os.pathsep.join(paths)}: no such file{hint}")
-    return os.pathsep.join(paths)
+        raise CliError(f"kubeconfig {paths}: no such file{hint}")
+    return paths
 
 
 async def load_configuration(options: MirrorOptions) -> Configuration:
-    """The client configuration from the kubeconfig (and context) or the in-cluster account."""
-    configuration = Configuration()
+    """The client configuration from the kubeconfig (and context) or the in-cluster account,
+    loaded as ``listwatch.connect`` loads it; a failure is one line."""
     if options.in_cluster:
         try:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
+            return await kube_config.load_configuration(in_cluster=True)
         except Exception as exc:
             raise CliError(f"cannot load the in-cluster configuration: {one_line(exc)}") from None
-        return configuration
     path = _kubeconfig_path(options.kubeconfig)
     try:
-        # persist_config=False: a mirror must not rewrite the user's kubeconfig.
-        await config.load_kube_config(
-            config_file=path,
-            context=options.context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        return await kube_config.load_configuration(path, context=options.context, in_cluster=False)
     except Exception as exc:  # kubernetes_asyncio raises ConfigException, YAML and OS errors
         raise CliError(f"cannot load kubeconfig {path}: {one_line(exc)}") from None
-    return configuration
 
 
 async def discover(

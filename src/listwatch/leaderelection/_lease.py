@@ -16,18 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
-from listwatch.errors import (
-    MAX_ERROR_BODY_BYTES,
-    ApiConnectionError,
-    ApiError,
-    EpochError,
-    LeaseError,
-    ResponseTooLarge,
-    api_error_from_response,
-)
+from listwatch._kube import http
+from listwatch.errors import ApiError, EpochError, LeaseError
 from listwatch.leaderelection._record import LeaseRecord
 
 if TYPE_CHECKING:
@@ -174,51 +166,12 @@ class LeaseClient:
         return Lease.from_body(await self._call("PUT", self._path, body), self.description)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> object:
+        """One request, without socket limits: the elector bounds each call by its deadline."""
         request = f"{method} lease {self.description}"
-        try:
-            response: aiohttp.ClientResponse = await self._api_client.call_api(
-                path,
-                method,
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-            )
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            why = "refused" if refused else type(exc.os_error).__name__
-            message = f"{request}: cannot connect ({why})"
-            raise ApiConnectionError(message, refused=refused) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
-        try:
-            ok = 200 <= response.status < 300
-            data = await _read_capped(response, MAX_LEASE_BYTES if ok else MAX_ERROR_BODY_BYTES)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
-        finally:
-            response.release()
-        if not ok:
-            raise api_error_from_response(
-                response.status,
-                data[:MAX_ERROR_BODY_BYTES],
-                retry_after_header=response.headers.get("Retry-After"),
-                request=request,
-            )
-        if len(data) > MAX_LEASE_BYTES:
-            raise ResponseTooLarge(f"{request}: response larger than {MAX_LEASE_BYTES} bytes")
+        data = await http.fetch(
+            self._api_client, method, path, request=request, body=body, cap=MAX_LEASE_BYTES
+        )
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             raise LeaseError(f"{request}: the response is not JSON") from None
-
-
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """At most ``cap + 1`` bytes of the body: enough to tell that it is too large."""
-    data = bytearray()
-    while len(data) <= cap:
-        chunk = await response.content.read(cap + 1 - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)

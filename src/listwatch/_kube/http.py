@@ -1,0 +1,172 @@
+"""Every request listwatch makes to kube-apiserver, and what its failures become.
+
+LIST, WATCH, discovery and the Lease all go through :func:`send`: the user's
+``kubernetes_asyncio`` ``ApiClient.call_api`` (so its kubeconfig, exec auth with token
+refresh, TLS and proxies apply), asked for the raw ``aiohttp`` response with
+``_preload_content=False`` so that bodies are read incrementally, capped, and parsed by the
+caller (orjson/msgspec into plain values, never kubernetes_asyncio's models).
+
+The one mapping from the transport to ``listwatch.errors``, so that the layers above decide
+from an error's type alone (the table in ``listwatch._reflector``):
+
+* no HTTP answer at all (refused, reset before the status line, DNS, TLS, a connect
+  timeout) -> ``ApiConnectionError``; ``refused=True`` when the server refused the
+  connection: nothing listens (an API server restarting), which is worth telling apart from
+  a network that drops packets;
+* an answer whose body then breaks -> ``ConnectionLost``, or goes silent for longer than
+  the read timeout -> ``WatchIdle``: the server did answer, so these are not connection
+  errors, and a watch resumes after them as client-go's StreamWatcher does;
+* a non-2xx answer -> the ``ApiError`` subclass its status and ``metav1.Status`` body say
+  (``errors.api_error_from_response``); at most ``MAX_ERROR_BODY_BYTES`` of it is read;
+* a body past the caller's cap -> ``ResponseTooLarge``.
+
+Every message starts with the request's name (``list /api/v1/pods``,
+``discovery /apis``, ``GET lease ns/name``) and never holds a token or an object's body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from listwatch.errors import (
+    MAX_ERROR_BODY_BYTES,
+    ApiConnectionError,
+    ConnectionLost,
+    ResponseTooLarge,
+    WatchIdle,
+    api_error_from_response,
+)
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+JSON = "application/json"
+
+READ_CHUNK = 256 * 1024
+"""The most one read takes off the socket: one watch chunk's events are decoded together."""
+
+
+async def send(
+    api_client: ApiClient,
+    method: str,
+    path: str,
+    *,
+    request: str,
+    query: Sequence[tuple[str, str]] = (),
+    accept: str = JSON,
+    body: object = None,
+    limits: aiohttp.ClientTimeout | None = None,
+) -> aiohttp.ClientResponse:
+    """Send one request; a 2xx response comes back open, its body unread.
+
+    The caller reads it (:func:`chunks`, :func:`read_body`) and releases or closes it.
+    ``request`` names the request in every error. ``limits`` are aiohttp's per-socket
+    limits (connect, and the longest silence while reading); ``None`` sets none, for a
+    caller that bounds the whole call itself.
+    """
+    try:
+        response: aiohttp.ClientResponse = await api_client.call_api(
+            path,
+            method,
+            query_params=list(query),
+            header_params={"Accept": accept},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=limits,
+        )
+    except aiohttp.ClientConnectorError as exc:
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        why = "refused" if refused else type(exc.os_error).__name__
+        raise ApiConnectionError(f"{request}: cannot connect ({why})", refused=refused) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise ApiConnectionError(f"{request}: {type(exc).__name__}") from None
+    if 200 <= response.status < 300:
+        return response
+    try:
+        error_body = await read_body(response, MAX_ERROR_BODY_BYTES, request=request, truncate=True)
+    except (ConnectionLost, WatchIdle):
+        error_body = bytearray()  # the status alone still says what went wrong
+    finally:
+        response.release()
+    raise api_error_from_response(
+        response.status,
+        error_body,
+        retry_after_header=response.headers.get("Retry-After"),
+        request=request,
+    )
+
+
+async def chunks(response: aiohttp.ClientResponse, *, request: str) -> AsyncIterator[bytes]:
+    """The body as it arrives, a network chunk (at most ``READ_CHUNK`` bytes) at a time."""
+    while chunk := await _read(response, READ_CHUNK, request):
+        yield chunk
+
+
+async def read_body(
+    response: aiohttp.ClientResponse,
+    cap: int,
+    *,
+    request: str,
+    cap_name: str | None = None,
+    truncate: bool = False,
+) -> bytearray:
+    """The whole body, of at most ``cap`` bytes; one byte more raises ``ResponseTooLarge``.
+
+    No more than ``cap + 1`` bytes are ever held. ``truncate`` returns the first ``cap``
+    bytes instead (an error body: its start holds the Status). ``cap_name`` is the setting
+    the message names (``max_list_bytes``), when the cap is the user's.
+    """
+    body = bytearray()
+    while len(body) <= cap:
+        chunk = await _read(response, min(READ_CHUNK, cap + 1 - len(body)), request)
+        if not chunk:
+            return body
+        body += chunk
+    if truncate:
+        return body[:cap]
+    limit = f"{cap_name}={cap}" if cap_name else f"{cap} bytes"
+    raise ResponseTooLarge(f"{request}: response larger than {limit}")
+
+
+async def _read(response: aiohttp.ClientResponse, size: int, request: str) -> bytes:
+    """Up to ``size`` bytes of the body (``b""`` at its end); a break or silence is typed."""
+    try:
+        return await response.content.read(size)
+    except TimeoutError:
+        raise WatchIdle(f"{request}: no data for too long") from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+        raise ConnectionLost(f"{request}: {type(exc).__name__}") from None
+
+
+async def fetch(
+    api_client: ApiClient,
+    method: str,
+    path: str,
+    *,
+    request: str,
+    cap: int,
+    cap_name: str | None = None,
+    query: Sequence[tuple[str, str]] = (),
+    accept: str = JSON,
+    body: object = None,
+    limits: aiohttp.ClientTimeout | None = None,
+) -> bytearray:
+    """:func:`send`, then the body through :func:`read_body`, the connection released."""
+    response = await send(
+        api_client,
+        method,
+        path,
+        request=request,
+        query=query,
+        accept=accept,
+        body=body,
+        limits=limits,
+    )
+    try:
+        return await read_body(response, cap, request=request, cap_name=cap_name)
+    finally:
+        response.release()
