@@ -6,7 +6,7 @@ targets about 0.22 requests/s under failure: delays of 0.8 s doubling to a 30 s 
 multiplied by a random factor in [1, 2), so the steady state is one try every 30-60 s. After
 two minutes without a failure the delay starts again from 0.8 s.
 Source: ``tools/cache/reflector.go`` (defaultBackoffInit/Max/Reset/Factor/Jitter); see
-``kubernetes-list-watch.md`` section 4.1.
+docs/kubernetes-semantics.md#reflector.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 The API server writes each JSON watch event followed by ``\\n`` and flushes whenever its
 event channel is empty, so one network chunk may hold several events or a part of one
-(``kubernetes-list-watch.md`` section 2.2). Lines are therefore cut from a byte buffer, never
+(docs/kubernetes-semantics.md#watch). Lines are therefore cut from a byte buffer, never
 read with a line reader that has its own hidden limit, and a line that grows past the cap is
 refused before it is buffered whole.
 
 The lines of a chunk come back as one list: the watch hot path decodes a chunk at a time. They
 are cut with ``bytes.find`` (memchr) and slicing, not ``bytes.split``, which scans byte by
-byte and took five times as long on 7 KB lines (issue 13).
+byte and took five times as long on 7 KB lines (benchmarks/results/issue13).
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ class Item:
         dict it builds, so a batch that a receiver reads whole holds ``max_batch`` parsed
         objects until ``on_batch`` returns, and CPython's cyclic collector walks all of
         them again at every pass it makes meanwhile: on a busy watch that was most of the
-        time spent (issue 13). A dict from ``parse`` is freed as soon as the receiver drops
+        time spent (benchmarks/results/issue13). A dict from ``parse`` is freed as soon as the
+        receiver drops
         it. Once ``object`` has been read (or for an item built from a dict), ``parse``
         returns that same dict.
         """
@@ -251,7 +252,7 @@ class Event(Item):
     ) -> None:
         # Item.__init__'s work, written out: one event per watch line is built on the hot
         # path, and the super() call with keywords made it 4x slower (measured 2.4 us
-        # against 0.55 us per event; issue 13).
+        # against 0.55 us per event; benchmarks/results/issue13).
         if (object is None) == (raw is None):
             raise ValueError("Event needs exactly one of object and raw")
         self.key = key

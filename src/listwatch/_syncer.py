@@ -9,7 +9,7 @@ pending is dropped with it, and the next generation starts from a fresh LIST aft
 backoff. Because ``on_list`` of generation N+1 runs only after generation N's task group has
 exited, nothing from an old generation can reach the receiver after the new snapshot; and
 because the new watch starts at the new snapshot's resourceVersion, every event delivered
-after it is newer than it. That is the whole correctness argument; see ``architecture.md``.
+after it is newer than it. That is the whole correctness argument; see docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fault injection: each fault's wire shape, and which requests a rule hits (doc §2.4, §3)."""
+"""Fault injection: each fault's wire shape, and which requests a rule hits
+(docs/kubernetes-semantics.md#expired-resource-versions, #status-and-http-codes)."""
 
 from __future__ import annotations
 

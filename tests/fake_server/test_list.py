@@ -1,4 +1,5 @@
-"""LIST over HTTP: response shape, paging, resourceVersion semantics and refusals (doc §1)."""
+"""LIST over HTTP: response shape, paging, resourceVersion semantics and refusals
+(docs/kubernetes-semantics.md#list)."""
 
 from __future__ import annotations
 
@@ -221,7 +222,8 @@ async def test_selector_can_leave_an_empty_last_page(server: FakeApiServer, core
     )
 
     # More keys followed "a" in etcd, so a continue token was returned; the rest matched
-    # nothing: only the continue token says whether more data exists (doc §1.2).
+    # nothing: only the continue token says whether more data exists
+    # (docs/kubernetes-semantics.md#paging).
     assert page1.metadata._continue
     assert page2.items == []
     assert page2.metadata._continue is None

@@ -1,4 +1,5 @@
-"""WATCH over HTTP: framing, start points, event types, bookmarks, WatchList, ends (doc §2)."""
+"""WATCH over HTTP: framing, start points, event types, bookmarks, WatchList, ends
+(docs/kubernetes-semantics.md#watch)."""
 
 from __future__ import annotations
 

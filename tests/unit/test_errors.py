@@ -1,4 +1,5 @@
-"""Every answer an API server can give maps onto one error class (doc section 3)."""
+"""Every answer an API server can give maps onto one error class
+(docs/kubernetes-semantics.md#status-and-http-codes)."""
 
 from __future__ import annotations
 

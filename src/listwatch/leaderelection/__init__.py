@@ -9,7 +9,7 @@ a non-empty holder on every write); client-go's
 client is acting as a leader"), and a split brain has been reproduced with it
 (kubernetes/kubernetes#67651). listwatch needs both the election and a fence, so it
 follows client-go's algorithm (``leaderelection.go``, ``resourcelock/leaselock.go``;
-``kubernetes-list-watch.md`` section 8.2) and adds two things.
+docs/kubernetes-semantics.md#leader-election) and adds two things.
 
 The write gate. ``Term.valid()`` is true while the term's last successful write was sent
 less than ``renew_deadline`` ago by the local monotonic clock. A standby may take over only

@@ -6,7 +6,8 @@ ERROR event, a malformed line, an empty body, a slow stream); a :class:`FaultRul
 requests, forever, or with a probability drawn from the server's seeded RNG, so a failing
 run replays exactly with the same seed).
 
-The wire shapes follow doc §2.4 and §3: APF's plain-text 429, the 504 with cause
+The wire shapes follow docs/kubernetes-semantics.md#expired-resource-versions,
+#status-and-http-codes: APF's plain-text 429, the 504 with cause
 ``ResourceVersionTooLarge``, the 410 Expired a proxy or old server sends on a watch, the
 200-with-empty-body of uncached resources (kubernetes/kubernetes#104171).
 """
@@ -102,12 +103,14 @@ class Fault:
 
     @classmethod
     def too_large_resource_version(cls) -> Fault:
-        """The 504 Timeout with cause ResourceVersionTooLarge and ``Retry-After: 1`` (§3)."""
+        """The 504 Timeout with cause ResourceVersionTooLarge and ``Retry-After: 1``
+        (docs/kubernetes-semantics.md#status-and-http-codes)."""
         return cls(FaultKind.STATUS, code=504, reason="Timeout", retry_after=1, too_large=True)
 
     @classmethod
     def gone(cls) -> Fault:
-        """HTTP 410 with reason Expired, as proxies and old servers answer a watch (§2.4)."""
+        """HTTP 410 with reason Expired, as proxies and old servers answer a watch
+        (docs/kubernetes-semantics.md#expired-resource-versions)."""
         return cls.status(410, reason="Expired")
 
     @classmethod
@@ -141,7 +144,8 @@ class Fault:
 
     @classmethod
     def empty_response(cls) -> Fault:
-        """200 with headers and an empty body (uncached resources on a stale RV, §2.4)."""
+        """200 with headers and an empty body (uncached resources on a stale RV,
+        docs/kubernetes-semantics.md#expired-resource-versions)."""
         return cls(FaultKind.EMPTY_RESPONSE)
 
     @classmethod
@@ -168,7 +172,7 @@ class Fault:
         return k8s_status.failure(self.code, message, reason=reason, retry_after=self.retry_after)
 
     def error_event_status(self, requested_rv: int, current_rv: int) -> k8s_status.StatusError:
-        """The Status an ERROR event of this fault carries (§2.3)."""
+        """The Status an ERROR event of this fault carries (docs/kubernetes-semantics.md#watch)."""
         if self.code == 410:
             return k8s_status.too_old_resource_version(requested_rv, current_rv)
         if self.code == 500:

@@ -220,7 +220,8 @@ def _accepts_gzip(request: web.BaseRequest) -> bool:
 
 
 async def _empty_ok(request: web.BaseRequest, *, chunked: bool) -> web.StreamResponse:
-    """200 with headers and nothing else (doc §2.4: the Events stale-RV quirk)."""
+    """200 with headers and nothing else (docs/kubernetes-semantics.md#expired-resource-versions:
+    the Events stale-RV quirk)."""
     if not chunked:
         return web.Response(status=200, body=b"", content_type="application/json")
     response = web.StreamResponse(status=200)
@@ -241,7 +242,7 @@ async def _send_json(
     """A JSON response, delayed or cut in half when a SLOW or CUT_STREAM fault applies.
 
     Like kube-apiserver's APIResponseCompression, a body over 128 KiB is gzipped when the
-    client accepts gzip (doc §1.1).
+    client accepts gzip (docs/kubernetes-semantics.md#list).
     """
     data = orjson.dumps(body)
     headers = {**headers}

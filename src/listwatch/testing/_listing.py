@@ -1,6 +1,7 @@
-"""LIST: resourceVersion semantics, consistent paging, continue tokens (doc §1).
+"""LIST: resourceVersion semantics, consistent paging, continue tokens
+(docs/kubernetes-semantics.md#list).
 
-Which state a LIST returns follows the table of doc §1.4:
+Which state a LIST returns follows the table of docs/kubernetes-semantics.md#list:
 
 ============  ===============  ===========  ===========  ==================
 RVM           paging           RV unset     RV="0"       RV="X"
@@ -38,7 +39,8 @@ from listwatch.testing._store import JsonDict, ObjectStore
 CONTINUE_VERSION = "meta.k8s.io/v1"
 _BASE64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 
-#: The 410 message for an expired continue token when a new token is offered (§1.3).
+#: The 410 message for an expired continue token when a new token is offered
+#: (docs/kubernetes-semantics.md#paging).
 CONTINUE_EXPIRED_MESSAGE = (
     "The provided continue parameter is too old to display a consistent list result. You "
     "can start a new list without the continue parameter, or use the continue token in this "
@@ -221,7 +223,8 @@ class Lister:
         for key, obj in store.items(resource, namespace, at=at, start=prefix + plan.start):
             if plan.limit and len(items) >= plan.limit:
                 # etcd reports more data when any key follows, matching or not, so a
-                # selector can yield a short or even empty final page (doc §1.2).
+                # selector can yield a short or even empty final page
+                # (docs/kubernetes-semantics.md#paging).
                 more = True
                 if not selection.empty:
                     break

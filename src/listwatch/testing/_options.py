@@ -6,12 +6,15 @@ the apiserver's list handler:
 1. decode the query (400 BadRequest for a bad integer or an unparseable selector);
 2. WatchList defaulting: a watch with RV "" or "0" and neither ``sendInitialEvents`` nor
    ``resourceVersionMatch`` becomes ``sendInitialEvents=true`` +
-   ``resourceVersionMatch=NotOlderThan`` when the WatchList gate is on (doc §2.1);
-3. validation (422 Invalid, kind ListOptions, group meta.k8s.io; doc §1.2 and §2.1);
+   ``resourceVersionMatch=NotOlderThan`` when the WatchList gate is on
+   (docs/kubernetes-semantics.md#watch);
+3. validation (422 Invalid, kind ListOptions, group meta.k8s.io;
+docs/kubernetes-semantics.md#paging, #watch);
 4. field label conversion (400 "field label not supported").
 
 The storage layer then parses ``resourceVersion`` and ``continue`` (see ``listing.py`` and
-``watch.py``): they fail differently for a LIST (400) and a WATCH (500, doc §2.4).
+``watch.py``): they fail differently for a LIST (400) and a WATCH (500,
+docs/kubernetes-semantics.md#expired-resource-versions).
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def _int64(query: Mapping[str, str], name: str) -> int | None:
 
 
 def apply_watch_list_default(options: ListOptions, *, watch_list: bool) -> ListOptions:
-    """Step 2: WatchList defaulting (``SetListOptionsDefaults``, doc §2.1)."""
+    """Step 2: WatchList defaulting (``SetListOptionsDefaults``,
+    docs/kubernetes-semantics.md#watch)."""
     if not watch_list or not options.watch:
         return options
     if options.send_initial_events is not None or options.resource_version_match:
@@ -196,7 +200,7 @@ def parse_resource_version(raw: str) -> int:
     """A non-empty ``resourceVersion`` as the storage versioner parses it (``ParseUint``).
 
     Raises ``ValueError`` with the storage error text, which LIST wraps into a 400 and
-    WATCH returns as a reason-less 500 (doc §2.4).
+    WATCH returns as a reason-less 500 (docs/kubernetes-semantics.md#expired-resource-versions).
     """
     if not _UINT_RE.match(raw):
         cause = "invalid syntax"

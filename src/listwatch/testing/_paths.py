@@ -3,7 +3,7 @@
 Collections live at ``/api/v1/{plural}`` (core group) and ``/apis/{group}/{version}/{plural}``,
 per namespace under ``.../namespaces/{ns}/{plural}``, objects at ``.../{plural}/{name}``.
 The deprecated ``/watch/`` prefix (``/api/v1/watch/pods``) forces a watch
-(``forceWatch`` in the apiserver's get handler, doc §2.1).
+(``forceWatch`` in the apiserver's get handler, docs/kubernetes-semantics.md#watch).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A Kubernetes resource is addressed two ways: by URL (``/apis/{group}/{version}/{
 and inside objects by ``apiVersion`` + ``kind``. The registry maps between the two and knows
 the few per-resource facts a list/watch client can observe: namespaced or cluster-scoped,
 whether list items carry ``kind``/``apiVersion`` (built-in typed lists omit them,
-kubernetes/kubernetes#3030; custom resources keep them, doc §1.1), and what a DELETE returns.
+kubernetes/kubernetes#3030; custom resources keep them, docs/kubernetes-semantics.md#list), and
+what a DELETE returns.
 """
 
 from __future__ import annotations

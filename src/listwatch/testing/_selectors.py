@@ -1,7 +1,8 @@
 """Label and field selectors, parsed and matched as kube-apiserver does.
 
 A selector decides which objects a LIST returns and, on a WATCH, turns an update into
-ADDED (starts matching) or DELETED (stops matching) (doc §2.3). A selector the server cannot
+ADDED (starts matching) or DELETED (stops matching) (docs/kubernetes-semantics.md#watch). A
+selector the server cannot
 parse is refused with 400 BadRequest (the ``DecodeParameters`` failure in the list
 handler), and so is a field selector on a field label the resource does not support
 ("field label not supported: ...").

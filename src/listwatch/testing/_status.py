@@ -4,7 +4,7 @@ Clients classify errors by the Status a server sends (``code``, ``reason``, ``de
 not by the HTTP status line alone: client-go's ``IsResourceExpired`` needs reason
 ``Expired``, ``isTooLargeResourceVersionError`` needs the ``ResourceVersionTooLarge`` cause.
 So every refusal of the fake server is built here, in one place, with the wire shape and
-messages of kube-apiserver (doc ``kubernetes-list-watch.md`` §3), and raised as a
+messages of kube-apiserver (docs/kubernetes-semantics.md#status-and-http-codes), and raised as a
 :class:`StatusError` that the HTTP layer turns into a response and the Python API lets
 through to the caller.
 """
@@ -169,12 +169,14 @@ def expired(message: str, *, metadata: JsonDict | None = None) -> StatusError:
 
 
 def too_old_resource_version(requested: int, oldest: int) -> StatusError:
-    """The watch cache's 410: ``too old resource version: <requested> (<oldest-1>)`` (§2.3)."""
+    """The watch cache's 410: ``too old resource version: <requested> (<oldest-1>)``
+    (docs/kubernetes-semantics.md#watch)."""
     return expired(f"too old resource version: {requested} ({oldest})")
 
 
 def too_large_resource_version(requested: int, current: int) -> StatusError:
-    """504 with cause ``ResourceVersionTooLarge`` and ``Retry-After: 1`` (doc §3)."""
+    """504 with cause ``ResourceVersionTooLarge`` and ``Retry-After: 1``
+    (docs/kubernetes-semantics.md#status-and-http-codes)."""
     return failure(
         504,
         f"Timeout: Too large resource version: {requested}, current: {current}",
@@ -272,7 +274,8 @@ def invalid(group: str, kind: str, name: str, errors: Sequence[FieldError]) -> S
 
 
 def invalid_list_options(errors: Sequence[FieldError]) -> StatusError:
-    """422 for ``ListOptions`` validation (§1.2, §2.1): kind ListOptions, group meta.k8s.io."""
+    """422 for ``ListOptions`` validation (docs/kubernetes-semantics.md#paging, #watch): kind
+    ListOptions, group meta.k8s.io."""
     return invalid("meta.k8s.io", "ListOptions", "", errors)
 
 

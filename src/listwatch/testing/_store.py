@@ -8,7 +8,8 @@ pages, ``resourceVersionMatch=Exact``) and a WATCH can start from any RV still i
 Compaction forgets history up to an RV, like etcd compaction: a LIST at an older RV then
 fails with 410, and a WATCH from an older RV with "too old resource version". With
 ``history_limit`` the log keeps at most that many events, dropping the oldest on each
-write, like the watch cache's bounded event window (doc §2.5). Memory is therefore bounded
+write, like the watch cache's bounded event window (docs/kubernetes-semantics.md#watch). Memory is
+therefore bounded
 by the live objects plus the history kept.
 
 All mutations are synchronous: on one event loop a write is atomic, and a reader sees
@@ -63,7 +64,7 @@ class StoredEvent:
     """One write, as the watch cache records it: the new and the previous state.
 
     For DELETED, ``obj`` is the last state with ``metadata.resourceVersion`` set to the
-    deletion RV (doc §2.3), and ``prev`` the state before the deletion.
+    deletion RV (docs/kubernetes-semantics.md#watch), and ``prev`` the state before the deletion.
     """
 
     rv: int
@@ -77,7 +78,8 @@ class StoredEvent:
 def object_key(namespace: str | None, name: str) -> str:
     """The key relative to the resource prefix, as etcd orders it: ``ns/name`` or ``name``.
 
-    Lists come back in this order, and continue tokens point into it (doc §1.2).
+    Lists come back in this order, and continue tokens point into it
+    (docs/kubernetes-semantics.md#paging).
     """
     return f"{namespace}/{name}" if namespace else name
 

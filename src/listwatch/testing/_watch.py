@@ -1,6 +1,7 @@
-"""WATCH: one chunked stream of newline-delimited JSON events per request (doc §2).
+"""WATCH: one chunked stream of newline-delimited JSON events per request
+(docs/kubernetes-semantics.md#watch).
 
-Where a watch starts (doc §2.5, §2.6):
+Where a watch starts (docs/kubernetes-semantics.md#watch, #streaming-lists):
 
 * RV "" or "0" ("Get State and Start"): synthetic ADDED events for the current objects in
   key order, each with its own RV, then the changes after that state. With
@@ -213,7 +214,8 @@ class _EventWriter:
             transport.close()
 
     async def finish(self) -> None:
-        """End cleanly: the final zero-length chunk, no terminal event (doc §2.2)."""
+        """End cleanly: the final zero-length chunk, no terminal event
+        (docs/kubernetes-semantics.md#watch)."""
         if not self.ended:
             self._end()
             await self._response.write_eof()
@@ -293,7 +295,8 @@ class WatchStream:
         try:
             return parse_resource_version(raw)
         except ValueError as exc:
-            # The cacher returns the storage error as is: HTTP 500 without a reason (§2.4).
+            # The cacher returns the storage error as is: HTTP 500 without a reason
+            # (docs/kubernetes-semantics.md#expired-resource-versions).
             raise status.failure(500, str(exc)) from exc
 
     def _snapshot(self) -> list[JsonDict]:
@@ -323,7 +326,8 @@ class WatchStream:
         return await self._error_only(error)
 
     async def _error_only(self, error: status.StatusError) -> web.StreamResponse:
-        """200, one ERROR event carrying the Status, then the end (doc §2.4)."""
+        """200, one ERROR event carrying the Status, then the end
+        (docs/kubernetes-semantics.md#expired-resource-versions)."""
         writer = _EventWriter(self._request, None)
         await writer.open()
         await writer.send({"type": "ERROR", "object": error.body})
@@ -430,7 +434,8 @@ class WatchStream:
         return await writer.send(self._bookmark(progress.position))
 
     def _convert(self, event: StoredEvent) -> JsonDict | None:
-        """The event this watcher sees, if any (selector transitions, doc §2.3)."""
+        """The event this watcher sees, if any (selector transitions,
+        docs/kubernetes-semantics.md#watch)."""
         if event.resource != self._resource:
             return None
         if self._namespace is not None and not event.key.startswith(self._namespace + "/"):
