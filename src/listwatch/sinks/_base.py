@@ -23,6 +23,7 @@ store that a reflector needs (client-go's ``ReflectorStore``, kube-rs ``reflecto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ def decode_objects(rows: Iterable[Any]) -> dict[str, JsonObject]:
     return {key: orjson.loads(text) for key, text in rows}
 
 
-_STATE_COLUMNS = tuple(SyncState.__dataclass_fields__)
+_STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(SyncState))
 
 
 def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> str:
@@ -110,17 +111,16 @@ def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> st
     alone (it is not a snapshot), and a batch without an RV (there should be none) must not
     move the resume point back to "".
     """
-    updates = [f"{column} = excluded.{column}" for column in _STATE_COLUMNS[1:]]
+    updates = {column: f"excluded.{column}" for column in _STATE_COLUMNS if column != "resource"}
     if not snapshot:
-        updates[0] = (
-            "resource_version = "
+        updates["resource_version"] = (
             "COALESCE(NULLIF(excluded.resource_version, ''), recorded.resource_version)"
         )
-        updates.remove("listed_at = excluded.listed_at")
+        del updates["listed_at"]
     return (
         f"INSERT INTO {table} AS recorded ({', '.join(_STATE_COLUMNS)}) "
-        f"VALUES ({', '.join(values)}) "
-        f"ON CONFLICT (resource) DO UPDATE SET {', '.join(updates)}"
+        f"VALUES ({', '.join(values)}) ON CONFLICT (resource) DO UPDATE SET "
+        + ", ".join(f"{column} = {value}" for column, value in updates.items())
     )
 
 
