@@ -1,5 +1,6 @@
-"""The epoch fence of PostgresSink: a lower epoch is refused and changes nothing, and two
-writers of different epochs, in two sessions or two processes, cannot both pass it.
+"""What only PostgresSink's epoch fence does (the fence contract is test_contract.py): a
+fence row per schema, and two writers of different epochs, in two sessions or two
+processes, cannot both pass it, while writers of one epoch do not wait for each other.
 
 Concurrency is arranged, not hoped for: a write pauses between pages (``GatedSnapshot``)
 with its transaction (and its lock on the fence) open, and the test waits until PostgreSQL
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -18,22 +18,24 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-import listwatch
 from listwatch import EventType, Item, StaleEpoch
 from listwatch.sinks.postgres import PostgresSink
 
-from .conftest import batch, by_key, configmap, event, snapshot
-from .postgres_helpers import (
+from .helpers import (
     LOCK_WAIT,
     GatedSnapshot,
+    batch,
+    by_key,
+    child_env,
+    configmap,
+    event,
     fence_epoch,
-    fence_is_free,
-    objects,
+    pg_objects,
+    snapshot,
     wait_until_blocked,
 )
 
-ADDED, DELETED = EventType.ADDED, EventType.DELETED
-SRC = Path(listwatch.__file__).resolve().parents[1]
+ADDED = EventType.ADDED
 
 OLD = [configmap("old-1", 1), configmap("shared", 2, by="old")]
 NEW = [configmap("new-1", 3), configmap("shared", 4, by="new")]
@@ -45,72 +47,21 @@ def pages(objs: list[dict[str, object]]) -> list[list[Item]]:
     return [items[:1], items[1:]]
 
 
-# -- one writer at a time --------------------------------------------------------------------
+# -- schemas ---------------------------------------------------------------------------------
 
 
-async def test_a_lower_epoch_is_refused_and_changes_nothing(
-    pg_sink: PostgresSink, postgres_dsn: str
-) -> None:
-    await pg_sink.on_list(snapshot(*NEW, rv="10", generation=1, epoch=5))
-    state = await pg_sink.sync_state()
-    assert state is not None
-    assert state.epoch == 5
-    assert await fence_epoch(postgres_dsn) == 5
-
-    with pytest.raises(StaleEpoch) as refused:
-        await pg_sink.on_list(snapshot(*OLD, rv="11", generation=2, epoch=4))
-    assert (refused.value.resource, refused.value.epoch, refused.value.recorded) == (
-        "configmaps",
-        4,
-        5,
-    )
-    with pytest.raises(StaleEpoch):
-        await pg_sink.on_batch(batch(event(DELETED, NEW[0]), rv="12", generation=2, epoch=4))
-    assert await pg_sink.objects() == by_key(*NEW)
-    assert await pg_sink.sync_state() == state
-    assert await fence_epoch(postgres_dsn) == 5
-    assert await fence_is_free(postgres_dsn)
-
-
-async def test_a_higher_epoch_takes_over_and_the_same_epoch_goes_on(
-    pg_sink: PostgresSink, postgres_dsn: str
-) -> None:
-    await pg_sink.on_list(snapshot(*OLD, rv="10", epoch=1))
-    await pg_sink.on_list(snapshot(*NEW, rv="11", generation=2, epoch=2))
-    assert await fence_epoch(postgres_dsn) == 2
-    await pg_sink.on_batch(
-        batch(event(ADDED, configmap("more", 5)), rv="12", generation=2, epoch=2)
-    )
-    assert await pg_sink.objects() == by_key(*NEW, configmap("more", 5))
-    state = await pg_sink.sync_state()
-    assert state is not None
-    assert state.epoch == 2
-
-
-async def test_the_fence_covers_every_resource_of_a_schema(postgres_dsn: str) -> None:
-    """One agent's resources share one leader, so its epoch fences them all."""
+async def test_another_schema_has_a_fence_of_its_own(postgres_dsn: str) -> None:
+    """A schema is a mirror (of one agent), with its own fence: a new leader's epoch in one
+    schema refuses nothing in another."""
     async with (
-        PostgresSink(postgres_dsn, resource="pods") as pods,
         PostgresSink(postgres_dsn, resource="configmaps") as configmaps,
         PostgresSink(postgres_dsn, resource="configmaps", schema="other_agent") as other,
     ):
-        await configmaps.on_list(snapshot(*OLD, rv="1", epoch=1))
-        await pods.on_list(snapshot(rv="2", epoch=2))  # the new leader's first write
-        with pytest.raises(StaleEpoch):
-            await configmaps.on_list(snapshot(*NEW, rv="3", generation=2, epoch=1))
-        assert await configmaps.objects() == by_key(*OLD)
-        # Another schema is another mirror, with a fence of its own.
+        await configmaps.on_list(snapshot(*OLD, rv="1", epoch=2))
         await other.on_list(snapshot(*NEW, rv="4", epoch=1))
         assert await other.objects() == by_key(*NEW)
-
-
-async def test_a_new_sink_on_the_same_database_sees_the_recorded_epoch(postgres_dsn: str) -> None:
-    async with PostgresSink(postgres_dsn, resource="configmaps") as first:
-        await first.on_list(snapshot(*NEW, rv="10", epoch=7))
-    async with PostgresSink(postgres_dsn, resource="configmaps") as restarted:
-        with pytest.raises(StaleEpoch):
-            await restarted.on_list(snapshot(*OLD, rv="11", epoch=6))
-        assert await restarted.objects() == by_key(*NEW)
+        assert await fence_epoch(postgres_dsn) == 2
+        assert await fence_epoch(postgres_dsn, "other_agent") == 1
 
 
 # -- two writers at once ---------------------------------------------------------------------
@@ -134,12 +85,12 @@ async def test_the_new_leader_waits_for_the_old_one_then_wins(postgres_dsn: str)
         async with asyncio.timeout(LOCK_WAIT):
             await old_write  # the old leader's snapshot was legal: it began first
             await new_write
-        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
         with pytest.raises(StaleEpoch):
             await old.on_batch(
                 batch(event(ADDED, configmap("late", 9)), rv="21", generation=2, epoch=1)
             )
-        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
         assert await fence_epoch(postgres_dsn) == 2
 
 
@@ -160,7 +111,7 @@ async def test_the_old_leader_is_refused_while_the_new_one_writes(postgres_dsn: 
         assert refused.value.recorded == 2
         gate.release.set()
         await new_write
-        assert await objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
 
 
 async def test_a_write_that_raced_the_epoch_being_raised_is_refused(postgres_dsn: str) -> None:
@@ -271,10 +222,6 @@ async def test_two_processes_cannot_both_pass_the_fence(postgres_dsn: str, tmp_p
         await new.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
         script = tmp_path / "old_leader.py"
         script.write_text(OLD_LEADER)
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-        }
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
@@ -282,7 +229,7 @@ async def test_two_processes_cannot_both_pass_the_fence(postgres_dsn: str, tmp_p
             json.dumps(OLD),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env=env,
+            env=child_env(),
         )
         assert child.stdin is not None
         assert child.stdout is not None

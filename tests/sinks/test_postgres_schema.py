@@ -13,7 +13,7 @@ from listwatch.errors import SchemaError
 from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTarget, ensure_schema
 from listwatch.sinks.postgres import PostgresSink
 
-from .conftest import by_key, configmap, snapshot
+from .helpers import by_key, configmap, snapshot
 
 
 async def version_row(dsn: str, schema: str = "listwatch") -> asyncpg.Record | None:

@@ -17,7 +17,7 @@ from listwatch.sinks.postgres import PostgresSink
 from listwatch.testing import FakeApiServer, Fault
 from listwatch.testing._server import DEFAULT_NAMESPACES
 
-from .postgres_helpers import rows
+from .helpers import pg_rows
 
 PODS = "/api/v1/pods"
 CONVERGE = 30.0
@@ -98,7 +98,7 @@ async def test_a_syncer_mirrors_pods_into_postgresql_under_churn(
     reasons = [restart.reason for restart in status.recent_restarts]
     assert any(reason.startswith("ReceiverError") for reason in reasons), reasons
     assert any(reason.startswith("ResourceExpired") for reason in reasons), reasons
-    stored = await rows(postgres_dsn, "pods")
+    stored = await pg_rows(postgres_dsn, "pods")
     assert {key: row.uid for key, row in stored.items()} == {
         key: pod["metadata"]["uid"] for key, pod in expected.items()
     }

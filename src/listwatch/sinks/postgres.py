@@ -29,9 +29,11 @@ application shares with the sink keeps its own codecs, and a custom ``jsonb`` co
 cannot turn an object into a JSON string by encoding it twice. Reads come back as text and
 are decoded with orjson.
 
-**A snapshot** (``on_list``) is the moment the sink learns what vanished, so it replaces the
-resource's rows, in one transaction, streamed page by page (memory is one page, whatever the
-cluster's size)::
+What every sink does (the snapshot boundary, batches, transactions, the fence) is
+``listwatch.sinks._base``'s; here is how PostgreSQL does it.
+
+**A snapshot** (``on_list``) replaces the resource's rows, in one transaction, streamed page
+by page (memory is one page, whatever the cluster's size)::
 
     BEGIN
       fence: lock it shared, refuse an older epoch (below)
@@ -71,9 +73,9 @@ arrays), the deletes (one statement), the sync state. A batch holds each key's l
 so its keys are distinct and an upsert and a delete of the same key never meet in one
 batch; a delete and a re-creation in successive batches apply in order.
 
-**The epoch fence** (the rule is SQLiteSink's: a receiver that has recorded epoch E never
-applies a write of an epoch below E, so a paused leader that wakes up after another replica
-took over cannot overwrite anything). The highest epoch is one row, ``fence.epoch``, shared
+**The epoch fence** (a receiver that has recorded epoch E never applies a write of an epoch
+below E, so a paused leader that wakes up after another replica took over cannot overwrite
+anything). The highest epoch is one row, ``fence.epoch``, shared
 by every resource in the schema (one agent's resources share one leader):
 
 * first in every write transaction, before anything is written, the write takes the row
@@ -97,14 +99,15 @@ visible as what it is in ``pg_locks``, and it is the first lock every write take
 writers cannot deadlock on it. The cost: a new leader's first write waits for a write
 still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
 PostgreSQL ending its session when its connection dies). Then, with the resource's
-``sync_state`` row locked, the rest of ``listwatch.fencing``'s rules apply as in SQLiteSink:
-an older generation of the same sender is refused (``StaleWrite``), and a replayed batch or
-snapshot changes nothing.
+``sync_state`` row locked, the rest of ``listwatch.fencing``'s rules apply: an older
+generation of the same sender is refused (``StaleWrite``), and a replayed batch or snapshot
+changes nothing.
 
 Connections: a DSN (the sink keeps its own small pool) or an asyncpg pool (shared; the sink
 never closes it). Connection errors are one clear ``SinkConnectionError`` without the
-password. Timeouts of ``on_list``/``on_batch`` are the Syncer's (``sync_timeout``); whatever
-cancels a write, it rolls back. Needs PostgreSQL 12 or newer, and a UTF-8 database.
+password, for a sink and a ``PostgresStore`` alike (``_create_pool``). Timeouts of
+``on_list``/``on_batch`` are the Syncer's (``sync_timeout``); whatever cancels a write, it
+rolls back. Needs PostgreSQL 12 or newer, and a UTF-8 database.
 """
 
 from __future__ import annotations
@@ -113,24 +116,22 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from listwatch import fencing
-from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch
+from listwatch.sinks import _base
+from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
 from listwatch.sinks._postgres_schema import ensure_schema, quote
 
 try:
     import asyncpg
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "listwatch.sinks.postgres needs asyncpg: pip install 'listwatch[postgres]'"
-    ) from exc
+    raise _base.missing_extra(__name__, "asyncpg", "postgres") from exc
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -150,31 +151,6 @@ _STAGED_TABLE = "lw_staged"
 _STAGED = f"pg_temp.{_STAGED_TABLE}"
 _LISTED_TABLE = "lw_listed"
 _LISTED = f"pg_temp.{_LISTED_TABLE}"
-_UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
-
-
-Verdict = fencing.Verdict
-
-
-@dataclass(frozen=True, slots=True)
-class SyncState:
-    """The sync-state row of one resource: how current its rows are.
-
-    The fields mean what SQLiteSink's do: ``resource_version`` is where the mirror is current
-    (the snapshot's, then each batch's); ``generation`` and ``epoch`` those of the last write;
-    ``synced_at`` the time (seconds since the epoch, as ``time.time()``) of the last write of
-    any kind, ``listed_at`` that of the last full snapshot (``None`` if only batches were
-    written). Times are the database server's clock at the start of the write's transaction.
-    """
-
-    resource: str
-    resource_version: str
-    generation: int
-    synced_at: float
-    listed_at: float | None
-    epoch: int = 0
-    session: str = ""
-    sequence: int = 0
 
 
 class _Statements:
@@ -234,35 +210,12 @@ class _Statements:
             {upsert_changed}
         """
         self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
-        self.state_after_list = f"""
-            INSERT INTO {s}.sync_state AS st
-                (resource, resource_version, generation, epoch, synced_at, listed_at,
-                 session, sequence)
-            VALUES ($1, $2, $3, $4, now(), now(), $5, 0)
-            ON CONFLICT (resource) DO UPDATE SET
-                resource_version = excluded.resource_version,
-                generation = excluded.generation,
-                epoch = excluded.epoch,
-                synced_at = excluded.synced_at,
-                listed_at = excluded.listed_at,
-                session = excluded.session,
-                sequence = 0
-        """
-        # A batch without an RV (there should be none) must not move the resume point to "".
-        self.state_after_batch = f"""
-            INSERT INTO {s}.sync_state AS st
-                (resource, resource_version, generation, epoch, synced_at, listed_at,
-                 session, sequence)
-            VALUES ($1, $2, $3, $4, now(), NULL, $5, $6)
-            ON CONFLICT (resource) DO UPDATE SET
-                resource_version = COALESCE(NULLIF(excluded.resource_version, ''),
-                                            st.resource_version),
-                generation = excluded.generation,
-                epoch = excluded.epoch,
-                synced_at = excluded.synced_at,
-                session = excluded.session,
-                sequence = excluded.sequence
-        """
+        self.state_after_list = _base.record_state_sql(
+            f"{s}.sync_state", ("$1", "$2", "$3", "now()", "now()", "$4", "$5", "0"), snapshot=True
+        )
+        self.state_after_batch = _base.record_state_sql(
+            f"{s}.sync_state", ("$1", "$2", "$3", "now()", "NULL", "$4", "$5", "$6"), snapshot=False
+        )
         # The resource's last stamp, locked: writers of one resource go one at a time.
         self.recorded_stamp = f"""
             SELECT epoch, session, generation, sequence FROM {s}.sync_state
@@ -294,16 +247,6 @@ _Record = tuple[str, str, bytes]
 # themselves). jsonb cannot hold U+0000, which PostgreSQL's text type cannot.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-
-
-def _json_bytes(resource: str, item: Item) -> bytes:
-    """The object's JSON: the server's bytes, or the transformed object serialised."""
-    try:
-        return item.json
-    except (TypeError, orjson.JSONEncodeError) as exc:  # a transform made it unserialisable
-        raise TypeError(
-            f"cannot store {resource} {item.key!r}: not serialisable as JSON: {exc}"
-        ) from exc
 
 
 def _why_unstorable(data: bytes) -> str | None:
@@ -359,15 +302,44 @@ def _describe_dsn(dsn: str) -> tuple[str, str | None]:
         return "(a DSN that cannot be parsed)", None
 
 
+def _check_dsn(dsn: str) -> str:
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "PostgresSink needs a DSN of the form postgresql://user:password@host:port/"
+            "database, or an asyncpg pool"
+        )
+    return dsn
+
+
+async def _create_pool(dsn: str, *, max_size: int, connect_timeout: float) -> asyncpg.Pool:
+    """A pool of up to ``max_size`` connections to ``dsn``, each attempt bounded by
+    ``connect_timeout`` seconds.
+
+    Whatever fails (refused, unreachable, timed out, authentication, a DSN asyncpg cannot
+    parse) is one ``SinkConnectionError`` that says where, never with the password: the
+    driver's error is not chained either, since its message or arguments may quote the DSN.
+    """
+    where, password = _describe_dsn(dsn)
+    try:
+        return await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, timeout=connect_timeout
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        message = _scrub(str(exc), password) or type(exc).__name__
+        raise SinkConnectionError(
+            f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}: {message}"
+        ) from None
+    except ValueError as exc:  # a DSN that asyncpg cannot parse
+        raise SinkConnectionError(
+            f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
+        ) from None
+
+
 def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[_Record]:
     """The rows for a page or a batch's upserts, one per key (the last wins, as in a mirror
     that applied them in order)."""
     records = [
-        (
-            item.key if key is None else key(item.object),
-            item.resource_version,
-            _json_bytes(resource, item),
-        )
+        (_base.item_key(item, key), item.resource_version, _base.item_json(resource, item))
         for item in items
     ]
     if len({record[0] for record in records}) != len(records):
@@ -375,11 +347,7 @@ def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[
     return records
 
 
-def _decode_objects(rows: Sequence[asyncpg.Record]) -> dict[str, JsonObject]:
-    return {key: orjson.loads(text) for key, text in rows}
-
-
-class PostgresSink:
+class PostgresSink(Sink[asyncpg.Pool]):
     """Mirror one resource into PostgreSQL; pass ``on_list`` and ``on_batch`` to a Syncer.
 
     ``database`` is a DSN (``postgresql://user:password@host:5432/db``; the sink opens a pool
@@ -404,15 +372,9 @@ class PostgresSink:
         schema: str = DEFAULT_SCHEMA,
         connect_timeout: float = 10.0,
     ) -> None:
-        if not isinstance(resource, str) or not resource:
-            raise ValueError("resource must be a non-empty string, such as 'pods'")
+        super().__init__(resource, key)
         if isinstance(database, str):
-            if not database.startswith(("postgresql://", "postgres://")):
-                raise ValueError(
-                    "PostgresSink needs a DSN of the form postgresql://user:password@host:port/"
-                    "database, or an asyncpg pool"
-                )
-            self._dsn: str | None = database
+            self._dsn: str | None = _check_dsn(database)
             self._given_pool: asyncpg.Pool | None = None
         elif isinstance(database, asyncpg.Pool):
             self._dsn, self._given_pool = None, database
@@ -423,36 +385,30 @@ class PostgresSink:
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be positive seconds")
         quote(schema)  # refuses an unusable name now rather than on open
-        self._resource = resource
-        self._key = key
         self._schema = schema
         self._connect_timeout = connect_timeout
         self._sql = _Statements(schema)
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        where = _describe_dsn(self._dsn)[0] if self._dsn is not None else "an asyncpg pool"
-        state = "open" if self._pool is not None else "closed"
-        return (
-            f"PostgresSink({where}, resource={self._resource!r}, schema={self._schema!r}, {state})"
-        )
-
-    @property
-    def resource(self) -> str:
-        return self._resource
 
     @property
     def schema(self) -> str:
         return self._schema
 
+    def _location(self) -> str:
+        where = _describe_dsn(self._dsn)[0] if self._dsn is not None else "an asyncpg pool"
+        return f"{where}, schema={self._schema!r}"
+
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Connect, check the server, and create or migrate the schema."""
-        if self._pool is not None:
-            raise RuntimeError(f"{self!r} is already open")
-        pool = self._given_pool if self._given_pool is not None else await self._create_pool()
+    async def _connect(self) -> asyncpg.Pool:
+        """Connect (or take the given pool), check the server, and create or migrate the
+        schema."""
+        if self._given_pool is not None:
+            pool = self._given_pool
+        else:
+            assert self._dsn is not None
+            pool = await _create_pool(
+                self._dsn, max_size=_POOL_SIZE, connect_timeout=self._connect_timeout
+            )
         try:
             async with pool.acquire() as connection:
                 await self._check_server(connection)
@@ -461,44 +417,12 @@ class PostgresSink:
             if pool is not self._given_pool:
                 await pool.close()
             raise
-        self._pool = pool
+        return pool
 
-    async def close(self) -> None:
-        """Close the sink's own pool (never a pool it was given), after a write in progress
-        finishes. Closing twice is fine."""
-        async with self._lock:
-            pool, self._pool = self._pool, None
-            if pool is not None and pool is not self._given_pool:
-                await pool.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _create_pool(self) -> asyncpg.Pool:
-        assert self._dsn is not None
-        where, password = _describe_dsn(self._dsn)
-        try:
-            return await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=_POOL_SIZE, timeout=self._connect_timeout
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            message = _scrub(str(exc), password) or type(exc).__name__
-            raise SinkConnectionError(
-                f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}: {message}"
-            ) from None
-        except ValueError as exc:  # a DSN that asyncpg cannot parse
-            raise SinkConnectionError(
-                f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
-            ) from None
+    async def _disconnect(self, handle: asyncpg.Pool) -> None:
+        """Close the sink's own pool, never a pool it was given."""
+        if handle is not self._given_pool:
+            await handle.close()
 
     async def _check_server(self, connection: Connection) -> None:
         version = int(await connection.fetchval("SELECT current_setting('server_version_num')"))
@@ -514,13 +438,6 @@ class PostgresSink:
                 f"this one is {encoding}: CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0"
             )
 
-    def _open_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError(
-                f"{self!r} is not open: use 'async with PostgresSink(...)' or 'await sink.open()'"
-            )
-        return self._pool
-
     @contextlib.asynccontextmanager
     async def _write(self, stamp: fencing.Stamp) -> AsyncIterator[tuple[Connection, Verdict]]:
         """One write transaction, fenced, one at a time; rolled back unless the body returns.
@@ -532,7 +449,7 @@ class PostgresSink:
         cancellation, rolls back (or closes the connection, which rolls back too).
         """
         async with self._lock:
-            pool = self._open_pool()
+            pool = self._opened()
             async with pool.acquire() as connection:
                 await self._raise_fence(connection, stamp.epoch)
                 async with connection.transaction():
@@ -572,26 +489,15 @@ class PostgresSink:
         recorded = fencing.Stamp(row[0], row[1], row[2], row[3]) if row is not None else None
         return fencing.decide(self._resource, stamp, recorded, int(highest))
 
-    @property
-    def _custom_key(self) -> KeyFunc | None:
-        """The key function to run on parsed objects, or None for the items' own keys."""
-        return None if self._key is object_key else self._key
-
     # -- receiver callbacks ----------------------------------------------------------------
 
     async def on_list(self, snapshot: Snapshot) -> None:
-        """Replace the resource's rows with ``snapshot``, in one transaction.
-
-        Every page is staged with COPY and merged as it arrives; at the end, rows the
-        snapshot did not hold are deleted and the sync state moves to the snapshot's RV,
-        generation and epoch. Anything raised on the way (a list error out of the
-        iteration included) rolls it all back.
-        """
+        """Every page is staged with COPY and merged as it arrives; at the end, rows the
+        snapshot did not hold are deleted."""
         resource, key, sql = self._resource, self._custom_key, self._sql
         async with self._write(fencing.stamp_of(snapshot)) as (connection, verdict):
-            if verdict is Verdict.DUPLICATE:  # applied already: read it, change nothing
-                async for _ in snapshot.pages():
-                    pass
+            if verdict is Verdict.DUPLICATE:
+                await _base.drain_duplicate(snapshot)
                 return
             await connection.execute(sql.create_staging)
             async for page in snapshot.pages():
@@ -617,24 +523,11 @@ class PostgresSink:
             )
 
     async def on_batch(self, batch: Batch) -> None:
-        """Apply a batch of merged changes in one transaction, and advance the sync state.
-
-        ADDED and MODIFIED become upserts, DELETED a delete (of a key the mirror may not
-        hold); a batch without events (bookmarks only) just advances the RV.
-        """
+        """The upserts are one statement over arrays, the deletes another."""
         resource, sql = self._resource, self._sql
-        stamp = fencing.stamp_of(batch)
-        upserts: list[Item] = []
-        deletes: list[str] = []
-        for event_key, event in batch.events.items():
-            if event.type in _UPSERT_TYPES:
-                upserts.append(event)
-            elif event.type is EventType.DELETED:
-                deletes.append(event_key)
-            else:
-                raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
+        upserts, deletes = _base.split_batch(batch)
         records = _records(upserts, resource, self._custom_key)
-        async with self._write(stamp) as (connection, verdict):
+        async with self._write(fencing.stamp_of(batch)) as (connection, verdict):
             if verdict is Verdict.DUPLICATE:
                 return
             if records:
@@ -654,70 +547,56 @@ class PostgresSink:
                 batch.generation,
                 batch.epoch,
                 batch.session,
-                stamp.sequence if batch.session else 0,
+                _base.recorded_sequence(batch),
             )
 
     # -- readers ---------------------------------------------------------------------------
 
     async def objects(self) -> dict[str, JsonObject]:
-        """Every object of the resource, by key (the last committed state)."""
-        rows = await self._open_pool().fetch(self._sql.select_objects, self._resource)
+        rows = await self._opened().fetch(self._sql.select_objects, self._resource)
         # Decoding tens of megabytes of JSON would stall the event loop: a thread does it.
-        return await asyncio.to_thread(_decode_objects, rows)
+        return await asyncio.to_thread(_base.decode_objects, rows)
 
     async def get(self, key: str) -> JsonObject | None:
-        """The object stored under ``key``, or ``None``."""
-        text = await self._open_pool().fetchval(self._sql.select_object, self._resource, key)
+        text = await self._opened().fetchval(self._sql.select_object, self._resource, key)
         return None if text is None else orjson.loads(text)
 
     async def count(self) -> int:
-        """How many objects of the resource the mirror holds."""
-        return int(await self._open_pool().fetchval(self._sql.count, self._resource))
+        return int(await self._opened().fetchval(self._sql.count, self._resource))
 
     async def sync_state(self) -> SyncState | None:
-        """The resource's sync state, or ``None`` before its first write."""
-        row = await self._open_pool().fetchrow(self._sql.select_state, self._resource)
-        if row is None:
-            return None
-        return SyncState(*row)
+        return SyncState.from_row(
+            await self._opened().fetchrow(self._sql.select_state, self._resource)
+        )
 
 
-class PostgresStore:
+class PostgresStore(SinkStore[PostgresSink]):
     """One PostgreSQL schema holding several resources: a ``PostgresSink`` per resource over
-    one shared pool, opened on first use (the HTTP receiver's store for ``--postgres``)."""
+    one shared pool, opened on first use (the HTTP receiver's store for ``--postgres``).
+    ``close`` closes the pool too."""
 
     def __init__(self, pool: asyncpg.Pool, *, schema: str = DEFAULT_SCHEMA) -> None:
+        super().__init__()
         self._pool = pool
         self._schema = schema
-        self._sinks: dict[str, PostgresSink] = {}
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, schema: str = DEFAULT_SCHEMA, max_size: int = 10
+        cls,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
     ) -> PostgresStore:
-        """A store over a pool of its own; ``close`` closes it."""
-        where, _ = _describe_dsn(dsn)
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise SinkConnectionError(
-                f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}"
-            ) from None
-        return cls(pool, schema=schema)
+        """A store over a pool of its own (``_create_pool``)."""
+        return cls(
+            await _create_pool(_check_dsn(dsn), max_size=max_size, connect_timeout=connect_timeout),
+            schema=schema,
+        )
 
-    async def sink(self, resource: str) -> PostgresSink:
-        async with self._lock:
-            sink = self._sinks.get(resource)
-            if sink is None:
-                sink = PostgresSink(self._pool, resource=resource, schema=self._schema)
-                await sink.open()
-                self._sinks[resource] = sink
-            return sink
+    def _new_sink(self, resource: str) -> PostgresSink:
+        return PostgresSink(self._pool, resource=resource, schema=self._schema)
 
-    async def close(self) -> None:
-        async with self._lock:
-            sinks, self._sinks = self._sinks, {}
-        for sink in sinks.values():
-            await sink.close()
+    async def _release(self) -> None:
         await self._pool.close()

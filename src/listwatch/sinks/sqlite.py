@@ -8,67 +8,41 @@ The sink keeps one row per object and one sync-state row per resource::
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
-Several sinks (one per resource) may share one file.
+Several sinks (one per resource) may share one file. What every sink does (the snapshot
+boundary, batches, transactions, the fence) is ``listwatch.sinks._base``'s; here is how SQLite
+does it.
 
-Why the two callbacks write differently: a watch only reports what changed, so the only moment
-the sink learns that an object is *gone* without a DELETED event (it was deleted while no watch
-was running, or during a 410 gap) is the snapshot boundary. ``on_list`` therefore replaces the
-resource's rows: every listed object is upserted and every row the snapshot does not contain is
-deleted. ``on_batch`` applies each key's last event: upserts for ADDED and MODIFIED, deletes for
-DELETED (deleting a key the mirror does not hold is fine, the event may repeat one from before a
-relist).
-
-Each call is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, rolled back on any error or
-cancellation, so a failure or a crash mid-write leaves the previous state intact, and the
-database runs in WAL mode, so readers (other processes, or this sink's own readers, which use a
-second connection) see the last committed state while a write is in progress. A snapshot is
-written page by page as it is listed: the keys it held are collected in a temporary table,
-not in Python, so the sink's memory does not grow with the cluster either.
-
-Fencing: every write carries its sender's stamp (the leader's *epoch*, the Syncer's
-session, the generation and the batch's sequence). In the same transaction as the write,
-the sink reads what it recorded and applies ``listwatch.fencing.decide``: a write of an
-epoch lower than the highest the file holds (over all its resources: one agent's resources
-share one leader) is refused with ``StaleEpoch``, so a leader that was paused and wakes up
-after another replica took over cannot overwrite anything; an older generation of the same
-sender is refused, and a replayed batch changes nothing.
+Each call is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs in WAL
+mode, so readers (other processes, or this sink's own readers, which use a second connection)
+see the last committed state while a write is in progress. A snapshot is written page by
+page as it is listed: the keys it held are collected in a temporary table, not in Python, so
+the sink's memory does not grow with the cluster either. The fence reads the highest epoch
+over every resource of the file (one agent's resources share one leader).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 
 from listwatch import fencing
-from listwatch._models import (
-    Batch,
-    EventType,
-    Item,
-    JsonObject,
-    KeyFunc,
-    Snapshot,
-    object_key,
-)
+from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch.sinks import _base
+from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
 
 try:
     import aiosqlite
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "listwatch.sinks.sqlite needs aiosqlite: pip install 'listwatch[sqlite]'"
-    ) from exc
+    raise _base.missing_extra(__name__, "aiosqlite", "sqlite") from exc
 
 __all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
-
-Verdict = fencing.Verdict
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
 
@@ -143,32 +117,12 @@ _DELETE_UNLISTED = """
 """
 _HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
 _RECORDED_STAMP = "SELECT epoch, session, generation, sequence FROM sync_state WHERE resource = ?"
-_STATE_AFTER_LIST = """
-    INSERT INTO sync_state
-        (resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence)
-    VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0)
-    ON CONFLICT (resource) DO UPDATE SET
-        resource_version = excluded.resource_version,
-        generation = excluded.generation,
-        synced_at = excluded.synced_at,
-        listed_at = excluded.listed_at,
-        epoch = excluded.epoch,
-        session = excluded.session,
-        sequence = 0
-"""
-# A batch without an RV (there should be none) must not move the resume point back to "".
-_STATE_AFTER_BATCH = """
-    INSERT INTO sync_state
-        (resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence)
-    VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)
-    ON CONFLICT (resource) DO UPDATE SET
-        resource_version = COALESCE(NULLIF(excluded.resource_version, ''), resource_version),
-        generation = excluded.generation,
-        synced_at = excluded.synced_at,
-        epoch = excluded.epoch,
-        session = excluded.session,
-        sequence = excluded.sequence
-"""
+_STATE_AFTER_LIST = _base.record_state_sql(
+    "sync_state", ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0"), snapshot=True
+)
+_STATE_AFTER_BATCH = _base.record_state_sql(
+    "sync_state", ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7"), snapshot=False
+)
 _SELECT_STATE = """
     SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence
     FROM sync_state WHERE resource = ?
@@ -178,29 +132,6 @@ _SELECT_OBJECT = "SELECT key, object FROM objects WHERE resource = ? AND key = ?
 _COUNT = "SELECT count(*) FROM objects WHERE resource = ?"
 
 _PAGE_SIZE = 8192
-_UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
-
-
-@dataclass(frozen=True, slots=True)
-class SyncState:
-    """The sync-state row of one resource: how current its mirror is.
-
-    ``resource_version`` is the point the mirror is current at (the snapshot's, then each
-    batch's, bookmarks included); ``generation`` the Syncer generation that wrote last;
-    ``synced_at`` the time (``time.time()``) of the last write of any kind and ``listed_at``
-    that of the last full snapshot (``None`` if only batches were ever written); ``epoch``
-    the fencing token of the leader that wrote last (0 without leader election), and
-    ``session``/``sequence`` the writing Syncer and its last batch (``listwatch.fencing``).
-    """
-
-    resource: str
-    resource_version: str
-    generation: int
-    synced_at: float
-    listed_at: float | None
-    epoch: int = 0
-    session: str = ""
-    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,22 +140,6 @@ class Mirror:
 
     objects: dict[str, JsonObject]
     state: SyncState | None
-
-
-def _state_from_row(row: Sequence[Any] | None) -> SyncState | None:
-    if row is None:
-        return None
-    return SyncState(*row)
-
-
-def _json_text(resource: str, item: Item) -> str:
-    """The object's JSON as SQLite TEXT (the server's bytes, unless a transform ran)."""
-    try:
-        return item.json.decode()
-    except (TypeError, orjson.JSONEncodeError) as exc:  # a transform made it unserialisable
-        raise TypeError(
-            f"cannot store {resource} {item.key!r}: not serialisable as JSON: {exc}"
-        ) from exc
 
 
 def _key_and_object(cursor: sqlite3.Cursor, row: tuple[str, str]) -> tuple[str, JsonObject]:
@@ -236,12 +151,6 @@ def _decode_on_fetch(cursor: aiosqlite.Cursor) -> None:
     decoding tens of megabytes of JSON does not stall the event loop."""
     # aiosqlite annotates row_factory as a type; sqlite3 takes any callable.
     cursor.row_factory = _key_and_object  # type: ignore[assignment]
-
-
-def _check_resource(resource: str) -> str:
-    if not isinstance(resource, str) or not resource:
-        raise ValueError("resource must be a non-empty string, such as 'pods'")
-    return resource
 
 
 class _Rows:
@@ -264,12 +173,19 @@ class _Rows:
     def __iter__(self) -> Iterator[tuple[str, str, str, str, float]]:
         resource, key, now, keys = self._resource, self._key, self._now, self.keys
         for item in self._items:
-            item_key = item.key if key is None else key(item.object)
-            keys.append((item_key,))
-            yield (resource, item_key, item.resource_version, _json_text(resource, item), now)
+            stored_key = _base.item_key(item, key)
+            keys.append((stored_key,))
+            text = _base.item_json(resource, item).decode()  # SQLite TEXT, for json_extract
+            yield (resource, stored_key, item.resource_version, text, now)
 
 
-class SQLiteSink:
+class _Connections(NamedTuple):
+    writer: aiosqlite.Connection
+    reader: aiosqlite.Connection
+    """Opened with ``PRAGMA query_only``: answers while the writer's transaction is open."""
+
+
+class SQLiteSink(Sink[_Connections]):
     """Mirror one resource into an SQLite file; pass ``on_list`` and ``on_batch`` to a Syncer.
 
     ::
@@ -279,13 +195,11 @@ class SQLiteSink:
             ...
             pod = await sink.get("default/web-0")
 
-    ``key`` must be the key function the Syncer uses (its ``key`` argument): snapshot items are
-    keyed with it, batch events arrive keyed. ``busy_timeout`` (seconds) is how long a write
-    waits for another writer of the same file (another sink) before it fails.
+    ``key`` must be the key function the Syncer uses. ``busy_timeout`` (seconds) is how long a
+    write waits for another writer of the same file (another sink) before it fails.
 
     The sink holds two connections: a writer, and a reader for :meth:`objects`, :meth:`get`,
-    :meth:`count` and :meth:`sync_state`, so those answer with the last committed state while a
-    write is in progress instead of queueing behind it (or seeing it half done).
+    :meth:`count` and :meth:`sync_state`, so those never queue behind a write.
     """
 
     def __init__(
@@ -304,33 +218,23 @@ class SQLiteSink:
             )
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0")
+        super().__init__(resource, key)
         self._path = Path(path_str)
-        self._resource = _check_resource(resource)
-        self._key = key
         self._busy_timeout = busy_timeout
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        state = "open" if self._writer is not None else "closed"
-        return f"SQLiteSink({str(self._path)!r}, resource={self._resource!r}, {state})"
 
     @property
     def path(self) -> Path:
         return self._path
 
-    @property
-    def resource(self) -> str:
-        return self._resource
+    def _location(self) -> str:
+        return repr(str(self._path))
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Connect, switch the file to WAL mode and create the schema if it is missing."""
-        if self._writer is not None:
-            raise RuntimeError(f"{self!r} is already open")
-        writer = await self._connect()
+    async def _connect(self) -> _Connections:
+        """Open the writer, switch the file to WAL mode, create the schema if it is missing,
+        then open the reader."""
+        writer = await self._connection()
         try:
             # Only takes effect on a new file. Objects are kilobytes of JSON: with 4 KiB pages
             # a 2.5 KB pod fills a page alone, 8 KiB pages hold three (half the file size, and
@@ -351,38 +255,19 @@ class SQLiteSink:
                 await writer.rollback()
                 raise
             await self._check_schema(writer)
-            reader = await self._connect(query_only=True)
+            reader = await self._connection(query_only=True)
         except BaseException:
             await writer.close()
             raise
-        self._writer, self._reader = writer, reader
+        return _Connections(writer, reader)
 
-    async def close(self) -> None:
-        """Close both connections, after a write in progress finishes. Closing twice is fine."""
-        async with self._lock:
-            writer, reader = self._writer, self._reader
-            self._writer = self._reader = None
-            if writer is None:
-                return
-            try:
-                await writer.close()
-            finally:
-                if reader is not None:
-                    await reader.close()
+    async def _disconnect(self, handle: _Connections) -> None:
+        try:
+            await handle.writer.close()
+        finally:
+            await handle.reader.close()
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _connect(self, *, query_only: bool = False) -> aiosqlite.Connection:
+    async def _connection(self, *, query_only: bool = False) -> aiosqlite.Connection:
         # isolation_level=None: no implicit transactions; every write says BEGIN/COMMIT itself.
         connection = await aiosqlite.connect(
             self._path, isolation_level=None, timeout=self._busy_timeout
@@ -437,31 +322,16 @@ class SQLiteSink:
         async with connection.execute(sql, parameters) as cursor:
             return await cursor.fetchone()
 
-    def _connections(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
-        if self._writer is None or self._reader is None:
-            raise RuntimeError(
-                f"{self!r} is not open: use 'async with SQLiteSink(...)' or 'await sink.open()'"
-            )
-        return self._writer, self._reader
-
     # -- receiver callbacks ----------------------------------------------------------------
 
     async def on_list(self, snapshot: Snapshot) -> None:
-        """Replace the resource's rows with ``snapshot``, in one transaction.
-
-        This is the snapshot boundary: every item is upserted page by page as the snapshot is
-        listed, every row the snapshot does not contain is deleted (its object vanished, maybe
-        while no watch was running to report it), and the sync state moves to the
-        snapshot's RV and stamp. A list error raised out of the iteration rolls the whole
-        transaction back: the previous state stays as it was. A snapshot the fence refuses
-        raises before anything is written; one it has already applied is read and dropped.
-        """
+        """Every item is upserted page by page as the snapshot is listed, its key added to a
+        temporary table; at the end, every row whose key the table lacks is deleted."""
         resource, key = self._resource, self._custom_key
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
             if await self._fence(connection, fencing.stamp_of(snapshot)) is Verdict.DUPLICATE:
-                async for _ in snapshot.pages():
-                    pass
+                await _base.drain_duplicate(snapshot)
                 return
             await connection.execute(_LISTED_TABLE)
             await connection.execute(_LISTED_CLEAR)
@@ -486,22 +356,9 @@ class SQLiteSink:
         await self._transaction(write)
 
     async def on_batch(self, batch: Batch) -> None:
-        """Apply a batch of merged changes in one transaction, and advance the sync state.
-
-        A batch holds each key's last event, so every key appears once and the order between
-        keys does not matter: ADDED and MODIFIED become upserts, DELETED a delete (of a key the
-        mirror may not hold). A batch without events (bookmarks only) just advances the RV.
-        """
         resource, key = self._resource, self._custom_key
-        upserts: list[Item] = []
-        deletes: list[tuple[str, str]] = []
-        for event_key, event in batch.events.items():
-            if event.type in _UPSERT_TYPES:
-                upserts.append(event)
-            elif event.type is EventType.DELETED:
-                deletes.append((resource, event_key))
-            else:
-                raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
+        upserts, deleted = _base.split_batch(batch)
+        deletes = [(resource, deleted_key) for deleted_key in deleted]
         stamp = fencing.stamp_of(batch)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
@@ -520,16 +377,11 @@ class SQLiteSink:
                     now,
                     batch.epoch,
                     batch.session,
-                    stamp.sequence if batch.session else 0,
+                    _base.recorded_sequence(batch),
                 ),
             )
 
         await self._transaction(write)
-
-    @property
-    def _custom_key(self) -> KeyFunc | None:
-        """The key function to run on parsed objects, or None for the items' own keys."""
-        return None if self._key is object_key else self._key
 
     async def _fence(self, connection: aiosqlite.Connection, stamp: fencing.Stamp) -> Verdict:
         """``fencing.decide`` on what the file recorded, inside the write's transaction."""
@@ -549,7 +401,7 @@ class SQLiteSink:
         awaiting it (as an anyio cancel scope does); the next write is queued behind it.
         """
         async with self._lock:
-            writer, _ = self._connections()
+            writer = self._opened().writer
             try:
                 await writer.execute("BEGIN IMMEDIATE")
                 await write(writer, time.time())
@@ -562,31 +414,27 @@ class SQLiteSink:
     # -- readers ---------------------------------------------------------------------------
 
     async def objects(self) -> dict[str, JsonObject]:
-        """Every object of the resource, by key (the last committed state)."""
-        _, reader = self._connections()
+        reader = self._opened().reader
         async with reader.execute(_SELECT_OBJECTS, (self._resource,)) as cursor:
             _decode_on_fetch(cursor)
             rows = cast("list[tuple[str, JsonObject]]", await cursor.fetchall())
         return dict(rows)
 
     async def get(self, key: str) -> JsonObject | None:
-        """The object stored under ``key``, or ``None``."""
-        _, reader = self._connections()
+        reader = self._opened().reader
         async with reader.execute(_SELECT_OBJECT, (self._resource, key)) as cursor:
             _decode_on_fetch(cursor)
             row = cast("tuple[str, JsonObject] | None", await cursor.fetchone())
         return None if row is None else row[1]
 
     async def count(self) -> int:
-        """How many objects of the resource the mirror holds."""
-        _, reader = self._connections()
+        reader = self._opened().reader
         row = await self._fetchone(reader, _COUNT, (self._resource,))
         return int(row[0])
 
     async def sync_state(self) -> SyncState | None:
-        """The resource's sync state, or ``None`` before its first write."""
-        _, reader = self._connections()
-        return _state_from_row(await self._fetchone(reader, _SELECT_STATE, (self._resource,)))
+        reader = self._opened().reader
+        return SyncState.from_row(await self._fetchone(reader, _SELECT_STATE, (self._resource,)))
 
 
 def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
@@ -595,7 +443,7 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
     Opens the file read-only and reads the objects and the sync state in one transaction, so
     they agree even while a sink is writing. Raises ``FileNotFoundError`` if there is no file.
     """
-    _check_resource(resource)
+    _base.check_resource(resource)
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"no SQLite database at {file}")
@@ -614,35 +462,22 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
             connection.execute("COMMIT")
     finally:
         connection.close()
-    return Mirror({key: orjson.loads(text) for key, text in rows}, _state_from_row(state))
+    return Mirror(_base.decode_objects(rows), SyncState.from_row(state))
 
 
-class SQLiteStore:
+class SQLiteStore(SinkStore[SQLiteSink]):
     """One SQLite file holding several resources: a ``SQLiteSink`` per resource, opened on
     first use (the HTTP receiver's store for ``--sqlite``). Sinks share the file, and
     SQLite serialises their writes (``busy_timeout``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        super().__init__()
         self._path = Path(path)
         self._busy_timeout = busy_timeout
-        self._sinks: dict[str, SQLiteSink] = {}
-        self._lock = asyncio.Lock()
 
     @property
     def path(self) -> Path:
         return self._path
 
-    async def sink(self, resource: str) -> SQLiteSink:
-        async with self._lock:
-            sink = self._sinks.get(resource)
-            if sink is None:
-                sink = SQLiteSink(self._path, resource=resource, busy_timeout=self._busy_timeout)
-                await sink.open()
-                self._sinks[resource] = sink
-            return sink
-
-    async def close(self) -> None:
-        async with self._lock:
-            sinks, self._sinks = self._sinks, {}
-        for sink in sinks.values():
-            await sink.close()
+    def _new_sink(self, resource: str) -> SQLiteSink:
+        return SQLiteSink(self._path, resource=resource, busy_timeout=self._busy_timeout)

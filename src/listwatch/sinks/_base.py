@@ -1,0 +1,310 @@
+"""What every sink shares: the mirror contract, written once (the backends keep their storage).
+
+A sink mirrors one resource: one row per object and one sync-state row (``SyncState``) per
+resource; several sinks (one per resource) may share a database. This is the subset of a
+store that a reflector needs (client-go's ``ReflectorStore``, kube-rs ``reflector::store``):
+
+* ``on_list`` is the snapshot boundary, the only moment the sink learns that an object is
+  *gone* without a DELETED event (it was deleted while no watch was running, or during a
+  410 gap). So it replaces the resource's rows: every listed object is upserted, every row
+  the snapshot does not contain is deleted, and the sync state moves to the snapshot's RV.
+* ``on_batch`` applies each key's last event (``split_batch``): upserts for ADDED and
+  MODIFIED, deletes for DELETED (deleting a key the mirror does not hold is fine, the event
+  may repeat one from before a relist), and moves the sync state to the batch's RV.
+* Each call is one transaction, rolled back on any error or cancellation (a list error
+  raised out of the snapshot's iteration included): readers, the sink's own and other
+  processes, see the last committed state, never half a write.
+* Every write is fenced: in its transaction, before anything is written, the sink applies
+  ``listwatch.fencing.decide`` to its stamp and what the database recorded. A write of an
+  epoch below the highest the database holds (over all its resources) is refused, an older
+  generation of the same sender is refused, and a write already applied changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import orjson
+
+from listwatch import fencing
+from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
+
+Verdict = fencing.Verdict
+
+_UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """The sync-state row of one resource: how current its mirror is.
+
+    ``resource_version`` is the point the mirror is current at (the snapshot's, then each
+    batch's, bookmarks included); ``generation`` the Syncer generation that wrote last;
+    ``synced_at`` the time (seconds since the epoch, as ``time.time()``) of the last write of
+    any kind and ``listed_at`` that of the last full snapshot (``None`` if only batches were
+    ever written); ``epoch`` the fencing token of the leader that wrote last (0 without
+    leader election), and ``session``/``sequence`` the writing Syncer and its last batch
+    (``listwatch.fencing``). SQLite's times are the writer's clock at the write, PostgreSQL's
+    the database server's at the start of the write's transaction.
+    """
+
+    resource: str
+    resource_version: str
+    generation: int
+    synced_at: float
+    listed_at: float | None
+    epoch: int = 0
+    session: str = ""
+    sequence: int = 0
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any] | None) -> SyncState | None:
+        """The state of a row of the fields above, in order (``None`` for no row)."""
+        return None if row is None else cls(*row)
+
+
+def missing_extra(module: str, dependency: str, extra: str) -> ImportError:
+    """The error of a sink module whose optional dependency is not installed."""
+    return ImportError(f"{module} needs {dependency}: pip install 'listwatch[{extra}]'")
+
+
+def check_resource(resource: str) -> str:
+    if not isinstance(resource, str) or not resource:
+        raise ValueError("resource must be a non-empty string, such as 'pods'")
+    return resource
+
+
+def item_key(item: Item, key: KeyFunc | None) -> str:
+    """The key to store ``item`` under: its own, or ``key`` (a custom key function) of it."""
+    return item.key if key is None else key(item.object)
+
+
+def item_json(resource: str, item: Item) -> bytes:
+    """The object's JSON: the server's bytes, or the transformed object serialised."""
+    try:
+        return item.json
+    except (TypeError, orjson.JSONEncodeError) as exc:  # a transform made it unserialisable
+        raise TypeError(
+            f"cannot store {resource} {item.key!r}: not serialisable as JSON: {exc}"
+        ) from exc
+
+
+def decode_objects(rows: Iterable[Any]) -> dict[str, JsonObject]:
+    """``(key, JSON text)`` rows as the objects by key."""
+    return {key: orjson.loads(text) for key, text in rows}
+
+
+_STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(SyncState))
+
+
+def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> str:
+    """The statement that records a write in the resource's sync-state row.
+
+    ``values`` are the dialect's expressions for ``SyncState``'s fields, in order (the
+    sequence is 0 for a snapshot). A snapshot sets every field. A batch leaves ``listed_at``
+    alone (it is not a snapshot), and a batch without an RV (there should be none) must not
+    move the resume point back to "".
+    """
+    updates = {column: f"excluded.{column}" for column in _STATE_COLUMNS if column != "resource"}
+    if not snapshot:
+        updates["resource_version"] = (
+            "COALESCE(NULLIF(excluded.resource_version, ''), recorded.resource_version)"
+        )
+        del updates["listed_at"]
+    return (
+        f"INSERT INTO {table} AS recorded ({', '.join(_STATE_COLUMNS)}) "
+        f"VALUES ({', '.join(values)}) ON CONFLICT (resource) DO UPDATE SET "
+        + ", ".join(f"{column} = {value}" for column, value in updates.items())
+    )
+
+
+def split_batch(batch: Batch) -> tuple[list[Item], list[str]]:
+    """The batch's upserts (ADDED, MODIFIED) and the keys it deletes (DELETED).
+
+    A batch holds each key's last event, so every key appears once and the order between
+    keys does not matter. Bookmarks only move the RV and never reach a batch as events; an
+    event of any other type is a bug of the sender, refused before anything is written.
+    """
+    upserts: list[Item] = []
+    deletes: list[str] = []
+    for event_key, event in batch.events.items():
+        if event.type in _UPSERT_TYPES:
+            upserts.append(event)
+        elif event.type is EventType.DELETED:
+            deletes.append(event_key)
+        else:
+            raise ValueError(f"a batch cannot hold a {event.type} event (key {event_key!r})")
+    return upserts, deletes
+
+
+def recorded_sequence(batch: Batch) -> int:
+    """The sequence to record for a batch: its number, or 0 for a batch no Syncer sent."""
+    return fencing.stamp_of(batch).sequence if batch.session else 0
+
+
+async def drain_duplicate(snapshot: Snapshot) -> None:
+    """Read a snapshot the fence found applied already, and change nothing.
+
+    ``on_list`` must read a snapshot to its end (``Snapshot``): one left unread would make the
+    Syncer take the write for a partial one and fail its generation."""
+    async for _ in snapshot.pages():
+        pass
+
+
+class _ClosedOnExit(ABC):
+    """``async with``: closed when the block ends, however it ends."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+H = TypeVar("H")
+"""What an open sink holds (its connections, or its pool)."""
+
+
+class Sink(_ClosedOnExit, Generic[H]):
+    """One resource's mirror: the receiver callbacks, the readers, and open/close.
+
+    ``key`` must be the key function the Syncer uses (its ``key`` argument): snapshot items
+    are keyed with it, batch events arrive keyed. Writes go one at a time (each holds
+    ``_lock``), so ``close``, which takes it too, waits for a write in progress. Readers
+    answer with the last committed state while a write is in progress, instead of queueing
+    behind it (or seeing it half done).
+    """
+
+    def __init__(self, resource: str, key: KeyFunc) -> None:
+        self._resource = check_resource(resource)
+        self._key = key
+        self._lock = asyncio.Lock()
+        self._handle: H | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._handle is not None else "closed"
+        return f"{type(self).__name__}({self._location()}, resource={self._resource!r}, {state})"
+
+    @property
+    def resource(self) -> str:
+        return self._resource
+
+    @property
+    def _custom_key(self) -> KeyFunc | None:
+        """The key function to run on parsed objects, or None for the items' own keys (which
+        need no parsing)."""
+        return None if self._key is object_key else self._key
+
+    @abstractmethod
+    def _location(self) -> str:
+        """Where the sink writes, for messages (never with a password)."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _connect(self) -> H:
+        """Connect, and create or migrate the schema; what the open sink holds."""
+
+    @abstractmethod
+    async def _disconnect(self, handle: H) -> None:
+        """Release what ``_connect`` returned."""
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema if need be."""
+        if self._handle is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        self._handle = await self._connect()
+
+    async def close(self) -> None:
+        """Disconnect, after a write in progress finishes. Closing twice is fine, and a
+        closed sink opens again onto the same data."""
+        async with self._lock:
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                await self._disconnect(handle)
+
+    def _opened(self) -> H:
+        """What the open sink holds; an error that says how to open it if it is not."""
+        if self._handle is None:
+            raise RuntimeError(
+                f"{self!r} is not open: use 'async with {type(self).__name__}(...)' or "
+                "'await sink.open()'"
+            )
+        return self._handle
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    @abstractmethod
+    async def on_list(self, snapshot: Snapshot) -> None:
+        """Replace the resource's rows with ``snapshot``, in one transaction."""
+
+    @abstractmethod
+    async def on_batch(self, batch: Batch) -> None:
+        """Apply a batch of merged changes in one transaction, and advance the sync state."""
+
+    @abstractmethod
+    async def objects(self) -> dict[str, JsonObject]:
+        """Every object of the resource, by key (the last committed state)."""
+
+    @abstractmethod
+    async def get(self, key: str) -> JsonObject | None:
+        """The object stored under ``key``, or ``None``."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """How many objects of the resource the mirror holds."""
+
+    @abstractmethod
+    async def sync_state(self) -> SyncState | None:
+        """The resource's sync state, or ``None`` before its first write."""
+
+
+S = TypeVar("S", bound=Sink[Any])
+
+
+class SinkStore(_ClosedOnExit, Generic[S]):
+    """One database holding several resources: a sink per resource, opened on first use
+    (``listwatch.Store``: the HTTP sync server's and the CLI's), all closed by ``close``."""
+
+    def __init__(self) -> None:
+        self._sinks: dict[str, S] = {}
+        self._lock = asyncio.Lock()
+
+    @abstractmethod
+    def _new_sink(self, resource: str) -> S:
+        """A sink of ``resource`` in this store's database, not yet open."""
+
+    async def _release(self) -> None:
+        """Release what the sinks shared, once they are closed (nothing, unless overridden)."""
+
+    async def sink(self, resource: str) -> S:
+        async with self._lock:
+            sink = self._sinks.get(resource)
+            if sink is None:
+                sink = self._new_sink(resource)
+                await sink.open()
+                self._sinks[resource] = sink
+            return sink
+
+    async def close(self) -> None:
+        async with self._lock:
+            sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            await sink.close()
+        await self._release()
