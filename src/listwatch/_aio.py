@@ -13,13 +13,45 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
-__all__ = ["MAX_MESSAGE", "RunsInBackground", "Signal", "cancel_and_join", "first_error", "short"]
+__all__ = [
+    "MAX_MESSAGE",
+    "OpenedOnEnter",
+    "RunsInBackground",
+    "Signal",
+    "cancel_and_join",
+    "first_error",
+    "short",
+]
 
 E = TypeVar("E", bound=BaseException)
 
 MAX_MESSAGE = 300
 """Characters of a message kept in statuses, logs and errors: a server's error body or a
 receiver's exception can be any size, and one line must stay one line."""
+
+
+class OpenedOnEnter:
+    """``async with x``: ``await x.open()`` on entry, ``await x.close()`` on exit, however
+    the block ends. Sinks, the HTTP sink and the fake server share this shape; ``open``
+    does nothing unless a subclass needs it."""
+
+    async def open(self) -> None:
+        """Acquire what the object needs (connections, a listening socket)."""
+
+    async def close(self) -> None:
+        """Release it; called on every exit from ``async with``."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 async def cancel_and_join(*tasks: asyncio.Future[Any]) -> None:

@@ -28,12 +28,10 @@ import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 
-from listwatch._aio import cancel_and_join
+from listwatch._aio import OpenedOnEnter, cancel_and_join
 from listwatch._models import Batch, GroupVersionResource, Snapshot
 from listwatch.errors import HttpSyncError
 from listwatch.httpsync import _wire as protocol
@@ -44,7 +42,7 @@ __all__ = ["HttpSink", "HttpSyncError"]
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-class HttpSink:
+class HttpSink(OpenedOnEnter):
     """Send snapshots and batches of one resource to ``url`` (the receiver's base URL).
 
     ::
@@ -93,18 +91,6 @@ class HttpSink:
         self._session = session
         self._owns_session = session is None
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def open(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -122,15 +108,7 @@ class HttpSink:
     async def on_list(self, snapshot: Snapshot) -> None:
         """Stream ``snapshot`` as one request; returns once the receiver committed it."""
         resource = self._name(snapshot.resource)
-        header = Header(
-            "snapshot",
-            self._gvr(snapshot.resource, resource),
-            snapshot.epoch,
-            snapshot.session,
-            snapshot.generation,
-            0,
-            snapshot.resource_version,
-        )
+        header = self._header("snapshot", snapshot, resource, sequence=0)
         timeout = aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=self._timeout)
         # The snapshot is read and encoded by a task of ours, not by aiohttp's body writer:
         # when the request fails (the receiver died mid-stream), aiohttp only *cancels* its
@@ -151,18 +129,24 @@ class HttpSink:
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
 
+    def _header(
+        self, kind: protocol.Kind, write: Snapshot | Batch, resource: str, *, sequence: int
+    ) -> Header:
+        """A request's header record: what it writes, and the stamp the fence judges."""
+        return Header(
+            kind,
+            self._gvr(write.resource, resource),
+            write.epoch,
+            write.session,
+            write.generation,
+            sequence,
+            write.resource_version,
+        )
+
     async def on_batch(self, batch: Batch) -> None:
         """Send ``batch`` as one request, its events in order."""
         resource = self._name(batch.resource)
-        header = Header(
-            "batch",
-            self._gvr(batch.resource, resource),
-            batch.epoch,
-            batch.session,
-            batch.generation,
-            max(batch.sequence, 1),
-            batch.resource_version,
-        )
+        header = self._header("batch", batch, resource, sequence=max(batch.sequence, 1))
         records = [protocol.encode_header(header)]
         records += [protocol.encode_event(key, event) for key, event in batch.events.items()]
         records.append(protocol.encode_commit(len(batch.events), batch.resource_version))

@@ -27,12 +27,12 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from listwatch import fencing
+from listwatch._aio import OpenedOnEnter
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
 
 Verdict = fencing.Verdict
@@ -157,29 +157,11 @@ async def drain_duplicate(snapshot: Snapshot) -> None:
         pass
 
 
-class _ClosedOnExit(ABC):
-    """``async with``: closed when the block ends, however it ends."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
 H = TypeVar("H")
 """What an open sink holds (its connections, or its pool)."""
 
 
-class Sink(_ClosedOnExit, Generic[H]):
+class Sink(OpenedOnEnter, ABC, Generic[H]):
     """One resource's mirror: the receiver callbacks, the readers, and open/close.
 
     ``key`` must be the key function the Syncer uses (its ``key`` argument): snapshot items
@@ -246,10 +228,6 @@ class Sink(_ClosedOnExit, Generic[H]):
             )
         return self._handle
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
     @abstractmethod
     async def on_list(self, snapshot: Snapshot) -> None:
         """Replace the resource's rows with ``snapshot``, in one transaction."""
@@ -278,7 +256,7 @@ class Sink(_ClosedOnExit, Generic[H]):
 S = TypeVar("S", bound=Sink[Any])
 
 
-class SinkStore(_ClosedOnExit, Generic[S]):
+class SinkStore(OpenedOnEnter, ABC, Generic[S]):
     """One database holding several resources: a sink per resource, opened on first use
     (``listwatch.Store``: the HTTP sync server's and the CLI's), all closed by ``close``."""
 
