@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from listwatch.testing import FakeApiServer
-from tests.clients.conftest import (
+from tests.clients.helpers import (
     KUBECTL_VARIABLE,
     NO_SYSTEM_TOOLS_VARIABLE,
     KubectlUnavailable,

@@ -14,9 +14,8 @@ from listwatch import Backoff, Batch, ListWatch, Snapshot, Syncer, object_key
 from listwatch.observe.health import HealthReport, make_app, serving
 from listwatch.observe.metrics import SyncMetrics
 from listwatch.testing import FakeApiServer, Fault
+from tests.core.helpers import FAST_BACKOFF
 from tests.objects import pod
-
-from .conftest import FAST_BACKOFF
 
 PODS = {"group": "", "version": "v1", "resource": "pods"}
 

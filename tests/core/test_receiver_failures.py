@@ -9,9 +9,8 @@ from typing import Any
 
 from listwatch import Backoff, Batch, ListWatch, ReceiverTimeout, Syncer
 from listwatch.testing import FakeApiServer
+from tests.core.helpers import FAST_BACKOFF, Mirror, make_syncer, server_state
 from tests.objects import pod
-
-from .conftest import FAST_BACKOFF, Mirror, make_syncer, server_state
 
 
 async def churn(server: FakeApiServer, rounds: int, seed: int) -> None:

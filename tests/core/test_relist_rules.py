@@ -19,9 +19,8 @@ from listwatch import (
     Syncer,
 )
 from listwatch.testing import FakeApiServer, Fault
+from tests.core.helpers import Mirror, make_syncer, server_state
 from tests.objects import configmap, pod
-
-from .conftest import Mirror, make_syncer, server_state
 
 
 def lists(server: FakeApiServer, path: str = "/api/v1/pods") -> list[Any]:

@@ -16,9 +16,8 @@ from listwatch._agent import Agent, WriteGate, gated
 from listwatch._supervisor import Supervisor
 from listwatch.observe.health import make_app, serving
 from listwatch.testing import FakeApiServer, Fault
+from tests.core.helpers import FAST_BACKOFF, Mirror, server_state
 from tests.objects import configmap, pod
-
-from .conftest import FAST_BACKOFF, Mirror, server_state
 
 
 def syncer_for(api: Any, resource: str, mirror: Mirror, **kwargs: Any) -> Syncer:

@@ -10,9 +10,8 @@ import pytest
 
 from listwatch import ListWatch, Phase, ResourceNotFound, Syncer
 from listwatch.testing import FakeApiServer
+from tests.core.helpers import Mirror, make_syncer, server_state
 from tests.objects import configmap, pod
-
-from .conftest import Mirror, make_syncer, server_state
 
 
 async def test_snapshot_equals_the_server_across_pages(

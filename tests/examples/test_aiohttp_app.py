@@ -18,8 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from listwatch import Phase, Syncer
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault
-
-from .conftest import (
+from tests.examples.helpers import (
     caught_up,
     churn,
     fast_backoff,

@@ -16,8 +16,7 @@ import pytest
 
 from listwatch import Phase, Syncer
 from listwatch.testing import FakeApiServer, Fault
-
-from .conftest import (
+from tests.examples.helpers import (
     caught_up,
     churn,
     fast_backoff,

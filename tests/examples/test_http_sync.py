@@ -15,8 +15,15 @@ from aiohttp.test_utils import TestClient, TestServer
 import listwatch
 from listwatch.httpsync._client import HttpSink
 from listwatch.testing import FakeApiServer
-
-from .conftest import caught_up, churn, fast_backoff, load_example, pod, pods_on_server, within
+from tests.examples.helpers import (
+    caught_up,
+    churn,
+    fast_backoff,
+    load_example,
+    pod,
+    pods_on_server,
+    within,
+)
 
 http_sync = load_example("http_sync")
 TOKEN = "example-token"

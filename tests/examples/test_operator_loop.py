@@ -27,8 +27,7 @@ from listwatch import (
     object_key,
 )
 from listwatch.testing import FakeApiServer, Fault
-
-from .conftest import WAIT, fast_backoff, load_example, pod, within
+from tests.examples.helpers import WAIT, fast_backoff, load_example, pod, within
 
 operator_loop = load_example("operator_loop")
 

@@ -7,7 +7,6 @@ test runs twice: over plain HTTP and over HTTPS (``tls``).
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,6 +14,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from listwatch.testing import FakeApiServer
+from tests.fake_server.helpers import client_ssl
 
 
 @pytest.fixture(params=[pytest.param(False, id="http"), pytest.param(True, id="https")])
@@ -37,11 +37,6 @@ def fake_apiserver(_transport_marker: None, fake_apiserver: FakeApiServer) -> Fa
 @pytest.fixture
 def server(fake_apiserver: FakeApiServer) -> FakeApiServer:
     return fake_apiserver
-
-
-def client_ssl(server: FakeApiServer) -> ssl.SSLContext | bool:
-    """What a raw aiohttp client passes as ``ssl=``: the server's CA over HTTPS."""
-    return server.ssl_context if server.tls else True
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from typing import Any
 
 import aiohttp
 import orjson
+
+from listwatch.testing import FakeApiServer
 
 #: Upper bound for awaiting something that should happen almost at once (never asserted on).
 WAIT = 5.0
@@ -82,3 +85,8 @@ def decode_token(token: str) -> dict[str, Any]:
 
 def encode_token(fields: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+
+
+def client_ssl(server: FakeApiServer) -> ssl.SSLContext | bool:
+    """What a raw aiohttp client passes as ``ssl=``: the server's CA over HTTPS."""
+    return server.ssl_context if server.tls else True

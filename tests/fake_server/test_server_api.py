@@ -16,9 +16,9 @@ from kubernetes_asyncio import client, config
 
 from listwatch.testing import FakeApiServer, RecordedRequest, StatusError
 from listwatch.testing._requestlog import RequestLog
+from tests.fake_server.helpers import client_ssl
 from tests.objects import configmap, pod
 
-from .conftest import client_ssl
 from .helpers import WAIT, EventReader, names, status_of
 
 PODS = "/api/v1/namespaces/default/pods"

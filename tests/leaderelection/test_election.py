@@ -13,8 +13,15 @@ import pytest
 
 from listwatch.leaderelection import EPOCH_ANNOTATION
 from listwatch.testing import FakeApiServer, Fault, RecordedRequest
-
-from .conftest import LEASE, NAMESPACE, Campaign, Candidate, lease_object, lease_of, spec_of
+from tests.leaderelection.helpers import (
+    LEASE,
+    NAMESPACE,
+    Campaign,
+    Candidate,
+    lease_object,
+    lease_of,
+    spec_of,
+)
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
 MICRO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")

@@ -8,8 +8,8 @@ import pytest
 
 from listwatch.leaderelection import EPOCH_ANNOTATION
 from listwatch.testing import FakeApiServer
+from tests.leaderelection.helpers import Campaign, lease_object, lease_of, spec_of
 
-from .conftest import Campaign, lease_object, lease_of, spec_of
 from .proxy import BlackholeProxy
 
 

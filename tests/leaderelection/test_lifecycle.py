@@ -16,8 +16,16 @@ from listwatch.errors import EpochError, InvalidRequest
 from listwatch.leaderelection import LeaderElector, Term
 from listwatch.leaderelection import _elector as elector_module
 from listwatch.testing import FakeApiServer, Fault
-
-from .conftest import FAST, LEASE, NAMESPACE, Campaign, client_for, lease_object, lease_of, spec_of
+from tests.leaderelection.helpers import (
+    FAST,
+    LEASE,
+    NAMESPACE,
+    Campaign,
+    client_for,
+    lease_object,
+    lease_of,
+    spec_of,
+)
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
 
