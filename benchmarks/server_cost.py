@@ -54,8 +54,9 @@ async def _paged_read(url: str, token: str, pods: int) -> tuple[float, int]:
 
 async def fake_server(pods: int) -> dict[str, Any]:
     from listwatch.testing import FakeApiServer  # noqa: PLC0415
+    from listwatch.testing.scenario import NUMBERED_POD_NAMESPACES  # noqa: PLC0415
 
-    async with FakeApiServer(namespaces=payloads._NAMESPACES) as server:
+    async with FakeApiServer(namespaces=NUMBERED_POD_NAMESPACES) as server:
         before = _rss_mib(os.getpid())
         started = time.perf_counter()
         for index in range(pods):

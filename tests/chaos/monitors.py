@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from listwatch import Batch, EventType, ListWatchError, Snapshot, SyncerStatus, object_key
+from listwatch.testing.scenario import ReceiverDown
 
 Digest = bytes
 
@@ -153,10 +154,6 @@ class ReceiverFaults:
     @property
     def any(self) -> bool:
         return any((self.raise_list, self.raise_batch, self.partial, self.stall))
-
-
-class ReceiverDown(RuntimeError):
-    """The receiver's injected failure."""
 
 
 @dataclass

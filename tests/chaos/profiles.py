@@ -7,9 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .faults import ALL_FAULTS, COMPACTION, CUTS, LIST_FAULTS, WATCH_ERRORS
+from listwatch.testing.scenario import (
+    ALL_FAULTS,
+    COMPACTION,
+    CUTS,
+    LIST_FAULTS,
+    WATCH_ERRORS,
+    Churn,
+)
+
 from .monitors import ReceiverFaults
-from .workload import Churn
 
 StaleWatch = Literal["error-event", "http-410", "empty-200"]
 

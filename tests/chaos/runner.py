@@ -28,14 +28,14 @@ import asyncio
 import random
 import statistics
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from listwatch import Backoff, ListWatch, Syncer, SyncerStatus
 from listwatch.testing import FakeApiServer
+from listwatch.testing.scenario import ConfigMapWorkload, FaultInjector, blackout
 
-from .faults import Injector, blackout
 from .monitors import (
     ChaosFailure,
     CheckingReceiver,
@@ -48,7 +48,6 @@ from .monitors import (
     rv_of,
 )
 from .profiles import PROFILES, Profile
-from .workload import Workload
 
 CONVERGE_WITHIN = 30.0
 BLACKOUT_SLACK = 2
@@ -60,6 +59,18 @@ events), and a LIST whose page 2+ meets a 410 restarts from page 1 without a bac
 def _object_key(obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{meta['namespace']}/{meta['name']}"
+
+
+class WorldLog:
+    """The workload's writes, into the world (for the monitors) and the trace (for a report)."""
+
+    def __init__(self, world: World, trace: Trace) -> None:
+        self.world = world
+        self.trace = trace
+
+    def written(self, kind: str, obj: Mapping[str, Any], *, big: bool) -> None:
+        key, rv = self.world.record(obj, deleted=kind == "DELETED")
+        self.trace.write(f"{kind} {key}@{rv}{' (big)' if big else ''}")
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
@@ -210,9 +221,13 @@ class _Scenario:
             too_large_wait=0.05,
         )
         async with server:
-            workload = Workload(server, self.world, self.trace, self._random(), profile.churn)
+            workload = ConfigMapWorkload(
+                server, WorldLog(self.world, self.trace), self._random(), profile.churn
+            )
             await workload.populate()
-            injector = Injector(server, workload, self._random())
+            injector = FaultInjector(
+                server, path=ConfigMapWorkload.PATH, rng=self._random(), workload=workload
+            )
             receiver = CheckingReceiver(
                 self.world, self.trace, self._random(), profile.receiver, max_batch=self.max_batch
             )
@@ -278,8 +293,8 @@ class _Scenario:
         self,
         server: FakeApiServer,
         syncer: Syncer,
-        workload: Workload,
-        injector: Injector,
+        workload: ConfigMapWorkload,
+        injector: FaultInjector,
         receiver: CheckingReceiver,
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -298,7 +313,7 @@ class _Scenario:
                     raise self.fail("the first snapshot never arrived") from None
                 stop = asyncio.Event()
                 churn = group.create_task(workload.run(stop))
-                faults = group.create_task(self._inject_faults(server, injector, stop))
+                faults = group.create_task(self._inject_faults(server, injector, workload, stop))
                 await asyncio.sleep(self.duration)  # the length of the chaos phase
                 stop.set()
                 await churn
@@ -404,7 +419,11 @@ class _Scenario:
     # -- faults --------------------------------------------------------------------------
 
     async def _inject_faults(
-        self, server: FakeApiServer, injector: Injector, stop: asyncio.Event
+        self,
+        server: FakeApiServer,
+        injector: FaultInjector,
+        workload: ConfigMapWorkload,
+        stop: asyncio.Event,
     ) -> None:
         profile = self.profile
         rng = self._random()
@@ -426,20 +445,20 @@ class _Scenario:
                 return
             if blackout_at is not None and loop.time() - started >= blackout_at:
                 blackout_at = None
-                await self._blackout(server, injector.workload, rng)
+                await self._blackout(server, workload, rng)
                 continue
             name = rng.choices(names, weights)[0]
             self.trace.add("fault", await injector.inject(name))
 
     async def _blackout(
-        self, server: FakeApiServer, workload: Workload, rng: random.Random
+        self, server: FakeApiServer, workload: ConfigMapWorkload, rng: random.Random
     ) -> None:
         """Monitor 5: while every request fails, the request count stays within what the
         backoff allows (counted, never timed tighter than the backoff guarantees)."""
         loop = asyncio.get_running_loop()
         window = rng.uniform(0.5, 1.0)
         server.clear_faults()  # pending one-shot faults: the blackout's rules decide now
-        rules = blackout(server, rng)
+        rules = blackout(server, rng, path=ConfigMapWorkload.PATH)
         first = server.request_count
         started = loop.time()
         self.trace.add("fault", f"blackout for {window:.2f} s: every request fails")

@@ -21,9 +21,9 @@ import pytest
 
 from listwatch import Batch, ListWatch, Snapshot, Syncer, SyncerStatus
 from listwatch.testing import FakeApiServer
+from listwatch.testing.scenario import configmap
 
 from .monitors import check_bounds
-from .workload import configmap
 
 KEYS = 20
 QUEUE_SIZE = 64

@@ -21,10 +21,12 @@ import pytest
 
 from listwatch import Backoff, Batch, ListWatch, Phase, Snapshot, Syncer
 from listwatch.testing import FakeApiServer, Fault
+from listwatch.testing.scenario import ConfigMapWorkload, configmap
 
-from .faults import PATH
 from .runner import other_tasks
-from .workload import MiB, configmap
+
+PATH = ConfigMapWorkload.PATH
+MiB = 1024 * 1024
 
 
 class BlockingReceiver:

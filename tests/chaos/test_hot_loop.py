@@ -18,10 +18,11 @@ import pytest
 
 from listwatch import Backoff, Batch, ListWatch, Phase, Snapshot, Syncer
 from listwatch.testing import FakeApiServer, Fault
+from listwatch.testing.scenario import ConfigMapWorkload, configmap
 
-from .faults import PATH
 from .monitors import max_requests_under_backoff
-from .workload import configmap
+
+PATH = ConfigMapWorkload.PATH
 
 INITIAL, CAP = 0.02, 0.1
 WINDOW = 0.4  # seconds of failure (measured; the bound uses the measured length)

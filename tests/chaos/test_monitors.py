@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from listwatch import Backoff, Batch, Event, EventType, ListWatch, Snapshot, Syncer, SyncerStatus
+from listwatch.testing.scenario import configmap
 
 from .monitors import (
     ChaosFailure,
@@ -28,7 +29,6 @@ from .monitors import (
     max_requests_under_backoff,
 )
 from .runner import run_scenario
-from .workload import configmap
 
 
 def written(name: str, rv: int, step: int = 0) -> dict[str, Any]:

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from listwatch import Backoff, ListStrategy, ListWatch, Syncer
-from listwatch.cli._chaos import FlakyReceiver
-from listwatch.cli._workload import Workload, namespace_names
 from listwatch.sinks.postgres import PostgresSink
 from listwatch.testing import FakeApiServer, Fault
 from listwatch.testing._server import DEFAULT_NAMESPACES
+from listwatch.testing.scenario import FlakyReceiver, PodWorkload, namespace_names
 
 from .helpers import pg_rows
 
@@ -38,7 +37,7 @@ async def test_a_syncer_mirrors_pods_into_postgresql_under_churn(
     async with FakeApiServer(
         namespaces=(*DEFAULT_NAMESPACES, *namespace_names(3)), bookmark_interval=0.05
     ) as server:
-        workload = Workload(server, random.Random(5), pods=120, namespaces=3)
+        workload = PodWorkload(server, random.Random(5), pods=120, namespaces=3)
         await workload.populate()
         async with server.api_client() as api, PostgresSink(postgres_dsn, resource="pods") as sink:
             receiver = FlakyReceiver(sink.on_batch)

@@ -1,12 +1,13 @@
 """``listwatch demo``: listwatch mirroring a busy fake cluster into SQLite, then proving it.
 
-One command, no cluster: a ``FakeApiServer`` in this process gets a realistic workload
-(``workload.py``) and continuous churn, a ``Syncer`` mirrors its pods into an SQLite file
-through ``SQLiteSink``, and with ``--faults`` the troubles of production are injected on a
-schedule (``chaos.py``). At the end the churn and the faults stop, the demo waits until the
-mirror has caught up with the server's resourceVersion, and compares the file with the
-cluster object by object (``verify.py``): the exit code is 0 only if they are equal. That
-last step is the point: a demo that only shows numbers moving proves nothing.
+One command, no cluster: a ``FakeApiServer`` in this process gets a realistic workload and
+continuous churn, a ``Syncer`` mirrors its pods into an SQLite file through ``SQLiteSink``,
+and with ``--faults`` the troubles of production are injected on a schedule (workload,
+faults and verdict come from ``listwatch.testing.scenario``). At the end the churn and the
+faults stop, the demo waits until the mirror has caught up with the server's
+resourceVersion, and compares the file with the cluster object by object: the exit code is
+0 only if they are equal. That last step is the point: a demo that only shows numbers moving
+proves nothing.
 
 Everything runs under one task group (the syncer, the restart tracker, the progress
 reporter, and a nested group for churn and faults), so Ctrl-C, a failure or the end of the
@@ -34,21 +35,26 @@ from listwatch._backoff import Backoff
 from listwatch._models import JsonObject, object_key
 from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
-from listwatch.cli._chaos import Burst, Chaos, FlakyReceiver
 from listwatch.cli._progress import ProgressView, RateMeter, RestartCounter, Sample, format_counts
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._storage import open_sink
-from listwatch.cli._verify import Comparison, compare
-from listwatch.cli._workload import ChurnCounts, Workload, namespace_names
 from listwatch.errors import FatalError
 from listwatch.observe import _events as observe
 from listwatch.observe._status import SyncerStatus
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer
 from listwatch.testing._server import DEFAULT_NAMESPACES
+from listwatch.testing.scenario import (
+    ChurnCounts,
+    Comparison,
+    FlakyReceiver,
+    PodWorkload,
+    compare,
+    demo_faults,
+    namespace_names,
+)
 
 RESOURCE = "pods"
-PODS_PATH = "/api/v1/pods"
 
 
 def demo_backoff() -> Backoff:
@@ -158,7 +164,7 @@ class _Run:
         options: DemoOptions,
         view: ProgressView,
         server: FakeApiServer,
-        workload: Workload,
+        workload: PodWorkload,
         api: ApiClient,
         sink: SQLiteSink,
         rng: random.Random,
@@ -176,11 +182,7 @@ class _Run:
             merge_interval=options.merge_interval,
             backoff=demo_backoff(),
         )
-        self.chaos = (
-            Chaos(server, receiver, _burst(workload), path=PODS_PATH, rng=rng)
-            if options.faults
-            else None
-        )
+        self.faults = demo_faults(workload, receiver, rng=rng) if options.faults else None
         self.stage = "listing"
         self.started = time.monotonic()
         self.restarts = RestartCounter()
@@ -230,7 +232,7 @@ class _Run:
             f"{self.snapshots.last_how} into {self.sink.path} in "
             f"{self.snapshots.last_seconds:.2f} s; "
             f"churning at {options.rate:g} changes/s for {options.seconds:g} s"
-            + (" with faults" if self.chaos is not None else "")
+            + (" with faults" if self.faults is not None else "")
         )
 
     async def churn(self, stop: asyncio.Event) -> float:
@@ -240,16 +242,16 @@ class _Run:
         started = time.monotonic()
         async with asyncio.TaskGroup() as load:
             loading = [load.create_task(self.workload.churn(self.options.rate))]
-            if self.chaos is not None:
+            if self.faults is not None:
                 loading.append(
-                    load.create_task(self.chaos.run(fault_interval(self.options.seconds)))
+                    load.create_task(self.faults.run(fault_interval(self.options.seconds)))
                 )
             async with _move_on_after(self.options.seconds):
                 await stop.wait()
             for task in loading:
                 task.cancel()
-        if self.chaos is not None:
-            self.chaos.stop()
+        if self.faults is not None:
+            self.faults.stop()
         self.say(
             f"{'interrupted' if stop.is_set() else 'time is up'}: churn and faults stopped at "
             f"resourceVersion {self.server.resource_version}; waiting for the mirror to converge"
@@ -288,7 +290,7 @@ class _Run:
             server_rv=self.server.resource_version,
             mirror_rv=None if status.resource_version is None else int(status.resource_version),
             restarts=dict(self.restarts.by_kind),
-            faults={} if self.chaos is None else dict(self.chaos.fired()),
+            faults={} if self.faults is None else dict(self.faults.fired()),
         )
 
     async def report(self, interval: float) -> NoReturn:
@@ -327,7 +329,9 @@ async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event
                 history_limit=history_limit(options.pods),
                 tls=True,  # HTTPS with the server's own CA, verified by api_client()
             ) as server:
-                workload = Workload(server, rng, pods=options.pods, namespaces=options.namespaces)
+                workload = PodWorkload(
+                    server, rng, pods=options.pods, namespaces=options.namespaces
+                )
                 view.message(
                     f"listwatch demo: a fake API server at {server.url}; creating "
                     f"{options.pods} pods in {options.namespaces} namespaces (seed {options.seed})"
@@ -359,8 +363,8 @@ async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event
                     converged_in=converged_in,
                     converge_timeout=options.converge_timeout,
                     interrupted=stop.is_set(),
-                    faults_injected=Counter() if run.chaos is None else run.chaos.injected,
-                    faults_fired=Counter() if run.chaos is None else run.chaos.fired(),
+                    faults_injected=Counter() if run.faults is None else run.faults.injected,
+                    faults_fired=Counter() if run.faults is None else run.faults.fired(),
                     snapshots=run.snapshots.by_how,
                 )
         finally:
@@ -399,14 +403,6 @@ class SnapshotCounter:
             self.last_how = "streamed (WatchList)" if self._streamed else "paged (LIST)"
             self.last_seconds = event.seconds
             self.by_how["streamed" if self._streamed else "paged"] += 1
-
-
-def _burst(workload: Workload) -> Burst:
-    async def burst(count: int) -> None:
-        for _ in range(count):
-            await workload.step()
-
-    return burst
 
 
 def format_report(report: DemoReport) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from listwatch.cli._verify import compare
 from listwatch.sinks.sqlite import Mirror, SyncState
+from listwatch.testing.scenario import compare
 
 
 def obj(name: str, rv: str, **data: str) -> dict[str, Any]:

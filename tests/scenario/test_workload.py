@@ -1,4 +1,4 @@
-"""The demo's workload: realistic pod bodies, and churn of every kind that stays near size."""
+"""The pod workload: realistic pod bodies, and churn of every kind that stays near size."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import random
 
 import orjson
 
-from listwatch.cli._workload import PodFactory, Workload, namespace_names
 from listwatch.testing import FakeApiServer
 from listwatch.testing._server import DEFAULT_NAMESPACES
+from listwatch.testing.scenario import PodFactory, PodWorkload, namespace_names
 
 
 def test_namespace_names_are_distinct() -> None:
@@ -43,7 +43,7 @@ def test_pods_look_like_real_ones() -> None:
 
 async def test_churn_makes_every_kind_of_change_and_stays_near_the_target() -> None:
     async with FakeApiServer(namespaces=(*DEFAULT_NAMESPACES, *namespace_names(4))) as server:
-        workload = Workload(server, random.Random(5), pods=120, namespaces=4)
+        workload = PodWorkload(server, random.Random(5), pods=120, namespaces=4)
         await workload.populate()
         assert workload.size == 120
         stateful = {

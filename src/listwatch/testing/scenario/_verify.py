@@ -1,4 +1,4 @@
-"""The demo's verdict: is the SQLite mirror equal to the cluster, object by object?
+"""A verdict on a mirror: is it equal to the cluster, object by object?
 
 "The counts match" proves little (a missing pod and a resurrected one cancel out), and
 "the resourceVersions match" does not prove the stored bodies are the right ones. So the
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from listwatch._models import JsonObject, resource_version_of
-from listwatch.sinks.sqlite import Mirror
+
+if TYPE_CHECKING:
+    from listwatch.sinks.sqlite import Mirror
 
 #: How many keys of each kind of difference the verdict names.
 SHOWN = 5
