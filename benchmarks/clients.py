@@ -13,7 +13,7 @@ Clients (``spec["client"]``):
 * ``raw``: plain aiohttp and ``orjson.loads``, the fastest a hand-written client gets (for
   WATCH: ``readany()`` and one ``split`` per chunk).
 * ``raw-readline`` (WATCH): aiohttp's ``readline()`` and ``orjson.loads`` per line, the
-  ceiling issue 13 names.
+  ceiling the WATCH targets are set against.
 * ``listwatch``: ``ListWatch.from_client`` over a ``kubernetes_asyncio`` ApiClient;
   ``open_paged_list`` for LIST (the snapshot stream ``on_list`` reads), a ``Syncer`` whose
   ``on_batch`` reads every object it gets for WATCH (``spec["read"]``: as ``Event.object``,
@@ -308,7 +308,7 @@ async def watch_raw(spec: Spec) -> Result:
 
 
 async def watch_raw_readline(spec: Spec) -> Result:
-    """Issue 13's ceiling: aiohttp's ``readline()`` and ``orjson.loads`` per line."""
+    """The WATCH ceiling: aiohttp's ``readline()`` and ``orjson.loads`` per line."""
     count = spec["count"]
     meter = Meter()
     events = 0
@@ -505,7 +505,7 @@ async def stall_listwatch(spec: Spec) -> Result:
 
     try:
         from listwatch._kube.resource import WatchStream  # noqa: PLC0415
-    except ImportError:  # measuring a listwatch from before issue 13
+    except ImportError:  # measuring a listwatch without Item.parse()
         WatchStream = None
 
     stall_s, release_s = spec["stall_seconds"], spec["release_seconds"]

@@ -1,7 +1,7 @@
 """A pre-serialized pod cluster that speaks the list/watch wire protocol ``listwatch mirror`` uses.
 
 The memory benchmark runs the real CLI against it, so it must answer exactly what the CLI
-asks, the way kube-apiserver would (``/work/shared/docs/kubernetes-list-watch.md``):
+asks, the way kube-apiserver would (``docs/kubernetes-semantics.md``):
 
 * bearer-token authentication (401 ``Unauthorized`` Status otherwise);
 * LIST at RV "" (a consistent read), paged with ``limit``/``continue``, every page at one
@@ -340,7 +340,7 @@ def _wants_metadata(accept: str, *, watch: bool) -> bool:
     """Whether the request's Accept header asks for ``PartialObjectMetadata[List]``.
 
     The first JSON media type decides (client-go puts its preferred form first). Quirks of
-    kube-apiserver kept on purpose (doc section 8.1): a WATCH that asks for the *list* form
+    kube-apiserver kept on purpose (docs/kubernetes-semantics.md#metadata-only): a WATCH that asks for the *list* form
     gets full objects; a LIST that asks for the singular form is refused (406).
     """
     for media in accept.split(","):
@@ -572,7 +572,7 @@ class ClusterApi:
         if send_initial and match != "NotOlderThan":
             raise _invalid("sendInitialEvents requires resourceVersionMatch=NotOlderThan")
         if not initial and not match and rv_param in ("", "0"):
-            send_initial = True  # WatchList defaulting (doc section 2.1)
+            send_initial = True  # WatchList defaulting (kubernetes-semantics.md#watch)
         try:
             timeout = float(query.get("timeoutSeconds", "1800") or "1800")
         except ValueError:

@@ -1,4 +1,4 @@
-"""The memory benchmark of issue 9: ``listwatch mirror`` as its deployment runs it, one process.
+"""The memory benchmark: ``listwatch mirror`` as its deployment runs it, one process.
 
 ``python -m benchmarks --only memory`` (or ``nox -s bench -- --only memory``) writes
 ``benchmarks/results/memory.{md,json}``; ``python -m benchmarks.memory --profile`` runs the
@@ -672,7 +672,7 @@ def _median_peak(runs: list[dict[str, Any]]) -> float | None:
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 9's targets, per list strategy."""
+    """The memory targets (benchmarks/results/memory.md), per list strategy."""
     runs, plan = report["runs"], report["plan"]
     largest, smallest = max(plan["sizes"]), min(plan["sizes"])
     middle = 50_000 if 50_000 in plan["sizes"] else largest
@@ -751,7 +751,7 @@ def _f(value: float | None, digits: int = 0) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m, runs, plan = report["machine"], report["runs"], report["plan"]
     out = [
-        f"# listwatch memory benchmark ({'quick' if report['quick'] else 'full'} run, issue 9)",
+        f"# listwatch memory benchmark ({'quick' if report['quick'] else 'full'} run)",
         "",
         f"- date: {report['date']}, took {report['elapsed_s'] / 60:.1f} min; command: "
         f"`{report['command']}` (or `nox -s bench -- --only memory`)",

@@ -53,9 +53,9 @@ class Plan:
     watch_repeats: int = 3
     hot_keys: int = 500
     hot_events: int = 200_000
-    """Issue 13's hot stream: 200k MODIFIED events over 500 keys."""
+    """The hot-keys stream: 200k MODIFIED events over 500 keys."""
     listwatch_reads: tuple[str, ...] = ("object", "parse", "json")
-    """How the listwatch WATCH receivers read objects (``--reads``; ``parse`` needs issue 13)."""
+    """How the listwatch WATCH receivers read objects (``--reads``; ``parse`` needs Item.parse())."""
     stock_watch_events: int = 5_000
     stock_watch_repeats: int = 2
     merge_interval: float = 0.5
@@ -192,7 +192,7 @@ def list_scenario(url: str, plan: Plan, size: int) -> Runs:
 RAW = "raw (aiohttp+orjson)"
 """The raw WATCH client: ``readany()``, one ``split`` per chunk, ``orjson.loads`` per line."""
 CEILING = "raw readline (ceiling)"
-"""Issue 13's ceiling: aiohttp ``readline()`` + ``orjson.loads`` per line."""
+"""The WATCH ceiling: aiohttp ``readline()`` + ``orjson.loads`` per line."""
 LISTWATCH_READS = {"listwatch": "object", "listwatch .parse()": "parse", "listwatch .json": "json"}
 """The listwatch WATCH receivers: each reads every object, as a kept dict, as a dict it lets
 go, or as the raw JSON bytes."""
@@ -555,8 +555,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Targets (issues 6 and 13)",
         "",
-        "WATCH ratios are against the ceiling issue 13 names (aiohttp `readline()` + "
-        "`orjson.loads` per line); *vs raw split* is against the raw client of issue 6 "
+        "WATCH ratios are against the ceiling (aiohttp `readline()` + "
+        "`orjson.loads` per line); *vs raw split* is against the raw client "
         "(`readany()` + one `split` per chunk), the faster of the two.",
         "",
         "| target | measured | goal | result | per round | vs raw split |",
@@ -894,7 +894,7 @@ def main(argv: list[str] | None = None) -> None:
         plan = Plan(**{**asdict(plan), "listwatch_reads": tuple(args.reads.split(","))})
     only = set(args.only.split(",")) if args.only else set()
     if "memory" in only:
-        # Issue 9's benchmark: its own server and its own results file (memory.{md,json}).
+        # The memory benchmark: its own server and its own results file (memory.{md,json}).
         from benchmarks import memory  # noqa: PLC0415 - it imports this module
 
         memory_plan = memory.MemoryPlan.quick() if args.quick else memory.MemoryPlan()

@@ -1,4 +1,4 @@
-"""Variants of ``listwatch mirror`` for the memory benchmark's A/B experiments (issue 9).
+"""Variants of ``listwatch mirror`` for the memory benchmark's A/B experiments.
 
 Each module here runs the unchanged CLI (``listwatch.cli.main``) after one change made from
 the outside, to measure what a change to the library *would* save before anyone makes it:
