@@ -340,7 +340,8 @@ def _wants_metadata(accept: str, *, watch: bool) -> bool:
     """Whether the request's Accept header asks for ``PartialObjectMetadata[List]``.
 
     The first JSON media type decides (client-go puts its preferred form first). Quirks of
-    kube-apiserver kept on purpose (docs/kubernetes-semantics.md#metadata-only): a WATCH that asks for the *list* form
+    kube-apiserver kept on purpose (docs/kubernetes-semantics.md#metadata-only): a WATCH that asks
+    for the *list* form
     gets full objects; a LIST that asks for the singular form is refused (406).
     """
     for media in accept.split(","):

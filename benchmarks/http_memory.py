@@ -1,4 +1,4 @@
-"""The HTTP sync memory budget: a snapshot through ``--http``, sender and receiver each within 256 MiB.
+"""The HTTP sync memory budget: a snapshot through ``--http``, each side within 256 MiB.
 
 ``python -m benchmarks.http_memory`` (``--sizes 50000``, the default) writes
 ``benchmarks/results/http-memory.{md,json}``. Per store (SQLite, PostgreSQL) and list

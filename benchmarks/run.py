@@ -55,7 +55,7 @@ class Plan:
     hot_events: int = 200_000
     """The hot-keys stream: 200k MODIFIED events over 500 keys."""
     listwatch_reads: tuple[str, ...] = ("object", "parse", "json")
-    """How the listwatch WATCH receivers read objects (``--reads``; ``parse`` needs Item.parse())."""
+    """How the listwatch WATCH receivers read objects (``--reads``; ``parse`` needs Item.parse)."""
     stock_watch_events: int = 5_000
     stock_watch_repeats: int = 2
     merge_interval: float = 0.5
