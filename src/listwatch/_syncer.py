@@ -1,4 +1,4 @@
-"""``Syncer``: the supervisor that keeps a receiver equal to the cluster, generation by generation.
+"""``Syncer``: the loop that keeps a receiver equal to the cluster, generation by generation.
 
 A *generation* is one LIST plus the watch that follows it. The snapshot goes to ``on_list``
 as a stream that is listed while the receiver reads it (paged, or as a streaming list whose
