@@ -15,7 +15,7 @@ What it shows:
 Run it against the cluster of your current kubeconfig (or in a pod, with its service
 account)::
 
-    pip install 'listwatch[sqlite]'
+    python -m pip install '.[examples]'   # in a clone of listwatch: aiosqlite, fastapi, uvicorn
     python examples/aiohttp_app.py --database pods.db --port 8080   # --kubeconfig, --namespace
     curl -i localhost:8080/healthz
     sqlite3 pods.db "select key, json_extract(object, '$.status.phase') from objects"

@@ -15,7 +15,7 @@ What it shows:
 Run it against the cluster of your current kubeconfig (or in a pod, with its service
 account)::
 
-    pip install listwatch fastapi uvicorn
+    python -m pip install '.[examples]'   # in a clone of listwatch: aiosqlite, fastapi, uvicorn
     python examples/fastapi_app.py --port 8000        # --kubeconfig, --context, --namespace
     curl -i localhost:8000/healthz
     curl localhost:8000/objects?namespace=kube-system

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from listwatch import __version__
+from listwatch.cli._extras import EXTRA, INSTALL, check_extras
 from listwatch.cli._runtime import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -321,6 +322,7 @@ def _notice(signum: signal.Signals) -> None:
 
 async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
     try:
+        check_extras(args)
         if args.command == "demo":
             return await _run_demo(args, stop)
         if args.command == "receiver":
@@ -331,8 +333,8 @@ async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
         return EXIT_FAILURE
     except ImportError as exc:
         sys.stderr.write(
-            f"listwatch {args.command}: error: {one_line(exc)} "
-            "(install the extra: pip install 'listwatch[cli]')\n"
+            f"listwatch {args.command}: error: this command needs the {EXTRA!r} extra "
+            f"({one_line(exc)}): {INSTALL}\n"
         )
         return EXIT_FAILURE
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from listwatch._types import Receiver
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._storage import open_sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +54,8 @@ async def open_receivers(
     async with contextlib.AsyncExitStack() as stack:
         receivers: dict[str, Receiver] = {}
         if isinstance(target, SQLiteStoreSpec):
+            from listwatch.cli._storage import open_sink  # noqa: PLC0415 - needs aiosqlite
+
             for name in names:
                 sink = await open_sink(target.path, resource=name)
                 stack.push_async_callback(sink.close)

@@ -71,7 +71,10 @@ class SyncState:
 
 def missing_extra(module: str, dependency: str, extra: str) -> ImportError:
     """The error of a sink module whose optional dependency is not installed."""
-    return ImportError(f"{module} needs {dependency}: pip install 'listwatch[{extra}]'")
+    return ImportError(
+        f"{module} needs {dependency}, from listwatch's {extra!r} extra "
+        f"(python -m pip install '.[{extra}]' in a clone of listwatch)"
+    )
 
 
 def check_resource(resource: str) -> str:

@@ -126,12 +126,13 @@ from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object
 from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch
 from listwatch.sinks import _base
 from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
-from listwatch.sinks._postgres_schema import ensure_schema, quote
 
 try:
     import asyncpg
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise _base.missing_extra(__name__, "asyncpg", "postgres") from exc
+
+from listwatch.sinks._postgres_schema import ensure_schema, quote  # it imports asyncpg too
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy

@@ -26,7 +26,8 @@ def _trustme() -> Any:
         import trustme  # noqa: PLC0415 - an extra: imported only when HTTPS is asked for
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError(
-            "FakeApiServer(tls=True) needs trustme: pip install 'listwatch[testing]'"
+            "FakeApiServer(tls=True) needs trustme, from listwatch's 'testing' extra "
+            "(python -m pip install '.[testing]' in a clone of listwatch)"
         ) from exc
     return trustme
 
