@@ -11,7 +11,8 @@ import pytest
 from listwatch.testing import FakeApiServer
 
 # postgres_server and postgres_dsn: a real PostgreSQL server that the tests start themselves.
-pytest_plugins = ("tests.postgres_server",)
+# fake_apiserver: listwatch's pytest plugin, opted into as its users do (tests/fake_server).
+pytest_plugins = ("tests.postgres_server", "listwatch.testing.pytest_plugin")
 
 
 @pytest.fixture

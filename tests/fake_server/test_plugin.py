@@ -1,8 +1,14 @@
-"""The pytest plugin, run in child pytest processes with and without pytest-asyncio."""
+"""The pytest plugin, run in child pytest processes with and without pytest-asyncio.
+
+Each child opts in as a user does (``pytest_plugins`` in its conftest.py) and loads no
+plugin of the environment by itself (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``): the async runner
+is named with ``-p``, so what passes here passes with nothing but what the test asked for.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -34,8 +40,12 @@ USES_FIXTURE = textwrap.dedent("""
 """)
 
 
+OPT_IN = 'pytest_plugins = ["listwatch.testing.pytest_plugin"]\n'
+
+
 async def run_pytest(directory: Path, test_source: str, ini: str, *args: str) -> tuple[int, str]:
     (directory / "pytest.ini").write_text(textwrap.dedent(ini))
+    (directory / "conftest.py").write_text(OPT_IN)
     (directory / "test_child.py").write_text(test_source)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -46,6 +56,7 @@ async def run_pytest(directory: Path, test_source: str, ini: str, *args: str) ->
         "no:cacheprovider",
         *args,
         cwd=directory,
+        env=os.environ | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -55,7 +66,7 @@ async def run_pytest(directory: Path, test_source: str, ini: str, *args: str) ->
 
 async def test_fixture_with_pytest_asyncio_auto_mode(tmp_path: Path):
     code, output = await run_pytest(
-        tmp_path, USES_FIXTURE.format(marks=""), "[pytest]\nasyncio_mode = auto\n"
+        tmp_path, USES_FIXTURE.format(marks=""), "[pytest]\nasyncio_mode = auto\n", "-p", "asyncio"
     )
     assert code == 0, output
     assert "3 passed" in output
@@ -66,6 +77,8 @@ async def test_fixture_with_pytest_asyncio_strict_mode(tmp_path: Path):
         tmp_path,
         USES_FIXTURE.format(marks="@pytest.mark.asyncio"),
         "[pytest]\nasyncio_mode = strict\n",
+        "-p",
+        "asyncio",
     )
     assert code == 0, output
     assert "3 passed" in output
@@ -79,7 +92,7 @@ async def test_fixture_without_pytest_asyncio_runs_under_anyio(tmp_path: Path):
             return "asyncio"
         """
     )
-    code, output = await run_pytest(tmp_path, source, "[pytest]\n", "-p", "no:asyncio")
+    code, output = await run_pytest(tmp_path, source, "[pytest]\n", "-p", "anyio")
     assert code == 0, output
     assert "3 passed" in output
 

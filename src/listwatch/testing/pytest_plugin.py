@@ -1,7 +1,13 @@
-"""pytest plugin (entry point ``listwatch``): the ``fake_apiserver`` fixture.
+"""pytest plugin: the ``fake_apiserver`` fixture. Opt in from your top-level conftest.py::
 
-It yields a running :class:`~listwatch.testing.FakeApiServer` and stops it after the test.
-Options go through a marker::
+    pytest_plugins = ["listwatch.testing.pytest_plugin"]
+
+It is not an installed entry point (``pytest11``): one would load it into every pytest run
+of everyone who installs listwatch, whether they test against the fake server or not, and
+tie their test runs to this plugin's imports. Opting in keeps it where it is asked for.
+
+The fixture yields a running :class:`~listwatch.testing.FakeApiServer` and stops it after
+the test. Options go through a marker::
 
     @pytest.mark.fake_apiserver(history_limit=10, bookmark_interval=0.1)
     async def test_relist(fake_apiserver): ...
@@ -9,11 +15,11 @@ Options go through a marker::
 Markers at every level apply (a module's ``pytestmark``, a class, the test), the closest
 one winning for a keyword they share.
 
-The plugin is installed with listwatch and so loads in every pytest run of every user,
-most of whom never use the fixture: it must never break pytest. So it imports nothing
-heavy at load time, and picks the async runner at configure time: pytest-asyncio's fixture
-when that plugin is active, otherwise a plain async fixture that anyio's pytest plugin (in
-the ``testing`` extra) runs in ``@pytest.mark.anyio`` tests.
+The plugin imports nothing heavy at load time (the server is imported when the fixture
+first runs), and picks the async runner at configure time: pytest-asyncio's fixture when
+that plugin is active (with its strict mode, mark the tests ``@pytest.mark.asyncio``),
+otherwise a plain async fixture that anyio's pytest plugin (in the ``testing`` extra) runs
+in ``@pytest.mark.anyio`` tests.
 """
 
 from __future__ import annotations
