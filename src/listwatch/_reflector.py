@@ -24,6 +24,8 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 | ... within 1 s and with no event (very short)    | back off, relist                       |
 | watch connection refused                         | back off, re-watch                     |
 | 410 Expired / Gone (ERROR event or HTTP status)  | back off, relist                       |
+| a resource name that discovery cannot resolve    | fatal: ``DiscoveryError`` (resolved    |
+| (unknown, ambiguous, no list/watch)              | once, before the first LIST)           |
 | 404, 400, 422                                    | fatal: ``Syncer.run()`` raises         |
 | 403 before the receiver ever took a snapshot     | fatal: ``ForbiddenBeforeSync``         |
 | anything else (401, 403 once synced, 5xx,        | back off, relist                       |

@@ -4,13 +4,30 @@ The loop needs only "list one page" and "watch from a resourceVersion"; keeping 
 that small lets users plug in anything listable (a custom client, a recorded stream) and
 keeps HTTP details out of the loop. ``ListWatch.from_client`` builds the usual source over a
 ``kubernetes_asyncio`` ``ApiClient`` (see ``listwatch._kube.resource``).
+
+Its resource is named as kubectl names it (``pods``, ``po``, ``deployments.apps``,
+``deployments.v1.apps``, a custom resource's ``widgets.example.com``) and resolved through
+the server's discovery (``listwatch._kube.discovery``), exactly as ``listwatch mirror``
+resolves its names: a name alone does not say which group serves it or which version the
+group prefers, and guessing (the core group, ``v1``) turns a short name or a typo into a
+404 found only once the loop runs. Discovery is I/O and ``from_client`` is not (it builds a
+description of a source, wherever that is convenient), so the source resolves before its
+first request: ``Syncer.run()`` resolves it before its first LIST, where a name that does
+not resolve is a ``DiscoveryError`` (fatal: ``run()`` raises it), and ``await
+source.resolve()`` checks it earlier still. With ``version=`` nothing is resolved: the
+plural, group and version are used as given (how the CLI builds its sources, having
+resolved them already).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
+from listwatch._kube.discovery import ResourceName, parse_resource_name, resolve_name
 from listwatch._kube.resource import ResourceClient
 from listwatch._models import Event, GroupVersionResource, Page
 from listwatch._types import ListFunc, ListOptions, WatchFunc, WatchOptions
@@ -19,6 +36,49 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 __all__ = ["ListWatch"]
+
+logger = logging.getLogger("listwatch")
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientOptions:
+    """What ``from_client`` was asked for besides the resource."""
+
+    namespace: str | None
+    label_selector: str | None
+    field_selector: str | None
+    metadata_only: bool
+    max_event_bytes: int
+    max_list_bytes: int
+    idle_timeout: float | None
+
+    def __post_init__(self) -> None:
+        if self.max_event_bytes < 1 or self.max_list_bytes < 1:
+            raise ValueError("max_event_bytes and max_list_bytes must be positive")
+
+    def client(
+        self, api_client: ApiClient, gvr: GroupVersionResource, *, namespaced: bool = True
+    ) -> ResourceClient:
+        return ResourceClient(
+            api_client,
+            gvr.resource,
+            group=gvr.group or None,
+            version=gvr.version,
+            namespace=self.namespace if namespaced else None,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            metadata_only=self.metadata_only,
+            max_event_bytes=self.max_event_bytes,
+            max_list_bytes=self.max_list_bytes,
+            idle_timeout=self.idle_timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Unresolved:
+    api_client: ApiClient
+    name: ResourceName
+    options: _ClientOptions
 
 
 class ListWatch:
@@ -43,6 +103,7 @@ class ListWatch:
         self.description = description
         self.resource = resource
         self.watch_list = watch_list
+        self._unresolved: _Unresolved | None = None
 
     @classmethod
     def from_client(
@@ -51,7 +112,7 @@ class ListWatch:
         resource: str,
         *,
         group: str | None = None,
-        version: str = "v1",
+        version: str | None = None,
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
@@ -62,17 +123,20 @@ class ListWatch:
     ) -> ListWatch:
         """Any listable resource, through the client's config, auth, TLS and proxies.
 
-        ``resource`` is the plural name (``pods``, ``deployments``, a CRD's plural); ``group``
-        is None for the core API. ``namespace=None`` lists all namespaces (or a cluster-scoped
-        resource). ``metadata_only`` asks for ``PartialObjectMetadata`` (names, labels,
+        ``resource`` is named as kubectl names it: ``pods``, ``po``, ``deployments.apps``,
+        ``deployments.v1.apps``, a custom resource's ``widgets.example.com``; ``group``
+        qualifies a bare name (``"deployments", group="apps"``; ``""`` is the core group).
+        The name is resolved through discovery before the first request (``resolve``), at
+        the group's preferred version unless the name gives one. With ``version``, nothing
+        is resolved: ``resource`` is the plural, ``group`` its group (None: the core API),
+        and the requests go exactly there.
+
+        ``namespace=None`` lists all namespaces; a cluster-scoped resource ignores it, as
+        kubectl does. ``metadata_only`` asks for ``PartialObjectMetadata`` (names, labels,
         annotations, owners: no spec or status), as client-go's metadata client does.
         ``idle_timeout``: a watch that receives no byte for that long is dead.
         """
-        client = ResourceClient(
-            api_client,
-            resource,
-            group=group,
-            version=version,
+        options = _ClientOptions(
             namespace=namespace,
             label_selector=label_selector,
             field_selector=field_selector,
@@ -81,19 +145,85 @@ class ListWatch:
             max_list_bytes=max_list_bytes,
             idle_timeout=idle_timeout,
         )
-        return cls(
-            list_func=client.list_page,
-            watch_func=client.watch_events,
-            description=client.description,
-            resource=GroupVersionResource(group or "", version, resource),
+        if version is not None:
+            if "." in resource:
+                raise ValueError(
+                    f"with version=, resource is a plural alone, not {resource!r}: leave "
+                    "version out to resolve a name as kubectl writes it"
+                )
+            gvr = GroupVersionResource(group or "", version, resource)
+            client = options.client(api_client, gvr)
+            return cls(
+                list_func=client.list_page,
+                watch_func=client.watch_events,
+                description=client.description,
+                resource=gvr,
+                watch_list=True,
+            )
+        name = parse_resource_name(resource)
+        if group is not None:
+            if name.group is not None:
+                raise ValueError(f"{resource!r} names its group already; drop group={group!r}")
+            name = ResourceName(name.name, group)
+        source = cls(
+            # Until resolved, list and watch resolve first (a source used without a Syncer);
+            # lambdas, because the source they call does not exist yet.
+            list_func=lambda options: source._list_resolving(options),  # noqa: PLW0108
+            watch_func=lambda options: source._watch_resolving(options),  # noqa: PLW0108
+            description=f"{name} (not resolved yet)",
+            resource=GroupVersionResource(name.group or "", name.version or "", name.name),
             watch_list=True,
         )
+        source._unresolved = _Unresolved(api_client, name, options)
+        return source
+
+    async def resolve(self) -> Self:
+        """Resolve the resource's name through the server's discovery, once; the source.
+
+        Until then ``resource`` is the name as written (no version unless it gave one).
+        ``Syncer.run()`` calls this before its first LIST; call it to fail earlier:
+        ``source = await ListWatch.from_client(api, "deploy").resolve()``. Raises
+        ``DiscoveryError`` for a name the server does not serve, serves in more than one
+        group (write ``resource.group``), or cannot list and watch; the other
+        ``listwatch.errors`` when discovery cannot be read (connection, 401, 5xx). A custom
+        source, or one built with ``version=``, has nothing to resolve.
+        """
+        unresolved = self._unresolved
+        if unresolved is None:
+            return self
+        served = await resolve_name(unresolved.api_client, unresolved.name)
+        if self._unresolved is None:
+            return self  # a concurrent call resolved it meanwhile
+        options = unresolved.options
+        if options.namespace and not served.namespaced:
+            logger.info(
+                "%s is cluster-scoped: namespace %s is ignored", served.gvr, options.namespace
+            )
+        client = options.client(unresolved.api_client, served.gvr, namespaced=served.namespaced)
+        self._list_func = client.list_page
+        self._watch_func = client.watch_events
+        self.description = client.description
+        self.resource = served.gvr
+        self._unresolved = None
+        return self
 
     async def list(self, options: ListOptions) -> Page:
         return await self._list_func(options)
 
     def watch(self, options: WatchOptions) -> AsyncGenerator[Event, None]:
         return self._watch_func(options)
+
+    async def _list_resolving(self, options: ListOptions) -> Page:
+        """``list`` of a source used before it was resolved (not through a Syncer)."""
+        await self.resolve()
+        return await self._list_func(options)
+
+    async def _watch_resolving(self, options: WatchOptions) -> AsyncGenerator[Event, None]:
+        """``watch`` of a source used before it was resolved (not through a Syncer)."""
+        await self.resolve()
+        async with aclosing(self._watch_func(options)) as stream:
+            async for event in stream:
+                yield event
 
     def __repr__(self) -> str:
         return f"ListWatch({self.description})"

@@ -269,6 +269,11 @@ class Syncer(RunsInBackground):
             )
 
     async def _run_generation(self, generation: int) -> None:
+        # A resource named as kubectl names it is resolved through discovery before the
+        # first request; a name that does not resolve is a DiscoveryError, fatal
+        # (listwatch._source). Once resolved, this returns at once.
+        await self._source.resolve()
+        self._tracker.resource = self._source.resource
         logger.info("generation %d: listing %s", generation, self._source.description)
         self._emit(observe.GenerationStarted(generation))
         listing = await self._listing.open(

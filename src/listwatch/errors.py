@@ -7,6 +7,7 @@ The hierarchy::
     │   ├── ResourceNotFound         (also an ApiError) 404
     │   ├── InvalidRequest           (also an ApiError) 400 / 422
     │   ├── ForbiddenBeforeSync      (also a Forbidden) 403 before the first snapshot
+    │   ├── DiscoveryError           a resource name discovery cannot resolve
     │   └── EpochError               a Lease resourceVersion that is not an integer
     ├── ApiError                     kube-apiserver answered with an error status
     │   ├── ResourceExpired          410: relist
@@ -22,7 +23,6 @@ The hierarchy::
     │   ├── IncompleteList           a streaming list that ended before its end bookmark
     │   └── VeryShortWatch           a watch that ended at once with no event
     ├── WatchListUnsupported         no streaming list here ("auto" pages instead)
-    ├── DiscoveryError               a resource name discovery cannot resolve
     ├── ReceiverError                on_list / on_batch raised
     │   └── ReceiverTimeout          ... or ran past sync_timeout
     ├── StaleEpoch                   the fence: an older leader's write
@@ -235,8 +235,10 @@ class WatchListUnsupported(ListWatchError):
         super().__init__(message)
 
 
-class DiscoveryError(ListWatchError):
-    """A resource name that discovery cannot resolve to one listable, watchable resource."""
+class DiscoveryError(FatalError):
+    """A resource name that discovery cannot resolve to one listable, watchable resource
+    (unknown to the server, ambiguous, or without list and watch): asking again would get
+    the same answer, so a Syncer whose source cannot be resolved stops."""
 
 
 # The receiver (on_list / on_batch) failed.

@@ -345,7 +345,10 @@ async def test_a_malformed_line_leads_to_recovery(server: FakeApiServer, api_cli
 
 
 async def test_an_unknown_resource_fails_at_once(api_client: Any) -> None:
-    syncer = make_syncer(ListWatch.from_client(api_client, "nosuchthings"), Mirror())
+    """A 404 on LIST (with version= nothing is resolved first; an unresolved name is
+    tests/core/test_resource_names.py's)."""
+    source = ListWatch.from_client(api_client, "nosuchthings", version="v1")
+    syncer = make_syncer(source, Mirror())
     with pytest.raises(ResourceNotFound, match="/api/v1/nosuchthings"):
         await syncer.run()
     assert syncer.status.restarts == 0

@@ -660,7 +660,6 @@ async def test_metadata_only_lists_and_watches(
             arrived.set()
 
     source = ListWatch.from_client(api_client, "pods", metadata_only=True)
-    assert source.description == "/api/v1/pods (metadata only)"
     syncer = Syncer(
         source, on_list=on_list, on_batch=on_batch, merge_interval=0.02, list_strategy=strategy
     )
@@ -668,6 +667,7 @@ async def test_metadata_only_lists_and_watches(
         await syncer.wait_synced()
         await server.create(pod("b"))
         await arrived.wait()
+    assert source.description == "/api/v1/pods (metadata only)"  # resolved by the Syncer
     (item,) = listed
     for obj in (item, watched["default/b"]):
         assert obj["kind"] == "PartialObjectMetadata"

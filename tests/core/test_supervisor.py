@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from listwatch import Backoff, ListWatch, Phase, ResourceNotFound, Syncer
+from listwatch import Backoff, DiscoveryError, ListWatch, Phase, Syncer
 from listwatch._agent import Agent, WriteGate, gated
 from listwatch._supervisor import Supervisor
 from listwatch.observe.health import make_app, serving
@@ -64,11 +64,11 @@ async def test_a_fatal_error_in_one_resource_stops_them_all(api_client: Any) -> 
     good, bad = Mirror(), Mirror()
     healthy = syncer_for(api_client, "configmaps", good)
     supervisor = Supervisor([healthy, syncer_for(api_client, "nosuchthings", bad)])
-    with pytest.raises(ResourceNotFound, match="nosuchthings"):
+    with pytest.raises(DiscoveryError, match="nosuchthings"):
         await supervisor.run()
     statuses = supervisor.statuses()
     assert statuses["nosuchthings"].phase is Phase.FAILED
-    assert "404" in (statuses["nosuchthings"].last_error or "")
+    assert "does not serve" in (statuses["nosuchthings"].last_error or "")
     assert statuses["configmaps"].phase is Phase.STOPPED  # cancelled with it
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from listwatch import ListWatch, Phase, ResourceNotFound, Syncer
+from listwatch import DiscoveryError, ListWatch, Phase, Syncer
 from listwatch.testing import FakeApiServer
 from tests.core.helpers import Mirror, make_syncer, server_state
 from tests.objects import configmap, pod
@@ -107,7 +107,9 @@ async def test_selectors_are_sent_and_honoured(server: FakeApiServer, api_client
         await server.create(pod("c", app="web"))
         await mirror.wait_for(lambda m: "default/c" in m.objects)
     assert set(mirror.objects) == {"default/a", "default/c"}
-    assert all(r.query.get("labelSelector") == "app=web" for r in server.requests)
+    pods = [r for r in server.requests if r.path == "/api/v1/pods"]
+    assert pods
+    assert all(r.query.get("labelSelector") == "app=web" for r in pods)
 
 
 async def test_transform_applies_to_snapshot_items_and_events(
@@ -211,7 +213,7 @@ async def test_cancellation_closes_every_task_and_connection(server: FakeApiServ
 
 async def test_context_manager_reraises_a_fatal_error(api_client: Any) -> None:
     syncer = make_syncer(ListWatch.from_client(api_client, "nosuchthings"), Mirror())
-    with pytest.raises(ResourceNotFound, match="nosuchthings"):
+    with pytest.raises(DiscoveryError, match="nosuchthings"):
         async with syncer:
             await syncer.wait_synced()
 

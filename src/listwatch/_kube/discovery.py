@@ -6,7 +6,8 @@ at ``/api`` and ``/apis``, then each group version's resource list) to a group, 
 and facts the client needs (namespaced or not, the kind, whether it can be listed and
 watched). ``resolve`` does the same, so a command line or a config file can name resources
 the way their authors name them in kubectl, and the version comes from the server's
-*preferred* version when none is given.
+*preferred* version when none is given. ``listwatch mirror`` resolves its names with
+``resolve``; ``ListWatch.from_client`` with ``resolve_name``, before its first request.
 
 The rules, from kubectl's ``RESTMapper`` (``k8s.io/apimachinery/pkg/api/meta``,
 ``k8s.io/client-go/restmapper``), in the order kubectl applies them:
@@ -41,7 +42,14 @@ from listwatch.errors import DiscoveryError, ResourceNotFound, ResponseTooLarge
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-__all__ = ["DiscoveryError", "ResourceName", "ServedResource", "parse_resource_name", "resolve"]
+__all__ = [
+    "DiscoveryError",
+    "ResourceName",
+    "ServedResource",
+    "parse_resource_name",
+    "resolve",
+    "resolve_name",
+]
 
 MAX_DISCOVERY_BYTES = 16 * 1024 * 1024
 """A discovery document of more than this is not one (the largest real ones are ~1 MB)."""
@@ -59,7 +67,7 @@ class ResourceName:
 
     def __str__(self) -> str:
         parts = [self.name, self.version, self.group]
-        return ".".join(part for part in parts if part is not None)
+        return ".".join(part for part in parts if part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,11 @@ async def resolve(api_client: ApiClient, names: Iterable[str]) -> list[ServedRes
     if problems:
         raise DiscoveryError("; ".join(problems))
     return resolved
+
+
+async def resolve_name(api_client: ApiClient, name: ResourceName) -> ServedResource:
+    """One name, already parsed (``group=""`` confines it to the core group)."""
+    return await _Catalog(api_client).find(name)
 
 
 class _Catalog:

@@ -83,7 +83,7 @@ class StatusTracker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._resource = resource
+        self.resource = resource  # a source resolves its name when its Syncer first runs
         self._clock = clock
         self._wall_clock = wall_clock
         self._changed = Signal()
@@ -181,7 +181,7 @@ class StatusTracker:
             queued_events=queued,
             pending_keys=pending,
             staleness=0.0 if caught_up else max(0.0, self._clock() - self._view_at),
-            resource=self._resource,
+            resource=self.resource,
         )
 
     async def changed(self) -> None:

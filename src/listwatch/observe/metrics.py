@@ -127,16 +127,26 @@ class SyncMetrics:
 
         Call it before the Syncer runs. A Syncer for a resource already tracked replaces the
         old one in the gauges (a new leader's term builds new Syncers); counters go on.
+
+        The labels are read from the Syncer's source at each event and each scrape, not
+        once here: a source named as kubectl names it (``ListWatch.from_client(api, "po")``)
+        learns its group and version from discovery when the Syncer first runs.
         """
-        labels = resource_labels(syncer.source.resource)
-        syncer.add_observer(self._observer(labels))
-        self._gauges.syncers[labels] = syncer
+        counters: dict[tuple[str, str, str], observe.Observer] = {}
+
+        def observer(event: observe.SyncEvent) -> None:
+            labels = resource_labels(syncer.source.resource)
+            count = counters.get(labels)
+            if count is None:
+                count = counters[labels] = self._observer(labels)
+            count(event)
+
+        syncer.add_observer(observer)
+        self._gauges.tracked.append(syncer)
 
     def forget(self, syncer: Syncer) -> None:
         """Stop reading ``syncer``'s gauges (it will not run again)."""
-        labels = resource_labels(syncer.source.resource)
-        if self._gauges.syncers.get(labels) is syncer:
-            del self._gauges.syncers[labels]
+        self._gauges.tracked = [other for other in self._gauges.tracked if other is not syncer]
 
     def track_leader(self, name: str, leading: Callable[[], bool]) -> None:
         """Export ``leader_election_master_status{name}``: 1 while ``leading()``."""
@@ -186,8 +196,15 @@ class _StatusGauges(Collector):
     """The gauges, read from the tracked Syncers' status when Prometheus scrapes."""
 
     def __init__(self) -> None:
-        self.syncers: dict[tuple[str, str, str], Syncer] = {}
+        self.tracked: list[Syncer] = []
         self.leaders: dict[str, Callable[[], bool]] = {}
+
+    def current(self) -> dict[tuple[str, str, str], Syncer]:
+        """The tracked Syncers by their labels now, the last tracked for a resource winning;
+        the Syncers it replaced are dropped."""
+        by_labels = {resource_labels(syncer.source.resource): syncer for syncer in self.tracked}
+        self.tracked = list(by_labels.values())
+        return by_labels
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = {
@@ -203,7 +220,7 @@ class _StatusGauges(Collector):
             name: GaugeMetricFamily(f"listwatch_{name}", text, labels=RESOURCE_LABELS)
             for name, text in families.items()
         }
-        for labels, syncer in self.syncers.items():
+        for labels, syncer in self.current().items():
             status = syncer.status
             values = {
                 "queue_depth": status.queued_events,
