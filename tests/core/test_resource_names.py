@@ -14,9 +14,8 @@ import pytest
 from listwatch import DiscoveryError, GroupVersionResource, ListWatch, Phase
 from listwatch.observe.metrics import SyncMetrics
 from listwatch.testing import FakeApiServer, Fault
+from tests.core.helpers import Mirror, make_syncer
 from tests.objects import pod
-
-from .conftest import Mirror, make_syncer
 
 
 def deployment(name: str) -> dict[str, Any]:
