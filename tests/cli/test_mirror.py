@@ -232,6 +232,7 @@ async def test_a_resource_that_disappears_while_mirroring_ends_with_one_line(
     # The Syncer's own log line says it gave up; the command's verdict is one line.
     (line,) = [line for line in err.splitlines() if line.startswith("listwatch mirror: error:")]
     assert "/api/v1/pods is no longer served" in line
+    assert set(read_mirror(db, resource="pods").objects) == {"default/a"}  # a commit: kept
 
 
 async def test_sigterm_stops_the_mirror_process_gracefully(

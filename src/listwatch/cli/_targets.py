@@ -54,8 +54,10 @@ async def open_receivers(
     async with contextlib.AsyncExitStack() as stack:
         receivers: dict[str, Receiver] = {}
         if isinstance(target, SQLiteStoreSpec):
-            from listwatch.cli._storage import open_sink  # noqa: PLC0415 - needs aiosqlite
+            # Needs aiosqlite: imported on use.
+            from listwatch.cli._storage import open_sink, removed_if_unwritten  # noqa: PLC0415
 
+            stack.enter_context(removed_if_unwritten(target.path))  # exits after the sinks
             for name in names:
                 sink = await open_sink(target.path, resource=name)
                 stack.push_async_callback(sink.close)
