@@ -16,6 +16,7 @@ import pytest
 from listwatch import Batch, EventType
 from listwatch.cli import _demo as demo
 from listwatch.cli import main_async
+from listwatch.cli._runtime import CliError
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 
 from .conftest import PYTHON, subprocess_env
@@ -107,6 +108,54 @@ async def test_a_database_path_that_cannot_be_opened_is_one_line(
     assert "Traceback" not in err
     assert err.startswith(f"listwatch demo: error: cannot open the SQLite database {db}: ")
     assert err.count("\n") == 1
+
+
+async def test_a_file_that_holds_a_mirror_is_replaced_only_with_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "mirror.db"
+    quick = ["demo", "--pods", "20", "--namespaces", "2", "--seconds", "0", "--db", str(db)]
+    assert await main_async(quick, stop=asyncio.Event()) == 0
+    before = read_mirror(db, resource="pods")
+    capsys.readouterr()
+
+    assert await main_async([*quick, "--seed", "1"], stop=asyncio.Event()) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"listwatch demo: error: --db {db} already exists and is not empty: the demo would "
+        "replace the pods it holds (--overwrite if that is what you want, or give a new path)"
+    )
+    assert read_mirror(db, resource="pods") == before
+
+    assert await main_async([*quick, "--seed", "1", "--overwrite"], stop=asyncio.Event()) == 0
+    assert set(read_mirror(db, resource="pods").objects) != set(before.objects)
+
+
+async def test_any_file_that_is_not_empty_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a mirror\n")
+    assert await main_async(["demo", *SMALL, "--db", str(notes)], stop=asyncio.Event()) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "already exists and is not empty" in line
+    assert notes.read_text() == "not a mirror\n"
+
+
+async def test_a_demo_that_fails_before_writing_leaves_no_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file was created (its schema too) when the demo fails: it is removed again."""
+
+    async def broken(self: object) -> None:
+        raise CliError("the cluster could not be populated")
+
+    monkeypatch.setattr(demo.PodWorkload, "populate", broken)
+    db = tmp_path / "mirror.db"
+    assert await main_async(["demo", *SMALL, "--db", str(db)], stop=asyncio.Event()) == 1
+    assert "the cluster could not be populated" in capsys.readouterr().err
+    assert not db.exists()
+    assert not db.with_name("mirror.db-wal").exists()
 
 
 async def test_the_demo_runs_as_a_command_with_plain_output() -> None:

@@ -115,6 +115,7 @@ def test_every_commands_help_works(plain_venv: Path, tmp_path: Path, command: st
         (["mirror", "pods", "--postgres", "postgresql://mirror@db/k8s"], "--postgres"),
         (["receiver", "--listen", "127.0.0.1:0", "--sqlite", "x.db"], "--sqlite"),
         (["demo", "--db", "x.db"], "this command"),
+        (["fake-cluster", "--kubeconfig", "k"], "this command"),
     ],
 )
 def test_a_command_that_needs_an_extra_says_which_in_one_line(

@@ -1,4 +1,4 @@
-"""The ``listwatch`` command: ``listwatch demo``, ``listwatch mirror`` and ``listwatch receiver``.
+"""The ``listwatch`` command: ``listwatch demo``, ``mirror``, ``receiver`` and ``fake-cluster``.
 
 ``main(argv)`` is the console-script entry point (and ``python -m listwatch``): it parses
 the arguments, runs the command on a fresh event loop with Ctrl-C / SIGTERM wired to an
@@ -24,6 +24,7 @@ from listwatch.cli._runtime import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     logging_to_stderr,
     one_line,
@@ -43,6 +44,13 @@ def _positive(text: str) -> float:
 
 def _non_negative(text: str) -> float:
     value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
@@ -103,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="SQLite file to keep (default: a temporary file)",
+        help="SQLite file to keep (default: a temporary file); one that is not empty is "
+        "refused unless --overwrite",
+    )
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --db be a file that is not empty (an earlier mirror): its pods are replaced",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed of the run (default 0)")
     demo.add_argument(
@@ -289,7 +303,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-ca", type=Path, metavar="FILE", help="require client certificates it signed"
     )
     _verbosity(receiver)
+    _fake_cluster_parser(commands)
     return parser
+
+
+def _fake_cluster_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fake = commands.add_parser(
+        "fake-cluster",
+        help="serve a fake Kubernetes API server (HTTPS) to try mirror, receiver and kubectl on",
+        description="Serve listwatch's fake API server (kube-apiserver's list/watch semantics, "
+        "discovery for kubectl) over HTTPS with a CA of its own, optionally with realistic pods "
+        "and churn, and write a kubeconfig for it, until Ctrl-C / SIGTERM. Its only "
+        "credential is the bearer token in that kubeconfig.",
+    )
+    fake.add_argument(
+        "--pods", type=_non_negative_int, default=0, metavar="N", help="pods to create (default 0)"
+    )
+    fake.add_argument(
+        "--namespaces", type=_at_least_one, default=5, metavar="N", help="for them (default 5)"
+    )
+    fake.add_argument(
+        "--churn",
+        type=_non_negative,
+        default=0.0,
+        metavar="RATE",
+        help="changes per second to the pods, as the demo makes them (default 0: none)",
+    )
+    fake.add_argument("--seed", type=int, default=0, help="random seed of the pods (default 0)")
+    fake.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the kubeconfig here, once the pods exist (default: a temporary file); "
+        "an existing file is replaced only if it is a fake-cluster kubeconfig",
+    )
+    fake.add_argument(
+        "--keep-kubeconfig",
+        action="store_true",
+        help="leave the kubeconfig behind on exit (by default it is removed: its server is gone)",
+    )
+    fake.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="IP address to listen on (default 127.0.0.1)",
+    )
+    fake.add_argument(
+        "--port", type=int, default=0, metavar="PORT", help="default: a free port (printed)"
+    )
+    fake.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --listen address other than loopback: anyone who can reach it and holds "
+        "the kubeconfig's token may read and write everything",
+    )
+    _verbosity(fake)
 
 
 def _verbosity(parser: argparse.ArgumentParser) -> None:
@@ -327,6 +396,8 @@ async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
             return await _run_demo(args, stop)
         if args.command == "receiver":
             return await _run_receiver(args, stop)
+        if args.command == "fake-cluster":
+            return await _run_fake_cluster(args, stop)
         return await _run_mirror(args, stop)
     except CliError as exc:
         sys.stderr.write(f"listwatch {args.command}: error: {exc}\n")
@@ -354,6 +425,7 @@ async def _run_demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
             seed=args.seed,
             faults=args.faults,
             converge_timeout=args.converge_timeout,
+            overwrite=args.overwrite,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -421,6 +493,27 @@ async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
         client_ca=args.client_ca,
     )
     return await receiver.run_receiver(options, stop)
+
+
+async def _run_fake_cluster(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from listwatch.cli import _fake_cluster as fake  # noqa: PLC0415 - the fake: import on use
+
+    try:
+        options = fake.FakeClusterOptions(
+            pods=args.pods,
+            namespaces=args.namespaces,
+            churn=args.churn,
+            seed=args.seed,
+            kubeconfig=args.kubeconfig,
+            keep_kubeconfig=args.keep_kubeconfig,
+            listen=args.listen,
+            port=args.port,
+            allow_remote=args.allow_remote,
+        )
+    except ValueError as exc:  # flags that do not go together: bad usage, one line
+        sys.stderr.write(f"listwatch fake-cluster: error: {exc}\n")
+        return EXIT_USAGE
+    return await fake.run_fake_cluster(options, stop)
 
 
 def _target(args: argparse.Namespace) -> StoreSpec:

@@ -35,15 +35,15 @@ from listwatch._backoff import Backoff
 from listwatch._models import JsonObject, object_key
 from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
+from listwatch.cli._fake_cluster import pod_server
 from listwatch.cli._progress import ProgressView, RateMeter, RestartCounter, Sample, format_counts
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._storage import open_sink
+from listwatch.cli._storage import open_sink, removed_if_unwritten
 from listwatch.errors import FatalError
 from listwatch.observe import _events as observe
 from listwatch.observe._status import SyncerStatus
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer
-from listwatch.testing._server import DEFAULT_NAMESPACES
 from listwatch.testing.scenario import (
     ChurnCounts,
     Comparison,
@@ -51,7 +51,6 @@ from listwatch.testing.scenario import (
     PodWorkload,
     compare,
     demo_faults,
-    namespace_names,
 )
 
 RESOURCE = "pods"
@@ -62,9 +61,6 @@ def demo_backoff() -> Backoff:
     fault is rare; the demo packs a bad day into seconds, so its waits are scaled to match."""
     return Backoff(initial=0.1, cap=1.0)
 
-
-#: Bookmarks every second keep the mirror's resume point moving even when churn is quiet.
-BOOKMARK_INTERVAL = 1.0
 
 #: How long the first snapshot may take before the demo gives up (a LIST of thousands of
 #: pods takes well under a second here; this only guards against a hang).
@@ -85,6 +81,8 @@ class DemoOptions:
     faults: bool = False
     converge_timeout: float = 30.0
     progress_interval: float = 1.0
+    overwrite: bool = False
+    """Whether ``db`` may be a file that is not empty (its pods are replaced)."""
 
     def __post_init__(self) -> None:
         if self.pods < 1 or self.namespaces < 1:
@@ -120,12 +118,6 @@ class DemoReport:
         return self.converged_in is not None and self.comparison.equal
 
 
-def history_limit(pods: int) -> int:
-    """The fake's event window: a watch cache keeps a bounded history, and so must the demo
-    (each kept version is a whole pod in memory). A few seconds of churn, at least."""
-    return max(2000, pods)
-
-
 def fault_interval(seconds: float) -> float:
     """About eight fault episodes per run, not more often than every 0.4 s and at least
     every 3 s: between episodes the watch must get time to show it works, too."""
@@ -133,13 +125,31 @@ def fault_interval(seconds: float) -> float:
 
 
 @contextlib.contextmanager
-def _database(path: Path | None) -> Iterator[tuple[Path, bool]]:
-    """The mirror's file: the one asked for (kept), or one in a temporary directory."""
+def _database(path: Path | None, *, overwrite: bool) -> Iterator[tuple[Path, bool]]:
+    """The mirror's file: the one asked for (kept), or one in a temporary directory.
+
+    The demo replaces the pods of the file it is given: a file that is not empty (a mirror
+    of a real cluster, say) is refused unless ``overwrite`` says that is what is wanted.
+    """
     if path is not None:
+        if not overwrite and _not_empty(path):
+            raise CliError(
+                f"--db {path} already exists and is not empty: the demo would replace the pods "
+                "it holds (--overwrite if that is what you want, or give a new path)"
+            )
         yield path, True
         return
     with tempfile.TemporaryDirectory(prefix="listwatch-demo-") as directory:
         yield Path(directory) / "mirror.db", False
+
+
+def _not_empty(path: Path) -> bool:
+    """A file with bytes in it, or in its write-ahead log (where a WAL database keeps its
+    last commits until a checkpoint)."""
+    return any(
+        file.is_file() and file.stat().st_size > 0
+        for file in (path, path.with_name(path.name + "-wal"))
+    )
 
 
 @contextlib.asynccontextmanager
@@ -319,15 +329,11 @@ class _Run:
 async def run_demo(options: DemoOptions, view: ProgressView, stop: asyncio.Event) -> DemoReport:
     """Run the demo; ``stop`` (Ctrl-C) ends the churn early, the verdict still follows."""
     rng = random.Random(options.seed)
-    with _database(options.db) as (db, kept):
+    with _database(options.db, overwrite=options.overwrite) as (db, kept), removed_if_unwritten(db):
         sink = await open_sink(db, resource=RESOURCE)  # first: a bad --db fails at once
         try:
-            async with FakeApiServer(
-                seed=options.seed,
-                namespaces=(*DEFAULT_NAMESPACES, *namespace_names(options.namespaces)),
-                bookmark_interval=BOOKMARK_INTERVAL,
-                history_limit=history_limit(options.pods),
-                tls=True,  # HTTPS with the server's own CA, verified by api_client()
+            async with pod_server(
+                pods=options.pods, namespaces=options.namespaces, seed=options.seed
             ) as server:
                 workload = PodWorkload(
                     server, rng, pods=options.pods, namespaces=options.namespaces

@@ -28,8 +28,8 @@ _NEEDS: dict[tuple[str, str | None], tuple[str, ...]] = {
     ("mirror", "postgres"): ("asyncpg",),
     ("receiver", "sqlite"): ("aiosqlite",),
     ("receiver", "postgres"): ("asyncpg",),
-    # The fake API server over HTTPS makes its own CA.
-    ("fake-cluster", None): ("trustme",),
+    # The fake API server over HTTPS makes its own CA, and applies kubectl's JSON patches.
+    ("fake-cluster", None): ("trustme", "jsonpatch"),
 }
 
 

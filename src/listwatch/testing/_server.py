@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import random
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import tempfile
 import weakref
@@ -52,6 +54,10 @@ from listwatch.testing._store import JsonDict, ObjectStore, copy_json
 from listwatch.testing._tls import ServerTls
 from listwatch.testing._watch import ActiveWatches, StaleWatch, WatchConfig
 
+#: Where the server listens unless told otherwise: this machine only. It authenticates by a
+#: bearer token alone, and anyone who holds the token may write anything.
+LOOPBACK = "127.0.0.1"
+
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 #: Request bodies up to this size are read. kube-apiserver refuses bodies over 3 MiB and
@@ -64,7 +70,8 @@ SHUTDOWN_TIMEOUT = 1.0
 
 
 class FakeApiServer:
-    """A fake Kubernetes API server on 127.0.0.1 with a random port. See the module doc."""
+    """A fake Kubernetes API server on 127.0.0.1 with a random port (or ``host`` and
+    ``port``: ``listwatch fake-cluster`` serves a fixed one). See the module doc."""
 
     def __init__(
         self,
@@ -77,6 +84,8 @@ class FakeApiServer:
         too_large_wait: float = 3.0,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         tls: bool = True,
+        host: str = LOOPBACK,
+        port: int = 0,
     ) -> None:
         if stale_watch not in ("error-event", "http-410", "empty-200"):
             raise ValueError(f"unknown stale_watch mode {stale_watch!r}")
@@ -96,10 +105,12 @@ class FakeApiServer:
         self._token = secrets.token_urlsafe(32)
         self._stopping = False
         self._runner: web.ServerRunner | None = None
+        self._host = host
+        self._given_port = port
         self._port: int | None = None
         # One CA per server, kept across restarts so its clients keep trusting it. The CA
         # file (a public certificate, no secret) is for clients that only read files.
-        self._tls = ServerTls() if tls else None
+        self._tls = ServerTls(_certificate_hosts(host)) if tls else None
         self._ca_file: str | None = None
         if self._tls is not None:
             directory = tempfile.mkdtemp(prefix="listwatch-fake-ca-")
@@ -142,7 +153,7 @@ class FakeApiServer:
         await self.stop()
 
     async def start(self) -> None:
-        """Listen on 127.0.0.1 on a free port."""
+        """Listen on the host and port given (by default 127.0.0.1, a free port)."""
         if self._runner is not None:
             raise RuntimeError("the server is already running")
         http_server = _TrackingServer(
@@ -155,8 +166,12 @@ class FakeApiServer:
         runner = web.ServerRunner(http_server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         ssl_context = self._tls.server_context() if self._tls is not None else None
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
+        site = web.TCPSite(runner, self._host, self._given_port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
         self._stopping = False
         self._port = _bound_port(runner)
@@ -179,11 +194,16 @@ class FakeApiServer:
 
     @property
     def url(self) -> str:
-        """``https://127.0.0.1:PORT`` (``http://`` with ``tls=False``), only while running."""
+        """``https://127.0.0.1:PORT`` (``http://`` with ``tls=False``), only while running.
+
+        The host is the one listened on; for a wildcard (``0.0.0.0``, ``::``) it is the
+        loopback address of its family, which reaches it from this machine.
+        """
         if self._port is None:
             raise RuntimeError("the server has not been started")
         scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._port}"
+        host = _reachable(self._host)
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self._port}"
 
     @property
     def tls(self) -> bool:
@@ -510,6 +530,34 @@ def _request_factory(
         )
 
     return make
+
+
+#: A wildcard address listened on, and the loopback address of its family.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+#: A name a certificate may carry (trustme encodes names with IDNA, which refuses others).
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+def _reachable(host: str) -> str:
+    """The address a client on this machine connects to for a server listening on ``host``."""
+    return _WILDCARDS.get(host, host)
+
+
+def _certificate_hosts(host: str) -> tuple[str, ...]:
+    """What the certificate names besides the loopback names: the address listened on, or
+    for a wildcard this machine's host name (which other machines may know it by)."""
+    name = socket.gethostname() if host in _WILDCARDS else host
+    return (name,) if _is_ip(name) or (name and _DNS_NAME.match(name)) else ()
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _bound_port(runner: web.BaseRunner) -> int:

@@ -3,7 +3,8 @@
 kube-apiserver serves HTTPS only, and clients verify it against the cluster's CA (the
 kubeconfig's ``certificate-authority-data``). So does the fake: each server makes a new CA
 with trustme (a library made for exactly this: throwaway CAs for tests) and a leaf
-certificate for ``127.0.0.1``, ``localhost`` and ``::1``. A client that trusts this CA
+certificate for ``127.0.0.1``, ``localhost`` and ``::1`` (and the address a server listens
+on when it is another; for a wildcard, this machine's host name). A client that trusts this CA
 trusts no other host and no other server's certificate.
 
 Clients get the trust three ways: :meth:`ServerTls.client_context` (an ``ssl`` context for
@@ -35,10 +36,11 @@ def _trustme() -> Any:
 class ServerTls:
     """One server's CA and leaf certificate, and the ``ssl`` contexts made from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_hosts: tuple[str, ...] = ()) -> None:
         trustme = _trustme()
         self._ca = trustme.CA(organization_name="listwatch fake API server")
-        self._leaf = self._ca.issue_cert(*HOSTS, common_name="kube-apiserver")
+        hosts = dict.fromkeys((*HOSTS, *extra_hosts))
+        self._leaf = self._ca.issue_cert(*hosts, common_name="kube-apiserver")
 
     @property
     def ca_pem(self) -> bytes:
