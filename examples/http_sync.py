@@ -3,7 +3,7 @@
 Two halves, run as two processes:
 
 - ``serve``: *your* service. Its own routes (``GET /pods/{namespace}/{name}``, ``GET
-  /state``) read a mirror that listwatch's reference receiver (``listwatch.httpsync.Receiver``)
+  /state``) read a mirror that listwatch's reference receiver (``listwatch.httpsync.SyncServer``)
   writes, mounted under ``/listwatch/``: it speaks the HTTP sync protocol
   (``docs/http-sync-protocol.md``): a snapshot is one streamed request applied atomically at
   its commit record, a batch one transaction, stale writes refused with 409, and every
