@@ -7,6 +7,8 @@ generation from a fresh LIST.
 
 from __future__ import annotations
 
+import logging
+
 from listwatch._agent import Agent
 from listwatch._backoff import Backoff
 from listwatch._kube.config import connect
@@ -67,6 +69,11 @@ from listwatch.leaderelection import (
 from listwatch.observe._status import Phase, Restart, SyncerStatus
 
 __version__ = "0.1.0"
+
+# A library logs and lets the application choose where lines go: without this, Python's
+# last-resort handler would print listwatch's warnings to stderr in an app that configured
+# no logging (the logging HOWTO's rule for libraries).
+logging.getLogger("listwatch").addHandler(logging.NullHandler())
 
 __all__ = [
     "Agent",

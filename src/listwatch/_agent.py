@@ -60,7 +60,10 @@ class Agent:
     """Run a term's Syncers under a Supervisor; report metrics and health.
 
     ``await agent.run()`` runs until cancelled, or raises the first ``FatalError`` of any
-    resource (the Supervisor's rule).
+    resource (the Supervisor's rule). ``stale_after`` (seconds): a resource whose receiver
+    has gone that long without a sync (``SyncerStatus.unsynced_for``: failing, or not yet
+    synced since the start) makes the replica not ready, even if it synced once; ``None``
+    (the default) asks only that every resource synced once.
     """
 
     def __init__(
@@ -69,8 +72,12 @@ class Agent:
         *,
         metrics: SyncMetrics | None = None,
         elector: LeaderElector | None = None,
+        stale_after: float | None = None,
     ) -> None:
+        if stale_after is not None and not stale_after > 0:
+            raise ValueError("stale_after must be positive seconds (or None)")
         self._build = build
+        self.stale_after = stale_after
         self.metrics = metrics if metrics is not None else SyncMetrics()
         self._elector = elector
         if elector is not None:
@@ -170,7 +177,9 @@ class Agent:
         return HealthReport(ok, details)
 
     def readiness(self) -> HealthReport:
-        """Ready when every resource's receiver holds a complete snapshot."""
+        """Ready when every resource's receiver holds a complete snapshot, and none has gone
+        longer than ``stale_after`` without a sync: a receiver that keeps its last state
+        while every attempt fails is serving an ever older copy."""
         supervisor = self._supervisor
         if self._elector is not None and supervisor is None:
             election = self._elector.status
@@ -187,12 +196,19 @@ class Agent:
             return HealthReport(False, {"reason": "not running"})
         resources = {}
         for name, status in supervisor.statuses().items():
+            stale = self.stale_after is not None and status.unsynced_for > self.stale_after
             entry: dict[str, object] = {
-                "ready": status.has_synced,
+                "ready": status.has_synced and not stale,
                 "phase": status.phase.value,
                 "synced": status.synced,
                 "staleness_seconds": round(status.staleness, 3),
             }
+            if status.unsynced_for:
+                entry["unsynced_seconds"] = round(status.unsynced_for, 3)
+            if stale:
+                entry["stale"] = True
+            if status.failures:
+                entry["failures"] = status.failures
             if status.last_error:
                 entry["last_error"] = status.last_error
             resources[name] = entry

@@ -28,8 +28,7 @@ __all__ = ["Supervisor"]
 def resource_name(syncer: Syncer) -> str:
     """The name a Syncer goes by: its resource as kubectl writes it (``deployments.apps``);
     for a source that has not resolved its name yet, the name as it was written."""
-    resource = syncer.source.resource
-    return resource.qualified if resource is not None else syncer.source.description
+    return syncer.name
 
 
 class Supervisor(RunsInBackground):

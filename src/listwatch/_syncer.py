@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import random
@@ -59,6 +60,16 @@ from listwatch.observe import _events as observe
 from listwatch.observe._status import Phase, StatusTracker, SyncerStatus
 
 logger = logging.getLogger("listwatch")
+
+current_resource: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar(
+    "listwatch_resource", default=None
+)
+"""Names the resource whose Syncer the current task works for (``pods``, ``deployments.apps``).
+
+Set for the whole of ``Syncer.run``, so every task of a generation inherits it: a log handler
+can name the resource on every record the loop, the rules and the merger write, without
+each call site passing it (``listwatch mirror`` does, in text and JSON). A function, not the
+name: a source resolves its name when the Syncer first runs, and records name it after."""
 
 
 _RESYNC_JITTER = 0.1
@@ -162,6 +173,14 @@ class Syncer(RunsInBackground):
         return self._epoch
 
     @property
+    def name(self) -> str:
+        """The resource as kubectl writes it (``deployments.apps``); for a source that has
+        not resolved its name yet, its description: what the Supervisor, statuses and log
+        records call this Syncer."""
+        resource = self._source.resource
+        return resource.qualified if resource is not None else self._source.description
+
+    @property
     def session(self) -> str:
         """This Syncer's random id, stamped on its snapshots and batches."""
         return self._session
@@ -213,6 +232,7 @@ class Syncer(RunsInBackground):
     async def run(self) -> NoReturn:
         """Generations, one after another, until cancelled or a ``FatalError``."""
         emit = self._emit
+        naming = current_resource.set(lambda: self.name)
         try:
             while True:
                 self._generation += 1
@@ -237,6 +257,7 @@ class Syncer(RunsInBackground):
                 logger.debug("backed off %.1f s before generation %d", delay, self._generation + 1)
         finally:
             emit(observe.Stopped())
+            current_resource.reset(naming)
 
     async def _in_own_task(self, generation: Coroutine[Any, Any, None]) -> None:
         """Run a generation in a task of its own, awaited here.

@@ -72,3 +72,40 @@ async def test_in_cluster_outside_a_cluster_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "cannot load the in-cluster configuration" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["mirror", "pods", "--sqlite", "m.db", "--merge-interval", "0"],
+            "must be a positive number, not 0",
+        ),
+        (["mirror", "pods", "--sqlite", "m.db", "--stale-after", "soon"], "'soon' is not a number"),
+        (
+            ["mirror", "pods", "--sqlite", "m.db", "--exit-on-failure", "nan"],
+            "must be a finite number",
+        ),
+        (["demo", "--seconds", "-1"], "must be zero or a positive number, not -1"),
+        (["demo", "--pods", "many"], "'many' is not a whole number"),
+        (["demo", "--pods", "0"], "must be at least 1, not 0"),
+    ],
+)
+def test_a_bad_value_is_explained_in_words(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "invalid" not in err  # argparse's "invalid _positive value", naming our code
+
+
+def test_log_flags() -> None:
+    args = build_parser().parse_args(
+        ["mirror", "pods", "--sqlite", "m.db", "--log-level", "debug", "--log-format", "json"]
+    )
+    assert (args.log_level, args.log_format, args.verbose) == ("debug", "json", 0)
+    assert (args.stale_after, args.exit_on_failure) == (60.0, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["receiver", "--listen", ":0", "-v", "--log-level", "info"])

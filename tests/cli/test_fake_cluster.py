@@ -117,7 +117,7 @@ async def test_the_kubeconfig_serves_kubectl_and_the_mirror_and_sigterm_stops_it
             "--merge-interval",
             "0.1",
         ) as mirror:
-            await mirror.wait_for_line(r"synced pods: \d+ objects")
+            await mirror.wait_for_line(r"pods: synced \d+ objects")
 
             async def same_pods() -> set[str] | None:
                 """The mirror holds what kubectl lists: the churn changes keys about once a

@@ -236,6 +236,17 @@ async def test_a_recreated_lease_does_not_let_an_old_epoch_win(
             return bool(audit(db)) and any([await leading(http, r) for r in group])
 
         await until(someone_wrote, within=30, what="a leader wrote")
+        # Each replica's lines say which it is: the leader mirrors, the standby waits.
+        flags = [await leading(http, r) for r in group]
+        leader, standby = (group[0], group[1]) if flags[0] else (group[1], group[0])
+        await leader.wait_for_line(
+            r"^listwatch mirror \[leading\]: leading \(epoch \d+\): mirroring pods"
+        )
+        await standby.wait_for_line(
+            rf"^listwatch mirror \[standby\]: standing by as {standby.name} for lease "
+            r"default/listwatch: mirrors pods into .* while leading"
+        )
+        assert not any("[standby]: leading" in line for line in standby.lines)
         before = max(row[1] for row in audit(db))
         lease = server.get("coordination.k8s.io/v1", "Lease", "listwatch", "default")
         assert lease is not None

@@ -74,7 +74,7 @@ async def test_mirror_follows_the_server_and_stops_cleanly(
     assert final.state is not None
     assert final.state.resource_version == str(server.resource_version)
     err = capsys.readouterr().err
-    assert "synced pods: 5 objects" in err
+    assert "pods: synced 5 objects" in err
     assert "stopped after" in err
     assert "Traceback" not in err
 

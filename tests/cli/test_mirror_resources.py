@@ -60,7 +60,7 @@ async def test_several_resources_share_one_file(
     assert await asyncio.wait_for(task, 10) == 0
     err = capsys.readouterr().err
     for name in ("pods", "nodes", "deployments.apps"):
-        assert f"synced {name}:" in err
+        assert f"{name}: synced " in err
     assert "pods: 1, nodes: 2, deployments.apps: 1 objects" in err
 
 

@@ -7,7 +7,8 @@ import logging
 import os
 import signal
 
-from listwatch.cli._runtime import logging_to_stderr, one_line, stop_on_signals
+from listwatch.cli._logging import logging_to_stderr
+from listwatch.cli._runtime import one_line, stop_on_signals
 
 
 async def test_first_signal_sets_stop_second_cancels() -> None:
@@ -32,12 +33,16 @@ async def test_first_signal_sets_stop_second_cancels() -> None:
 
 
 def test_logging_is_restored() -> None:
-    logger = logging.getLogger("listwatch")
-    before = (logger.level, logger.propagate, list(logger.handlers))
-    with logging_to_stderr(1):
-        assert logger.level == logging.INFO
-        assert not logger.propagate
-    assert (logger.level, logger.propagate, list(logger.handlers)) == before
+    loggers = [logging.getLogger(name) for name in ("listwatch", "listwatch.cli", "")]
+
+    def state() -> list[tuple[int, bool, list[logging.Handler]]]:
+        return [(logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
+
+    before = state()
+    with logging_to_stderr("info", "json", command="mirror"):
+        assert loggers[0].level == logging.INFO
+        assert not loggers[0].propagate
+    assert state() == before
 
 
 def test_one_line() -> None:

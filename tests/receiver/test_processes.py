@@ -284,7 +284,7 @@ async def test_a_hanging_receiver_is_abandoned_after_sync_timeout(
             args = ("mirror", "pods", "--kubeconfig", str(kubeconfig), "--http", url)
             args += ("--http-token-file", str(token_file), "--sync-timeout", "1", "-v")
             async with running("mirror", *args) as mirror:
-                await mirror.wait_for_line(r"synced pods: 5 objects", within=30)
+                await mirror.wait_for_line(r"pods: synced 5 objects", within=30)
                 assert hung.is_set()
                 assert any("took longer than sync_timeout=1.0 s" in line for line in mirror.lines)
                 sink = await store.sink("pods")

@@ -6,13 +6,15 @@ orderly stop, and returns the exit code. ``main_async(argv, stop=...)`` is the s
 on the caller's loop, for tests and embedding: setting ``stop`` is what a signal does.
 
 Exit codes: 0 success (for the demo: the mirror equals the cluster), 1 failure (one line on
-stderr says why), 2 bad usage, 130 interrupted by a second Ctrl-C.
+stderr says why), 2 bad usage, 130 interrupted: by a second Ctrl-C, or by the first while the
+command is still starting.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,46 +22,66 @@ from pathlib import Path
 
 from listwatch import __version__
 from listwatch.cli._extras import EXTRA, INSTALL, check_extras
+from listwatch.cli._health import DEFAULT_STALE_AFTER
+from listwatch.cli._logging import LEVELS, cli_logger, logging_to_stderr, resolve_level
 from listwatch.cli._runtime import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
-    logging_to_stderr,
     one_line,
     stop_on_signals,
+    unless_stopped_while_starting,
 )
 from listwatch.cli._targets import HttpStoreSpec, PostgresStoreSpec, SQLiteStoreSpec, StoreSpec
 
 __all__ = ["build_parser", "main", "main_async"]
 
 
+def _number(text: str) -> float:
+    """A number of seconds (or a rate) as typed; argparse prints the error after the flag."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, not {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        raise argparse.ArgumentTypeError(f"must be zero or a positive whole number, not {text}")
     return value
 
 
 def _at_least_one(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
     return value
 
 
@@ -135,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plain", action="store_true", help="plain progress lines even on a terminal"
     )
-    _verbosity(demo)
+    _logging_flags(demo)
 
     mirror = commands.add_parser(
         "mirror",
@@ -250,6 +272,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus), /healthz and /readyz there",
     )
+    failures = mirror.add_argument_group(
+        "failures",
+        "Every failed attempt is a warning naming the resource, the target, the reason and "
+        "when the next attempt is; the mirror retries for ever unless told otherwise.",
+    )
+    failures.add_argument(
+        "--stale-after",
+        type=_positive,
+        default=DEFAULT_STALE_AFTER,
+        metavar="S",
+        help="a resource not synced for this long (failing since its last sync, or since "
+        "the start) is logged as an error once and makes /readyz false until it syncs again "
+        f"(default {DEFAULT_STALE_AFTER:g}: twice the longest backoff)",
+    )
+    failures.add_argument(
+        "--exit-on-failure",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="exit 1 once any resource has been failing for this long without a sync, "
+        "naming it and the last error (for cron-style runs; default: retry for ever)",
+    )
     election = mirror.add_argument_group(
         "leader election",
         "Several replicas: one leads (a coordination.k8s.io/v1 Lease, client-go's rules) and "
@@ -281,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     election.add_argument(
         "--retry-period", type=_positive, default=2.0, metavar="S", help="default 2"
     )
-    _verbosity(mirror)
+    _logging_flags(mirror)
 
     receiver = commands.add_parser(
         "receiver",
@@ -302,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     receiver.add_argument(
         "--client-ca", type=Path, metavar="FILE", help="require client certificates it signed"
     )
-    _verbosity(receiver)
+    _logging_flags(receiver)
     _fake_cluster_parser(commands)
     return parser
 
@@ -358,16 +402,31 @@ def _fake_cluster_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="allow a --listen address other than loopback: anyone who can reach it and holds "
         "the kubeconfig's token may read and write everything",
     )
-    _verbosity(fake)
+    _logging_flags(fake)
 
 
-def _verbosity(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _logging_flags(parser: argparse.ArgumentParser) -> None:
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "--log-level",
+        choices=list(LEVELS),
+        default=None,
+        help="the least severe lines shown (default: the command's own lines and the "
+        "receiver's request log at info, the rest at warning)",
+    )
+    levels.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0,
-        help="log to stderr: -v INFO (generations, restarts), -vv DEBUG (every event)",
+        help="-v is --log-level info (generations, restarts), -vv debug (every event)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default) or json: one object per line with time, level, logger, "
+        "resource, message and fields",
     )
 
 
@@ -376,7 +435,8 @@ async def main_async(
 ) -> int:
     """Run a command on the running loop. Without ``stop``, SIGINT/SIGTERM stop it."""
     args = build_parser().parse_args(argv)
-    with logging_to_stderr(args.verbose):
+    level = resolve_level(args.log_level, args.verbose)
+    with logging_to_stderr(level, args.log_format, command=args.command):
         if stop is not None:
             return await _dispatch(args, stop)
         stop = asyncio.Event()
@@ -385,32 +445,35 @@ async def main_async(
 
 
 def _notice(signum: signal.Signals) -> None:
-    sys.stderr.write(f"listwatch: {signum.name}: stopping (again to abort)\n")
-    sys.stderr.flush()
+    cli_logger.info("%s: stopping (again to abort)", signum.name, extra={"signal": signum.name})
 
 
 async def _dispatch(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    commands = {
+        "demo": _run_demo,
+        "receiver": _run_receiver,
+        "fake-cluster": _run_fake_cluster,
+        "mirror": _run_mirror,
+    }
+    command = commands[args.command]
     try:
         check_extras(args)
-        if args.command == "demo":
-            return await _run_demo(args, stop)
-        if args.command == "receiver":
-            return await _run_receiver(args, stop)
-        if args.command == "fake-cluster":
-            return await _run_fake_cluster(args, stop)
-        return await _run_mirror(args, stop)
+        code = await unless_stopped_while_starting(
+            lambda started: command(args, stop, started), stop
+        )
     except CliError as exc:
-        sys.stderr.write(f"listwatch {args.command}: error: {exc}\n")
+        cli_logger.error("%s", exc, extra={"resource": exc.resource})
         return EXIT_FAILURE
     except ImportError as exc:
-        sys.stderr.write(
-            f"listwatch {args.command}: error: this command needs the {EXTRA!r} extra "
-            f"({one_line(exc)}): {INSTALL}\n"
-        )
+        cli_logger.error("this command needs the %r extra (%s): %s", EXTRA, one_line(exc), INSTALL)
         return EXIT_FAILURE
+    if code is None:
+        cli_logger.info("stopped while starting")
+        return EXIT_INTERRUPTED
+    return code
 
 
-async def _run_demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
+async def _run_demo(args: argparse.Namespace, stop: asyncio.Event, started: asyncio.Event) -> int:
     from listwatch.cli import _demo as demo  # noqa: PLC0415 - needs aiosqlite: import on use
     from listwatch.cli._progress import make_view  # noqa: PLC0415
 
@@ -429,6 +492,7 @@ async def _run_demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    started.set()  # in-process throughout: the demo stops in order at any time
     view = make_view(sys.stdout, rich=False if args.plain else None)
     try:
         report = await demo.run_demo(options, view, stop)
@@ -438,7 +502,7 @@ async def _run_demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
     return EXIT_OK if report.passed else EXIT_FAILURE
 
 
-async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
+async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event, started: asyncio.Event) -> int:
     from listwatch.cli import _mirror as mirror  # noqa: PLC0415 - needs aiosqlite: import on use
     from listwatch.cli._config import ResourceSpec, load_specs  # noqa: PLC0415
 
@@ -465,6 +529,8 @@ async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         sync_timeout=args.sync_timeout,
         list_strategy=args.list_strategy,
         metrics_address=args.metrics_address,
+        stale_after=args.stale_after,
+        exit_on_failure=args.exit_on_failure,
         election=mirror.ElectionOptions(
             lease_name=args.lease_name,
             lease_namespace=args.lease_namespace,
@@ -476,10 +542,12 @@ async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event) -> int:
         if args.leader_elect
         else None,
     )
-    return await mirror.run_mirror(options, stop)
+    return await mirror.run_mirror(options, stop, started)
 
 
-async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
+async def _run_receiver(
+    args: argparse.Namespace, stop: asyncio.Event, started: asyncio.Event
+) -> int:
     from listwatch.cli import _receiver as receiver  # noqa: PLC0415 - its stores import on use
 
     options = receiver.ReceiverOptions(
@@ -492,10 +560,12 @@ async def _run_receiver(args: argparse.Namespace, stop: asyncio.Event) -> int:
         tls_key=args.tls_key,
         client_ca=args.client_ca,
     )
-    return await receiver.run_receiver(options, stop)
+    return await receiver.run_receiver(options, stop, started)
 
 
-async def _run_fake_cluster(args: argparse.Namespace, stop: asyncio.Event) -> int:
+async def _run_fake_cluster(
+    args: argparse.Namespace, stop: asyncio.Event, started: asyncio.Event
+) -> int:
     from listwatch.cli import _fake_cluster as fake  # noqa: PLC0415 - the fake: import on use
 
     try:
@@ -511,8 +581,9 @@ async def _run_fake_cluster(args: argparse.Namespace, stop: asyncio.Event) -> in
             allow_remote=args.allow_remote,
         )
     except ValueError as exc:  # flags that do not go together: bad usage, one line
-        sys.stderr.write(f"listwatch fake-cluster: error: {exc}\n")
+        cli_logger.error("%s", exc)
         return EXIT_USAGE
+    started.set()  # its server is in-process: it stops in order at any time
     return await fake.run_fake_cluster(options, stop)
 
 

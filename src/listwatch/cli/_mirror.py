@@ -16,8 +16,9 @@ unlucky, and retrying silently would leave the user staring at nothing. So befor
 Syncers start, discovery resolves every name and one preflight LIST (``limit=1``, through
 the same source) per resource checks that the server answers, accepts the credentials and
 lets us list it. Their errors become one line each. Once running, connection errors are
-the Syncers' to retry; only a ``FatalError`` (say, a CRD was deleted) ends the mirror, again
-with one line.
+the Syncers' to retry, each failed attempt a warning and a long outage an error
+(``listwatch.cli._health``); only a ``FatalError`` (say, a CRD was deleted), or
+``--exit-on-failure``, ends the mirror, again with one line.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -45,8 +44,10 @@ from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
 from listwatch._types import ListOptions, Receiver
 from listwatch.cli._config import ResourceSpec, describe
+from listwatch.cli._health import DEFAULT_STALE_AFTER, FailureLog, watch_health
+from listwatch.cli._logging import current_role
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers
+from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers, without_userinfo
 from listwatch.errors import (
     ApiConnectionError,
     DiscoveryError,
@@ -57,7 +58,7 @@ from listwatch.errors import (
     ResourceNotFound,
     Unauthorized,
 )
-from listwatch.leaderelection import LeaderElector
+from listwatch.leaderelection import ElectionStatus, LeaderElector
 from listwatch.observe.health import make_app, parse_address, serving
 
 logger = logging.getLogger("listwatch.cli")
@@ -82,6 +83,10 @@ class MirrorOptions:
     """The Syncer's: a receiver call that takes longer fails its generation."""
     list_strategy: str = "auto"
     metrics_address: str | None = None
+    stale_after: float = DEFAULT_STALE_AFTER
+    """A resource not synced for this long is an ERROR line and makes /readyz false."""
+    exit_on_failure: float | None = None
+    """Exit 1 once a resource has been failing for this long (None: retry for ever)."""
     election: ElectionOptions | None = None
 
 
@@ -201,7 +206,11 @@ def build_sources(
         seen[name] = spec.name
         namespace = spec.namespace if resource.namespaced else None
         if spec.namespace and not resource.namespaced:
-            logger.info("%s is cluster-scoped: its namespace %s is ignored", name, spec.namespace)
+            logger.info(
+                "cluster-scoped: its namespace %s is ignored",
+                spec.namespace,
+                extra={"resource": name},
+            )
         source = ListWatch.from_client(
             api,
             resource.gvr.resource,
@@ -216,7 +225,7 @@ def build_sources(
     return resources
 
 
-async def preflight(source: ListWatch, host: str) -> None:
+async def preflight(source: ListWatch, host: str, name: str | None = None) -> None:
     """One ``limit=1`` LIST: does the server answer, accept us, and let us list it?"""
     what = source.description
     try:
@@ -241,7 +250,12 @@ async def preflight(source: ListWatch, host: str) -> None:
         raise CliError(_connection_line(exc, host, what)) from None
     except ListWatchError as exc:
         # A 429, a 5xx, a malformed answer: the server is there; the Syncer retries these.
-        logger.warning("preflight list of %s: %s; starting anyway", what, one_line(exc))
+        logger.warning(
+            "preflight list of %s: %s; starting anyway",
+            what,
+            one_line(exc),
+            extra={"resource": name},
+        )
 
 
 def _fatal_line(exc: FatalError) -> str:
@@ -251,9 +265,13 @@ def _fatal_line(exc: FatalError) -> str:
     return f"mirroring failed: {one_line(exc)}"
 
 
-async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | None = None) -> int:
-    """Mirror until ``stop`` is set; raises ``CliError`` for anything the user must fix."""
-    err = sys.stderr if err is None else err
+async def run_mirror(
+    options: MirrorOptions, stop: asyncio.Event, started: asyncio.Event | None = None
+) -> int:
+    """Mirror until ``stop`` is set; raises ``CliError`` for anything the user must fix.
+
+    ``started`` is set once the checks are done and the Syncers start: from then on a stop
+    is an orderly one (see ``listwatch.cli._runtime.unless_stopped_while_starting``)."""
     configuration = await load_configuration(options)
     host = configuration.host or "(no server in the configuration)"
     if options.metrics_address is not None:
@@ -265,9 +283,11 @@ async def run_mirror(options: MirrorOptions, stop: asyncio.Event, err: TextIO | 
         served = await discover(api, options.resources, host)
         resources = build_sources(api, options.resources, served)
         for resource in resources:
-            await preflight(resource.source, host)
+            await preflight(resource.source, host, resource.name)
         async with open_receivers(options.target, [r.name for r in resources]) as sinks:
-            return await _run(options, api, resources, sinks, stop=stop, err=err)
+            return await _run(
+                options, api, resources, sinks, stop=stop, started=started or asyncio.Event()
+            )
 
 
 async def _run(
@@ -277,8 +297,11 @@ async def _run(
     sinks: dict[str, Receiver],
     *,
     stop: asyncio.Event,
-    err: TextIO,
+    started: asyncio.Event,
 ) -> int:
+    target = options.target.describe()
+    source = without_userinfo(api.configuration.host or "") or None
+
     def build(epoch: int, gate: WriteGate) -> list[Syncer]:
         return [
             Syncer(
@@ -290,13 +313,20 @@ async def _run(
                 sync_timeout=options.sync_timeout,
                 list_strategy=options.list_strategy,
                 epoch=epoch,
+                observers=[FailureLog(resource.name, target, source=source)],
             )
             for resource in resources
         ]
 
-    elector = _elector(api, options.election) if options.election is not None else None
-    agent = Agent(build, elector=elector)
-    started = time.monotonic()
+    what = f"{describe([r.spec for r in resources])} into {target}"
+    elector = (
+        _elector(api, options.election, _RoleLines(what)) if options.election is not None else None
+    )
+    agent = Agent(build, elector=elector, stale_after=options.stale_after)
+    began = time.monotonic()
+    if elector is not None:
+        # Every line from now on says whether this replica leads or stands by.
+        current_role.set(lambda: "leading" if elector.status.leading else "standby")
 
     async def announce_syncs() -> None:
         supervisor = await agent.wait_for_supervisor()
@@ -308,10 +338,11 @@ async def _run(
             for name, status in statuses.items():
                 if status.synced and name not in announced:
                     announced.add(name)
-                    _say(
-                        err,
-                        f"synced {name}: {status.snapshot_size} objects at resourceVersion "
-                        f"{status.snapshot_resource_version}",
+                    logger.info(
+                        "synced %d objects at resourceVersion %s",
+                        status.snapshot_size,
+                        status.snapshot_resource_version,
+                        extra={"resource": name, "objects": status.snapshot_size},
                     )
 
     try:
@@ -325,37 +356,76 @@ async def _run(
                     raise CliError(
                         f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
                     ) from None
-                _say(err, f"metrics and health on http://{bound[0]}:{bound[1]}/metrics")
-            _say(
-                err,
-                f"mirroring {describe([r.spec for r in resources])} into "
-                f"{options.target.describe()}; "
-                "Ctrl-C or SIGTERM stops",
-            )
+                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+            started.set()
+            if elector is None:
+                logger.info("mirroring %s; Ctrl-C or SIGTERM stops", what)
+            else:
+                logger.info(
+                    "standing by as %s for lease %s: mirrors %s while leading; "
+                    "Ctrl-C or SIGTERM stops",
+                    elector.status.identity,
+                    elector.lease,
+                    what,
+                )
             # asyncio's TaskGroup, not anyio's: an anyio cancel scope cancels every await
             # inside it again and again, so the elector's release of the Lease on the way
             # out (a PUT) would be cancelled too and a standby would wait out the lease.
             async with asyncio.TaskGroup() as group:
                 running = group.create_task(agent.run(), name="listwatch agent")
                 announcing = group.create_task(announce_syncs(), name="listwatch announcer")
+                watching = group.create_task(
+                    watch_health(
+                        agent,
+                        target=target,
+                        stale_after=options.stale_after,
+                        exit_after=options.exit_on_failure,
+                    ),
+                    name="listwatch health",
+                )
                 stopping = group.create_task(stop.wait(), name="listwatch stop")
-                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (running, announcing, stopping):
+                await asyncio.wait(
+                    {running, watching, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in (running, announcing, watching, stopping):
                     task.cancel()
     except* FatalError as errors:
         # The agent and the announcer raise the same one: the first will do.
         raise CliError(_fatal_line(first_error(errors))) from None
+    except* CliError as errors:  # --exit-on-failure gave up
+        raise first_error(errors) from None
     counts = []
     for name, sink in sinks.items():
         count = getattr(sink, "count", None)
         if isinstance(options.target, SQLiteStoreSpec) and count is not None:
             counts.append(f"{name}: {await count()}")
-    where = f": {', '.join(counts)} objects in {options.target.describe()}" if counts else ""
-    _say(err, f"stopped after {time.monotonic() - started:.1f} s{where}")
+    where = f": {', '.join(counts)} objects in {target}" if counts else ""
+    logger.info("stopped after %.1f s%s", time.monotonic() - began, where)
     return 0
 
 
-def _elector(api: ApiClient, election: ElectionOptions) -> LeaderElector:
+class _RoleLines:
+    """The lines a replica writes as it starts and stops leading (an elector's
+    ``on_change``): a standby must not read as if it mirrored."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._leading = False
+
+    def __call__(self, status: ElectionStatus) -> None:
+        if status.leading == self._leading:
+            return
+        self._leading = status.leading
+        if status.leading:
+            epoch = status.term.epoch if status.term is not None else "?"
+            logger.info("leading (epoch %s): mirroring %s", epoch, self._what)
+        else:
+            logger.info("no longer leading: standing by")
+
+
+def _elector(
+    api: ApiClient, election: ElectionOptions, on_change: Callable[[ElectionStatus], None]
+) -> LeaderElector:
     try:
         return LeaderElector(
             api,
@@ -365,11 +435,7 @@ def _elector(api: ApiClient, election: ElectionOptions) -> LeaderElector:
             lease_duration=election.lease_duration,
             renew_deadline=election.renew_deadline,
             retry_period=election.retry_period,
+            on_change=on_change,
         )
     except ValueError as exc:
         raise CliError(f"leader election: {exc}") from None
-
-
-def _say(err: TextIO, line: str) -> None:
-    err.write(f"listwatch mirror: {line}\n")
-    err.flush()

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from aiohttp import web
 
 from listwatch._types import Store
+from listwatch.cli._logging import cli_logger as logger
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._targets import PostgresStoreSpec, SQLiteStoreSpec
 from listwatch.httpsync import SyncServer, TokenFile
@@ -80,9 +79,9 @@ async def open_store(target: SQLiteStoreSpec | PostgresStoreSpec) -> AsyncIterat
 
 
 async def run_receiver(
-    options: ReceiverOptions, stop: asyncio.Event, err: TextIO | None = None
+    options: ReceiverOptions, stop: asyncio.Event, started: asyncio.Event | None = None
 ) -> int:
-    err = sys.stderr if err is None else err
+    """Serve until ``stop``; ``started`` is set once it listens (then a stop is orderly)."""
     try:
         host, port = parse_address(options.listen)
     except ValueError as exc:
@@ -122,14 +121,13 @@ async def run_receiver(
                 if isinstance(options.store, SQLiteStoreSpec)
                 else "PostgreSQL"
             )
-            err.write(
-                f"listwatch receiver: serving {scheme}://{host}:{bound} into {where}; "
-                "Ctrl-C or SIGTERM stops\n"
+            if started is not None:
+                started.set()
+            logger.info(
+                "serving %s://%s:%d into %s; Ctrl-C or SIGTERM stops", scheme, host, bound, where
             )
-            err.flush()
             await stop.wait()
         finally:
             await runner.cleanup()
-    err.write("listwatch receiver: stopped\n")
-    err.flush()
+    logger.info("stopped")
     return 0

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from listwatch._types import Receiver
 from listwatch.cli._runtime import CliError, one_line
@@ -23,7 +24,7 @@ class HttpStoreSpec:
     verify: bool = True
 
     def describe(self) -> str:
-        return self.url
+        return without_userinfo(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,16 @@ class PostgresStoreSpec:
 
 
 StoreSpec = SQLiteStoreSpec | PostgresStoreSpec | HttpStoreSpec
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` part: where a target is, never how to log in."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 Counter = Callable[[str], Awaitable[int | None]]
 
 
@@ -74,6 +85,13 @@ async def _open_http(
 ) -> dict[str, Receiver]:
     from listwatch.httpsync._client import HttpSink  # noqa: PLC0415 - its TLS setup on use
 
+    if without_userinfo(target.url) != target.url:
+        # The receiver takes a bearer token or a client certificate, never a password; and
+        # the URL is printed in every failure line.
+        raise CliError(
+            f"--http {target.describe()}: no user or password in the URL (a receiver "
+            "authenticates with --http-token-file or --http-client-cert)"
+        )
     if target.token_file is not None and not target.token_file.is_file():
         raise CliError(f"--http-token-file {target.token_file}: no such file")
     receivers: dict[str, Receiver] = {}

@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from listwatch._aio import short
 from listwatch._framing import LineFramer
 from listwatch._models import Batch, Event, Item, Page, PageStream, Snapshot
 from listwatch._types import Store
@@ -36,6 +37,10 @@ from listwatch.httpsync._wire import Header
 __all__ = ["SyncServer", "TokenFile"]
 
 logger = logging.getLogger("listwatch.httpsync._server")
+requests_log = logging.getLogger("listwatch.httpsync.requests")
+"""One line per request: method, path, status, records, duration and the client's name
+(its certificate's common name), never a body or a credential. Sync requests at INFO, the
+probes and scrapes (``/metrics``, ``/healthz``) at DEBUG: every few seconds, not news."""
 
 PAGE_SIZE = 500
 MAX_BATCH_EVENTS = 100_000
@@ -144,17 +149,23 @@ class SyncServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         kind = request.path.rsplit("/", 1)[-1] if request.path.startswith("/sync/") else ""
+        started = time.monotonic()
+        error = ""
         try:
             response = await handler(request)
-        except web.HTTPException:
+        except web.HTTPException as exc:
+            _log_request(request, exc.status, None, time.monotonic() - started, exc.reason)
             raise
         except Exception as exc:  # answered as the wire's table says (protocol.status_for)
             answer = protocol.status_for(exc)
             if answer.code >= 500:  # the store failed: the sender retries with backoff
                 logger.warning("%s %s: the store failed: %s", request.method, request.path, exc)
             response = _status(answer.code, answer.reason, answer.message, **answer.details)
+            error = f"{answer.reason}: {answer.message}"
         if kind in ("snapshot", "batch"):
             self._metrics.requests.labels(kind, str(response.status)).inc()
+        records = response.records if isinstance(response, _Answer) else None
+        _log_request(request, response.status, records, time.monotonic() - started, error)
         return response
 
     def _authenticate(self, request: web.Request) -> None:
@@ -355,9 +366,72 @@ async def _lines(request: web.Request) -> AsyncGenerator[bytes, None]:
         )
 
 
+class _Answer(web.Response):
+    """A Status answer that remembers how many records it applied, for the request log."""
+
+    records: int | None = None
+
+
 def _status(code: int, reason: str, message: str, **details: object) -> web.Response:
-    return web.Response(
+    response = _Answer(
         status=code,
         body=protocol.status_body(code, reason, message, **details),
         content_type="application/json",
     )
+    records = details.get("records")
+    if isinstance(records, int):
+        response.records = records
+    return response
+
+
+def _log_request(
+    request: web.Request, status: int, records: int | None, seconds: float, error: str
+) -> None:
+    sync = request.path.startswith("/sync/")
+    level = logging.INFO if sync else logging.DEBUG
+    if not requests_log.isEnabledFor(level):
+        return
+    identity = _client_name(request)
+    path = request.rel_url.raw_path  # still percent-encoded: one line, whatever was sent
+    resource = request.match_info.get("resource") if sync else None
+    if resource is not None and not (
+        len(resource) <= 253 and protocol.RESOURCE_NAME.match(resource)
+    ):
+        resource = None
+    parts = [f"{request.method} {path} {status}"]
+    if records is not None:
+        parts.append(f"{records} records")
+    parts.append(f"{seconds:.3f} s")
+    if identity:
+        parts.append(f"client {identity}")
+    if error:
+        parts.append(short(" ".join(error.split()), 200))
+    requests_log.log(
+        level,
+        "%s",
+        ", ".join(parts),
+        extra={
+            "method": request.method,
+            "path": path,
+            "resource": resource,
+            "status": status,
+            "records": records,
+            "duration": round(seconds, 6),
+            "client": identity,
+            "error": error or None,
+        },
+    )
+
+
+def _client_name(request: web.Request) -> str | None:
+    """The verified client certificate's common name (mutual TLS), if there is one: a
+    bearer token has no name, and is never logged."""
+    transport = request.transport
+    certificate = transport.get_extra_info("peercert") if transport is not None else None
+    if not isinstance(certificate, dict):
+        return None
+    for entry in certificate.get("subject", ()):
+        for key, value in entry:
+            if key == "commonName":
+                return str(value)
+    return None

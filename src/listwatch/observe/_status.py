@@ -71,6 +71,16 @@ class SyncerStatus:
     has received; otherwise how long ago its view was last current (the start of the last
     receiver call that completed; the Syncer's start before any)."""
     resource: GroupVersionResource | None = None
+    unsynced_for: float = 0.0
+    """Seconds the receiver has gone without a sync: 0 from a snapshot delivered until the
+    next failure; otherwise counted from the Syncer's start (before its first snapshot) or
+    from the failure that ended its last good generation. A resync's relist is not a
+    failure. What "not synced for longer than a threshold" is measured by."""
+    failing_for: float = 0.0
+    """Seconds since the first failure of the current streak (generations that ended in an
+    error with no snapshot delivered since); 0 when there is none."""
+    failures: int = 0
+    """Generations that ended in an error since the last snapshot delivered."""
 
 
 class StatusTracker:
@@ -102,6 +112,9 @@ class StatusTracker:
         self.last_error: str | None = None
         self._delivering_since: float | None = None
         self._view_at = clock()  # when the receiver's view was last current
+        self._unsynced_since: float | None = self._view_at  # None while in sync
+        self._failing_since: float | None = None
+        self.failures = 0
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -118,6 +131,8 @@ class StatusTracker:
                 self.snapshot_size = objects
                 self.snapshot_resource_version = self.resource_version = rv
                 self.synced = self.has_synced = True
+                self._unsynced_since = self._failing_since = None
+                self.failures = 0
                 self.phase = Phase.WATCHING
             case observe.BatchDelivered(received=received, resource_version=rv):
                 self._delivered()
@@ -135,11 +150,13 @@ class StatusTracker:
                 self.recent_restarts.append(Restart(self._wall_clock(), generation, line))
                 if reason != "resync":
                     self.last_error = line
+                    self._failed()
                 self.synced = False
             case observe.BackingOff():
                 self.phase = Phase.BACKING_OFF
             case observe.Failed(message=text):
                 self.last_error = text
+                self._failed()
                 self.synced = False
                 self.phase = Phase.FAILED
             case observe.Stopped():
@@ -149,6 +166,14 @@ class StatusTracker:
             case _:
                 return  # requests and openings change nothing here
         self._changed.notify()
+
+    def _failed(self) -> None:
+        now = self._clock()
+        self.failures += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._unsynced_since is None:
+            self._unsynced_since = now
 
     def _delivered(self) -> None:
         assert self._delivering_since is not None
@@ -182,7 +207,13 @@ class StatusTracker:
             pending_keys=pending,
             staleness=0.0 if caught_up else max(0.0, self._clock() - self._view_at),
             resource=self.resource,
+            unsynced_for=self._since(self._unsynced_since),
+            failing_for=self._since(self._failing_since),
+            failures=self.failures,
         )
+
+    def _since(self, moment: float | None) -> float:
+        return 0.0 if moment is None else max(0.0, self._clock() - moment)
 
     async def changed(self) -> None:
         """Until the next event that changes the status."""

@@ -286,15 +286,39 @@ def _scrub(text: str, password: str | None) -> str:
     return text
 
 
+_NOT_A_PORT = re.compile(r"invalid literal for int\(\) with base 10: '([^']*)'")
+
+
+def _connect_failure(exc: BaseException, dsn: str) -> SinkConnectionError:
+    """One line saying why a connection failed: the server's own message (asyncpg's never
+    holds the password; scrubbed anyway), never the DSN's password."""
+    where, password = _describe_dsn(dsn)
+    text = _scrub(" ".join(str(exc).split()), password)
+    if isinstance(exc, ValueError):  # a DSN that asyncpg cannot parse
+        port = _NOT_A_PORT.search(text)
+        why = f"the port {port.group(1)!r} is not a number" if port else f"a bad DSN: {text}"
+        return SinkConnectionError(f"cannot connect to PostgreSQL at {where}: {why}")
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) and not text:
+        text = "no answer in time"
+    return SinkConnectionError(
+        f"cannot connect to PostgreSQL at {where}: {name}: {text}"
+        if text
+        else f"cannot connect to PostgreSQL at {where}: {name}"
+    )
+
+
 def _describe_dsn(dsn: str) -> tuple[str, str | None]:
-    """Where a DSN points, for messages (no password), and its password (to scrub)."""
+    """Where a DSN points, for messages (no password), and its password (to scrub).
+
+    Hosts and ports are shown as written (``h1:5432,h2:5433``, or a port that is not a
+    number, which is what the message is then about)."""
     try:
         parts = urlsplit(dsn)
         password = unquote(parts.password) if parts.password else None
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
+        host = parts.netloc.rpartition("@")[2]
         user = f"{unquote(parts.username)}@" if parts.username else ""
-        where = f"{parts.scheme}://{user}{host}{port}{parts.path}"
+        where = f"{parts.scheme}://{user}{host}{parts.path}"
         if not host and "host=" in parts.query:
             socket = re.search(r"(?:^|&)host=([^&]*)", parts.query)
             where += f" (socket {unquote(socket.group(1)) if socket else '?'})"
@@ -320,20 +344,18 @@ async def _create_pool(dsn: str, *, max_size: int, connect_timeout: float) -> as
     parse) is one ``SinkConnectionError`` that says where, never with the password: the
     driver's error is not chained either, since its message or arguments may quote the DSN.
     """
-    where, password = _describe_dsn(dsn)
     try:
         return await asyncpg.create_pool(
             dsn, min_size=1, max_size=max_size, timeout=connect_timeout
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        message = _scrub(str(exc), password) or type(exc).__name__
-        raise SinkConnectionError(
-            f"cannot connect to PostgreSQL at {where}: {type(exc).__name__}: {message}"
-        ) from None
-    except ValueError as exc:  # a DSN that asyncpg cannot parse
-        raise SinkConnectionError(
-            f"cannot connect to PostgreSQL at {where}: {_scrub(str(exc), password)}"
-        ) from None
+    except (
+        OSError,
+        TimeoutError,
+        ValueError,  # a DSN that asyncpg cannot parse
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ) as exc:
+        raise _connect_failure(exc, dsn) from None
 
 
 def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[_Record]:
