@@ -117,6 +117,8 @@ async def _open_http(
 async def _open_postgres(
     target: PostgresStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
 ) -> dict[str, Receiver]:
+    import asyncpg  # noqa: PLC0415 - the cli extra's: import on use
+
     from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg: import on use
         PostgresStore,
         SchemaError,
@@ -134,4 +136,8 @@ async def _open_postgres(
             receivers[name] = await store.sink(name)
         except (SchemaError, SinkConnectionError) as exc:
             raise CliError(f"PostgreSQL: {one_line(exc)}") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # Creating the schema was refused (a missing privilege, say): the server's own
+            # words, with the error's class, which names the SQLSTATE's meaning.
+            raise CliError(f"PostgreSQL: {type(exc).__name__}: {one_line(exc)}") from None
     return receivers
