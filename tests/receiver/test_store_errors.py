@@ -65,3 +65,15 @@ async def test_the_mirrors_target_says_the_same() -> None:
             pass
     assert "the port '99x' is not a number" in str(raised.value)
     assert PASSWORD not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (f"postgresql://lw:{PASSWORD}@db:5432/k8s", "postgresql://lw@db:5432/k8s"),
+        (f"postgresql://lw@db/k8s?password={PASSWORD}", "postgresql://lw@db/k8s"),
+        ("postgres://db1:5432,db2:5433/k8s", "postgres://db1:5432,db2:5433/k8s"),
+    ],
+)
+def test_a_target_is_shown_without_its_password(dsn: str, shown: str) -> None:
+    assert PostgresStoreSpec(dsn).describe() == shown

@@ -40,6 +40,10 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+def _attempts(count: int) -> str:
+    return f"{count} failed attempt{'' if count == 1 else 's'}"
+
+
 class FailureLog:
     """Observer of one Syncer: a WARNING for every generation that ended in an error.
 
@@ -120,7 +124,7 @@ def _check(
         stale.add(name)
         since = "since the start" if not status.has_synced else "since its last sync"
         why = (
-            f"{status.failures} failed attempts, the last: {_flat(status.last_error)}"
+            f"{_attempts(status.failures)}, the last: {_flat(status.last_error)}"
             if status.failures and status.last_error
             else "no attempt has failed yet: still listing or writing"
         )
@@ -149,7 +153,7 @@ def _check(
 def _gave_up(name: str, status: SyncerStatus, target: str, exit_after: float) -> str:
     return (
         f"failing for {status.failing_for:.0f} s without a sync into {target} "
-        f"(--exit-on-failure {exit_after:g}; {status.failures} attempts): "
+        f"(--exit-on-failure {exit_after:g}; {_attempts(status.failures)}): "
         f"{_flat(status.last_error or 'no error recorded')}"
     )
 

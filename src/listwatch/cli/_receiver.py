@@ -116,11 +116,7 @@ async def run_receiver(
             sockets = getattr(server, "sockets", None) or ()
             bound = sockets[0].getsockname()[1] if sockets else port
             scheme = "https" if context is not None else "http"
-            where = (
-                options.store.describe()
-                if isinstance(options.store, SQLiteStoreSpec)
-                else "PostgreSQL"
-            )
+            where = options.store.describe()
             if started is not None:
                 started.set()
             logger.info(

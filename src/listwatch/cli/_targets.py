@@ -40,7 +40,15 @@ class PostgresStoreSpec:
     dsn: str
 
     def describe(self) -> str:
-        return "PostgreSQL"  # a DSN may hold a password: never printed
+        """``postgresql://user@host:port/db``: the DSN without its password and its query
+        (which may hold one, or key files): where it writes, never how it logs in."""
+        try:
+            parts = urlsplit(self.dsn)
+            user = f"{parts.username}@" if parts.username else ""
+            host = parts.netloc.rpartition("@")[2]
+        except ValueError:
+            return "PostgreSQL"
+        return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
 
 
 StoreSpec = SQLiteStoreSpec | PostgresStoreSpec | HttpStoreSpec
