@@ -27,14 +27,14 @@ import json
 import os
 import random
 import shlex
-import sys
 import tempfile
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from listwatch._aio import cancel_and_join
+from listwatch.cli._logging import cli_logger
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.testing import FakeApiServer
 from listwatch.testing._kubeconfig import CONTEXT_NAME
@@ -138,9 +138,9 @@ def _kubeconfig_path(options: FakeClusterOptions) -> Iterator[tuple[Path, bool]]
     yield path, options.keep_kubeconfig
 
 
-def _say(err: TextIO, line: str) -> None:
-    err.write(f"listwatch fake-cluster: {line}\n")
-    err.flush()
+def _say(line: str) -> None:
+    """A line for the person running the command (text or JSON, as ``--log-format`` says)."""
+    cli_logger.info(line)
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -158,20 +158,17 @@ async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -
     return True
 
 
-async def _churn(workload: PodWorkload, rate: float, err: TextIO) -> None:
+async def _churn(workload: PodWorkload, rate: float) -> None:
     """The workload's churn until cancelled. Someone else deleting or changing its pods (say
     with kubectl) can break it: that ends the churn with a line, not the server."""
     try:
         await workload.churn(rate)
     except Exception as exc:  # any failure of the churn: told, then serving on
-        _say(err, f"the churn stopped: {one_line(exc)}; still serving")
+        _say(f"the churn stopped: {one_line(exc)}; still serving")
 
 
-async def run_fake_cluster(
-    options: FakeClusterOptions, stop: asyncio.Event, err: TextIO | None = None
-) -> int:
+async def run_fake_cluster(options: FakeClusterOptions, stop: asyncio.Event) -> int:
     """Serve until ``stop`` is set; raises ``CliError`` for what the user must fix."""
-    err = sys.stderr if err is None else err
     with _kubeconfig_path(options) as (kubeconfig, keep):
         server = pod_server(
             pods=options.pods,
@@ -188,12 +185,12 @@ async def run_fake_cluster(
                 f"cannot listen on {options.listen} port {options.port}: {why}"
             ) from None
         try:
-            await _serve(options, server, kubeconfig, keep=keep, stop=stop, err=err)
+            await _serve(options, server, kubeconfig, keep=keep, stop=stop)
         finally:
             await server.stop()
             if not keep:
                 kubeconfig.unlink(missing_ok=True)
-    _say(err, "stopped" + ("" if keep or options.kubeconfig is None else "; kubeconfig removed"))
+    _say("stopped" + ("" if keep or options.kubeconfig is None else "; kubeconfig removed"))
     return 0
 
 
@@ -204,7 +201,6 @@ async def _serve(
     *,
     keep: bool,
     stop: asyncio.Event,
-    err: TextIO,
 ) -> None:
     """Populate, write the kubeconfig, say how to use it, and churn until ``stop``."""
     workload: PodWorkload | None = None
@@ -213,7 +209,6 @@ async def _serve(
             server, random.Random(options.seed), pods=options.pods, namespaces=options.namespaces
         )
         _say(
-            err,
             f"creating {options.pods} pods in {options.namespaces} namespaces "
             f"(seed {options.seed})",
         )
@@ -226,19 +221,16 @@ async def _serve(
     port = server.url.rsplit(":", 1)[1]
     what = "no pods" if workload is None else f"{workload.size} pods"
     churn = f", churning {options.churn:g} changes/s" if options.churn else ""
-    _say(err, f"serving {server.url} (port {port}): {what}{churn}")
+    _say(f"serving {server.url} (port {port}): {what}{churn}")
     if options.kubeconfig is None:
         kept = "a temporary file, removed on exit (--kubeconfig PATH writes one where you say)"
     else:
         kept = "kept on exit" if keep else "removed on exit; --keep-kubeconfig keeps it"
-    _say(err, f"kubeconfig: {kubeconfig} ({kept})")
+    _say(f"kubeconfig: {kubeconfig} ({kept})")
     quoted = shlex.quote(str(kubeconfig))
-    _say(err, "try it:")
-    err.write(
-        f"    KUBECONFIG={quoted} kubectl get pods -A\n"
-        f"    listwatch mirror pods --kubeconfig {quoted} --sqlite mirror.db\n"
-    )
-    _say(err, "Ctrl-C or SIGTERM stops")
+    _say(f"try it: KUBECONFIG={quoted} kubectl get pods -A")
+    _say(f"try it: listwatch mirror pods --kubeconfig {quoted} --sqlite mirror.db")
+    _say("Ctrl-C or SIGTERM stops")
     if workload is not None and options.churn:
-        await _until_stopped(_churn(workload, options.churn, err), stop)
+        await _until_stopped(_churn(workload, options.churn), stop)
     await stop.wait()
