@@ -10,7 +10,7 @@ import pytest
 
 from listwatch.cli import main_async
 from listwatch.cli._runtime import CliError
-from listwatch.cli._targets import PostgresStoreSpec, open_receivers
+from listwatch.cli._stores import PostgresStoreSpec, open_receivers
 from tests.postgres_server import PostgresServer
 
 PASSWORD = "s3cret-pw-91"

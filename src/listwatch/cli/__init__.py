@@ -34,7 +34,7 @@ from listwatch.cli._runtime import (
     stop_on_signals,
     unless_stopped_while_starting,
 )
-from listwatch.cli._targets import HttpStoreSpec, PostgresStoreSpec, SQLiteStoreSpec, StoreSpec
+from listwatch.cli._stores import HttpStoreSpec, PostgresStoreSpec, SQLiteStoreSpec, StoreSpec
 
 __all__ = ["build_parser", "main", "main_async"]
 
@@ -195,12 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mirror.add_argument("--selector", "-l", default=None, metavar="S", help="label selector")
     mirror.add_argument("--field-selector", default=None, metavar="S", help="field selector")
-    target = mirror.add_mutually_exclusive_group(required=True)
-    target.add_argument("--sqlite", type=Path, metavar="PATH", help="the SQLite file to write")
-    target.add_argument(
+    store = mirror.add_mutually_exclusive_group(required=True)
+    store.add_argument("--sqlite", type=Path, metavar="PATH", help="the SQLite file to write")
+    store.add_argument(
         "--postgres", metavar="DSN", help="the PostgreSQL database to write (postgresql://...)"
     )
-    target.add_argument(
+    store.add_argument(
         "--http", metavar="URL", help="send to a listwatch receiver (the HTTP sync protocol)"
     )
     mirror.add_argument(
@@ -520,7 +520,7 @@ async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event, started: as
     )
     options = mirror.MirrorOptions(
         resources=load_specs(names, defaults, args.config),
-        target=_target(args),
+        store=_store_spec(args),
         kubeconfig=args.kubeconfig,
         in_cluster=args.in_cluster,
         context=args.context,
@@ -587,7 +587,7 @@ async def _run_fake_cluster(
     return await fake.run_fake_cluster(options, stop)
 
 
-def _target(args: argparse.Namespace) -> StoreSpec:
+def _store_spec(args: argparse.Namespace) -> StoreSpec:
     http_flags = [
         args.http_token_file,
         args.http_ca,

@@ -1,11 +1,11 @@
 """``listwatch mirror``: resources of a real cluster, mirrored until stopped into an SQLite
-file, a PostgreSQL database or a listwatch receiver over HTTP (``listwatch.cli._targets``).
+file, a PostgreSQL database or a listwatch receiver over HTTP (``listwatch.cli._stores``).
 
 Configuration is kubernetes_asyncio's own (kubeconfig with its context, or the in-cluster
 service account), so whatever ``kubectl`` can reach, the mirror can. Resources are named as
 kubectl names them (``pods``, ``nodes``, ``deployments.apps``, ``deployments.v1.apps``, a
 CRD's ``plural.group``) and resolved through the server's discovery; each gets its own
-Syncer under one Supervisor (``listwatch._agent``), and all share one target, one row set
+Syncer under one Supervisor (``listwatch._agent``), and all share one store, one row set
 per resource.
 
 Failing fast, and in one line, is a design choice here. The Syncers retry every error
@@ -47,7 +47,7 @@ from listwatch.cli._config import ResourceSpec, describe
 from listwatch.cli._health import DEFAULT_STALE_AFTER, FailureLog, watch_health
 from listwatch.cli._logging import current_role
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._targets import SQLiteStoreSpec, StoreSpec, open_receivers, without_userinfo
+from listwatch.cli._stores import SQLiteStoreSpec, StoreSpec, open_receivers, without_userinfo
 from listwatch.errors import (
     ApiConnectionError,
     DiscoveryError,
@@ -73,7 +73,7 @@ class MirrorOptions:
     """The mirror's flags (the resources already merged with the config file)."""
 
     resources: Sequence[ResourceSpec]
-    target: StoreSpec
+    store: StoreSpec
     kubeconfig: Path | None = None
     in_cluster: bool = False
     context: str | None = None
@@ -284,7 +284,7 @@ async def run_mirror(
         resources = build_sources(api, options.resources, served)
         for resource in resources:
             await preflight(resource.source, host, resource.name)
-        async with open_receivers(options.target, [r.name for r in resources]) as sinks:
+        async with open_receivers(options.store, [r.name for r in resources]) as sinks:
             return await _run(
                 options, api, resources, sinks, stop=stop, started=started or asyncio.Event()
             )
@@ -299,7 +299,7 @@ async def _run(
     stop: asyncio.Event,
     started: asyncio.Event,
 ) -> int:
-    target = options.target.describe()
+    target = options.store.describe()
     source = without_userinfo(api.configuration.host or "") or None
 
     def build(epoch: int, gate: WriteGate) -> list[Syncer]:
@@ -397,7 +397,7 @@ async def _run(
     counts = []
     for name, sink in sinks.items():
         count = getattr(sink, "count", None)
-        if isinstance(options.target, SQLiteStoreSpec) and count is not None:
+        if isinstance(options.store, SQLiteStoreSpec) and count is not None:
             counts.append(f"{name}: {await count()}")
     where = f": {', '.join(counts)} objects in {target}" if counts else ""
     logger.info("stopped after %.1f s%s", time.monotonic() - began, where)

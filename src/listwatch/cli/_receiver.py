@@ -10,18 +10,15 @@ A receiver without either refuses to start: it would accept writes from anyone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from listwatch._types import Store
 from listwatch.cli._logging import cli_logger as logger
 from listwatch.cli._runtime import CliError, one_line
-from listwatch.cli._targets import PostgresStoreSpec, SQLiteStoreSpec
+from listwatch.cli._stores import PostgresStoreSpec, SQLiteStoreSpec, open_store
 from listwatch.httpsync import SyncServer, TokenFile
 from listwatch.observe.health import parse_address
 
@@ -52,30 +49,6 @@ def _ssl(options: ReceiverOptions) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise CliError(f"cannot load the TLS files: {one_line(exc)}") from None
     return context
-
-
-@contextlib.asynccontextmanager
-async def open_store(target: SQLiteStoreSpec | PostgresStoreSpec) -> AsyncIterator[Store]:
-    if isinstance(target, SQLiteStoreSpec):
-        from listwatch.sinks.sqlite import SQLiteStore  # noqa: PLC0415 - needs aiosqlite
-
-        if not target.path.parent.is_dir():
-            raise CliError(f"--sqlite {target.path}: no such directory")
-        store: Store = SQLiteStore(target.path)
-    else:
-        from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg
-            PostgresStore,
-            SinkConnectionError,
-        )
-
-        try:
-            store = await PostgresStore.connect(target.dsn)
-        except (SinkConnectionError, ValueError) as exc:  # never with the password
-            raise CliError(one_line(exc)) from None
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def run_receiver(

@@ -1,6 +1,8 @@
-"""Where ``listwatch mirror`` writes: an SQLite file, a PostgreSQL database, or an HTTP
-receiver. Each target opens one receiver (``on_list`` + ``on_batch``) per resource, closes
-them all on the way out, and turns what the user can fix into one line (``CliError``)."""
+"""Where the commands write: an SQLite file, a PostgreSQL database, or (for ``mirror``) an
+HTTP receiver. A ``StoreSpec`` is the user's choice; ``open_receivers`` opens one receiver
+per resource for ``mirror``, ``open_store`` a store for ``receiver``. Everything is closed on
+the way out, and what the user can fix becomes one line (``CliError``). In log lines the
+spec's ``describe()`` is the ``spec`` field: where it writes, never how it logs in."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from listwatch._types import Receiver
+from listwatch._types import Receiver, Store
 from listwatch.cli._runtime import CliError, one_line
+
+if TYPE_CHECKING:
+    from listwatch.sinks.postgres import PostgresStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ StoreSpec = SQLiteStoreSpec | PostgresStoreSpec | HttpStoreSpec
 
 
 def without_userinfo(url: str) -> str:
-    """``url`` without the ``user:password@`` part: where a target is, never how to log in."""
+    """``url`` without the ``user:password@`` part: where it writes, never how to log in."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
@@ -67,55 +73,55 @@ Counter = Callable[[str], Awaitable[int | None]]
 
 @contextlib.asynccontextmanager
 async def open_receivers(
-    target: StoreSpec, names: Sequence[str]
+    spec: StoreSpec, names: Sequence[str]
 ) -> AsyncIterator[dict[str, Receiver]]:
     """One receiver per resource name (``pods``, ``deployments.apps``), all closed on exit."""
     async with contextlib.AsyncExitStack() as stack:
         receivers: dict[str, Receiver] = {}
-        if isinstance(target, SQLiteStoreSpec):
+        if isinstance(spec, SQLiteStoreSpec):
             # Needs aiosqlite: imported on use.
             from listwatch.cli._storage import open_sink, removed_if_unwritten  # noqa: PLC0415
 
-            stack.enter_context(removed_if_unwritten(target.path))  # exits after the sinks
+            stack.enter_context(removed_if_unwritten(spec.path))  # exits after the sinks
             for name in names:
-                sink = await open_sink(target.path, resource=name)
+                sink = await open_sink(spec.path, resource=name)
                 stack.push_async_callback(sink.close)
                 receivers[name] = sink
-        elif isinstance(target, HttpStoreSpec):
-            receivers.update(await _open_http(target, names, stack))
+        elif isinstance(spec, HttpStoreSpec):
+            receivers.update(await _open_http(spec, names, stack))
         else:
-            receivers.update(await _open_postgres(target, names, stack))
+            receivers.update(await _open_postgres(spec, names, stack))
         yield receivers
 
 
 async def _open_http(
-    target: HttpStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
+    spec: HttpStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
 ) -> dict[str, Receiver]:
     from listwatch.httpsync._client import HttpSink  # noqa: PLC0415 - its TLS setup on use
 
-    if without_userinfo(target.url) != target.url:
+    if without_userinfo(spec.url) != spec.url:
         # The receiver takes a bearer token or a client certificate, never a password; and
         # the URL is printed in every failure line.
         raise CliError(
-            f"--http {target.describe()}: no user or password in the URL (a receiver "
+            f"--http {spec.describe()}: no user or password in the URL (a receiver "
             "authenticates with --http-token-file or --http-client-cert)"
         )
-    if target.token_file is not None and not target.token_file.is_file():
-        raise CliError(f"--http-token-file {target.token_file}: no such file")
+    if spec.token_file is not None and not spec.token_file.is_file():
+        raise CliError(f"--http-token-file {spec.token_file}: no such file")
     receivers: dict[str, Receiver] = {}
     for name in names:
         try:
             sink = HttpSink(
-                target.url,
-                token_file=target.token_file,
-                ca_file=target.ca_file,
-                client_cert=target.client_cert,
-                client_key=target.client_key,
-                verify=target.verify,
+                spec.url,
+                token_file=spec.token_file,
+                ca_file=spec.ca_file,
+                client_cert=spec.client_cert,
+                client_key=spec.client_key,
+                verify=spec.verify,
                 resource=name,
             )
         except (ValueError, OSError) as exc:
-            raise CliError(f"--http {target.url}: {one_line(exc)}") from None
+            raise CliError(f"--http {spec.url}: {one_line(exc)}") from None
         await sink.open()
         stack.push_async_callback(sink.close)
         receivers[name] = sink
@@ -123,20 +129,16 @@ async def _open_http(
 
 
 async def _open_postgres(
-    target: PostgresStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
+    spec: PostgresStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
 ) -> dict[str, Receiver]:
     import asyncpg  # noqa: PLC0415 - the cli extra's: import on use
 
     from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg: import on use
-        PostgresStore,
         SchemaError,
         SinkConnectionError,
     )
 
-    try:
-        store = await PostgresStore.connect(target.dsn)
-    except (SinkConnectionError, ValueError) as exc:
-        raise CliError(one_line(exc)) from None
+    store = await _connect_postgres(spec)
     stack.push_async_callback(store.close)
     receivers: dict[str, Receiver] = {}
     for name in names:
@@ -149,3 +151,34 @@ async def _open_postgres(
             # words, with the error's class, which names the SQLSTATE's meaning.
             raise CliError(f"PostgreSQL: {type(exc).__name__}: {one_line(exc)}") from None
     return receivers
+
+
+async def _connect_postgres(spec: PostgresStoreSpec) -> PostgresStore:
+    """The one way both commands connect to PostgreSQL: a failure is one line, never with
+    the password (the sink's own error policy)."""
+    from listwatch.sinks.postgres import (  # noqa: PLC0415 - needs asyncpg: import on use
+        PostgresStore,
+        SinkConnectionError,
+    )
+
+    try:
+        return await PostgresStore.connect(spec.dsn)
+    except (SinkConnectionError, ValueError) as exc:
+        raise CliError(one_line(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def open_store(spec: SQLiteStoreSpec | PostgresStoreSpec) -> AsyncIterator[Store]:
+    """The store ``listwatch receiver`` writes every resource through, closed on exit."""
+    if isinstance(spec, SQLiteStoreSpec):
+        from listwatch.sinks.sqlite import SQLiteStore  # noqa: PLC0415 - needs aiosqlite
+
+        if not spec.path.parent.is_dir():
+            raise CliError(f"--sqlite {spec.path}: no such directory")
+        store: Store = SQLiteStore(spec.path)
+    else:
+        store = await _connect_postgres(spec)
+    try:
+        yield store
+    finally:
+        await store.close()
