@@ -210,12 +210,21 @@ class SyncServer:
             )
 
     async def _snapshot(self, request: web.Request) -> web.Response:
+        return await self._write(request, self._apply_snapshot)
+
+    async def _write(
+        self,
+        request: web.Request,
+        apply: Callable[[str, AsyncIterator[bytes], float], Awaitable[web.Response]],
+    ) -> web.Response:
+        """What every write request goes through before its body is read: authentication,
+        the resource named by the path, the body's media type; then its records, in order."""
         self._authenticate(request)
         resource = self._resource(request)
         self._check_content_type(request)
         started = time.monotonic()
         async with aclosing(_lines(request)) as lines:
-            return await self._apply_snapshot(resource, lines, started)
+            return await apply(resource, lines, started)
 
     async def _apply_snapshot(
         self, resource: str, lines: AsyncIterator[bytes], started: float
@@ -268,12 +277,7 @@ class SyncServer:
         )
 
     async def _batch(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        resource = self._resource(request)
-        self._check_content_type(request)
-        started = time.monotonic()
-        async with aclosing(_lines(request)) as lines:
-            return await self._apply_batch(resource, lines, started)
+        return await self._write(request, self._apply_batch)
 
     async def _apply_batch(
         self, resource: str, lines: AsyncIterator[bytes], started: float
