@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from listwatch.testing import FakeApiServer
+from tests.clients.helpers import KubectlUnavailable, find_kubectl
 
 # postgres_server and postgres_dsn: a real PostgreSQL server that the tests start themselves.
 # fake_apiserver: listwatch's pytest plugin, opted into as its users do (tests/fake_server).
@@ -42,3 +43,12 @@ async def api_client(server: FakeApiServer) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def kubectl_binary() -> str:
+    """The kubectl to test with (``find_kubectl``); fails, never skips, without one."""
+    try:
+        return find_kubectl()
+    except KubectlUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -21,3 +21,9 @@ def configmap(name: str, namespace: str = "default", **data: str) -> dict[str, A
         "metadata": {"name": name, "namespace": namespace},
         "data": data,
     }
+
+
+def key_of(obj: dict[str, Any]) -> str:
+    """``namespace/name``, or ``name`` for a cluster-scoped object: a mirror's key."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]

@@ -12,7 +12,29 @@ import re
 import signal
 from collections.abc import AsyncIterator
 
-from tests.cli.conftest import PYTHON, subprocess_env
+from tests.cli.helpers import PYTHON, subprocess_env
+
+
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    """``python -m listwatch ARGS`` with the tests' environment; stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "listwatch",
+        *args,
+        env=subprocess_env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_to_end(*args: str, within: float = 60.0) -> tuple[int, str]:
+    """Run ``python -m listwatch ARGS`` to its end: exit code and stderr (``within`` is a
+    safety net against a hang, never a synchronisation)."""
+    process = await spawn(*args)
+    _, err = await asyncio.wait_for(process.communicate(), within)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
 
 
 class ListwatchProcess:
@@ -27,16 +49,7 @@ class ListwatchProcess:
 
     @classmethod
     async def start(cls, name: str, *args: str) -> ListwatchProcess:
-        process = await asyncio.create_subprocess_exec(
-            PYTHON,
-            "-m",
-            "listwatch",
-            *args,
-            env=subprocess_env(),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(name, process)
+        return cls(name, await spawn(*args))
 
     async def _read(self) -> None:
         assert self.process.stderr is not None

@@ -18,8 +18,7 @@ from listwatch.cli import _demo as demo
 from listwatch.cli import main_async
 from listwatch.cli._runtime import CliError
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
-
-from .conftest import PYTHON, subprocess_env
+from tests.cli.helpers import PYTHON, subprocess_env
 
 SMALL = ["--pods", "200", "--namespaces", "5", "--seconds", "3", "--merge-interval", "0.2"]
 

@@ -24,10 +24,10 @@ from listwatch.httpsync import SyncServer
 from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer
 from listwatch.testing._kubeconfig import write_kubeconfig
+from tests.cli.helpers import eventually
+from tests.objects import pod
 from tests.processes import running
 from tests.serving import serving
-
-from .conftest import eventually, pod
 
 TOKEN = "the-receivers-token-3f9a"
 WRONG = "a-wrong-token-77c1"

@@ -24,22 +24,11 @@ import pytest
 
 from listwatch.cli import main_async
 from listwatch.testing.scenario import namespace_names
-from tests.clients.helpers import KubectlUnavailable, find_kubectl
+from tests.cli.helpers import PYTHON, eventually, mirror_objects, subprocess_env
 from tests.processes import running
-
-from .conftest import PYTHON, eventually, mirror_objects, subprocess_env
 
 #: A bound for one kubectl call: a safety net against a hang, never a synchronisation.
 KUBECTL_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def kubectl_binary() -> str:
-    """The kubectl the client tests use (``find_kubectl``); fails, never skips, without one."""
-    try:
-        return find_kubectl()
-    except KubectlUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

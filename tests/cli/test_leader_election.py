@@ -22,9 +22,8 @@ import pytest
 
 from listwatch.sinks.sqlite import SQLiteSink
 from listwatch.testing import FakeApiServer
+from tests.objects import pod
 from tests.processes import ListwatchProcess
-
-from .conftest import pod
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]

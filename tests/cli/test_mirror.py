@@ -17,17 +17,16 @@ from listwatch.cli import main_async
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault
 from listwatch.testing._kubeconfig import write_kubeconfig
-
-from .conftest import (
+from tests.cli.helpers import (
     PYTHON,
     eventually,
     mirror_objects,
     mirrored,
-    pod,
     server_objects,
     subprocess_env,
     versions,
 )
+from tests.objects import pod
 
 FAST = ["--merge-interval", "0.05"]
 

@@ -13,8 +13,9 @@ import pytest
 
 from listwatch.cli import main_async
 from listwatch.testing import FakeApiServer
+from tests.cli.helpers import eventually, mirror_objects, mirrored
+from tests.objects import pod
 
-from .conftest import eventually, mirror_objects, mirrored, pod
 from .test_mirror import run_until_stopped, single_error_line
 
 FAST = ["--merge-interval", "0.05"]

@@ -14,24 +14,9 @@ from pathlib import Path
 
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer
-
-from .conftest import PYTHON, mirrored, pod, subprocess_env
-
-
-async def listwatch(*args: str) -> tuple[int, str]:
-    """Run ``python -m listwatch ARGS`` to its end: exit code and stderr."""
-    process = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-m",
-        "listwatch",
-        *args,
-        env=subprocess_env(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, err.decode()
+from tests.cli.helpers import PYTHON, mirrored, subprocess_env
+from tests.objects import pod
+from tests.processes import run_to_end
 
 
 def error_line(err: str) -> str:
@@ -57,7 +42,7 @@ async def test_a_setting_refused_after_the_file_was_opened_leaves_no_file(
     out = tmp_path / "out"
     out.mkdir()
     db = out / "new.db"
-    code, err = await listwatch(
+    code, err = await run_to_end(
         "mirror", "pods", "--kubeconfig", str(kubeconfig), "--sqlite", str(db), *BAD_ELECTION
     )
     assert code == 1
@@ -74,7 +59,7 @@ async def test_a_busy_metrics_port_leaves_no_file(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, err = await listwatch(
+        code, err = await run_to_end(
             "mirror",
             "pods",
             "--kubeconfig",
@@ -94,7 +79,7 @@ async def test_an_unreachable_cluster_leaves_no_file(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    code, err = await listwatch(
+    code, err = await run_to_end(
         "mirror", "pods", "--kubeconfig", str(refused_kubeconfig), "--sqlite", str(out / "new.db")
     )
     assert code == 1
@@ -130,7 +115,7 @@ async def test_a_file_that_existed_is_kept_with_what_it_held(
         assert await asyncio.wait_for(mirror.wait(), 15) == 0
     before = read_mirror(db, resource="pods")
 
-    code, err = await listwatch(
+    code, err = await run_to_end(
         "mirror", "pods", "--kubeconfig", str(kubeconfig), "--sqlite", str(db), *BAD_ELECTION
     )
     assert code == 1

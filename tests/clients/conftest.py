@@ -20,19 +20,6 @@ from pathlib import Path
 import pytest
 
 from listwatch.testing import FakeApiServer
-from tests.clients.helpers import (
-    KubectlUnavailable,
-    find_kubectl,
-)
-
-
-@pytest.fixture(scope="session")
-def kubectl_binary() -> str:
-    """The kubectl to test with (``find_kubectl``); fails, never skips, without one."""
-    try:
-        return find_kubectl()
-    except KubectlUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -9,13 +9,9 @@ from typing import Any
 
 from listwatch import Backoff, Batch, EventType, ListWatch, Snapshot, Syncer
 from listwatch.testing import FakeApiServer
+from tests.objects import key_of
 
 FAST_BACKOFF = {"initial": 0.01, "cap": 0.05}
-
-
-def key_of(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from listwatch import (
 from listwatch import _reflector as loop_module
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer, Fault
-from tests.core.helpers import FAST_BACKOFF, key_of, server_state
-from tests.objects import pod
+from tests.core.helpers import FAST_BACKOFF, server_state
+from tests.objects import key_of, pod
 
 STRATEGIES = ["paged", "stream"]
 PODS = "/api/v1/pods"

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from listwatch import Backoff, SyncerStatus
 from listwatch.testing import FakeApiServer
+from tests.objects import key_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -50,11 +51,6 @@ def pod(
         "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": node},
         "status": {"phase": phase},
     }
-
-
-def key_of(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
 
 
 def pods_on_server(server: FakeApiServer) -> dict[str, str]:

@@ -23,10 +23,10 @@ from tests.examples.helpers import (
     churn,
     fast_backoff,
     load_example,
-    pod,
     pods_on_server,
     within,
 )
+from tests.objects import pod
 
 aiohttp_app = load_example("aiohttp_app")
 

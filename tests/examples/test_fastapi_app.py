@@ -21,10 +21,10 @@ from tests.examples.helpers import (
     churn,
     fast_backoff,
     load_example,
-    pod,
     pods_on_server,
     within,
 )
+from tests.objects import pod
 
 fastapi_app = load_example("fastapi_app")
 

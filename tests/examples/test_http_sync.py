@@ -20,10 +20,10 @@ from tests.examples.helpers import (
     churn,
     fast_backoff,
     load_example,
-    pod,
     pods_on_server,
     within,
 )
+from tests.objects import pod
 
 http_sync = load_example("http_sync")
 TOKEN = "example-token"

@@ -27,7 +27,8 @@ from listwatch import (
     object_key,
 )
 from listwatch.testing import FakeApiServer, Fault
-from tests.examples.helpers import WAIT, fast_backoff, load_example, pod, within
+from tests.examples.helpers import WAIT, fast_backoff, load_example, within
+from tests.objects import pod
 
 operator_loop = load_example("operator_loop")
 

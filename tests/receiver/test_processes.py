@@ -25,7 +25,7 @@ from aiohttp import web
 from listwatch.httpsync import SyncServer
 from listwatch.sinks.sqlite import SQLiteStore
 from listwatch.testing import FakeApiServer, Fault, FaultRule
-from tests.cli.conftest import eventually
+from tests.cli.helpers import eventually
 from tests.objects import pod
 from tests.processes import ListwatchProcess, running
 from tests.serving import serving
