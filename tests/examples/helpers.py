@@ -41,7 +41,7 @@ def fast_backoff() -> Backoff:
     return Backoff(initial=0.01, cap=0.05)
 
 
-def pod(
+def app_pod(
     name: str, namespace: str = "default", *, phase: str = "Pending", node: str = ""
 ) -> dict[str, Any]:
     return {
@@ -60,15 +60,15 @@ def pods_on_server(server: FakeApiServer) -> dict[str, str]:
 
 async def churn(server: FakeApiServer) -> None:
     """Creates in two namespaces, updates, deletes, and a delete-and-recreate of one name."""
-    await server.create(pod("c1"))
-    await server.create(pod("c2", "kube-system"))
+    await server.create(app_pod("c1"))
+    await server.create(app_pod("c2", "kube-system"))
     current = server.get("v1", "Pod", "a", "default")
     assert current is not None
     current["status"] = {"phase": "Running"}
     await server.replace(current)
-    await server.delete(pod("b"))
-    await server.delete(pod("c1"))
-    await server.create(pod("c1", phase="Running"))
+    await server.delete(app_pod("b"))
+    await server.delete(app_pod("c1"))
+    await server.create(app_pod("c1", phase="Running"))
 
 
 def caught_up(server: FakeApiServer) -> Callable[[SyncerStatus], bool]:

@@ -19,6 +19,7 @@ from listwatch import Phase, Syncer
 from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault
 from tests.examples.helpers import (
+    app_pod,
     caught_up,
     churn,
     fast_backoff,
@@ -26,7 +27,6 @@ from tests.examples.helpers import (
     pods_on_server,
     within,
 )
-from tests.objects import pod
 
 aiohttp_app = load_example("aiohttp_app")
 
@@ -47,8 +47,8 @@ def mirrored(body: dict[str, Any]) -> dict[str, str]:
 async def test_objects_follow_the_cluster(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    await server.create(pod("a"))
-    await server.create(pod("b"))
+    await server.create(app_pod("a"))
+    await server.create(app_pod("b"))
     database = tmp_path / "mirror.db"
     app = aiohttp_app.create_app(database, kubeconfig, merge_interval=0.02, backoff=fast_backoff())
     async with running(app) as (http, syncer):

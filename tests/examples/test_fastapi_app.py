@@ -17,6 +17,7 @@ import pytest
 from listwatch import Phase, Syncer
 from listwatch.testing import FakeApiServer, Fault
 from tests.examples.helpers import (
+    app_pod,
     caught_up,
     churn,
     fast_backoff,
@@ -24,7 +25,6 @@ from tests.examples.helpers import (
     pods_on_server,
     within,
 )
-from tests.objects import pod
 
 fastapi_app = load_example("fastapi_app")
 
@@ -46,8 +46,8 @@ def mirrored(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_objects_follow_the_cluster(server: FakeApiServer, kubeconfig: Path) -> None:
-    await server.create(pod("a"))
-    await server.create(pod("b"))
+    await server.create(app_pod("a"))
+    await server.create(app_pod("b"))
     app = fastapi_app.create_app(kubeconfig, merge_interval=0.02, backoff=fast_backoff())
     async with running(app) as (http, syncer):
         await within(syncer.wait_synced())

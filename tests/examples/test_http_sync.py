@@ -16,6 +16,7 @@ import listwatch
 from listwatch.httpsync._client import HttpSink
 from listwatch.testing import FakeApiServer
 from tests.examples.helpers import (
+    app_pod,
     caught_up,
     churn,
     fast_backoff,
@@ -23,7 +24,6 @@ from tests.examples.helpers import (
     pods_on_server,
     within,
 )
-from tests.objects import pod
 
 http_sync = load_example("http_sync")
 TOKEN = "example-token"
@@ -68,8 +68,8 @@ async def test_the_service_follows_the_cluster_and_recovers_from_a_refused_batch
     service: tuple[TestClient[Any, Any], FailNextBatch],
 ) -> None:
     client, failure = service
-    await server.create(pod("a"))
-    await server.create(pod("b"))
+    await server.create(app_pod("a"))
+    await server.create(app_pod("b"))
     url = str(client.make_url(http_sync.RECEIVER_PREFIX))
     async with (
         await listwatch.connect(kubeconfig) as api,
@@ -88,8 +88,8 @@ async def test_the_service_follows_the_cluster_and_recovers_from_a_refused_batch
             # The service refuses the next batch: the Syncer raises, starts generation 2, and
             # its snapshot repairs what the lost batch carried.
             failure.armed = True
-            await server.create(pod("d"))
-            await server.delete(pod("a"))
+            await server.create(app_pod("d"))
+            await server.delete(app_pod("a"))
             converged = caught_up(server)
             status = await within(syncer.wait_until(lambda s: s.generation >= 2 and converged(s)))
             assert failure.failed == 1
@@ -109,7 +109,7 @@ async def test_without_the_token_nothing_is_written(
     server: FakeApiServer, kubeconfig: Path, service: tuple[TestClient[Any, Any], FailNextBatch]
 ) -> None:
     client, _ = service
-    await server.create(pod("a"))
+    await server.create(app_pod("a"))
     url = str(client.make_url(http_sync.RECEIVER_PREFIX))
     async with (
         await listwatch.connect(kubeconfig) as api,

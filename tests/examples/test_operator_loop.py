@@ -27,8 +27,7 @@ from listwatch import (
     object_key,
 )
 from listwatch.testing import FakeApiServer, Fault
-from tests.examples.helpers import WAIT, fast_backoff, load_example, within
-from tests.objects import pod
+from tests.examples.helpers import WAIT, app_pod, fast_backoff, load_example, within
 
 operator_loop = load_example("operator_loop")
 
@@ -98,9 +97,9 @@ def expected(server: FakeApiServer) -> dict[str, tuple[dict[str, str], str]]:
 async def test_config_maps_follow_the_pods(
     server: FakeApiServer, kubeconfig: Path, config_maps: Observed
 ) -> None:
-    await server.create(pod("a", phase="Running", node="n1"))
-    await server.create(pod("b"))
-    await server.create(pod("elsewhere", "kube-system"))
+    await server.create(app_pod("a", phase="Running", node="n1"))
+    await server.create(app_pod("b"))
+    await server.create(app_pod("elsewhere", "kube-system"))
     async with await listwatch.connect(kubeconfig) as api:
         operator = asyncio.create_task(
             operator_loop.run_operator(
@@ -113,15 +112,15 @@ async def test_config_maps_follow_the_pods(
             labels = config_maps.objects["default/a-info"]["metadata"]["labels"]
             assert labels == {"app.kubernetes.io/managed-by": "listwatch-example"}
 
-            await server.create(pod("c", node="n2"))
+            await server.create(app_pod("c", node="n2"))
             b = server.get("v1", "Pod", "b", "default")
             assert b is not None
             b["status"] = {"phase": "Succeeded"}
             await server.replace(b)
-            await server.delete(pod("a"))
-            await server.create(pod("a", phase="Pending", node="n3"))  # same name, new uid
-            await server.delete(pod("c"))
-            await server.create(pod("d"))
+            await server.delete(app_pod("a"))
+            await server.create(app_pod("a", phase="Pending", node="n3"))  # same name, new uid
+            await server.delete(app_pod("c"))
+            await server.create(app_pod("d"))
             await config_maps.wait_for(lambda: summary(config_maps) == expected(server))
             assert set(config_maps.objects) == {
                 "default/a-info",
