@@ -28,6 +28,7 @@ from listwatch._source import ListWatch
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
 from listwatch._types import ListOptions, OnBatch, OnList, Receiver, Store, WatchOptions
+from listwatch._version import __version__
 from listwatch.errors import (
     ApiConnectionError,
     ApiError,
@@ -67,8 +68,6 @@ from listwatch.leaderelection import (
     Term,
 )
 from listwatch.observe._status import Phase, Restart, SyncerStatus
-
-__version__ = "0.1.0"
 
 # A library logs and lets the application choose where lines go: without this, Python's
 # last-resort handler would print listwatch's warnings to stderr in an app that configured

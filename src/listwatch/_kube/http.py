@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from listwatch._version import USER_AGENT
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
     ApiConnectionError,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 JSON = "application/json"
+
+_GENERATED_USER_AGENT = "OpenAPI-Generator/"
+"""How kubernetes_asyncio's default User-Agent begins (``OpenAPI-Generator/33.3.0+...``)."""
 
 READ_CHUNK = 256 * 1024
 """The most one read takes off the socket: one watch chunk's events are decoded together."""
@@ -67,6 +71,11 @@ async def send(
     limits (connect, and the longest silence while reading); ``None`` sets none, for a
     caller that bounds the whole call itself.
     """
+    if (api_client.user_agent or _GENERATED_USER_AGENT).startswith(_GENERATED_USER_AGENT):
+        # kubernetes_asyncio puts its default headers over the request's own, so the
+        # client's is set: only while it is still the generated default, never one the
+        # user chose.
+        api_client.user_agent = USER_AGENT
     try:
         response: aiohttp.ClientResponse = await api_client.call_api(
             path,

@@ -82,7 +82,15 @@ class ApiHandler:
         watch = is_watch(path, query)
         authorized = self._authorized(request)
         fault = self._faults.pick(request.method, path, watch) if authorized else None
-        self._log.append(RecordedRequest(request.method, path, MappingProxyType(query), fault))
+        self._log.append(
+            RecordedRequest(
+                request.method,
+                path,
+                MappingProxyType(query),
+                fault,
+                user_agent=request.headers.get("User-Agent", ""),
+            )
+        )
         body_fault = None if watch else fault
         try:
             if not authorized:

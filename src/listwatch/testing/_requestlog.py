@@ -35,6 +35,8 @@ class RecordedRequest:
     path: str
     query: Mapping[str, str] = field(default_factory=dict, hash=False)
     fault: Fault | None = field(default=None, compare=False)
+    user_agent: str = field(default="", compare=False)
+    """The client's ``User-Agent`` header, as sent (audit logs and APF key on it)."""
 
     @property
     def watch(self) -> bool:
