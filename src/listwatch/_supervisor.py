@@ -68,6 +68,9 @@ class Supervisor(RunsInBackground):
     ) -> dict[str, SyncerStatus]:
         """Until ``predicate(statuses)`` holds; a fatal failure raises (``Syncer.wait_until``)."""
         while True:
+            # The events are taken before the statuses are read: a change in between sets
+            # one of them, so it is never slept through.
+            changes = [s.next_change() for s in self._syncers.values()]
             statuses = self.statuses()
             if predicate(statuses):
                 return statuses
@@ -75,11 +78,11 @@ class Supervisor(RunsInBackground):
                 if syncer.failure is not None:
                     raise syncer.failure
             # One waiter per Syncer, owned here: cancelled and awaited before returning.
-            changes = [asyncio.ensure_future(s.changed()) for s in self._syncers.values()]
+            waiters = [asyncio.ensure_future(change.wait()) for change in changes]
             try:
-                await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                await cancel_and_join(*changes)
+                await cancel_and_join(*waiters)
 
     async def wait_synced(self) -> dict[str, SyncerStatus]:
         """Until every receiver holds a complete snapshot."""

@@ -222,6 +222,12 @@ class Syncer(RunsInBackground):
         """Until the status next changes (a step of the loop)."""
         await self._tracker.changed()
 
+    def next_change(self) -> asyncio.Event:
+        """The event the status's next change sets. Take it *before* reading ``status`` to
+        wait for a condition from another task: a change between the read and the wait is
+        then not missed (``Supervisor.wait_until`` waits on several Syncers this way)."""
+        return self._tracker.next_change()
+
     @property
     def failure(self) -> BaseException | None:
         """The fatal error that stopped ``run``, if one did."""

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from listwatch import Backoff, DiscoveryError, ListWatch, Phase, Syncer
+from listwatch import Backoff, DiscoveryError, ListWatch, Phase, Syncer, observe
 from listwatch._agent import Agent, WriteGate, gated
 from listwatch._supervisor import Supervisor
 from listwatch.observe.health import make_app, serving
@@ -130,3 +130,28 @@ async def test_one_resource_failing_on_every_request_leaves_the_others_convergin
     assert alive_status == 200  # failing to sync one resource is not being dead
     assert mirrors["pods"].state() == server_state(server, "v1", "Pod")
     assert mirrors["configmaps"].snapshots == []
+
+
+async def test_wait_until_sees_a_change_that_comes_before_its_waiters_run(
+    api_client: Any,
+) -> None:
+    """A status change between reading the statuses and the waiters' first step must wake
+    ``wait_until``: the change here is scheduled by the predicate itself, so it runs before
+    any waiter task starts (a waiter that took its event late would sleep through it)."""
+    pods, configmaps = Mirror(), Mirror()
+    first = syncer_for(api_client, "pods", pods)
+    supervisor = Supervisor([first, syncer_for(api_client, "configmaps", configmaps)])
+    emit = first._emit  # the events the Syncer's loop would emit: not running here
+    calls = 0
+
+    def predicate(statuses: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            asyncio.get_running_loop().call_soon(emit, observe.GenerationStarted(7))
+            return False
+        return statuses["pods"].generation == 7
+
+    statuses = await asyncio.wait_for(supervisor.wait_until(predicate), 5)
+    assert statuses["pods"].generation == 7
+    assert calls == 2

@@ -19,7 +19,6 @@ from typing import NoReturn
 
 from listwatch._agent import Agent
 from listwatch._aio import cancel_and_join
-from listwatch._supervisor import Supervisor
 from listwatch.cli._logging import cli_logger
 from listwatch.cli._runtime import CliError
 from listwatch.observe import _events as observe
@@ -109,12 +108,13 @@ async def watch_health(
             stale.clear()  # a standby: the next term starts afresh
             await agent.wait_for_supervisor()
             continue
+        changes = [s.next_change() for s in supervisor.syncers.values()]  # before reading
         statuses = supervisor.statuses()
         for name, status in statuses.items():
             _check(name, status, stale, target=target, stale_after=stale_after)
             if exit_after is not None and status.failures and status.failing_for >= exit_after:
                 raise GaveUp(_gave_up(name, status, target, exit_after), resource=name)
-        await _changed(supervisor, _next_deadline(statuses, stale, stale_after, exit_after))
+        await _changed(changes, _next_deadline(statuses, stale, stale_after, exit_after))
 
 
 def _check(
@@ -174,9 +174,9 @@ def _next_deadline(
     return max(0.01, min(waits) + 0.01)  # just past it: "longer than" is strict
 
 
-async def _changed(supervisor: Supervisor, within: float) -> None:
-    """Until a Syncer's status changes, or ``within`` seconds have passed."""
-    waiters = [asyncio.ensure_future(s.changed()) for s in supervisor.syncers.values()]
+async def _changed(changes: list[asyncio.Event], within: float) -> None:
+    """Until one of ``changes`` is set (a Syncer's status changed), or ``within`` seconds."""
+    waiters = [asyncio.ensure_future(change.wait()) for change in changes]
     try:
         await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -6,6 +6,7 @@ a ``SyncerStatus``, so the loop itself keeps no counters.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections import deque
@@ -218,3 +219,8 @@ class StatusTracker:
     async def changed(self) -> None:
         """Until the next event that changes the status."""
         await self._changed.wait()
+
+    def next_change(self) -> asyncio.Event:
+        """The event the next change sets: taken before the status is read, no change
+        between the read and the wait can be missed."""
+        return self._changed.event
