@@ -463,12 +463,13 @@ async def watch_from(
     while True:
         started = clock()
         received = 0
+        # A streaming list's watch already delivered the initial events: never "very short"
+        # (not even when it ends after a single event: a relist would drop that event).
+        listed_first = stream is not None
         try:
             if stream is None:
                 options = WatchOptions(resource_version, timeout_seconds=timeout_seconds())
                 stream = source.watch(options)
-            else:
-                received = -1  # it already delivered the initial events: never "very short"
             async with aclosing(stream) as opened:
                 stream = None
                 chunks = (
@@ -492,7 +493,7 @@ async def watch_from(
             if resumed is None:
                 continue
             how = resumed
-        if received == 0 and clock() - started < VERY_SHORT_WATCH_SECONDS:
+        if received == 0 and not listed_first and clock() - started < VERY_SHORT_WATCH_SECONDS:
             raise VeryShortWatch(
                 f"watch {source.description} from resourceVersion {resource_version} ended "
                 f"within {VERY_SHORT_WATCH_SECONDS:g} s without an event ({how})"
@@ -501,7 +502,7 @@ async def watch_from(
             "watch %s %s after %d events; re-watching from %s",
             source.description,
             how,
-            max(received, 0),
+            received,
             resource_version,
         )
 
