@@ -179,7 +179,8 @@ class Agent:
     def readiness(self) -> HealthReport:
         """Ready when every resource's receiver holds a complete snapshot, and none has gone
         longer than ``stale_after`` without a sync: a receiver that keeps its last state
-        while every attempt fails is serving an ever older copy."""
+        while every attempt fails is serving an ever older copy. Each entry also says how
+        its snapshots are listed, and why paged."""
         supervisor = self._supervisor
         if self._elector is not None and supervisor is None:
             election = self._elector.status
@@ -203,6 +204,10 @@ class Agent:
                 "synced": status.synced,
                 "staleness_seconds": round(status.staleness, 3),
             }
+            if status.streamed is not None:
+                entry["snapshots"] = "streamed" if status.streamed else "paged"
+            if status.paged_because:
+                entry["paged_because"] = status.paged_because
             if status.unsynced_for:
                 entry["unsynced_seconds"] = round(status.unsynced_for, 3)
             if stale:

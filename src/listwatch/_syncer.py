@@ -310,7 +310,7 @@ class Syncer(RunsInBackground):
             notify=self._emit,
         )
         async with listing:
-            self._emit(observe.SnapshotOpened(generation, listing.streamed))
+            self._emit(observe.SnapshotOpened(generation, listing.streamed, listing.paged_because))
             snapshot = Snapshot(
                 self._transformed(listing.pages),
                 resource_version=listing.resource_version,
@@ -322,6 +322,7 @@ class Syncer(RunsInBackground):
             self._sequence = 0
             await self._deliver_snapshot(snapshot)
             first_stream = listing.take_watch()
+        self._listing.delivered(streamed=first_stream is not None)
         logger.info(
             "generation %d: %s snapshot of %d objects at resourceVersion %s",
             generation,

@@ -82,6 +82,12 @@ class SyncerStatus:
     error with no snapshot delivered since); 0 when there is none."""
     failures: int = 0
     """Generations that ended in an error since the last snapshot delivered."""
+    streamed: bool | None = None
+    """How the current generation's snapshot is listed: a streaming list (True) or paged
+    LISTs (False); None before the first listing was answered."""
+    paged_because: str | None = None
+    """Why that snapshot is paged (None when streamed): the server refused or failed a
+    streaming list (its answer), or ``list_strategy`` is ``"paged"``."""
 
 
 class StatusTracker:
@@ -116,6 +122,8 @@ class StatusTracker:
         self._unsynced_since: float | None = self._view_at  # None while in sync
         self._failing_since: float | None = None
         self.failures = 0
+        self.streamed: bool | None = None
+        self.paged_because: str | None = None
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -125,6 +133,8 @@ class StatusTracker:
                 self.generation = generation
                 self.synced = False
                 self.phase = Phase.LISTING
+            case observe.SnapshotOpened(streamed=streamed, paged_because=paged_because):
+                self.streamed, self.paged_because = streamed, paged_because
             case observe.ReceiverStarted():
                 self._delivering_since = self._clock()
             case observe.SnapshotDelivered(objects=objects, resource_version=rv):
@@ -211,6 +221,8 @@ class StatusTracker:
             unsynced_for=self._since(self._unsynced_since),
             failing_for=self._since(self._failing_since),
             failures=self.failures,
+            streamed=self.streamed,
+            paged_because=self.paged_because,
         )
 
     def _since(self, moment: float | None) -> float:

@@ -16,6 +16,10 @@ Compose it like this::
             ...
 
 The Python API changes the store through the same code paths as HTTP POST/PUT/DELETE.
+``FakeApiServer(watch_list=False)`` is a server without the WatchList feature (streaming
+lists refused with 422 Invalid); ``request_watch_progress=False`` one whose etcd lacks
+RequestWatchProgress (before 3.4.31, or 3.5.0 to 3.5.12): streaming lists are answered
+with 200 and one ERROR event, 500 InternalError, as kube-apiserver 1.36 does.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class FakeApiServer:
         history_limit: int | None = None,
         stale_watch: Literal["error-event", "http-410", "empty-200"] = "error-event",
         watch_list: bool = True,
+        request_watch_progress: bool = True,
         too_large_wait: float = 3.0,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         tls: bool = True,
@@ -122,7 +127,9 @@ class FakeApiServer:
         self._handler = ApiHandler(
             registry=self._registry,
             store=self._store,
-            watch_config=WatchConfig(bookmark_interval, stale, too_large_wait),
+            watch_config=WatchConfig(
+                bookmark_interval, stale, too_large_wait, request_watch_progress
+            ),
             watch_list=watch_list,
             faults=self._faults,
             log=self._log,

@@ -13,6 +13,12 @@ Where a watch starts (docs/kubernetes-semantics.md#watch, #streaming-lists):
   waited for with the stream open. With ``sendInitialEvents=true`` the state not older
   than X is sent, after waiting up to ``too_large_wait`` for X (then a 504 ERROR event).
 * ``sendInitialEvents=false``: no initial state; RV ""/"0" start at the latest RV.
+* With ``request_watch_progress=False`` (an etcd without RequestWatchProgress:
+  before 3.4.31, or 3.5.0 to 3.5.12) a streaming list (``sendInitialEvents=true`` with
+  ``allowWatchBookmarks=true``: the cacher's ``isListWatchRequest``) is answered 200, then
+  one ERROR event (500 InternalError, "a watch stream was requested by the client but the
+  required storage feature RequestWatchProgress is disabled"), then the end; plain watches
+  are served (docs/kubernetes-semantics.md#streaming-lists).
 
 Each watcher reads the store's shared event log through its own cursor (an RV), woken by
 the store's ``changed`` event: memory per watcher is one cursor and the socket buffer. A
@@ -62,11 +68,21 @@ MIN_REQUEST_TIMEOUT = 1800.0  # --min-request-timeout; the default watch timeout
 PRE_TIMEOUT_BOOKMARK = 2.0  # the cacher's last bookmark comes this long before the deadline
 
 
+#: What kube-apiserver's cacher answers a streaming list with when etcd lacks the
+#: RequestWatchProgress feature (etcd before 3.4.31, or 3.5.0 to 3.5.12), in an ERROR event.
+NO_WATCH_PROGRESS = (
+    "a watch stream was requested by the client but the required storage feature "
+    "RequestWatchProgress is disabled"
+)
+
+
 @dataclass(frozen=True)
 class WatchConfig:
     bookmark_interval: float
     stale_watch: StaleWatch
     too_large_wait: float
+    #: etcd serves RequestWatchProgress; without it, streaming lists are refused.
+    request_watch_progress: bool = True
 
 
 class ActiveWatches:
@@ -271,6 +287,11 @@ class WatchStream:
         start_rv = self._parse_start_rv()
         self._requested_rv = start_rv or 0
         if options.send_initial_events:
+            if options.allow_watch_bookmarks and not self._config.request_watch_progress:
+                # The cacher's isListWatchRequest check: client-go falls back to a LIST.
+                return await self._error_only(
+                    status.failure(500, NO_WATCH_PROGRESS, reason="InternalError")
+                )
             return await self._watch_list(start_rv or 0, deadline)
         if start_rv is None:
             if options.send_initial_events is False:
