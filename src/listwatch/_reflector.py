@@ -28,7 +28,10 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 | 410 Expired / Gone (ERROR event or HTTP status)  | back off, relist                       |
 | a resource name that discovery cannot resolve    | fatal: ``DiscoveryError`` (resolved    |
 | (unknown, ambiguous, no list/watch)              | once, before the first LIST)           |
-| 404, 400, 422                                    | fatal: ``Syncer.run()`` raises         |
+| 404 once the resource has synced (no longer      | deliver what the watch received, back  |
+| served: its CRD was deleted)                     | off, relist until it is served again;  |
+|                                                  | reported (``SyncerStatus.served``)     |
+| 404 before that, 400, 422                        | fatal: ``Syncer.run()`` raises         |
 | 403 before the receiver ever took a snapshot     | fatal: ``ForbiddenBeforeSync``         |
 | anything else (401, 403 once synced, 5xx,        | back off, relist                       |
 | malformed, too big, a receiver error)            |                                        |
@@ -602,7 +605,18 @@ def fatal_error(exc: BaseException, *, has_synced: bool) -> FatalError | None:
     configuration error that retrying would only hide, so it stops the Syncer, as
     controller-runtime's manager stops when a cache cannot sync. Once synced, a 403 is RBAC
     being rolled out or a token rotating: retried, as client-go retries every 401 and 403.
+
+    A 404 before any snapshot is a name the server does not serve (discovery resolved it
+    moments before, or it was given with its version): fatal. Once synced, a 404 means the
+    resource stopped being served: its CustomResourceDefinition was deleted (its objects
+    first, as DELETED events, then its watches end and its paths answer 404;
+    ``docs/kubernetes-semantics.md#status-and-http-codes``) or its aggregated API went
+    away. That is one resource's news, not a reason to stop every other resource under the
+    same Supervisor, and it can be served again (the CRD recreated): retried with backoff,
+    and reported (``SyncerStatus.served``, not ready).
     """
+    if isinstance(exc, ResourceNotFound) and has_synced:
+        return None
     if isinstance(exc, FatalError):
         return exc
     if isinstance(exc, Unauthorized) and exc.status == 403 and not has_synced:

@@ -4,7 +4,8 @@ The hierarchy::
 
     ListWatchError
     ├── FatalError                   retrying cannot help: Syncer.run() raises it at once
-    │   ├── ResourceNotFound         (also an ApiError) 404
+    │   ├── ResourceNotFound         (also an ApiError) 404; once synced, retried (no longer
+    │   │                            served: its CRD was deleted; see _reflector.fatal_error)
     │   ├── InvalidRequest           (also an ApiError) 400 / 422
     │   │   └── WatchListRefused     a streaming list refused under list_strategy="stream"
     │   ├── ForbiddenBeforeSync      (also a Forbidden) 403 before the first snapshot
@@ -97,7 +98,11 @@ class ListWatchError(Exception):
 
 
 class FatalError(ListWatchError):
-    """Retrying cannot help (wrong resource, bad selector): ``Syncer.run()`` raises it at once."""
+    """Retrying cannot help (wrong resource, bad selector): ``Syncer.run()`` raises it at once.
+
+    One exception, decided by ``listwatch._reflector.fatal_error``: a ``ResourceNotFound``
+    once the resource has synced is a resource that stopped being served, and is retried.
+    """
 
 
 # What kube-apiserver answered, or failed to answer.
@@ -177,7 +182,12 @@ class ForbiddenBeforeSync(Forbidden, FatalError):
 
 
 class ResourceNotFound(ApiError, FatalError):
-    """404: the server does not serve this resource (wrong name, group or version)."""
+    """404: the server does not serve this resource (wrong name, group or version).
+
+    Fatal before the resource's first snapshot. After it, the resource has stopped being
+    served (its CustomResourceDefinition was deleted, its aggregated API went away): the
+    Syncer reports it and retries with backoff, and syncs again once it is served again.
+    """
 
 
 class InvalidRequest(ApiError, FatalError):

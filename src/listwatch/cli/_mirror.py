@@ -17,9 +17,10 @@ Syncers start, discovery resolves every name and one preflight LIST (``limit=1``
 the same source) per resource checks that the server answers, accepts the credentials and
 lets us list it. Their errors become one line each. Once running, connection errors are
 the Syncers' to retry, each failed attempt a warning and a long outage an error
-(``listwatch.cli._health``); only a ``FatalError`` (say, a CRD was deleted, or a streaming
-list refused under ``--list-strategy stream``), or ``--exit-on-failure``, ends the mirror,
-again with one line.
+(``listwatch.cli._health``); so is a resource that stops being served once synced (its CRD
+deleted: not ready until it is served again, the others go on). Only a ``FatalError`` (a
+streaming list refused under ``--list-strategy stream``), or ``--exit-on-failure``, ends the
+mirror, again with one line.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Where a watch starts (docs/kubernetes-semantics.md#watch, #streaming-lists):
   required storage feature RequestWatchProgress is disabled"), then the end; plain watches
   are served (docs/kubernetes-semantics.md#streaming-lists).
 
+When a resource stops being served (``FakeApiServer.unregister_resource``: its CRD
+deleted), its watches send the events up to its last write (the DELETED of each object)
+and end cleanly, as the cacher's watchers end when the CRD's storage is torn down.
+
 Each watcher reads the store's shared event log through its own cursor (an RV), woken by
 the store's ``changed`` event: memory per watcher is one cursor and the socket buffer. A
 watcher whose cursor falls behind compaction is ended cleanly, as the watch cache closes
@@ -265,8 +269,10 @@ class WatchStream:
         rng: random.Random,
         stopping: Callable[[], bool],
         convert: Callable[[JsonDict], JsonDict] = lambda obj: obj,
+        served_until: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._request = request
+        self._served_until = served_until
         self._representation = convert
         self._store = store
         self._resource = resource
@@ -407,6 +413,9 @@ class WatchStream:
                 if delivered is _Delivered.FELL_BEHIND:
                     await writer.finish()  # like the cacher closing a watcher too slow for it
                 return
+            if self._served_until() is not None:
+                await writer.finish()  # its storage is torn down, its cacher's watchers end
+                return
             changed = self._store.changed  # taken with no await since the last check
             if next_bookmark is not None and self._loop.time() >= next_bookmark:
                 if not await self._bookmark_if_newer(writer, progress):
@@ -432,8 +441,9 @@ class WatchStream:
     async def _deliver(
         self, writer: _EventWriter, progress: _Progress, deadline: float
     ) -> _Delivered:
-        """Send this watcher's events from the log until it is caught up (or must stop)."""
-        while progress.position < self._store.resource_version:
+        """Send this watcher's events from the log until it is caught up (or must stop): up
+        to the resource's last write once it is no longer served."""
+        while progress.position < self._last_rv():
             event = self._store.event_at(progress.position + 1)
             if event is None:
                 return _Delivered.FELL_BEHIND
@@ -446,6 +456,11 @@ class WatchStream:
             if self._over(deadline):
                 break
         return _Delivered.CAUGHT_UP
+
+    def _last_rv(self) -> int:
+        served_until = self._served_until()
+        current = self._store.resource_version
+        return current if served_until is None else min(current, served_until)
 
     async def _bookmark_if_newer(self, writer: _EventWriter, progress: _Progress) -> bool:
         """A BOOKMARK at the watcher's RV, only if newer than what it already sent."""
