@@ -131,12 +131,12 @@ async def test_replace_without_a_resource_version_is_422(coordination: client.Co
     body = status_of(caught.value)
     assert body["message"] == (
         'leases.coordination.k8s.io "leader" is invalid: metadata.resourceVersion: Invalid '
-        "value: 0x0: must be specified for an update"
+        "value: 0: must be specified for an update"
     )
     assert body["details"]["causes"] == [
         {
             "reason": "FieldValueInvalid",
-            "message": "Invalid value: 0x0: must be specified for an update",
+            "message": "Invalid value: 0: must be specified for an update",
             "field": "metadata.resourceVersion",
         }
     ]

@@ -548,13 +548,22 @@ async def test_list_options_validation_is_422(
 async def test_unknown_resource_is_404(http: aiohttp.ClientSession):
     for path in [
         "/api/v1/widgets",
-        "/apis/example.com/v1/widgets",
         "/api/v1/namespaces/default/nodes",
+        "/apis/coordination.k8s.io/v1/widgets",
+        "/apis/coordination.k8s.io/v9/leases",
     ]:
         code, body, _ = await get_status(http, path)
         assert code == 404, path
         assert body["reason"] == "NotFound"
         assert body["message"] == "the server could not find the requested resource"
+
+
+async def test_a_group_nobody_serves_is_a_plain_text_404(http: aiohttp.ClientSession):
+    """No API group's handler owns the path: Go's NotFound answers, not a Status."""
+    async with http.get("/apis/example.com/v1/widgets") as response:
+        assert response.status == 404
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert await response.text() == "404 page not found\n"
 
 
 async def test_list_in_a_missing_namespace_is_empty(core: client.CoreV1Api):

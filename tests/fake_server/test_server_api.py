@@ -100,6 +100,33 @@ async def test_token_never_appears_in_the_log_or_errors(server: FakeApiServer):
     assert server.token not in repr(list(server.requests))
 
 
+async def test_a_user_without_roles_may_discover_and_nothing_else(server: FakeApiServer):
+    token = server.add_user("system:serviceaccount:default:nobody")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(
+        server.url, connector=aiohttp.TCPConnector(ssl=client_ssl(server)), headers=headers
+    ) as session:
+        for path in ("/version", "/api", "/apis/coordination.k8s.io/v1"):
+            async with session.get(path) as response:
+                assert response.status == 200, path
+        async with session.get(PODS + "/a") as response:
+            forbidden = await response.json()
+        async with session.get(
+            "/apis/coordination.k8s.io/v1/leases", params={"watch": "1"}
+        ) as response:
+            watch_forbidden = await response.json()
+    assert forbidden["code"] == 403
+    assert forbidden["message"] == (
+        'pods "a" is forbidden: User "system:serviceaccount:default:nobody" cannot get '
+        'resource "pods" in API group "" in the namespace "default"'
+    )
+    assert forbidden["details"] == {"name": "a", "kind": "pods"}
+    assert watch_forbidden["message"] == (
+        'leases.coordination.k8s.io is forbidden: User "system:serviceaccount:default:nobody" '
+        'cannot watch resource "leases" in API group "coordination.k8s.io" at the cluster scope'
+    )
+
+
 # --------------------------------------------------------------------------- clients
 
 
@@ -232,6 +259,23 @@ async def test_generate_name(server: FakeApiServer):
     )
     assert created["metadata"]["name"].startswith("cm-")
     assert len(created["metadata"]["name"]) == len("cm-") + 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "rule"),
+    [
+        ("ConfigMap", "Not_A_Name", "a lowercase RFC 1123 subdomain must consist of"),
+        ("ConfigMap", "a" * 254, "must be no more than 253 characters"),
+        ("Namespace", "dotted.name", "a lowercase RFC 1123 label must consist of"),
+    ],
+)
+async def test_names_must_be_dns_names(server: FakeApiServer, kind: str, name: str, rule: str):
+    with pytest.raises(StatusError) as caught:
+        await server.create({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}})
+    assert caught.value.code == 422
+    assert caught.value.message.startswith(
+        f'{kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": {rule}'
+    )
 
 
 async def test_unknown_kind_and_missing_name_are_errors(server: FakeApiServer):
@@ -644,7 +688,7 @@ async def test_custom_resources_refuse_unconditional_updates(server: FakeApiServ
 
     assert caught.value.code == 422
     assert caught.value.message == (
-        'widgets.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+        'widgets.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0: '
         "must be specified for an update"
     )
     assert replaced["spec"] == {"size": 1}

@@ -327,6 +327,8 @@ async def test_bookmark_carries_the_rv_when_asked(
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": {"resourceVersion": other["metadata"]["resourceVersion"]},
+            "spec": {"containers": None},  # the Go type's zero value, as kube-apiserver sends
+            "status": {},
         },
     }
 
@@ -389,6 +391,8 @@ async def test_watch_list_initial_events_end_with_the_annotated_bookmark(
             "resourceVersion": snapshot_rv,
             "annotations": {"k8s.io/initial-events-end": "true"},
         },
+        "spec": {"containers": None},
+        "status": {},
     }
     assert raw(events[3]) == ("ADDED", "c", later["metadata"]["resourceVersion"])
 

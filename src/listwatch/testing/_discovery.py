@@ -39,14 +39,20 @@ VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 AGGREGATED = Conversion("apidiscovery.k8s.io", "v2", "APIGroupDiscoveryList")
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
+#: ``/version`` as kube-apiserver 1.36 shapes it (``version.Info`` with the emulation and
+#: compatibility versions); the build fields name the fake, not a kube-apiserver build.
 VERSION_INFO: JsonDict = {
     "major": "1",
-    "minor": "34",
-    "gitVersion": "v1.34.0+listwatch.fake",
+    "minor": "36",
+    "emulationMajor": "1",
+    "emulationMinor": "36",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "35",
+    "gitVersion": "v1.36.0+listwatch.fake",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2025-01-01T00:00:00Z",
-    "goVersion": "go1.24.0",
+    "goVersion": "go1.26.0",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
@@ -137,12 +143,12 @@ def _resource_list(registry: ResourceRegistry, group: str, version: str) -> Json
     if not resources:
         return None
     group_version = f"{group}/{version}" if group else version
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": [_legacy_resource(r) for r in resources],
-    }
+    body: JsonDict = {"kind": "APIResourceList"}
+    if group:
+        body["apiVersion"] = "v1"  # the core group's list (/api/v1) has none
+    body["groupVersion"] = group_version
+    body["resources"] = [_legacy_resource(r) for r in resources]
+    return body
 
 
 def _legacy_resource(resource: ResourceType) -> JsonDict:
@@ -201,11 +207,8 @@ def _aggregated(registry: ResourceRegistry, *, core: bool) -> Document:
 def _aggregated_resource(resource: ResourceType) -> JsonDict:
     entry: JsonDict = {
         "resource": resource.plural,
-        "responseKind": {
-            "group": resource.group,
-            "version": resource.version,
-            "kind": resource.kind,
-        },
+        # Group and version are left empty when they are the resource's own (as always here).
+        "responseKind": {"group": "", "version": "", "kind": resource.kind},
         "scope": "Namespaced" if resource.namespaced else "Cluster",
         "singularResource": resource.kind.lower(),
         "verbs": VERBS,

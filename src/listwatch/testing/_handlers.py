@@ -1,12 +1,14 @@
 """The HTTP front of the fake server: one aiohttp handler, the apiserver's filter chain.
 
 Each request is, in order: recorded in the request log; authenticated (bearer token, else
-401); matched against injected faults; routed (discovery, or a resource path: else the
-generic 404); its ``Accept`` header negotiated (``negotiation.py``: 406 when nothing can be
-served); then served by LIST, WATCH (``listing.py``, ``watch.py``) or an object endpoint
-(``objects.py``), the answer converted to the negotiated representation (``conversion.py``:
-PartialObjectMetadata). Discovery and OpenAPI documents come from ``discovery.py`` and
-``openapi.py``. Every refusal is a ``metav1.Status`` built in ``status.py``.
+401); authorized (``authz.py``: a user added without roles gets 403); matched against
+injected faults; routed (discovery, or a resource path: else a 404, see
+``paths.in_served_api``); its ``Accept`` header negotiated (``negotiation.py``: 406 when
+nothing can be served); then served by LIST, WATCH (``listing.py``, ``watch.py``) or an
+object endpoint (``objects.py``), the answer converted to the negotiated representation
+(``conversion.py``: PartialObjectMetadata). Discovery and OpenAPI documents come from
+``discovery.py`` and ``openapi.py``. Every refusal is a ``metav1.Status`` built in
+``status.py``, but the plain-text 404 of a path no API group serves.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import asyncio
 import gzip
 import hmac
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import orjson
 from aiohttp import web
 
+from listwatch.testing import _authz as authz
 from listwatch.testing import _discovery as discovery
 from listwatch.testing import _negotiation as negotiation
 from listwatch.testing import _openapi as openapi
@@ -30,7 +33,13 @@ from listwatch.testing._conversion import Converter
 from listwatch.testing._faults import Fault, FaultInjector, FaultKind
 from listwatch.testing._listing import Lister
 from listwatch.testing._objects import ObjectHandlers
-from listwatch.testing._paths import RouteNotFound, Target, is_watch, parse_resource_path
+from listwatch.testing._paths import (
+    RouteNotFound,
+    Target,
+    in_served_api,
+    is_watch,
+    parse_resource_path,
+)
 from listwatch.testing._requestlog import RecordedRequest, RequestLog
 from listwatch.testing._resources import ResourceRegistry
 from listwatch.testing._store import JsonDict, ObjectStore
@@ -57,6 +66,7 @@ class ApiHandler:
         faults: FaultInjector,
         log: RequestLog,
         token: str,
+        users: Mapping[str, str],
         active: ActiveWatches,
         rng: random.Random,
         stopping: Callable[[], bool],
@@ -71,6 +81,7 @@ class ApiHandler:
         self._faults = faults
         self._log = log
         self._token = token
+        self._users = users  # token -> name of a user bound to no role
         self._active = active
         self._rng = rng
         self._stopping = stopping
@@ -80,8 +91,9 @@ class ApiHandler:
         query = {key: request.query.getone(key) for key in request.query}
         path = request.path
         watch = is_watch(path, query)
-        authorized = self._authorized(request)
-        fault = self._faults.pick(request.method, path, watch) if authorized else None
+        authenticated, user = self._authenticate(request)
+        admitted = authenticated and user is None
+        fault = self._faults.pick(request.method, path, watch) if admitted else None
         self._log.append(
             RecordedRequest(
                 request.method,
@@ -93,8 +105,9 @@ class ApiHandler:
         )
         body_fault = None if watch else fault
         try:
-            if not authorized:
+            if not authenticated:
                 raise status.unauthorized()
+            authz.authorize(user, request.method, path, query)
             if fault is not None:
                 immediate = await self._immediate_fault(request, fault, watch, query)
                 if immediate is not None:
@@ -103,12 +116,17 @@ class ApiHandler:
         except status.StatusError as error:
             return await _send_json(request, error.code, error.body, error.headers, body_fault)
 
-    def _authorized(self, request: web.BaseRequest) -> bool:
-        """Bearer token authentication; the scheme is case-insensitive, as in Go."""
+    def _authenticate(self, request: web.BaseRequest) -> tuple[bool, str | None]:
+        """Bearer token authentication (the scheme is case-insensitive, as in Go):
+        ``(authenticated, user)``, the user ``None`` for the server's own (admin) token."""
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(credentials.strip().encode(), self._token.encode())
+            return False, None
+        token = credentials.strip()
+        if hmac.compare_digest(token.encode(), self._token.encode()):
+            return True, None
+        user = self._users.get(token)
+        return user is not None, user
 
     # ------------------------------------------------------------------ faults
 
@@ -157,16 +175,18 @@ class ApiHandler:
         document = discovery.document(request.path, accept, self._registry, self._server_address())
         if document is not None:
             if request.method != "GET":
-                raise status.method_not_allowed(request.method, request.path)
+                raise status.method_not_allowed()
             return await _send_json(request, 200, document.body, document.headers, body_fault)
         spec = openapi.document(request.path, self._registry)
         if spec is not None:
             if request.method != "GET":
-                raise status.method_not_allowed(request.method, request.path)
+                raise status.method_not_allowed()
             return await _send_json(request, 200, spec, {}, body_fault)
         try:
             target = parse_resource_path(request.path, self._registry)
         except RouteNotFound:
+            if not in_served_api(request.path, self._registry):
+                return _page_not_found()
             raise status.resource_not_found() from None
         # The Accept header is negotiated before the request is decoded (get.go, create.go).
         media_type = negotiation.negotiate(
@@ -226,6 +246,17 @@ class ApiHandler:
 def _accepts_gzip(request: web.BaseRequest) -> bool:
     codings = request.headers.get("Accept-Encoding", "")
     return any(c.split(";")[0].strip().lower() == "gzip" for c in codings.split(","))
+
+
+def _page_not_found() -> web.Response:
+    """Go's ``http.NotFound``, which answers paths no API handler owns."""
+    return web.Response(
+        status=404,
+        text="404 page not found\n",
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def _empty_ok(request: web.BaseRequest, *, chunked: bool) -> web.StreamResponse:

@@ -44,7 +44,7 @@ class ObjectHandlers:
         if target.name is None:
             if method != "POST" or (target.resource.namespaced and target.namespace is None):
                 # A namespaced collection only takes writes per namespace.
-                raise status.method_not_allowed(method, f"{target.resource.qualified} at this path")
+                raise status.method_not_allowed()
             return await self._create(request, target, query)
         if method == "GET":
             return Answer(200, self._current(target))
@@ -54,7 +54,7 @@ class ObjectHandlers:
             return await self._patch(request, target, query)
         if method == "DELETE":
             return self._delete(target, query)
-        raise status.method_not_allowed(method, f"{target.resource.qualified} at this path")
+        raise status.method_not_allowed()
 
     # ------------------------------------------------------------------ verbs
 

@@ -42,7 +42,21 @@ class Target:
 
 
 class RouteNotFound(Exception):
-    """The path names no served resource (answered with the generic 404)."""
+    """The path names no served resource (answered with a 404, see :func:`in_served_api`)."""
+
+
+def in_served_api(path: str, registry: ResourceRegistry) -> bool:
+    """Whether an API group's handler answers ``path``: anything under ``/api/``, or under
+    ``/apis/{group}/`` for a group with a served resource. Its 404 is a ``Status``
+    ("the server could not find the requested resource"); any other path, an unknown
+    group's included, falls through to the mux's NotFound: ``404 page not found`` in
+    plain text."""
+    segments = path.split("/")
+    if len(segments) >= 3 and segments[1] == "api":
+        return True
+    if len(segments) >= 4 and segments[1] == "apis":
+        return any(resource.group == segments[2] for resource in registry)
+    return False
 
 
 def parse_resource_path(path: str, registry: ResourceRegistry) -> Target:

@@ -116,6 +116,7 @@ class FakeApiServer:
         self._active = ActiveWatches(on_change=notify)
         self._connections = _ConnectionCount(on_change=notify)
         self._token = secrets.token_urlsafe(32)
+        self._users: dict[str, str] = {}  # token -> name, see add_user
         self._stopping = False
         self._runner: web.ServerRunner | None = None
         self._host = host
@@ -142,6 +143,7 @@ class FakeApiServer:
             faults=self._faults,
             log=self._log,
             token=self._token,
+            users=self._users,
             active=self._active,
             rng=watch_rng,
             stopping=lambda: self._stopping,
@@ -249,6 +251,17 @@ class FakeApiServer:
     def token(self) -> str:
         """The bearer token every request must carry."""
         return self._token
+
+    def add_user(self, name: str) -> str:
+        """A bearer token for user ``name``, authenticated but bound to no role.
+
+        Like a ServiceAccount nobody granted anything (``system:serviceaccount:ns:sa``): it
+        may read discovery and ``/version``; every other request is 403 Forbidden with the
+        RBAC message naming the user, verb and resource.
+        """
+        token = secrets.token_urlsafe(32)
+        self._users[token] = name
+        return token
 
     def api_client(self) -> k8s_client.ApiClient:
         """A ``kubernetes_asyncio`` ApiClient for this server; the caller closes it.

@@ -59,7 +59,7 @@ def status_body(
     }
     if reason:
         body["reason"] = reason
-    if details:
+    if details is not None:
         body["details"] = details
     body["code"] = code
     return body
@@ -154,10 +154,11 @@ def conflict(group: str, plural: str, name: str, detail: str) -> StatusError:
     )
 
 
-def method_not_allowed(method: str, what: str) -> StatusError:
+def method_not_allowed() -> StatusError:
+    """A path that exists without this verb: the router's 405, the same for every path."""
     return failure(
         405,
-        f"{method} is not supported on {what}",
+        "the server does not allow this method on the requested resource",
         reason="MethodNotAllowed",
         details={},
     )
@@ -222,7 +223,7 @@ class FieldError:
     type_text: str  # "Forbidden", "Unsupported value", "Required value", "Invalid value"
     detail: str
     bad_value: str | None = None
-    quote_value: bool = True  # Go prints strings quoted, numbers (e.g. ``0x0``) as is
+    quote_value: bool = True  # Go prints strings quoted, numbers (e.g. ``0``) as is
 
     @classmethod
     def forbidden(cls, path: str, detail: str) -> FieldError:

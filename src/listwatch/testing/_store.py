@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from listwatch.testing import _leases as leases
+from listwatch.testing import _names as names
 from listwatch.testing import _namespaces as namespaces
 from listwatch.testing import _status as status
 from listwatch.testing._resources import NAMESPACES, ResourceType
@@ -251,6 +252,9 @@ class ObjectStore:
                 "resourceVersion should not be set on objects to be created"
             )
         self._assign_name(resource, metadata)
+        invalid = names.name_errors(resource.kind, metadata["name"], metadata.get("generateName"))
+        if invalid:
+            raise status.invalid(resource.group, resource.kind, metadata["name"], invalid)
         namespace = metadata.get("namespace")
         self._admit_namespace(resource, namespace, metadata["name"])
         key = object_key(namespace, metadata["name"])
@@ -491,7 +495,7 @@ def _carry_system_fields(metadata: JsonDict, old_metadata: JsonDict) -> None:
 def _unconditional_update_refused(resource: ResourceType, name: str) -> status.StatusError:
     """Custom resources refuse updates without ``resourceVersion`` (422 Invalid)."""
     error = status.FieldError.invalid(
-        "metadata.resourceVersion", "0x0", "must be specified for an update", quote=False
+        "metadata.resourceVersion", "0", "must be specified for an update", quote=False
     )
     return status.invalid(resource.group, resource.plural, name, [error])
 

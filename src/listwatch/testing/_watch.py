@@ -33,7 +33,8 @@ Selector transitions follow the watch cache's ``convertToWatchEvent``: an update
 makes an object match is ADDED, one that makes it stop matching is DELETED with the old
 content at the event's RV. BOOKMARKs (only with ``allowWatchBookmarks=true``) carry the
 watcher's RV every ``bookmark_interval`` seconds and about 2 s before its deadline, and
-only when that RV is newer than what the watcher already sent. ``timeoutSeconds`` (or a
+only when that RV is newer than what the watcher already sent. A bookmark's object is the
+kind's zero value (``BOOKMARK_ZERO_FIELDS``) with its RV. ``timeoutSeconds`` (or a
 random 30-60 min) ends the stream cleanly with the final zero-length chunk, no event.
 """
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import enum
 import random
 from collections.abc import Callable
@@ -68,6 +70,55 @@ from listwatch.testing._store import (
 StaleWatch = Literal["error-event", "http-410", "empty-200"]
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+#: A bookmark's object is the zero value of the kind's Go type with only its RV (and
+#: annotations) set, so the fields ``encoding/json`` writes without ``omitempty`` come with
+#: it (as kube-apiserver 1.36 sends them; clients must ignore them). Other kinds, custom
+#: resources among them, carry ``metadata`` alone.
+BOOKMARK_ZERO_FIELDS: dict[tuple[str, str], JsonDict] = {
+    ("", "Pod"): {"spec": {"containers": None}, "status": {}},
+    ("", "Namespace"): {"spec": {}, "status": {}},
+    ("", "Service"): {"spec": {}, "status": {"loadBalancer": {}}},
+    ("", "Node"): {
+        "spec": {},
+        "status": {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": dict.fromkeys(
+                (
+                    "machineID",
+                    "systemUUID",
+                    "bootID",
+                    "kernelVersion",
+                    "osImage",
+                    "containerRuntimeVersion",
+                    "kubeletVersion",
+                    "kubeProxyVersion",
+                    "operatingSystem",
+                    "architecture",
+                ),
+                "",
+            ),
+        },
+    },
+    ("", "Event"): {
+        "involvedObject": {},
+        "source": {},
+        "firstTimestamp": None,
+        "lastTimestamp": None,
+        "eventTime": None,
+        "reportingComponent": "",
+        "reportingInstance": "",
+    },
+    ("apps", "Deployment"): {
+        "spec": {
+            "replicas": 0,
+            "selector": None,
+            "template": {"metadata": {}, "spec": {"containers": None}},
+            "strategy": {},
+        },
+        "status": {},
+    },
+    ("coordination.k8s.io", "Lease"): {"spec": {}},
+}
 MIN_REQUEST_TIMEOUT = 1800.0  # --min-request-timeout; the default watch timeout is [1x, 2x)
 PRE_TIMEOUT_BOOKMARK = 2.0  # the cacher's last bookmark comes this long before the deadline
 
@@ -492,8 +543,14 @@ class WatchStream:
         metadata: JsonDict = {"resourceVersion": str(rv)}
         if initial_end:
             metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
-        obj = {"kind": self._resource.kind, "apiVersion": self._resource.api_version}
-        return {"type": "BOOKMARK", "object": {**obj, "metadata": metadata}}
+        resource = self._resource
+        zero = (
+            BOOKMARK_ZERO_FIELDS.get((resource.group, resource.kind), {})
+            if resource.builtin
+            else {}
+        )
+        obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": metadata}
+        return {"type": "BOOKMARK", "object": {**obj, **copy.deepcopy(zero)}}
 
     def _next_bookmark(self, deadline: float) -> float | None:
         """The cacher's ``nextBookmarkTime``: every interval, and 2 s before the deadline."""
