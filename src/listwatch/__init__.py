@@ -58,6 +58,7 @@ from listwatch.errors import (
     Unauthorized,
     VeryShortWatch,
     WatchIdle,
+    WatchListRefused,
     WatchListUnsupported,
     WatchStreamError,
 )
@@ -129,6 +130,7 @@ __all__ = [
     "Unauthorized",
     "VeryShortWatch",
     "WatchIdle",
+    "WatchListRefused",
     "WatchListUnsupported",
     "WatchOptions",
     "WatchStreamError",

@@ -179,7 +179,9 @@ class Agent:
     def readiness(self) -> HealthReport:
         """Ready when every resource's receiver holds a complete snapshot, and none has gone
         longer than ``stale_after`` without a sync: a receiver that keeps its last state
-        while every attempt fails is serving an ever older copy."""
+        while every attempt fails is serving an ever older copy. A resource the server
+        stopped serving (``SyncerStatus.served``) is not ready at once: there is nothing to
+        be current with. Each entry also says how its snapshots are listed, and why paged."""
         supervisor = self._supervisor
         if self._elector is not None and supervisor is None:
             election = self._elector.status
@@ -198,11 +200,17 @@ class Agent:
         for name, status in supervisor.statuses().items():
             stale = self.stale_after is not None and status.unsynced_for > self.stale_after
             entry: dict[str, object] = {
-                "ready": status.has_synced and not stale,
+                "ready": status.has_synced and status.served and not stale,
                 "phase": status.phase.value,
                 "synced": status.synced,
                 "staleness_seconds": round(status.staleness, 3),
             }
+            if not status.served:
+                entry["served"] = False
+            if status.streamed is not None:
+                entry["snapshots"] = "streamed" if status.streamed else "paged"
+            if status.paged_because:
+                entry["paged_because"] = status.paged_because
             if status.unsynced_for:
                 entry["unsynced_seconds"] = round(status.unsynced_for, 3)
             if stale:

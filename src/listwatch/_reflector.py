@@ -16,8 +16,10 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 | a LIST page or the stream fails mid-snapshot     | raised into the receiver's iteration;  |
 | (continue token expired, cut, 5xx, ...)          | back off, relist                       |
 | on_list returns before the end of the snapshot   | ``ReceiverError``: back off, relist    |
-| streaming list refused (400/422, 5xx, ERROR)     | "auto": page this generation instead;  |
+| streaming list refused (400/422, 5xx, ERROR)     | "auto": page this generation instead,  |
+|                                                  | say why once (``ListingPolicy``);      |
 |                                                  | "stream": 400/422 is fatal             |
+|                                                  | (``WatchListRefused``)                 |
 | streaming list ends before initial-events-end    | back off, relist (no fallback)         |
 | ... or goes quiet without that bookmark          | back off; "auto" pages the next list   |
 | watch closed cleanly, timed out, reset, or       | re-watch from the last RV at once      |
@@ -29,7 +31,10 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 | 410 Expired / Gone (ERROR event or HTTP status)  | back off, relist                       |
 | a resource name that discovery cannot resolve    | fatal: ``DiscoveryError`` (resolved    |
 | (unknown, ambiguous, no list/watch)              | once, before the first LIST)           |
-| 404, 400, 422                                    | fatal: ``Syncer.run()`` raises         |
+| 404 once the resource has synced (no longer      | deliver what the watch received, back  |
+| served: its CRD was deleted)                     | off, relist until it is served again;  |
+|                                                  | reported (``SyncerStatus.served``)     |
+| 404 before that, 400, 422                        | fatal: ``Syncer.run()`` raises         |
 | 403 before the receiver ever took a snapshot     | fatal: ``ForbiddenBeforeSync``         |
 | anything else (401, 403 once synced, 5xx,        | back off, relist                       |
 | malformed, too big, a receiver error)            |                                        |
@@ -74,6 +79,7 @@ from listwatch.errors import (
     Unauthorized,
     VeryShortWatch,
     WatchIdle,
+    WatchListRefused,
     WatchListUnsupported,
 )
 from listwatch.observe import _events as observe
@@ -266,6 +272,8 @@ class Listing:
     resource_version: str
     stream: EventStream | None = None
     """A streaming list's watch (None after paging), closed on exit unless taken."""
+    paged_because: str | None = None
+    """Why this snapshot is paged (None for a streaming list): ``ListingPolicy``'s reason."""
 
     @property
     def streamed(self) -> bool:
@@ -306,6 +314,12 @@ class ListingPolicy:
     client-go's Reflector does ("Falling back to regular list"); a server that accepted the
     request but streamed without the end bookmark costs one failed generation, and the next
     list pages before streaming is tried again.
+
+    Paging instead of streaming costs the server more (each relist a paged read, from etcd
+    where the watch cache cannot serve it), so the operator is told why, with the server's
+    own answer: one WARNING when snapshots start being paged for a reason, another only
+    when the reason changes, and an INFO line once a streamed snapshot is whole again; not
+    one per relist. Every ``Listing`` carries the reason (``SyncerStatus.paged_because``).
     """
 
     def __init__(self, strategy: ListStrategy | str, source: ListWatch) -> None:
@@ -316,7 +330,13 @@ class ListingPolicy:
                 f"{source.description} does not declare watch_list=True"
             )
         self._source = source
-        self._page_next = self.strategy is ListStrategy.PAGED or not source.watch_list
+        self._chosen: str | None = None  # paged by choice: nothing to warn about
+        if self.strategy is ListStrategy.PAGED:
+            self._chosen = "list_strategy is 'paged'"
+        elif not source.watch_list:
+            self._chosen = f"{source.description} does not serve streaming lists"
+        self._page_next: str | None = None  # why the next list pages (a streamed one failed)
+        self._warned: str | None = None  # the reason last logged; None while streaming works
 
     async def open(
         self,
@@ -330,9 +350,12 @@ class ListingPolicy:
         paged = functools.partial(
             open_paged_list, self._source, page_size=page_size, backoff=backoff, notify=notify
         )
-        if self._page_next:
-            self._page_next = self.strategy is ListStrategy.PAGED or not self._source.watch_list
-            return await paged()
+        if self._chosen is not None:
+            return _paged_because(await paged(), self._chosen)
+        if self._page_next is not None:
+            reason, self._page_next = self._page_next, None
+            self._paging(reason)
+            return _paged_because(await paged(), reason)
         try:
             return await open_streaming_list(
                 self._source,
@@ -343,19 +366,46 @@ class ListingPolicy:
             )
         except WatchListUnsupported as exc:
             if self.strategy is ListStrategy.STREAM:
-                if exc.refused:  # asked for streaming explicitly, and the server cannot
-                    raise InvalidRequest(
-                        400,
-                        message=f"{exc}; use list_strategy 'auto' or 'paged' with this server",
+                refusal = exc.__cause__
+                if exc.refused and isinstance(refusal, InvalidRequest):
+                    # Asked for streaming explicitly, and the server cannot: the server's
+                    # own code and words, and the option that would make it work.
+                    raise WatchListRefused(
+                        refusal.status,
+                        refusal.reason,
+                        refusal.message,
+                        causes=refusal.causes,
+                        request=refusal.request,
                     ) from exc
                 raise
-            logger.info("%s; falling back to a paged LIST", exc)
-            return await paged()
+            logger.debug("%s; falling back to a paged LIST", exc)
+            self._paging(exc.reason)
+            return _paged_because(await paged(), exc.reason)
+
+    def _paging(self, reason: str) -> None:
+        if reason != self._warned:
+            self._warned = reason
+            logger.warning(
+                "snapshots are paged LISTs, not streaming lists: %s; a streaming list is "
+                "tried again at every relist",
+                reason,
+            )
 
     def failed(self, exc: BaseException) -> None:
         """A generation ended with ``exc``: page the next list if streaming did not work."""
         if self.strategy is ListStrategy.AUTO and isinstance(exc, WatchListUnsupported):
-            self._page_next = True
+            self._page_next = exc.reason
+
+    def delivered(self, *, streamed: bool) -> None:
+        """A snapshot reached the receiver whole; ``streamed`` if it was a streaming list."""
+        if streamed and self._warned is not None:
+            self._warned = None
+            logger.info("snapshots are streaming lists again")
+
+
+def _paged_because(listing: Listing, reason: str) -> Listing:
+    listing.paged_because = reason
+    return listing
 
 
 async def open_paged_list(
@@ -437,14 +487,28 @@ async def open_streaming_list(
     except (ResourceNotFound, Unauthorized):
         raise  # about the resource or the credentials, not the list form: paging fails too
     except InvalidRequest as exc:
-        raise WatchListUnsupported(f"{what}: refused ({exc})", refused=True) from exc
+        raise WatchListUnsupported(
+            f"{what}: refused ({exc})",
+            refused=True,
+            reason=f"the server refused a streaming list ({_answer(exc)})",
+        ) from exc
     except (ServerError, MalformedEvent) as exc:
-        raise WatchListUnsupported(f"{what}: failed ({exc})") from exc
+        raise WatchListUnsupported(
+            f"{what}: failed ({exc})", reason=f"a streaming list failed ({_answer(exc)})"
+        ) from exc
     except ApiError as exc:
         if isinstance(exc, FatalError) or exc.status < 400 or exc.status == 410:
             raise
-        raise WatchListUnsupported(f"{what}: refused ({exc})") from exc
+        raise WatchListUnsupported(
+            f"{what}: refused ({exc})",
+            reason=f"the server refused a streaming list ({_answer(exc)})",
+        ) from exc
     return Listing(_initial_pages(stream, first, page_size, what, notify), "", stream)
+
+
+def _answer(exc: ListWatchError) -> str:
+    """What the server said, without the request (the same at every attempt)."""
+    return exc.answer if isinstance(exc, ApiError) else str(exc)
 
 
 async def _initial_pages(
@@ -483,7 +547,8 @@ async def _initial_events(
             # KEP-3157 allowed changes before the end bookmark; kube-apiserver sends none.
             # A delete cannot be taken back out of a snapshot already half written.
             raise WatchListUnsupported(
-                f"{what}: a DELETED event for {event.key} before the initial-events-end bookmark"
+                f"{what}: a DELETED event for {event.key} before the initial-events-end bookmark",
+                reason="the server sent a DELETED event inside a streaming list's initial events",
             )
         else:  # ADDED, or a MODIFIED that a server sent before the end: the latest state
             page.append(event)
@@ -498,7 +563,8 @@ async def _initial_events(
             raise WatchListUnsupported(
                 f"{what}: no initial-events-end bookmark and nothing received for "
                 f"{INITIAL_EVENTS_QUIET_SECONDS:g} s after {read} objects; the server does not "
-                "seem to serve streaming lists"
+                "seem to serve streaming lists",
+                reason="a streaming list never sent its initial-events-end bookmark",
             ) from None
 
 
@@ -529,8 +595,9 @@ async def watch_from(
     while True:
         started = clock()
         received = 0
-        # A streaming list's watch already delivered the initial events: never "very short".
-        listed = stream is not None
+        # A streaming list's watch already delivered the initial events: never "very short"
+        # (not even when it ends after a single event: a relist would drop that event).
+        listed_first = stream is not None
         try:
             if stream is None:
                 options = WatchOptions(resource_version, timeout_seconds=timeout_seconds())
@@ -559,7 +626,7 @@ async def watch_from(
             if resumed is None:
                 continue
             how = resumed
-        if received == 0 and not listed and clock() - started < VERY_SHORT_WATCH_SECONDS:
+        if received == 0 and not listed_first and clock() - started < VERY_SHORT_WATCH_SECONDS:
             raise VeryShortWatch(
                 f"watch {source.description} from resourceVersion {resource_version} ended "
                 f"within {VERY_SHORT_WATCH_SECONDS:g} s without an event ({how})"
@@ -607,7 +674,18 @@ def fatal_error(exc: BaseException, *, has_synced: bool) -> FatalError | None:
     configuration error that retrying would only hide, so it stops the Syncer, as
     controller-runtime's manager stops when a cache cannot sync. Once synced, a 403 is RBAC
     being rolled out or a token rotating: retried, as client-go retries every 401 and 403.
+
+    A 404 before any snapshot is a name the server does not serve (discovery resolved it
+    moments before, or it was given with its version): fatal. Once synced, a 404 means the
+    resource stopped being served: its CustomResourceDefinition was deleted (its objects
+    first, as DELETED events, then its watches end and its paths answer 404;
+    ``docs/kubernetes-semantics.md#status-and-http-codes``) or its aggregated API went
+    away. That is one resource's news, not a reason to stop every other resource under the
+    same Supervisor, and it can be served again (the CRD recreated): retried with backoff,
+    and reported (``SyncerStatus.served``, not ready).
     """
+    if isinstance(exc, ResourceNotFound) and has_synced:
+        return None
     if isinstance(exc, FatalError):
         return exc
     if isinstance(exc, Unauthorized) and exc.status == 403 and not has_synced:

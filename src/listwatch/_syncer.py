@@ -55,6 +55,7 @@ from listwatch.errors import (
     ListWatchError,
     ReceiverError,
     ReceiverTimeout,
+    ResourceNotFound,
     Unauthorized,
 )
 from listwatch.observe import _events as observe
@@ -287,9 +288,17 @@ class Syncer(RunsInBackground):
         """Report the end; logged before the wait of ``delay`` s (that wait is why)."""
         self._listing.failed(exc)
         reason = short(exc)
+        was_served = self._tracker.served
         self._emit(observe.GenerationEnded(self._generation, type(exc).__name__, reason))
         generation = self._generation
-        if isinstance(exc, Unauthorized):
+        if isinstance(exc, ResourceNotFound) and was_served:  # retried: fatal_error's rule
+            logger.warning(
+                "no longer served by the API server (%s): retried with backoff until it is "
+                "served again; relisting in %.1f s",
+                reason,
+                delay,
+            )
+        elif isinstance(exc, Unauthorized):
             logger.error("generation %d: %s; relisting in %.1f s", generation, reason, delay)
         elif isinstance(exc, ListWatchError):
             logger.info("generation %d ended: %s; relisting in %.1f s", generation, reason, delay)
@@ -316,7 +325,7 @@ class Syncer(RunsInBackground):
             notify=self._emit,
         )
         async with listing:
-            self._emit(observe.SnapshotOpened(generation, listing.streamed))
+            self._emit(observe.SnapshotOpened(generation, listing.streamed, listing.paged_because))
             snapshot = Snapshot(
                 self._transformed(listing.pages),
                 resource_version=listing.resource_version,
@@ -328,6 +337,7 @@ class Syncer(RunsInBackground):
             self._sequence = 0
             await self._deliver_snapshot(snapshot)
             first_stream = listing.take_watch()
+        self._listing.delivered(streamed=first_stream is not None)
         logger.info(
             "generation %d: %s snapshot of %d objects at resourceVersion %s",
             generation,
@@ -433,15 +443,22 @@ class Syncer(RunsInBackground):
                 self._emit(observe.QueueFull(merger.generation))
                 await merger.put_many(events, queued)
 
-        await watch_from(
-            self._source,
-            resource_version,
-            emit,
-            waits=self._waits,
-            timeout_seconds=self._next_watch_timeout,
-            first_stream=first_stream,
-            notify=self._emit,
-        )
+        try:
+            await watch_from(
+                self._source,
+                resource_version,
+                emit,
+                waits=self._waits,
+                timeout_seconds=self._next_watch_timeout,
+                first_stream=first_stream,
+                notify=self._emit,
+            )
+        except ResourceNotFound:
+            # No longer served (``fatal_error``): no snapshot follows to bring the receiver
+            # up to date, and what the watch received (a deleted CRD's DELETED events) is
+            # the last word on the resource. Delivered before the generation ends.
+            await self.wait_until(lambda status: status.staleness == 0)
+            raise
 
     async def _resync_after(self, period: float) -> NoReturn:
         await asyncio.sleep(period * (1.0 + self._rng.random() * _RESYNC_JITTER))

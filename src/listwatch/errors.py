@@ -4,8 +4,10 @@ The hierarchy::
 
     ListWatchError
     ├── FatalError                   retrying cannot help: Syncer.run() raises it at once
-    │   ├── ResourceNotFound         (also an ApiError) 404
+    │   ├── ResourceNotFound         (also an ApiError) 404; once synced, retried (no longer
+    │   │                            served: its CRD was deleted; see _reflector.fatal_error)
     │   ├── InvalidRequest           (also an ApiError) 400 / 422
+    │   │   └── WatchListRefused     a streaming list refused under list_strategy="stream"
     │   ├── ForbiddenBeforeSync      (also a Forbidden) 403 before the first snapshot
     │   ├── DiscoveryError           a resource name discovery cannot resolve
     │   └── EpochError               a Lease resourceVersion that is not an integer
@@ -82,6 +84,7 @@ __all__ = [
     "Unauthorized",
     "VeryShortWatch",
     "WatchIdle",
+    "WatchListRefused",
     "WatchListUnsupported",
     "WatchStreamError",
 ]
@@ -95,7 +98,11 @@ class ListWatchError(Exception):
 
 
 class FatalError(ListWatchError):
-    """Retrying cannot help (wrong resource, bad selector): ``Syncer.run()`` raises it at once."""
+    """Retrying cannot help (wrong resource, bad selector): ``Syncer.run()`` raises it at once.
+
+    One exception, decided by ``listwatch._reflector.fatal_error``: a ``ResourceNotFound``
+    once the resource has synced is a resource that stopped being served, and is retried.
+    """
 
 
 # What kube-apiserver answered, or failed to answer.
@@ -124,11 +131,16 @@ class ApiError(ListWatchError):
         self.request = request
         super().__init__(self._describe())
 
-    def _describe(self) -> str:
-        where = f"{self.request}: " if self.request else ""
+    @property
+    def answer(self) -> str:
+        """What the server answered, without the request: ``HTTP 422 Invalid: ...``."""
         reason = f" {self.reason}" if self.reason else ""
         text = f": {self.message}" if self.message else ""
-        return f"{where}HTTP {self.status}{reason}{text}"
+        return f"HTTP {self.status}{reason}{text}"
+
+    def _describe(self) -> str:
+        where = f"{self.request}: " if self.request else ""
+        return f"{where}{self.answer}"
 
 
 class ResourceExpired(ApiError):
@@ -170,11 +182,28 @@ class ForbiddenBeforeSync(Forbidden, FatalError):
 
 
 class ResourceNotFound(ApiError, FatalError):
-    """404: the server does not serve this resource (wrong name, group or version)."""
+    """404: the server does not serve this resource (wrong name, group or version).
+
+    Fatal before the resource's first snapshot. After it, the resource has stopped being
+    served (its CustomResourceDefinition was deleted, its aggregated API went away): the
+    Syncer reports it and retries with backoff, and syncs again once it is served again.
+    """
 
 
 class InvalidRequest(ApiError, FatalError):
     """400 or 422: the server refused the request's parameters (for example a bad selector)."""
+
+
+class WatchListRefused(InvalidRequest):
+    """``list_strategy="stream"``, and the server refused the streaming list with 400 or
+    422: it does not serve streaming lists (the WatchList feature is off, or it predates
+    it). ``status``, ``reason`` and ``message`` are the server's; the advice names the
+    option to change (a command maps it to its own flag)."""
+
+    ADVICE = "this server does not serve streaming lists; use list_strategy='auto' or 'paged'"
+
+    def _describe(self) -> str:
+        return f"{super()._describe()}; {self.ADVICE}"
 
 
 class ApiConnectionError(ListWatchError):
@@ -227,11 +256,14 @@ class WatchListUnsupported(ListWatchError):
     bookmark that ends the initial events. With ``list_strategy="auto"`` the loop pages.
 
     ``refused`` is set when the server answered 400/422: it does not know the parameters
-    (the WatchList feature is off, or the server predates it).
+    (the WatchList feature is off, or the server predates it). ``reason`` says why in a
+    few words that stay the same from one attempt to the next (the message may count
+    objects): what a log line and ``SyncerStatus.paged_because`` show.
     """
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, reason: str = "") -> None:
         self.refused = refused
+        self.reason = reason or message
         super().__init__(message)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from listwatch.cli import main_async
 from listwatch.sinks.sqlite import read_mirror
-from listwatch.testing import FakeApiServer, Fault
+from listwatch.testing import FakeApiServer
 from listwatch.testing._kubeconfig import write_kubeconfig
 from tests.cli.helpers import (
     PYTHON,
@@ -207,31 +207,6 @@ async def test_rejected_credentials_are_one_line(
     line = single_error_line(capsys.readouterr().err)
     assert "refused our credentials" in line
     assert "401" in line
-
-
-async def test_a_resource_that_disappears_while_mirroring_ends_with_one_line(
-    server: FakeApiServer, kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    await server.create(pod("a"))
-    db = tmp_path / "mirror.db"
-    task, _ = await run_until_stopped(
-        ["mirror", "pods", "--sqlite", str(db), "--kubeconfig", str(kubeconfig), *FAST]
-    )
-    await mirrored(db, "pods", server, "v1", "Pod")
-    await server.wait_for_watchers(1)
-    # From now on the resource answers 404, as a deleted CRD does. A write and a compaction
-    # in the same turn of the loop leave the server's watcher behind the compaction point,
-    # so it closes the current watch and the mirror must make a new request.
-    server.inject(Fault.status(404), path="/api/v1/pods", times=None)
-    await server.create(pod("b"))
-    server.compact()
-    assert await asyncio.wait_for(task, 15) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    # The Syncer's own log line says it gave up; the command's verdict is one line.
-    (line,) = [line for line in err.splitlines() if line.startswith("listwatch mirror: error:")]
-    assert "/api/v1/pods is no longer served" in line
-    assert set(read_mirror(db, resource="pods").objects) == {"default/a"}  # a commit: kept
 
 
 async def test_sigterm_stops_the_mirror_process_gracefully(

@@ -281,6 +281,30 @@ async def test_the_empty_short_watch_relists_after_backoff(
     assert len(lists(server)) == 2
 
 
+async def test_a_streaming_lists_watch_that_ends_after_one_event_is_resumed_not_relisted(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """Its initial events were its start: one event and then the end (a deleted CRD's one
+    object, say) is a normal close. Taken for a very short watch, it would relist, and
+    that event's batch would be dropped with the generation."""
+    await server.create(pod("a"))
+    mirror = Mirror()
+    source = ListWatch.from_client(api_client, "pods")
+    async with make_syncer(source, mirror, list_strategy="stream") as syncer:
+        await syncer.wait_synced()
+        await server.wait_for_watchers(1)
+        await server.create(pod("b"))
+        await mirror.wait_for(lambda m: "default/b" in m.objects)
+        server.cut_watches()
+        await server.wait_until(lambda s: len(watches(s)) == 2 and s.active_watches == 1)
+        await server.create(pod("c"))
+        await converge(server, mirror)
+        status = syncer.status
+    assert (status.generation, status.restarts) == (1, 0)
+    assert watches(server)[1].query["resourceVersion"] == mirror.state()["default/b"]
+    assert lists(server) == []
+
+
 class RecordingBackoff(Backoff):
     """Records each wait the loop chose, and waits only a token time."""
 

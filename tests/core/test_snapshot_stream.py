@@ -10,6 +10,7 @@ the server sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,18 @@ from listwatch import (
     EventType,
     InvalidRequest,
     ListWatch,
+    Phase,
+    ServerError,
     Snapshot,
     Syncer,
+    WatchListRefused,
     WatchOptions,
+    observe,
 )
 from listwatch import _reflector as loop_module
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer, Fault
-from tests.core.helpers import FAST_BACKOFF, server_state
+from tests.core.helpers import FAST_BACKOFF, Mirror, make_syncer, server_state
 from tests.objects import key_of, pod
 
 STRATEGIES = ["paged", "stream"]
@@ -341,7 +346,8 @@ async def test_auto_pages_when_the_stream_fails_with_an_error_event(
     assert [r.watch for r in server.requests if r.path == PODS][:2] == [True, False]
 
 
-async def test_stream_on_a_server_without_watch_list_is_a_clear_fatal_error() -> None:
+async def test_stream_without_watch_list_fails_with_the_servers_422_and_what_to_change() -> None:
+    """The server's own code and words (not a made-up 400), and what would work instead."""
     async with FakeApiServer(watch_list=False) as server, server.api_client() as api:
 
         async def on_list(snapshot: Snapshot) -> None:
@@ -356,8 +362,111 @@ async def test_stream_on_a_server_without_watch_list_is_a_clear_fatal_error() ->
             on_batch=on_batch,
             list_strategy="stream",
         )
-        with pytest.raises(InvalidRequest, match="use list_strategy 'auto' or 'paged'"):
+        with pytest.raises(WatchListRefused) as raised:
             await syncer.run()
+    refused = raised.value
+    assert isinstance(refused, InvalidRequest)  # a FatalError, as every 422
+    assert (refused.status, refused.reason, refused.request) == (422, "Invalid", f"watch {PODS}")
+    assert refused.message.endswith(
+        "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"
+    )
+    assert str(refused).endswith(
+        "this server does not serve streaming lists; use list_strategy='auto' or 'paged'"
+    )
+    assert syncer.status.phase is Phase.FAILED
+
+
+def paging_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if record.name == "listwatch" and "snapshots are" in record.getMessage()
+    ]
+
+
+async def test_auto_says_once_why_snapshots_are_paged_when_etcd_cannot_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """etcd 3.5.1 (before 3.5.13) refuses every streaming list with an ERROR event: every relist
+    tries again and pages, the status says why, and the warning is written once."""
+    caplog.set_level(logging.INFO, logger="listwatch")
+    async with (
+        FakeApiServer(request_watch_progress=False, tls=False) as server,
+        server.api_client() as api,
+    ):
+        await server.create(pod("a"))
+        syncer = make_syncer(
+            ListWatch.from_client(api, "pods"), Mirror(), list_strategy="auto", resync_period=0.05
+        )
+        async with syncer:
+            status = await syncer.wait_until(lambda s: s.generation >= 3 and s.synced)
+        attempts = [r for r in server.requests if r.query.get("sendInitialEvents") == "true"]
+    assert len(attempts) >= 3  # tried again at every relist
+    assert status.streamed is False
+    reason = (
+        "a streaming list failed (HTTP 500 InternalError: a watch stream was requested by the "
+        "client but the required storage feature RequestWatchProgress is disabled)"
+    )
+    assert status.paged_because == reason
+    assert paging_lines(caplog) == [
+        (
+            logging.WARNING,
+            f"snapshots are paged LISTs, not streaming lists: {reason}; a streaming list is "
+            "tried again at every relist",
+        )
+    ]
+
+
+async def test_the_paging_line_comes_again_only_when_its_reason_changes_or_streams_work(
+    server: FakeApiServer, api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Streaming lists answered, relist after relist: ERROR 500, ERROR 500, 422, a stream, a
+    stream, ERROR 500, a stream. One warning, a second for the 422, an info line when
+    streams work, a warning again when they stop, and an info line again."""
+    caplog.set_level(logging.INFO, logger="listwatch")
+    await server.create(pod("a"))
+    real = ListWatch.from_client(api_client, "pods")
+    etcd = ServerError(500, "InternalError", "RequestWatchProgress is disabled")
+    gate = InvalidRequest(422, "Invalid", "sendInitialEvents is forbidden for watch")
+    answers: list[Exception | None] = [etcd, etcd, gate, None, None, etcd]
+
+    async def watch(options: WatchOptions) -> AsyncGenerator[Event, None]:
+        if options.send_initial_events and answers:
+            answer = answers.pop(0)
+            if answer is not None:
+                raise answer
+        stream = real.watch(options)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    source = ListWatch(list_func=real.list, watch_func=watch, watch_list=True)
+    opened: list[observe.SnapshotOpened] = []
+
+    def observer(event: observe.SyncEvent) -> None:
+        if isinstance(event, observe.SnapshotOpened):
+            opened.append(event)
+
+    syncer = make_syncer(
+        source, Mirror(), list_strategy="auto", resync_period=0.05, observers=[observer]
+    )
+    async with syncer:
+        await syncer.wait_until(lambda s: s.generation >= 7 and s.synced)
+    assert [event.streamed for event in opened[:7]] == [False] * 3 + [True] * 2 + [False, True]
+    assert opened[2].paged_because == (
+        "the server refused a streaming list (HTTP 422 Invalid: sendInitialEvents is forbidden "
+        "for watch)"
+    )
+    assert opened[3].paged_because is None
+    lines = paging_lines(caplog)
+    warning, info = logging.WARNING, logging.INFO
+    assert [level for level, _ in lines] == [warning, warning, info, warning, info]
+    assert "HTTP 500 InternalError" in lines[0][1]
+    assert "HTTP 422 Invalid" in lines[1][1]
+    assert lines[2][1] == lines[4][1] == "snapshots are streaming lists again"
+    assert "HTTP 500 InternalError" in lines[3][1]
 
 
 async def test_a_server_that_never_ends_its_initial_events_is_not_waited_for(

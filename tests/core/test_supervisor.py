@@ -155,3 +155,85 @@ async def test_wait_until_sees_a_change_that_comes_before_its_waiters_run(
     statuses = await asyncio.wait_for(supervisor.wait_until(predicate), 5)
     assert statuses["pods"].generation == 7
     assert calls == 2
+
+
+def widget(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name, "namespace": "default"},
+    }
+
+
+async def test_a_resource_no_longer_served_is_reported_and_retried_while_the_others_sync(
+    server: FakeApiServer, api_client: Any, http: aiohttp.ClientSession
+) -> None:
+    """Its CRD is deleted after it synced: its objects' deletions reach the receiver (even
+    though they were still being merged when the watch ended), /readyz names it not
+    served and /metrics says so, config maps keep syncing, and once the CRD is back its
+    new objects arrive. A merge interval longer than the server's teardown: the deletions
+    are pending when the re-watch gets its 404."""
+    server.register_resource("example.com", "v1", "widgets", "Widget")
+    await server.create(widget("a"))
+    await server.create(widget("b"))
+    await server.create(configmap("c"))
+    widgets, configmaps = Mirror(), Mirror()
+
+    def build(epoch: int, gate: WriteGate) -> list[Syncer]:
+        return [
+            Syncer(
+                ListWatch.from_client(api_client, "widgets.example.com"),
+                on_list=widgets.on_list,
+                on_batch=widgets.on_batch,
+                merge_interval=0.5,
+                backoff=Backoff(**FAST_BACKOFF),
+            ),
+            syncer_for(api_client, "configmaps", configmaps),
+        ]
+
+    agent = Agent(build)
+    app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+    async with serving(app, "127.0.0.1", 0) as (host, port), asyncio.TaskGroup() as group:
+        running = group.create_task(agent.run())
+        supervisor = await agent.wait_for_supervisor()
+        await supervisor.wait_synced()
+        await server.wait_for_watchers(2)
+
+        server.unregister_resource("example.com", "v1", "widgets")
+        statuses = await supervisor.wait_until(
+            lambda s: not s["widgets.example.com"].served and s["widgets.example.com"].failures >= 2
+        )
+        await widgets.wait_for(lambda m: not m.objects)
+        await server.create(configmap("d"))
+        await configmaps.wait_for(lambda m: "default/d" in m.objects)
+        async with http.get(f"http://{host}:{port}/readyz") as response:
+            ready_status, ready = response.status, await response.json()
+        async with http.get(f"http://{host}:{port}/metrics") as response:
+            metrics = await response.text()
+        async with http.get(f"http://{host}:{port}/healthz") as response:
+            alive_status = response.status
+
+        server.register_resource("example.com", "v1", "widgets", "Widget")
+        await server.create(widget("e"))
+        back = await supervisor.wait_until(lambda s: s["widgets.example.com"].served)
+        await widgets.wait_for(lambda m: "default/e" in m.objects)
+        running.cancel()
+    gone = statuses["widgets.example.com"]
+    assert gone.has_synced
+    assert not gone.synced
+    assert "HTTP 404" in (gone.last_error or "")
+    assert ready_status == 503
+    assert ready["not_ready"] == ["widgets.example.com"]
+    assert ready["resources"]["widgets.example.com"]["served"] is False
+    assert "HTTP 404" in ready["resources"]["widgets.example.com"]["last_error"]
+    assert ready["resources"]["configmaps"]["ready"] is True
+    assert 'listwatch_served{group="example.com",resource="widgets",version="v1"} 0.0' in metrics
+    assert 'listwatch_served{group="",resource="configmaps",version="v1"} 1.0' in metrics
+    assert (
+        'listwatch_restarts_total{group="example.com",reason="ResourceNotFound",'
+        'resource="widgets",version="v1"}'
+    ) in metrics
+    assert alive_status == 200  # a resource that is gone is news, not a dead process
+    assert back["widgets.example.com"].generation > gone.generation
+    assert widgets.violations == configmaps.violations == []
+    assert configmaps.state() == server_state(server, "v1", "ConfigMap")

@@ -347,6 +347,70 @@ async def test_register_resource_conflicts(server: FakeApiServer):
         server.register_resource("example.com", "v1", "widgets", "Gizmo")
 
 
+WIDGETS = "/apis/example.com/v1/namespaces/default/widgets"
+
+
+def widget(name: str) -> dict[str, Any]:
+    return {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}}
+
+
+async def test_unregistering_a_resource_is_what_deleting_its_crd_does(
+    server: FakeApiServer, http: aiohttp.ClientSession
+):
+    """Its objects are deleted (a DELETED event each to its watchers), then its watches end
+    cleanly, its paths answer the generic 404 and discovery forgets it; other resources
+    are untouched. Registered again, it is served afresh, empty."""
+    server.register_resource("example.com", "v1", "widgets", "Widget")
+    await server.create(widget("a"))
+    await server.create(widget("b"))
+    await server.create(configmap("cm"))
+    params = {"watch": "1", "resourceVersion": str(server.resource_version)}
+    async with http.get(WIDGETS, params=params) as response:
+        await server.wait_for_watchers(1)
+        server.unregister_resource("example.com", "v1", "widgets")
+        events = await asyncio.wait_for(EventReader(response).rest(), WAIT)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("DELETED", "a"),
+        ("DELETED", "b"),
+    ]
+    for path in (WIDGETS, "/apis/example.com/v1"):
+        async with http.get(path) as response:
+            assert response.status == 404, path
+            assert (await response.json())["message"] == (
+                "the server could not find the requested resource"
+            )
+    async with http.get("/apis") as response:
+        groups = [group["name"] for group in (await response.json())["groups"]]
+    assert "example.com" not in groups
+    with pytest.raises(KeyError):
+        await server.create(widget("c"))
+    assert server.get("v1", "ConfigMap", "cm") is not None
+
+    server.register_resource("example.com", "v1", "widgets", "Widget")
+    async with http.get(WIDGETS) as response:
+        assert response.status == 200
+        assert (await response.json())["items"] == []
+    await server.create(widget("c"))
+    assert names(server.objects("example.com/v1", "Widget")) == ["c"]
+
+
+async def test_a_resource_whose_objects_have_finalizers_is_not_unregistered(
+    server: FakeApiServer,
+):
+    """kube-apiserver keeps such a CRD terminating until their finalizers are removed."""
+    server.register_resource("example.com", "v1", "widgets", "Widget")
+    held = widget("held")
+    held["metadata"]["finalizers"] = ["example.com/keep"]
+    await server.create(held)
+    with pytest.raises(ValueError, match="finalizers"):
+        server.unregister_resource("example.com", "v1", "widgets")
+    assert names(server.objects("example.com/v1", "Widget")) == ["held"]
+    with pytest.raises(ValueError, match="built in"):
+        server.unregister_resource("", "v1", "pods")
+    with pytest.raises(KeyError):
+        server.unregister_resource("example.com", "v1", "gizmos")
+
+
 # --------------------------------------------------------------------------- HTTP writes
 
 

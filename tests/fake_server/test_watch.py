@@ -519,6 +519,41 @@ async def test_send_initial_events_without_the_gate_is_422(http: aiohttp.ClientS
     ]
 
 
+@pytest.mark.fake_apiserver(request_watch_progress=False)
+async def test_without_request_watch_progress_a_streaming_list_is_one_error_event(
+    server: FakeApiServer, http: aiohttp.ClientSession
+):
+    """etcd 3.5.1 (before 3.5.13): kube-apiserver's cacher answers 200, one ERROR event (500
+    InternalError) and the end; a plain watch is served as ever."""
+    await server.create(pod("a"))
+    params = watch_params(
+        sendInitialEvents="true", resourceVersionMatch="NotOlderThan", allowWatchBookmarks="true"
+    )
+    async with http.get(PODS, params=params) as response:
+        assert response.status == 200
+        events = await EventReader(response).rest()
+    assert events == [
+        {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "a watch stream was requested by the client but the required "
+                "storage feature RequestWatchProgress is disabled",
+                "reason": "InternalError",
+                "code": 500,
+            },
+        }
+    ]
+    params = watch_params(resourceVersion=str(server.resource_version))
+    async with http.get(PODS, params=params) as response:
+        later = await server.create(pod("b"))
+        event = await EventReader(response).next()
+    assert summary([event]) == [("ADDED", "b", later["metadata"]["resourceVersion"])]
+
+
 # --------------------------------------------------------------------------- ends
 
 

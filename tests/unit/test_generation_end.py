@@ -25,13 +25,23 @@ from listwatch.errors import (
 PODS = "list /api/v1/pods"
 
 
-@pytest.mark.parametrize("has_synced", [False, True])
 @pytest.mark.parametrize(
-    "error",
-    [ResourceNotFound(404, "NotFound", request=PODS), InvalidRequest(422, "Invalid")],
+    ("error", "has_synced"),
+    [
+        (ResourceNotFound(404, "NotFound", request=PODS), False),  # a name not served
+        (InvalidRequest(422, "Invalid"), False),
+        (InvalidRequest(422, "Invalid"), True),
+    ],
 )
 def test_a_fatal_error_stops_the_syncer_as_it_is(error: FatalError, has_synced: bool) -> None:
     assert fatal_error(error, has_synced=has_synced) is error
+
+
+def test_a_404_once_synced_is_a_resource_no_longer_served_and_is_retried() -> None:
+    """Its CRD was deleted: one resource's news, not a reason to stop the others, and it
+    may be served again."""
+    gone = ResourceNotFound(404, "NotFound", request="watch /apis/example.com/v1/widgets")
+    assert fatal_error(gone, has_synced=True) is None
 
 
 def test_a_403_before_the_first_snapshot_stops_the_syncer() -> None:

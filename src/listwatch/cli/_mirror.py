@@ -17,8 +17,10 @@ Syncers start, discovery resolves every name and one preflight LIST (``limit=1``
 the same source) per resource checks that the server answers, accepts the credentials and
 lets us list it. Their errors become one line each. Once running, connection errors are
 the Syncers' to retry, each failed attempt a warning and a long outage an error
-(``listwatch.cli._health``); only a ``FatalError`` (say, a CRD was deleted), or
-``--exit-on-failure``, ends the mirror, again with one line.
+(``listwatch.cli._health``); so is a resource that stops being served once synced (its CRD
+deleted: not ready until it is served again, the others go on). Only a ``FatalError`` (a
+streaming list refused under ``--list-strategy stream``), or ``--exit-on-failure``, ends the
+mirror, again with one line.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._stores import SQLiteStoreSpec, StoreSpec, open_receivers, without_userinfo
 from listwatch.errors import (
     ApiConnectionError,
+    ApiError,
     DiscoveryError,
     FatalError,
     Forbidden,
@@ -57,6 +60,7 @@ from listwatch.errors import (
     ListWatchError,
     ResourceNotFound,
     Unauthorized,
+    WatchListRefused,
 )
 from listwatch.leaderelection import ElectionStatus, LeaderElector
 from listwatch.observe.health import make_app, parse_address, serving
@@ -259,9 +263,16 @@ async def preflight(source: ListWatch, host: str, name: str | None = None) -> No
 
 
 def _fatal_line(exc: FatalError) -> str:
+    path = exc.request.rsplit(" ", 1)[-1] if isinstance(exc, ApiError) else ""
     if isinstance(exc, ResourceNotFound):
-        path = exc.request.rsplit(" ", 1)[-1] or "the resource"
-        return f"{path} is no longer served (HTTP 404): {one_line(exc)}"
+        return f"{path or 'the resource'} is no longer served (HTTP 404): {one_line(exc)}"
+    if isinstance(exc, WatchListRefused):
+        # The library's advice names its option; the user of the command has a flag.
+        return (
+            f"the API server refused a streaming list of {path or 'the resource'} "
+            f"({' '.join(exc.answer.split())}): it does not serve streaming lists; use "
+            "--list-strategy auto (pages where it cannot stream) or --list-strategy paged"
+        )
     return f"mirroring failed: {one_line(exc)}"
 
 

@@ -38,6 +38,9 @@ class SnapshotOpened:
     generation: int
     streamed: bool
     """A streaming list (WatchList) rather than paged LISTs."""
+    paged_because: str | None = None
+    """Why the snapshot is paged (None when streamed): the server's refusal of a streaming
+    list, or ``list_strategy`` (``listwatch._reflector.ListingPolicy``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from listwatch._aio import Signal
 from listwatch._models import GroupVersionResource
+from listwatch.errors import ResourceNotFound
 from listwatch.observe import _events as observe
 
 RECENT_RESTARTS = 20
@@ -82,6 +83,16 @@ class SyncerStatus:
     error with no snapshot delivered since); 0 when there is none."""
     failures: int = 0
     """Generations that ended in an error since the last snapshot delivered."""
+    served: bool = True
+    """False from a generation that ended with a 404 after the resource had synced (the
+    server stopped serving it: its CRD was deleted; ``_reflector.fatal_error``) until the
+    next snapshot is delivered. Such a resource is retried, and not ready meanwhile."""
+    streamed: bool | None = None
+    """How the current generation's snapshot is listed: a streaming list (True) or paged
+    LISTs (False); None before the first listing was answered."""
+    paged_because: str | None = None
+    """Why that snapshot is paged (None when streamed): the server refused or failed a
+    streaming list (its answer), or ``list_strategy`` is ``"paged"``."""
 
 
 class StatusTracker:
@@ -116,6 +127,9 @@ class StatusTracker:
         self._unsynced_since: float | None = self._view_at  # None while in sync
         self._failing_since: float | None = None
         self.failures = 0
+        self.served = True
+        self.streamed: bool | None = None
+        self.paged_because: str | None = None
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -125,13 +139,15 @@ class StatusTracker:
                 self.generation = generation
                 self.synced = False
                 self.phase = Phase.LISTING
+            case observe.SnapshotOpened(streamed=streamed, paged_because=paged_because):
+                self.streamed, self.paged_because = streamed, paged_because
             case observe.ReceiverStarted():
                 self._delivering_since = self._clock()
             case observe.SnapshotDelivered(objects=objects, resource_version=rv):
                 self._delivered()
                 self.snapshot_size = objects
                 self.snapshot_resource_version = self.resource_version = rv
-                self.synced = self.has_synced = True
+                self.synced = self.has_synced = self.served = True
                 self._unsynced_since = self._failing_since = None
                 self.failures = 0
                 self.phase = Phase.WATCHING
@@ -152,6 +168,8 @@ class StatusTracker:
                 if reason != "resync":
                     self.last_error = line
                     self._failed()
+                if reason == ResourceNotFound.__name__:  # only ever retried once synced
+                    self.served = False
                 self.synced = False
             case observe.BackingOff():
                 self.phase = Phase.BACKING_OFF
@@ -211,6 +229,9 @@ class StatusTracker:
             unsynced_for=self._since(self._unsynced_since),
             failing_for=self._since(self._failing_since),
             failures=self.failures,
+            served=self.served,
+            streamed=self.streamed,
+            paged_because=self.paged_because,
         )
 
     def _since(self, moment: float | None) -> float:

@@ -25,7 +25,8 @@ Counters and histograms (labels ``group``, ``version``, ``resource``, plus those
 
 Gauges, read at scrape time: ``listwatch_queue_depth``, ``listwatch_pending_keys``,
 ``listwatch_snapshot_objects``, ``listwatch_staleness_seconds`` (since the receiver last
-caught up; 0 while it has everything), ``listwatch_synced``, ``listwatch_epoch``, and
+caught up; 0 while it has everything), ``listwatch_synced``, ``listwatch_served`` (0 once
+the server stopped serving a synced resource: its CRD was deleted), ``listwatch_epoch``, and
 ``leader_election_master_status{name}`` (1 while this replica leads).
 """
 
@@ -214,6 +215,8 @@ class _StatusGauges(Collector):
             "staleness_seconds": "Seconds since the receiver last caught up (0 while it has "
             "everything the watch received).",
             "synced": "1 while the receiver holds the current generation's snapshot.",
+            "served": "0 from a 404 after the resource had synced (no longer served: its "
+            "CRD was deleted) until it syncs again; else 1.",
             "epoch": "The fencing epoch the Syncer writes with.",
         }
         gauges = {
@@ -228,6 +231,7 @@ class _StatusGauges(Collector):
                 "snapshot_objects": status.snapshot_size or 0,
                 "staleness_seconds": status.staleness,
                 "synced": 1.0 if status.synced else 0.0,
+                "served": 1.0 if status.served else 0.0,
                 "epoch": syncer.epoch,
             }
             for name, value in values.items():

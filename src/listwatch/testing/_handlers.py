@@ -212,6 +212,7 @@ class ApiHandler:
                 rng=self._rng,
                 stopping=self._stopping,
                 convert=converter.watch_object,
+                served_until=lambda: self._registry.served_until(target.resource),
             )
             return await stream.serve()
         result = await self._lister.list(target.resource, target.namespace, opts, selection)

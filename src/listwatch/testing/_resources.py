@@ -143,6 +143,10 @@ class ResourceRegistry:
     def __init__(self) -> None:
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self._by_kind: dict[tuple[str, str], ResourceType] = {}
+        #: Resources no longer served, each with the RV of its last write (one per removal;
+        #: matched by identity: a resource registered again is a new one, as a recreated
+        #: CRD gets a new storage).
+        self._removed: list[tuple[ResourceType, int]] = []
         for resource in BUILTIN_RESOURCES:
             self.add(resource)
 
@@ -188,6 +192,25 @@ class ResourceRegistry:
             raise ValueError(f"{resource} conflicts with the registered {known}")
         self._by_path[path_key] = resource
         self._by_kind[kind_key] = resource
+
+    def unregister(self, resource: ResourceType, *, last_rv: int) -> None:
+        """Stop serving ``resource`` (its CRD deleted, in effect); ``last_rv`` is the RV of
+        its last write, after which its open watches end."""
+        if resource in BUILTIN_RESOURCES:
+            raise ValueError(f"{resource.qualified} is built in: it is always served")
+        if self._by_path.get((resource.group, resource.version, resource.plural)) is not resource:
+            raise KeyError(f"{resource.qualified} is not served")
+        del self._by_path[(resource.group, resource.version, resource.plural)]
+        del self._by_kind[(resource.api_version, resource.kind)]
+        self._removed.append((resource, last_rv))
+
+    def served_until(self, resource: ResourceType) -> int | None:
+        """None while ``resource`` (this very registration) is served; once it is not, the
+        RV of its last write."""
+        for removed, last_rv in self._removed:
+            if removed is resource:
+                return last_rv
+        return None
 
     def by_path(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._by_path.get((group, version, plural))

@@ -16,6 +16,13 @@ Compose it like this::
             ...
 
 The Python API changes the store through the same code paths as HTTP POST/PUT/DELETE.
+``register_resource`` serves a custom resource from then on, as an established CRD;
+``unregister_resource`` does what deleting the CRD does: its objects are deleted (DELETED
+events), its watches end, its paths answer 404 and discovery forgets it.
+``FakeApiServer(watch_list=False)`` is a server without the WatchList feature (streaming
+lists refused with 422 Invalid); ``request_watch_progress=False`` one whose etcd lacks
+RequestWatchProgress (before 3.4.31, or 3.5.0 to 3.5.12): streaming lists are answered
+with 200 and one ERROR event, 500 InternalError, as kube-apiserver 1.36 does.
 
 ``stop()`` then ``start()`` is a kube-apiserver restart: watches end cleanly at the stop,
 connections are refused until the start, and the server comes back on the same address with
@@ -57,7 +64,12 @@ from listwatch.testing._faults import Fault, FaultInjector, FaultRule
 from listwatch.testing._handlers import ApiHandler
 from listwatch.testing._namespaces import NamespaceController
 from listwatch.testing._requestlog import RecordedRequest, RequestLog
-from listwatch.testing._resources import NAMESPACES, ResourceRegistry, ResourceType
+from listwatch.testing._resources import (
+    BUILTIN_RESOURCES,
+    NAMESPACES,
+    ResourceRegistry,
+    ResourceType,
+)
 from listwatch.testing._signals import Signal
 from listwatch.testing._store import JsonDict, ObjectStore, copy_json
 from listwatch.testing._tls import ServerTls
@@ -90,6 +102,7 @@ class FakeApiServer:
         history_limit: int | None = None,
         stale_watch: Literal["error-event", "http-410", "empty-200"] = "error-event",
         watch_list: bool = True,
+        request_watch_progress: bool = True,
         too_large_wait: float = 3.0,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         tls: bool = True,
@@ -131,7 +144,9 @@ class FakeApiServer:
         self._handler = ApiHandler(
             registry=self._registry,
             store=self._store,
-            watch_config=WatchConfig(bookmark_interval, stale, too_large_wait),
+            watch_config=WatchConfig(
+                bookmark_interval, stale, too_large_wait, request_watch_progress
+            ),
             watch_list=watch_list,
             faults=self._faults,
             log=self._log,
@@ -351,6 +366,35 @@ class FakeApiServer:
             short_names=tuple(short_names),
             categories=tuple(categories),
         )
+
+    def unregister_resource(self, group: str, version: str, plural: str) -> None:
+        """Stop serving a resource registered with :meth:`register_resource`, as deleting
+        its CustomResourceDefinition does: every object of it is deleted (a DELETED event
+        each, to its watchers), then its open watches end cleanly after those events, its
+        paths answer the generic 404 and discovery no longer lists it. Registering it again
+        serves it afresh, empty, as a recreated CRD is.
+
+        kube-apiserver's CRD finalizer waits for objects that have finalizers of their own;
+        here they refuse the deletion (``ValueError``), nothing deleted. Raises ``KeyError``
+        for a resource not served, ``ValueError`` for a built-in one.
+        """
+        resource = self._registry.by_path(group, version, plural)
+        if resource is None:
+            raise KeyError(f"{plural} in {group or 'core'}/{version} is not served")
+        if resource in BUILTIN_RESOURCES:
+            raise ValueError(f"{resource.qualified} is built in: it is always served")
+        objects = [obj for _, obj in self._store.items(resource)]
+        held = [obj["metadata"]["name"] for obj in objects if obj["metadata"].get("finalizers")]
+        if held:
+            raise ValueError(
+                f"{resource.qualified} {held[0]!r} has finalizers: the CRD would stay "
+                "terminating until they are removed"
+            )
+        for obj in objects:
+            metadata = obj["metadata"]
+            self._store.delete(resource, metadata.get("namespace"), metadata["name"])
+        self._registry.unregister(resource, last_rv=self._store.resource_version)
+        self._store.wake_all()  # idle watchers of it wake up and end
 
     def _resource_of(self, obj: JsonDict) -> ResourceType:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")

@@ -14,6 +14,16 @@ Where a watch starts (docs/kubernetes-semantics.md#watch, #streaming-lists):
   with the stream open. With ``sendInitialEvents=true`` the state not older
   than X is sent, after waiting up to ``too_large_wait`` for X (then a 504 ERROR event).
 * ``sendInitialEvents=false``: no initial state; RV ""/"0" start at the latest RV.
+* With ``request_watch_progress=False`` (an etcd without RequestWatchProgress:
+  before 3.4.31, or 3.5.0 to 3.5.12) a streaming list (``sendInitialEvents=true`` with
+  ``allowWatchBookmarks=true``: the cacher's ``isListWatchRequest``) is answered 200, then
+  one ERROR event (500 InternalError, "a watch stream was requested by the client but the
+  required storage feature RequestWatchProgress is disabled"), then the end; plain watches
+  are served (docs/kubernetes-semantics.md#streaming-lists).
+
+When a resource stops being served (``FakeApiServer.unregister_resource``: its CRD
+deleted), its watches send the events up to its last write (the DELETED of each object)
+and end cleanly, as the cacher's watchers end when the CRD's storage is torn down.
 
 Each watcher reads the store's shared event log through its own cursor (an RV), woken by
 the store's ``changed`` event: memory per watcher is one cursor and the socket buffer. A
@@ -63,11 +73,21 @@ MIN_REQUEST_TIMEOUT = 1800.0  # --min-request-timeout; the default watch timeout
 PRE_TIMEOUT_BOOKMARK = 2.0  # the cacher's last bookmark comes this long before the deadline
 
 
+#: What kube-apiserver's cacher answers a streaming list with when etcd lacks the
+#: RequestWatchProgress feature (etcd before 3.4.31, or 3.5.0 to 3.5.12), in an ERROR event.
+NO_WATCH_PROGRESS = (
+    "a watch stream was requested by the client but the required storage feature "
+    "RequestWatchProgress is disabled"
+)
+
+
 @dataclass(frozen=True)
 class WatchConfig:
     bookmark_interval: float
     stale_watch: StaleWatch
     too_large_wait: float
+    #: etcd serves RequestWatchProgress; without it, streaming lists are refused.
+    request_watch_progress: bool = True
 
 
 class ActiveWatches:
@@ -254,8 +274,10 @@ class WatchStream:
         rng: random.Random,
         stopping: Callable[[], bool],
         convert: Callable[[JsonDict], JsonDict] = lambda obj: obj,
+        served_until: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._request = request
+        self._served_until = served_until
         self._representation = convert
         self._store = store
         self._resource = resource
@@ -276,6 +298,11 @@ class WatchStream:
         start_rv = self._parse_start_rv()
         self._requested_rv = start_rv or 0
         if options.send_initial_events:
+            if options.allow_watch_bookmarks and not self._config.request_watch_progress:
+                # The cacher's isListWatchRequest check: client-go falls back to a LIST.
+                return await self._error_only(
+                    status.failure(500, NO_WATCH_PROGRESS, reason="InternalError")
+                )
             return await self._watch_list(start_rv or 0, deadline)
         if start_rv is None:
             if options.send_initial_events is False:
@@ -393,6 +420,9 @@ class WatchStream:
                 if delivered is _Delivered.FELL_BEHIND:
                     await writer.finish()  # like the cacher closing a watcher too slow for it
                 return
+            if self._served_until() is not None:
+                await writer.finish()  # its storage is torn down, its cacher's watchers end
+                return
             changed = self._store.changed  # taken with no await since the last check
             if next_bookmark is not None and self._loop.time() >= next_bookmark:
                 if not await self._bookmark_if_newer(writer, progress):
@@ -426,8 +456,9 @@ class WatchStream:
     async def _deliver(
         self, writer: _EventWriter, progress: _Progress, deadline: float
     ) -> _Delivered:
-        """Send this watcher's events from the log until it is caught up (or must stop)."""
-        while progress.position < self._store.resource_version:
+        """Send this watcher's events from the log until it is caught up (or must stop): up
+        to the resource's last write once it is no longer served."""
+        while progress.position < self._last_rv():
             event = self._store.event_at(progress.position + 1)
             if event is None:
                 return _Delivered.FELL_BEHIND
@@ -440,6 +471,11 @@ class WatchStream:
             if self._over(deadline):
                 break
         return _Delivered.CAUGHT_UP
+
+    def _last_rv(self) -> int:
+        served_until = self._served_until()
+        current = self._store.resource_version
+        return current if served_until is None else min(current, served_until)
 
     async def _bookmark_if_newer(self, writer: _EventWriter, progress: _Progress) -> bool:
         """A BOOKMARK at the watcher's RV, only if newer than what it already sent."""
