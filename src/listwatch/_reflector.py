@@ -22,9 +22,12 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 |                                                  | (``WatchListRefused``)                 |
 | streaming list ends before initial-events-end    | back off, relist (no fallback)         |
 | ... or goes quiet without that bookmark          | back off; "auto" pages the next list   |
-| watch closed cleanly, timed out, reset, or idle  | re-watch from the last RV at once      |
+| watch closed cleanly, timed out, reset, or       | re-watch from the last RV at once      |
+| silent past its timeoutSeconds (``WatchIdle``)   |                                        |
 | ... within 1 s and with no event (very short)    | back off, relist                       |
-| watch connection refused                         | back off, re-watch                     |
+| no answer at all (``ApiConnectionError``:        | reconnect backoff (capped at 2 s),     |
+| refused, reset, DNS, TLS, connect timeout)       | then the same step: a watch re-watches |
+|                                                  | from its RV, a generation relists      |
 | 410 Expired / Gone (ERROR event or HTTP status)  | back off, relist                       |
 | a resource name that discovery cannot resolve    | fatal: ``DiscoveryError`` (resolved    |
 | (unknown, ambiguous, no list/watch)              | once, before the first LIST)           |
@@ -36,6 +39,10 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 | anything else (401, 403 once synced, 5xx,        | back off, relist                       |
 | malformed, too big, a receiver error)            |                                        |
 | ``resync_period`` elapsed                        | relist at once (not a failure)         |
+
+"Back off" is the relist backoff (client-go's), whose streak grows while generations fail
+one after another; the reconnect backoff is a streak of its own that ends as soon as the
+server answers anything (``Waits``). Every wait is logged before it begins.
 """
 
 from __future__ import annotations
@@ -153,6 +160,64 @@ def _retry_after(exc: ListWatchError) -> float | None:
     return None
 
 
+RECONNECT_CAP = 2.0
+"""The longest wait (before jitter) to try again a server that did not answer at all.
+
+Trying again only asks "is it back?": a refused or unanswered connection costs the server
+nothing, so a restarted kube-apiserver is found within a few seconds (at most twice this,
+with jitter) of being ready, instead of after a backoff that grew for as long as it was
+down. The jitter stays, so that a fleet of clients does not reconnect in lockstep; what the
+server then answers (a 410, a 429) is paced by the ordinary rules."""
+
+
+class Waits:
+    """How long to wait after a failure, by whether the server answered it.
+
+    Two streaks, so that an outage does not grow the backoff of relists:
+
+    * the server answered with a failure (a 410, a 5xx, a broken stream, a receiver's
+      error, ...): the *relist* backoff (the Syncer's ``backoff``, client-go's curve), whose
+      streak grows while generations fail one after another, so a real relist storm backs
+      off towards 30-60 s;
+    * the server did not answer at all (``ApiConnectionError``: refused, reset before an
+      answer, DNS, TLS, a connect timeout): the *reconnect* backoff, the same curve capped at
+      ``RECONNECT_CAP``. Its streak ends as soon as the server answers anything.
+
+    A restarted kube-apiserver answers the re-watch of an RV older than its fresh watch
+    cache with a 410 (``docs/kubernetes-semantics.md#reflector``); that relist waits the
+    relist backoff as it stood before the outage, not one grown by every refused connection.
+    Every wait sleeps through ``backoff.sleep`` (the hook a test gates).
+    """
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        cap = min(backoff.cap, RECONNECT_CAP)
+        self._reconnect = Backoff(
+            initial=min(backoff.initial, cap),
+            cap=cap,
+            factor=backoff.factor,
+            jitter=backoff.jitter,
+            reset_after=backoff.reset_after,
+            clock=backoff.clock,
+            rng=backoff.rng,
+        )
+
+    def after(self, exc: BaseException, *, at_least: float = 0.0) -> float:
+        """The delay before the next try after ``exc`` (at least a server's Retry-After),
+        counted in the streak ``exc`` belongs to."""
+        if isinstance(exc, ApiConnectionError):
+            return max(at_least, self._reconnect.next_delay())
+        self.answered()
+        return max(at_least, self.backoff.next_delay())
+
+    def answered(self) -> None:
+        """The server answered: the reconnect streak is over."""
+        self._reconnect.reset()
+
+    async def sleep(self, delay: float) -> None:
+        await self.backoff.sleep(delay)
+
+
 def _ignore(event: observe.SyncEvent) -> None:
     pass
 
@@ -181,8 +246,9 @@ async def retrying(
             attempt += 1
             if wait is None or attempt > MAX_SAME_REQUEST_RETRIES:
                 raise
-            delay = await backoff.wait(at_least=wait)
-            logger.info("%s: %s; retried the same request after %.1f s", what, exc, delay)
+            delay = max(wait, backoff.next_delay())
+            logger.info("%s: %s; retrying the same request in %.1f s", what, exc, delay)
+            await backoff.sleep(delay)
             continue
         if verb == "list":
             notify(observe.RequestDone(verb, "ok"))
@@ -510,7 +576,7 @@ async def watch_from(
     resource_version: str,
     emit: Emit,
     *,
-    backoff: Backoff,
+    waits: Waits,
     clock: Callable[[], float] = time.monotonic,
     timeout_seconds: Callable[[], int],
     first_stream: EventStream | None = None,
@@ -553,9 +619,10 @@ async def watch_from(
                         await emit(events)
             how = "closed"
             notify(observe.RequestDone("watch", "ok"))
+            waits.answered()
         except ListWatchError as exc:
             notify(observe.RequestDone("watch", type(exc).__name__))
-            resumed = await _after_watch_error(exc, backoff)
+            resumed = await _after_watch_error(exc, waits)
             if resumed is None:
                 continue
             how = resumed
@@ -564,32 +631,34 @@ async def watch_from(
                 f"watch {source.description} from resourceVersion {resource_version} ended "
                 f"within {VERY_SHORT_WATCH_SECONDS:g} s without an event ({how})"
             )
+        # The record is named by its Syncer's resource (``_syncer.current_resource``).
         logger.debug(
-            "watch %s %s after %d events; re-watching from %s",
-            source.description,
-            how,
-            received,
-            resource_version,
+            "watch %s after %d events; re-watching from %s", how, received, resource_version
         )
 
 
-async def _after_watch_error(exc: ListWatchError, backoff: Backoff) -> str | None:
-    """What a watch error means: a normal close to resume from (its description), a wait
-    then a re-watch (None), or a relist (the error is raised)."""
-    if isinstance(exc, ConnectionLost | WatchIdle):
-        # A reset, an EOF mid-stream or a silent connection is a normal close for
-        # client-go's StreamWatcher: resume where we are.
-        return str(exc)
-    if isinstance(exc, ApiConnectionError) and exc.refused:
-        # Refused: the server is restarting. Our RV is still good; wait and re-watch.
-        delay = await backoff.wait()
-        logger.info("%s; re-watching after %.1f s", exc, delay)
+async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
+    """What a watch error means: a normal close to resume from (how it ended), a wait then
+    a re-watch (None), or a relist (the error is raised)."""
+    if isinstance(exc, ApiConnectionError):
+        # No answer at all (refused: the server is restarting; reset, unreachable): our RV
+        # is still good as far as we know. Wait by the reconnect streak, and re-watch; a
+        # server that has forgotten the RV meanwhile says so with a 410.
+        delay = waits.after(exc)
+        logger.info("%s; re-watching in %.1f s", exc, delay)
+        await waits.sleep(delay)
         return None
+    waits.answered()
+    if isinstance(exc, ConnectionLost | WatchIdle):
+        # A reset, an EOF mid-stream or a dead connection is a normal close for
+        # client-go's StreamWatcher: resume where we are.
+        return f"ended by {type(exc).__name__}"
     if isinstance(exc, TooManyRequests | ServerError):
         wait = _retry_after(exc)
         if wait is not None:
-            delay = await backoff.wait(at_least=wait)
-            logger.info("%s; re-watching after %.1f s", exc, delay)
+            delay = waits.after(exc, at_least=wait)
+            logger.info("%s; re-watching in %.1f s", exc, delay)
+            await waits.sleep(delay)
             return None
     raise exc
 

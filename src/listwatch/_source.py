@@ -22,6 +22,7 @@ resolved them already).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -50,7 +51,6 @@ class _ClientOptions:
     metadata_only: bool
     max_event_bytes: int
     max_list_bytes: int
-    idle_timeout: float | None
 
     def __post_init__(self) -> None:
         if self.max_event_bytes < 1 or self.max_list_bytes < 1:
@@ -70,7 +70,6 @@ class _ClientOptions:
             metadata_only=self.metadata_only,
             max_event_bytes=self.max_event_bytes,
             max_list_bytes=self.max_list_bytes,
-            idle_timeout=self.idle_timeout,
         )
 
 
@@ -119,7 +118,7 @@ class ListWatch:
         metadata_only: bool = False,
         max_event_bytes: int = 16 * 1024 * 1024,
         max_list_bytes: int = 1024 * 1024 * 1024,
-        idle_timeout: float | None = 120.0,
+        idle_timeout: float | None = None,
     ) -> ListWatch:
         """Any listable resource, through the client's config, auth, TLS and proxies.
 
@@ -134,8 +133,21 @@ class ListWatch:
         ``namespace=None`` lists all namespaces; a cluster-scoped resource ignores it, as
         kubectl does. ``metadata_only`` asks for ``PartialObjectMetadata`` (names, labels,
         annotations, owners: no spec or status), as client-go's metadata client does.
-        ``idle_timeout``: a watch that receives no byte for that long is dead.
+
+        A watch is kept for its whole ``timeoutSeconds`` however quiet its resource, and is
+        presumed dead only when TCP keepalive finds its peer gone, or when it is still open
+        and silent past that deadline (``listwatch._kube.resource``). ``idle_timeout`` is
+        deprecated and ignored: a limit on silence tore down every healthy watch of a quiet
+        resource, to which kube-apiserver sends nothing, not even bookmarks.
         """
+        if idle_timeout is not None:
+            warnings.warn(
+                "ListWatch.from_client(idle_timeout=...) is deprecated and ignored: a quiet "
+                "watch is kept until its timeoutSeconds; dead connections are found by TCP "
+                "keepalive and by that deadline",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         options = _ClientOptions(
             namespace=namespace,
             label_selector=label_selector,
@@ -143,7 +155,6 @@ class ListWatch:
             metadata_only=metadata_only,
             max_event_bytes=max_event_bytes,
             max_list_bytes=max_list_bytes,
-            idle_timeout=idle_timeout,
         )
         if version is not None:
             if "." in resource:

@@ -43,6 +43,7 @@ from listwatch._reflector import (
     EventStream,
     ListingPolicy,
     ListStrategy,
+    Waits,
     fatal_error,
     watch_from,
     watch_timeout_seconds,
@@ -150,6 +151,7 @@ class Syncer(RunsInBackground):
         self._key = key
         self._sync_timeout = sync_timeout
         self._backoff = backoff or Backoff()
+        self._waits = Waits(self._backoff)
         self._page_size = page_size
         self._listing = ListingPolicy(list_strategy, source)
         self._watch_timeout = watch_timeout
@@ -251,17 +253,16 @@ class Syncer(RunsInBackground):
                 except Exception as exc:  # a new generation, unless the rules say stop
                     fatal = fatal_error(exc, has_synced=self._has_synced)
                     if fatal is None:
-                        self._end_generation(exc)
+                        delay = self._waits.after(exc)
+                        self._end_generation(exc, delay)
                     else:
                         self._fail(fatal)
                         if fatal is exc:
                             raise
                         raise fatal from None
                 _raise_if_cancelling()
-                delay = self._backoff.next_delay()
                 emit(observe.BackingOff(delay))
-                await self._backoff.sleep(delay)
-                logger.debug("backed off %.1f s before generation %d", delay, self._generation + 1)
+                await self._waits.sleep(delay)
         finally:
             emit(observe.Stopped())
             current_resource.reset(naming)
@@ -283,24 +284,30 @@ class Syncer(RunsInBackground):
         self._emit(observe.Failed(type(exc).__name__, short(exc)))
         logger.error("generation %d: %s; giving up", self._generation, exc)
 
-    def _end_generation(self, exc: Exception) -> None:
+    def _end_generation(self, exc: Exception, delay: float) -> None:
+        """Report the end; logged before the wait of ``delay`` s (that wait is why)."""
         self._listing.failed(exc)
         reason = short(exc)
         was_served = self._tracker.served
         self._emit(observe.GenerationEnded(self._generation, type(exc).__name__, reason))
+        generation = self._generation
         if isinstance(exc, ResourceNotFound) and was_served:  # retried: fatal_error's rule
             logger.warning(
                 "no longer served by the API server (%s): retried with backoff until it is "
-                "served again; the receiver keeps what the watch delivered",
+                "served again; relisting in %.1f s",
                 reason,
+                delay,
             )
         elif isinstance(exc, Unauthorized):
-            logger.error("generation %d: %s; retrying with backoff", self._generation, reason)
+            logger.error("generation %d: %s; relisting in %.1f s", generation, reason, delay)
         elif isinstance(exc, ListWatchError):
-            logger.info("generation %d ended: %s", self._generation, reason)
+            logger.info("generation %d ended: %s; relisting in %.1f s", generation, reason, delay)
         else:
             logger.error(
-                "generation %d ended by an unexpected error", self._generation, exc_info=exc
+                "generation %d ended by an unexpected error; relisting in %.1f s",
+                generation,
+                delay,
+                exc_info=exc,
             )
 
     async def _run_generation(self, generation: int) -> None:
@@ -424,9 +431,12 @@ class Syncer(RunsInBackground):
                     event if event.type is EventType.BOOKMARK else event.transformed(transform)
                     for event in events
                 ]
-            if debug:
+            if debug:  # each record is named by this Syncer's resource (current_resource)
                 for event in events:
-                    logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
+                    if event.type is EventType.BOOKMARK:
+                        logger.debug("BOOKMARK at %s", event.resource_version)
+                    else:
+                        logger.debug("%s %s at %s", event.type, event.key, event.resource_version)
             queued = merger.offer_many(events)
             if queued < len(events):
                 # A full queue: wait (backpressure, never loss).
@@ -438,7 +448,7 @@ class Syncer(RunsInBackground):
                 self._source,
                 resource_version,
                 emit,
-                backoff=self._backoff,
+                waits=self._waits,
                 timeout_seconds=self._next_watch_timeout,
                 first_stream=first_stream,
                 notify=self._emit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -18,6 +19,8 @@ from listwatch import (
     ResourceNotFound,
     Syncer,
 )
+from listwatch._kube import resource as resource_module
+from listwatch.observe import _events as observe
 from listwatch.testing import FakeApiServer, Fault
 from tests.core.helpers import Mirror, make_syncer, server_state
 from tests.objects import configmap, pod
@@ -88,23 +91,113 @@ async def test_a_clean_close_rewatches_without_a_list(
     assert syncer.status.restarts == 0
 
 
-async def test_a_silent_watch_is_presumed_dead_and_resumed(
+def watch_outcomes(events: list[observe.SyncEvent]) -> list[str]:
+    return [e.outcome for e in events if isinstance(e, observe.RequestDone) and e.verb == "watch"]
+
+
+async def test_a_quiet_watch_is_kept_until_its_timeout(
     server: FakeApiServer, api_client: Any
 ) -> None:
-    """No byte for longer than idle_timeout (no changes, so no bookmarks either)."""
+    """kube-apiserver sends nothing on a quiet resource, not even bookmarks (the RV does
+    not move): the watch must stay open until the server ends it at its timeoutSeconds.
+    ``idle_timeout``, which once tore it down after that much silence, is ignored."""
     await server.create(pod("a"))
     mirror = Mirror()
-    source = ListWatch.from_client(api_client, "pods", idle_timeout=1.2)
-    async with make_syncer(source, mirror) as syncer:
+    seen: list[observe.SyncEvent] = []
+    with pytest.warns(DeprecationWarning, match="idle_timeout"):
+        source = ListWatch.from_client(api_client, "pods", idle_timeout=0.3)
+    async with make_syncer(source, mirror, watch_timeout=2, observers=[seen.append]) as syncer:
         await syncer.wait_synced()
         await server.wait_for_watchers(1)
-        seen = server.request_count
+        seen_requests = server.request_count
         again = await server.wait_for_request(
-            lambda r: r.watch and r.path == "/api/v1/pods", start=seen
+            lambda r: r.watch and r.path == "/api/v1/pods", start=seen_requests
         )
+    first = watches(server)[0]
+    assert first.query["timeoutSeconds"] == "2"
+    assert watch_outcomes(seen)[0] == "ok"  # ended by the server, cleanly, not WatchIdle
     assert again.query["resourceVersion"] == mirror.snapshots[0].resource_version
     assert len(lists(server)) == 1
     assert syncer.status.restarts == 0
+
+
+async def test_a_stuck_watch_is_presumed_dead_past_its_timeout_and_resumed(
+    server: FakeApiServer, api_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server keeps the connection (TCP keepalive would pass) but sends nothing and
+    does not end the watch at its timeoutSeconds: WatchIdle, resumed from the same RV."""
+    monkeypatch.setattr(resource_module, "WATCH_END_GRACE", 0.2)
+    await server.create(pod("a"))
+    server.inject(Fault.stall(), path="/api/v1/pods", watch=True)
+    mirror = Mirror()
+    seen: list[observe.SyncEvent] = []
+    source = ListWatch.from_client(api_client, "pods")
+    async with make_syncer(source, mirror, watch_timeout=1, observers=[seen.append]) as syncer:
+        await syncer.wait_synced()
+        await server.wait_for_request(lambda r: r.watch and r.fault is not None)
+        seen_requests = server.request_count
+        again = await server.wait_for_request(
+            lambda r: r.watch and r.path == "/api/v1/pods", start=seen_requests
+        )
+        await server.create(pod("b"))
+        await converge(server, mirror)
+    assert watch_outcomes(seen)[0] == "WatchIdle"
+    assert again.query["resourceVersion"] == mirror.snapshots[0].resource_version
+    assert len(lists(server)) == 1
+    assert syncer.status.restarts == 0
+
+
+async def test_a_relist_storm_still_backs_off_growing(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """Generations that fail one after another (every watch answered with a 410) wait
+    longer each time: the relist backoff's streak grows as client-go's does."""
+    server.inject(Fault.error_event(after_events=0, code=410), path="/api/v1/pods", times=None)
+    seen: list[observe.SyncEvent] = []
+    backoff = Backoff(initial=0.01, cap=10.0, jitter=0.0)
+    syncer = make_syncer(
+        ListWatch.from_client(api_client, "pods"),
+        Mirror(),
+        backoff=backoff,
+        observers=[seen.append],
+    )
+    async with syncer:
+        await syncer.wait_until(lambda s: s.restarts >= 5)
+    delays = [e.seconds for e in seen if isinstance(e, observe.BackingOff)][:5]
+    assert delays == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16])
+
+
+async def test_an_outage_does_not_grow_the_relist_backoff(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    """Refused re-watches wait by their own short streak; the 410 that follows a restart
+    relists after the relist backoff as it was before the outage."""
+    mirror = Mirror()
+    seen: list[observe.SyncEvent] = []
+    refused = asyncio.Event()
+
+    def observer(event: observe.SyncEvent) -> None:
+        seen.append(event)
+        if watch_outcomes(seen).count("ApiConnectionError") >= 4:
+            refused.set()
+
+    backoff = Backoff(initial=0.01, cap=1.0, jitter=0.0)
+    source = ListWatch.from_client(api_client, "pods")
+    async with make_syncer(source, mirror, backoff=backoff, observers=[observer]) as syncer:
+        await syncer.wait_synced()
+        await server.wait_for_watchers(1)
+        await server.create(pod("a"))  # through the watch: it did start (not very short)
+        await converge(server, mirror)
+        await server.stop()
+        await asyncio.wait_for(refused.wait(), 15)  # four refused re-watches: 0.01 ... 0.08 s
+        await server.create(pod("while-down"))
+        await server.start()
+        status = await syncer.wait_until(lambda s: s.generation >= 2 and s.synced)
+        await converge(server, mirror)
+    assert "ResourceExpired" in status.recent_restarts[0].reason
+    relists = [e.seconds for e in seen if isinstance(e, observe.BackingOff)]
+    assert relists == [pytest.approx(0.01)]  # the relist streak's first wait
+    assert len(lists(server)) == 2
 
 
 async def test_bookmarks_advance_the_batch_resource_version(
@@ -213,15 +306,15 @@ async def test_a_streaming_lists_watch_that_ends_after_one_event_is_resumed_not_
 
 
 class RecordingBackoff(Backoff):
-    """Records what each wait was asked for, and waits only a token time."""
+    """Records each wait the loop chose, and waits only a token time."""
 
     def __init__(self) -> None:
-        super().__init__(initial=0.01, cap=0.02)
-        self.asked: list[float] = []
+        super().__init__(initial=0.01, cap=0.02, jitter=0.0)
+        self.waited: list[float] = []
 
-    async def wait(self, at_least: float = 0.0) -> float:
-        self.asked.append(at_least)
-        return await super().wait(0.0)
+    async def sleep(self, delay: float) -> None:
+        self.waited.append(delay)
+        await super().sleep(min(delay, 0.01))
 
 
 @pytest.mark.parametrize("plain_text", [False, True], ids=["status-json", "apf-plain-text"])
@@ -237,7 +330,7 @@ async def test_retry_after_on_list_retries_the_same_request(
     mirror = Mirror()
     async with make_syncer(ListWatch.from_client(api_client, "pods"), mirror, backoff=backoff) as s:
         await s.wait_synced()
-    assert backoff.asked == [3.0]
+    assert backoff.waited == [3.0]
     assert s.status.restarts == 0
     first, second = lists(server)[:2]
     assert first.query == second.query
@@ -259,7 +352,7 @@ async def test_retry_after_on_watch_rewatches_the_same_rv(
         await server.wait_for_watchers(1)
     first, second = watches(server)[:2]
     assert first.query["resourceVersion"] == second.query["resourceVersion"]
-    assert backoff.asked == [2.0]
+    assert backoff.waited == [2.0]
     assert len(lists(server)) == 1
 
 

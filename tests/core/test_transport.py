@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from listwatch import ListWatch, WatchOptions
 from listwatch._kube import http
 from listwatch.errors import (
     MAX_ERROR_BODY_BYTES,
@@ -26,6 +29,8 @@ from listwatch.errors import (
     ResponseTooLarge,
     TooManyRequests,
 )
+from listwatch.testing import FakeApiServer
+from tests.objects import pod
 
 
 def answer(status: str, body: bytes, *headers: str, length: int | None = None) -> bytes:
@@ -157,3 +162,56 @@ async def test_a_body_cut_short_is_connection_lost() -> None:
             await http.fetch(
                 client, "GET", "/api/v1/pods", request="list /api/v1/pods", cap=1 << 20
             )
+
+
+def client_sockets_to(port: int) -> list[socket.socket]:
+    """This process's connected sockets whose peer listens on ``port`` (duplicates: the
+    caller closes them). Every open descriptor is looked at: the test sees the socket as
+    the kernel has it, not as a library says it configured it."""
+    found: dict[tuple[object, object], socket.socket] = {}
+    for name in os.listdir("/dev/fd"):
+        try:
+            duplicate = os.dup(int(name))
+        except OSError:
+            continue  # the directory's own descriptor, closed by now
+        try:
+            sock = socket.socket(fileno=duplicate)
+        except OSError:
+            os.close(duplicate)  # not a socket
+            continue
+        try:
+            peer, local = sock.getpeername(), sock.getsockname()
+        except OSError:
+            peer = local = None  # not connected (a listener), or not TCP
+        ends = (local, peer)
+        ours = isinstance(peer, tuple) and isinstance(local, tuple) and peer[1] == port != local[1]
+        if ours and ends not in found:  # not a descriptor listed twice (one we duplicated)
+            found[ends] = sock
+        else:
+            sock.close()
+    return list(found.values())
+
+
+async def test_a_watch_connection_has_tcp_keepalive(server: FakeApiServer, api_client: Any) -> None:
+    """A quiet watch carries no byte for minutes, so its silence says nothing: the kernel's
+    keepalive probes find a peer that vanished."""
+    await server.create(pod("a"))
+    source = ListWatch.from_client(api_client, "pods", version="v1")  # no discovery request
+    stream = source.watch(WatchOptions("", timeout_seconds=30))
+    try:
+        assert (await anext(stream)).key == "default/a"  # the response is streaming
+        sockets = client_sockets_to(int(server.url.rsplit(":", 1)[1]))
+        try:
+            assert len(sockets) == 1  # the watch's: no other request was made
+            (sock,) = sockets
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                interval = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+                probes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+                assert (idle, interval, probes) == (30, 10, 3)
+        finally:
+            for sock in sockets:
+                sock.close()
+    finally:
+        await stream.aclose()

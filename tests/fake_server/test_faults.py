@@ -268,6 +268,25 @@ async def test_empty_response_on_a_list(server: FakeApiServer, http: aiohttp.Cli
         assert await response.read() == b""
 
 
+async def test_a_stalled_watch_stays_open_and_silent_past_its_timeout(
+    server: FakeApiServer, http: aiohttp.ClientSession
+):
+    """A stuck server: the kernel keeps the connection, the server sends nothing more and
+    never ends the stream, not even at its timeoutSeconds."""
+    await three_pods(server)
+    server.inject(Fault.stall(after_events=1), watch=True)
+    short = watch_params(timeoutSeconds="1")
+    async with http.get(PODS, params=short) as stalled:
+        first = await EventReader(stalled).next()
+        async with http.get(PODS, params=short) as normal:  # the same deadline, no fault
+            assert [e["object"]["metadata"]["name"] for e in await EventReader(normal).rest()]
+        assert server.active_watches == 1  # the stalled one, past its deadline
+        assert not stalled.content.is_eof()
+        assert stalled.content.read_nowait() == b""
+    await server.wait_until(lambda s: s.active_watches == 0)  # ends when the client leaves
+    assert first["object"]["metadata"]["name"] == "a"
+
+
 async def test_slow_watch_delays_each_event(server: FakeApiServer, http: aiohttp.ClientSession):
     await three_pods(server)
     server.inject(Fault.slow(0.1), watch=True)

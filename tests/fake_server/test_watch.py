@@ -702,6 +702,38 @@ async def test_history_window_makes_old_watch_rvs_too_old(
     assert events[0]["object"]["code"] == 410
 
 
+async def test_a_restart_comes_back_on_the_same_address_with_a_fresh_watch_cache(
+    server: FakeApiServer, http: aiohttp.ClientSession
+):
+    """As kube-apiserver: its watch cache starts afresh from one LIST of etcd, so a watch
+    from an RV older than the restart is too old, while lists, at old RVs too, still work
+    (etcd keeps the history until compaction)."""
+    await server.create(pod("a"))
+    before = str(server.resource_version)
+    url = server.url
+    await server.stop()
+    await server.create(pod("b"))  # written while the server was down
+    await server.start()
+    restarted_at = server.resource_version
+    assert server.url == url
+    async with http.get(PODS, params=watch_params(resourceVersion=before)) as response:
+        assert response.status == 200
+        events = await EventReader(response).rest()
+    assert [(e["type"], e["object"]["code"]) for e in events] == [("ERROR", 410)]
+    message = events[0]["object"]["message"]
+    assert message == f"too old resource version: {before} ({restarted_at})"
+    async with http.get(PODS, params={"resourceVersion": before, "limit": "10"}) as response:
+        assert response.status == 200
+        listed = await response.json()
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["a"]
+    params = watch_params(resourceVersion=str(restarted_at))
+    async with http.get(PODS, params=params) as response:
+        await server.wait_for_watchers(1)
+        await server.create(pod("c"))
+        events = await EventReader(response).take(1)
+    assert summary(events) == [("ADDED", "c", str(server.resource_version))]
+
+
 async def test_unparseable_watch_rv_is_500_without_reason(http: aiohttp.ClientSession):
     async with http.get(PODS, params=watch_params(resourceVersion="abc")) as response:
         body = await response.json()

@@ -1,4 +1,5 @@
-"""Backoff follows client-go: 0.8 s doubling to 30 s, jitter x[1, 2), reset after 2 min."""
+"""Backoff follows client-go: 0.8 s doubling to 30 s, jitter x[1, 2), reset after 2 min; a
+server that does not answer at all is waited for by a short streak of its own (``Waits``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import random
 import pytest
 
 from listwatch._backoff import Backoff
+from listwatch._reflector import RECONNECT_CAP, Waits
+from listwatch.errors import ApiConnectionError, ResourceExpired, ServerError
+
+REFUSED = ApiConnectionError("watch /api/v1/pods: cannot connect (refused)", refused=True)
+EXPIRED = ResourceExpired(410, "Expired", "too old resource version: 5 (9)")
 
 
 class FakeClock:
@@ -64,3 +70,39 @@ async def test_wait_honours_a_longer_retry_after() -> None:
 def test_bad_arguments(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_no_answer_waits_a_short_streak_that_does_not_grow_the_relists() -> None:
+    waits = Waits(Backoff(jitter=0.0, clock=FakeClock()))
+    outage = [waits.after(REFUSED) for _ in range(6)]
+    assert outage == pytest.approx([0.8, 1.6] + [RECONNECT_CAP] * 4)
+    assert waits.after(EXPIRED) == pytest.approx(0.8)  # the restarted server's 410
+
+
+def test_an_answer_ends_the_reconnect_streak() -> None:
+    waits = Waits(Backoff(jitter=0.0, clock=FakeClock()))
+    for _ in range(3):
+        waits.after(REFUSED)
+    waits.answered()
+    assert waits.after(REFUSED) == pytest.approx(0.8)
+    waits.after(REFUSED)
+    waits.after(ServerError(500, "InternalError"))  # an answer, if a failing one
+    assert waits.after(REFUSED) == pytest.approx(0.8)
+
+
+def test_a_relist_storm_grows_through_an_outage() -> None:
+    """Generations failing one after another back off as client-go's do, whether or not
+    the server was unreachable between them."""
+    waits = Waits(Backoff(jitter=0.0, clock=FakeClock()))
+    relists = []
+    for _ in range(7):
+        relists.append(waits.after(EXPIRED))
+        waits.after(REFUSED)
+    assert relists == pytest.approx([0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0])
+
+
+def test_the_reconnect_streak_keeps_the_jitter_and_a_smaller_backoff() -> None:
+    fast = Waits(Backoff(initial=0.01, cap=0.05, rng=random.Random(3)))
+    delays = [fast.after(REFUSED) for _ in range(20)]
+    assert all(0.01 <= delay < 0.1 for delay in delays)
+    assert len(set(delays)) == len(delays)  # jittered: a fleet does not reconnect in lockstep

@@ -13,9 +13,10 @@ from an error's type alone (the table in ``listwatch._reflector``):
   timeout) -> ``ApiConnectionError``; ``refused=True`` when the server refused the
   connection: nothing listens (an API server restarting), which is worth telling apart from
   a network that drops packets;
-* an answer whose body then breaks -> ``ConnectionLost``, or goes silent for longer than
-  the read timeout -> ``WatchIdle``: the server did answer, so these are not connection
-  errors, and a watch resumes after them as client-go's StreamWatcher does;
+* an answer whose body then breaks -> ``ConnectionLost`` (also what TCP keepalive turns a
+  vanished peer into, :func:`keep_alive`), or goes silent for longer than the read timeout
+  -> ``WatchIdle``: the server did answer, so these are not connection errors, and a watch
+  resumes after them as client-go's StreamWatcher does;
 * a non-2xx answer -> the ``ApiError`` subclass its status and ``metav1.Status`` body say
   (``errors.api_error_from_response``); at most ``MAX_ERROR_BODY_BYTES`` of it is read;
 * a body past the caller's cap -> ``ResponseTooLarge``.
@@ -26,7 +27,9 @@ Every message starts with the request's name (``list /api/v1/pods``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+import socket
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -51,6 +54,15 @@ _GENERATED_USER_AGENT = "OpenAPI-Generator/"
 
 READ_CHUNK = 256 * 1024
 """The most one read takes off the socket: one watch chunk's events are decoded together."""
+
+KEEPALIVE_IDLE = 30
+"""Seconds a connection is idle before TCP keepalive probes it: client-go's dialer's
+``KeepAlive`` (``k8s.io/client-go/transport``), which is how it finds a dead watch peer."""
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_PROBES = 3
+"""Unanswered probes, ``KEEPALIVE_INTERVAL`` s apart, after which the kernel ends the
+connection: a peer that vanished (its host gone, a partition, a NAT entry dropped) is found
+about a minute after the last byte (Go's 9 probes 30 s apart take 5 min)."""
 
 
 async def send(
@@ -109,7 +121,36 @@ async def send(
     )
 
 
-async def chunks(response: aiohttp.ClientResponse, *, request: str) -> AsyncIterator[bytes]:
+def keep_alive(response: aiohttp.ClientResponse) -> None:
+    """Turn TCP keepalive on for the connection ``response`` holds (a long-lived watch).
+
+    A watch of a quiet resource carries no byte for minutes: kube-apiserver sends a bookmark
+    only when the resourceVersion moved (docs/kubernetes-semantics.md#bookmarks). Silence is
+    therefore no sign of a dead peer; an unanswered keepalive probe is, and the kernel then
+    fails the read (``ConnectionLost``). The timings are set where the platform has them
+    (Linux, macOS); elsewhere the system's apply. A peer that is alive at TCP level but
+    stuck answers the probes: the watch's silence bound finds that one
+    (``listwatch._kube.resource``).
+    """
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # macOS names the idle time TCP_KEEPALIVE.
+    idle = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
+    for option, value in (
+        (idle, KEEPALIVE_IDLE),
+        (getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL),
+        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
+    ):
+        if option is not None:
+            with contextlib.suppress(OSError):  # a platform that names but refuses it
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+async def chunks(response: aiohttp.ClientResponse, *, request: str) -> AsyncGenerator[bytes, None]:
     """The body as it arrives, a network chunk (at most ``READ_CHUNK`` bytes) at a time."""
     while chunk := await _read(response, READ_CHUNK, request):
         yield chunk

@@ -5,13 +5,22 @@ response, the one mapping of failures to ``listwatch.errors``); this module turn
 into pages and events itself, with msgspec and orjson, because building kubernetes_asyncio's
 models costs ~40x the parse. A LIST body is capped at ``max_list_bytes``, a watch event at
 ``max_event_bytes``.
+
+A watch is presumed dead in two ways, and never merely for being quiet (a quiet resource's
+watch carries no byte for minutes: docs/kubernetes-semantics.md#bookmarks): TCP keepalive
+finds a peer that vanished (``http.keep_alive``), and a watch still open and silent
+``WATCH_END_GRACE`` s past the ``timeoutSeconds`` it asked for finds a peer that is alive
+at TCP level but stuck, since kube-apiserver ends every watch at that deadline
+(docs/kubernetes-semantics.md#watch).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import deque
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -28,6 +37,7 @@ from listwatch.errors import (
     EventTooLarge,
     ListWatchError,
     MalformedEvent,
+    WatchIdle,
     api_error_from_status,
 )
 
@@ -36,6 +46,17 @@ if TYPE_CHECKING:
 
 _CONNECT_TIMEOUT = 30.0
 _LIST_READ_TIMEOUT = 60.0
+
+WATCH_END_GRACE = 5.0
+"""How long past its deadline (``timeoutSeconds`` after its response began) a watch may stay
+open and silent before it is presumed dead (``WatchIdle``: resumed from its RV at once).
+kube-apiserver ends a watch at that deadline with the final chunk; the grace is for that
+chunk to cross a slow network. A watch that keeps sending past its deadline is alive (a
+server that does not honour ``timeoutSeconds``): each silence may then last this long."""
+
+_SERVER_WATCH_TIMEOUT = 3600.0
+"""The latest a watch without ``timeoutSeconds`` ends: kube-apiserver picks a random time
+in [1, 2) x ``--min-request-timeout`` (30 min; docs/kubernetes-semantics.md#watch)."""
 _METADATA_LIST_ACCEPT = (
     "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 )
@@ -406,7 +427,6 @@ class ResourceClient:
         metadata_only: bool,
         max_event_bytes: int,
         max_list_bytes: int,
-        idle_timeout: float | None,
     ) -> None:
         if max_event_bytes < 1 or max_list_bytes < 1:
             raise ValueError("max_event_bytes and max_list_bytes must be positive")
@@ -419,7 +439,6 @@ class ResourceClient:
             self._selectors.append(("fieldSelector", field_selector))
         self._max_event_bytes = max_event_bytes
         self._max_list_bytes = max_list_bytes
-        self._idle_timeout = idle_timeout
         # client-go's metadata client asks for the PartialObjectMetadata form first and plain
         # JSON second: a server (or an aggregated API) that cannot convert answers with the
         # full objects rather than refusing (docs/kubernetes-semantics.md#metadata-only).
@@ -473,22 +492,38 @@ class ResourceClient:
             request=request,
             query=query,
             accept=self._watch_accept,
-            limits=aiohttp.ClientTimeout(
-                sock_connect=_CONNECT_TIMEOUT, sock_read=self._idle_timeout
-            ),
+            limits=aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT),
         )
+        loop = asyncio.get_running_loop()
+        timeout = options.timeout_seconds or _SERVER_WATCH_TIMEOUT
+        silent_until = loop.time() + timeout + WATCH_END_GRACE
         decoder = WatchDecoder(self._max_event_bytes, what=request)
         try:
-            async for chunk in http.chunks(response, request=request):
-                events: list[Event] = []
-                try:
-                    decoder.feed(chunk, events)
-                except ListWatchError:
-                    if events:  # sent before the error: delivered before it is raised
+            http.keep_alive(response)
+            async with aclosing(http.chunks(response, request=request)) as reading:
+                while True:
+                    try:
+                        # Only the wait on the network is bounded, never the consumer's.
+                        async with asyncio.timeout_at(
+                            max(silent_until, loop.time() + WATCH_END_GRACE)
+                        ):
+                            chunk = await anext(reading, None)
+                    except TimeoutError:
+                        raise WatchIdle(
+                            f"{request}: still open and silent {WATCH_END_GRACE:g} s past its "
+                            f"timeoutSeconds ({timeout:g} s): the connection is presumed dead"
+                        ) from None
+                    if chunk is None:
+                        break
+                    events: list[Event] = []
+                    try:
+                        decoder.feed(chunk, events)
+                    except ListWatchError:
+                        if events:  # sent before the error: delivered before it is raised
+                            yield events
+                        raise
+                    if events:
                         yield events
-                    raise
-                if events:
-                    yield events
             decoder.finish()
         finally:
             response.close()

@@ -1,10 +1,10 @@
 """Fault injection: the failures a list/watch client meets in production, on demand.
 
 A :class:`Fault` says *what* goes wrong (a status, a dropped connection, a cut stream, an
-ERROR event, a malformed line, an empty body, a slow stream); a :class:`FaultRule` says
-*which requests* it hits (path, method, watch or not) and *how often* (the next N matching
-requests, forever, or with a probability drawn from the server's seeded RNG, so a failing
-run replays exactly with the same seed).
+ERROR event, a malformed line, an empty body, a slow stream, a stalled one); a
+:class:`FaultRule` says *which requests* it hits (path, method, watch or not) and *how
+often* (the next N matching requests, forever, or with a probability drawn from the
+server's seeded RNG, so a failing run replays exactly with the same seed).
 
 The wire shapes follow docs/kubernetes-semantics.md#expired-resource-versions,
 #status-and-http-codes: APF's plain-text 429, the 504 with cause
@@ -31,10 +31,11 @@ class FaultKind(enum.StrEnum):
     MALFORMED_LINE = "malformed-line"
     EMPTY_RESPONSE = "empty-response"
     SLOW = "slow"
+    STALL = "stall"
 
 
 #: Faults that only make sense inside a watch stream.
-WATCH_ONLY = frozenset({FaultKind.ERROR_EVENT, FaultKind.MALFORMED_LINE})
+WATCH_ONLY = frozenset({FaultKind.ERROR_EVENT, FaultKind.MALFORMED_LINE, FaultKind.STALL})
 
 _DEFAULT_MESSAGES: Mapping[int, str] = {
     400: "the server rejected our request for an unknown reason",
@@ -147,6 +148,15 @@ class Fault:
         """200 with headers and an empty body (uncached resources on a stale RV,
         docs/kubernetes-semantics.md#expired-resource-versions)."""
         return cls(FaultKind.EMPTY_RESPONSE)
+
+    @classmethod
+    def stall(cls, after_events: int = 0) -> Fault:
+        """After ``after_events`` events the stream goes silent and stays open, past its
+        ``timeoutSeconds`` too, until the client hangs up or the server stops: a server that
+        is alive at TCP level (the kernel still answers) but stuck, as a SIGSTOPped
+        kube-apiserver or a wedged proxy."""
+        _check_count(after_events)
+        return cls(FaultKind.STALL, after_events=after_events)
 
     @classmethod
     def slow(cls, delay: float) -> Fault:

@@ -23,6 +23,15 @@ events), its watches end, its paths answer 404 and discovery forgets it.
 lists refused with 422 Invalid); ``request_watch_progress=False`` one whose etcd lacks
 RequestWatchProgress (before 3.4.31, or 3.5.0 to 3.5.12): streaming lists are answered
 with 200 and one ERROR event, 500 InternalError, as kube-apiserver 1.36 does.
+
+``stop()`` then ``start()`` is a kube-apiserver restart: watches end cleanly at the stop,
+connections are refused until the start, and the server comes back on the same address with
+the same CA, token and objects (etcd keeps them; the Python API may change them meanwhile).
+Its watch cache is fresh, as a restarted kube-apiserver's is: a watch from an RV older than
+the restart is "too old resource version" (answered per ``stale_watch``), while LISTs,
+exact ones and continue tokens included, are served as before. A real restart always moves
+etcd's revision (the server's own Lease and Endpoints writes); here a watch from the latest
+RV before the restart is still served when nothing was written meanwhile.
 """
 
 from __future__ import annotations
@@ -170,9 +179,14 @@ class FakeApiServer:
         await self.stop()
 
     async def start(self) -> None:
-        """Listen on the host and port given (by default 127.0.0.1, a free port)."""
+        """Listen on the host and port given (by default 127.0.0.1, a free port).
+
+        After a ``stop()`` this is a restart (see the module doc): the same port, a fresh
+        watch cache.
+        """
         if self._runner is not None:
             raise RuntimeError("the server is already running")
+        restarting = self._port is not None
         http_server = _TrackingServer(
             self._handler.handle,
             connections=self._connections,
@@ -183,12 +197,15 @@ class FakeApiServer:
         runner = web.ServerRunner(http_server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         ssl_context = self._tls.server_context() if self._tls is not None else None
-        site = web.TCPSite(runner, self._host, self._given_port, ssl_context=ssl_context)
+        port = self._given_port or self._port or 0  # a restart keeps the port it had
+        site = web.TCPSite(runner, self._host, port, ssl_context=ssl_context)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
+        if restarting:
+            self._store.rebuild_watch_cache()
         self._runner = runner
         self._stopping = False
         self._port = _bound_port(runner)

@@ -169,6 +169,7 @@ class ObjectStore:
         self._oldest_event_rv = 1
         self._rv = 0
         self._compacted_rv = 0
+        self._watch_cache_rv = 0
         self._changes = Signal(on_change)
         self._observers: list[Callable[[StoredEvent], None]] = []
         self._pending: deque[StoredEvent] = deque()
@@ -185,6 +186,19 @@ class ObjectStore:
     def compacted_rv(self) -> int:
         """The oldest RV still readable: exact lists and watches need an RV >= this."""
         return self._compacted_rv
+
+    @property
+    def watchable_rv(self) -> int:
+        """The oldest RV a watch may start from: the compaction point, or the RV the watch
+        cache was last rebuilt at, whichever is newer (a watch from an older RV is "too old
+        resource version"; docs/kubernetes-semantics.md#expired-resource-versions)."""
+        return max(self._compacted_rv, self._watch_cache_rv)
+
+    def rebuild_watch_cache(self) -> None:
+        """Start the watch cache afresh at the current RV, as kube-apiserver's starts empty
+        and fills from one LIST of etcd: events before it can no longer be watched from,
+        while etcd (exact lists, continue tokens) still has them until compaction."""
+        self._watch_cache_rv = self._rv
 
     @property
     def changed(self) -> asyncio.Event:

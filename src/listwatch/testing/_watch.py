@@ -8,9 +8,10 @@ Where a watch starts (docs/kubernetes-semantics.md#watch, #streaming-lists):
   ``sendInitialEvents=true`` (explicit, or by WatchList defaulting) and
   ``allowWatchBookmarks=true`` the ADDEDs end with a BOOKMARK annotated
   ``k8s.io/initial-events-end: "true"``.
-* RV X ("Start at Exact"): only events with RV > X. X older than the compaction point is
-  "too old resource version" (answered per ``stale_watch``); X newer than the store is
-  waited for with the stream open. With ``sendInitialEvents=true`` the state not older
+* RV X ("Start at Exact"): only events with RV > X. X older than the compaction point, or
+  than the RV the watch cache was rebuilt at when the server restarted, is "too old
+  resource version" (answered per ``stale_watch``); X newer than the store is waited for
+  with the stream open. With ``sendInitialEvents=true`` the state not older
   than X is sent, after waiting up to ``too_large_wait`` for X (then a 504 ERROR event).
 * ``sendInitialEvents=false``: no initial state; RV ""/"0" start at the latest RV.
 * With ``request_watch_progress=False`` (an etcd without RequestWatchProgress:
@@ -193,6 +194,7 @@ class _EventWriter:
         self.sent = 0
         self.ended = False
         self._malformed_done = False
+        self.stalled = False
         self._on_end: Callable[[], None] = lambda: None
         self._cut_mid_line: bool | None = None  # a cut asked for: mid-line or clean
 
@@ -264,6 +266,9 @@ class _EventWriter:
                 orjson.dumps({"type": "ERROR", "object": error.body}) + b"\n"
             )
             await self.finish()
+            return False
+        if self._due(FaultKind.STALL):
+            self.stalled = True  # nothing more is sent; the stream is held open
             return False
         if self._due(FaultKind.MALFORMED_LINE) and not self._malformed_done:
             self._malformed_done = True
@@ -354,7 +359,7 @@ class WatchStream:
             if options.send_initial_events is False:
                 return await self._stream(None, self._store.resource_version, deadline)
             return await self._stream(self._snapshot(), self._store.resource_version, deadline)
-        if start_rv < self._store.compacted_rv:
+        if start_rv < self._store.watchable_rv:
             return await self._too_old(start_rv)
         return await self._stream(None, start_rv, deadline)
 
@@ -392,7 +397,7 @@ class WatchStream:
         return await self._stream(self._snapshot(), store.resource_version, deadline, end_bookmark)
 
     async def _too_old(self, requested_rv: int) -> web.StreamResponse:
-        error = status.too_old_resource_version(requested_rv, self._store.compacted_rv)
+        error = status.too_old_resource_version(requested_rv, self._store.watchable_rv)
         mode = self._config.stale_watch
         if mode == "http-410":
             raise error
@@ -434,6 +439,8 @@ class WatchStream:
         writer.on_end(lambda: self._active.ended(writer))
         try:
             await self._run(writer, initial, cursor, deadline, end_bookmark)
+            if writer.stalled:
+                await self._hold(writer)
         except ConnectionError:
             pass  # the client went away; nothing left to say
         finally:
@@ -476,6 +483,14 @@ class WatchStream:
                 wake_at = deadline if next_bookmark is None else min(deadline, next_bookmark)
                 await _wait(changed, wake_at)
         await writer.finish()
+
+    async def _hold(self, writer: _EventWriter) -> None:
+        """A stalled stream: no byte and no end, whatever its deadline, until the server
+        stops or the stream is cut; the client hanging up cancels the handler."""
+        while not self._stopping() and not writer.cut_requested:
+            await self._store.changed.wait()
+        if writer.cut_requested:
+            await writer.cut(b"")
 
     def _over(self, deadline: float) -> bool:
         return self._stopping() or self._loop.time() >= deadline
