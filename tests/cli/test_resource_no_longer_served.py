@@ -80,7 +80,8 @@ async def test_a_deleted_crd_is_reported_and_retried_while_the_others_keep_synci
             within=60,  # the backoff may have grown to its cap
         )
         assert await mirror.stop() == 0, mirror.tail()
-    assert "ResourceNotFound" in warning.group(1) and "HTTP 404" in warning.group(1)
+    assert "ResourceNotFound" in warning.group(1)
+    assert "HTTP 404" in warning.group(1)
     assert "default/d" in configmaps
     assert ready_status == 503
     assert ready["not_ready"] == [WIDGETS]
