@@ -38,7 +38,8 @@ def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict) or "managedFields" not in metadata:
         return obj
-    kept = {name: value for name, value in metadata.items() if name != "managedFields"}
+    kept = dict(metadata)
+    del kept["managedFields"]
     return {**obj, "metadata": kept}
 
 
