@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="drop metadata.managedFields (server-side apply's record of who set which "
-        "field, often a fifth to a third of an object) from every object written, as "
+        "field, a large part of every object) from every object written, as "
         "client-go's informers can (default: on); --no-strip-managed-fields keeps the "
         "objects exactly as the server sends them",
     )
