@@ -130,8 +130,11 @@ def record(
 ) -> None:
     """Set ``new``'s ``metadata.managedFields`` for a write of ``manager`` over ``live``
     (``None`` for a create), as kube-apiserver's field manager does for an ``Update``."""
+    metadata = new.get("metadata")
+    if not isinstance(metadata, dict):
+        return  # refused by the store ("metadata must be a JSON object")
     # A copy: a merge patch shares the stored object's untouched members with ``new``.
-    metadata = new["metadata"] = dict(new.get("metadata") or {})
+    metadata = new["metadata"] = dict(metadata)
     live_metadata = (live or {}).get("metadata") or {}
     entries = _starting_entries(metadata.get("managedFields"), live_metadata.get("managedFields"))
     before = _without_managed_fields(live) if live is not None else _empty(new, builtin)
