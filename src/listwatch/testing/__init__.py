@@ -12,9 +12,6 @@ The fake is held to kube-apiserver by a conformance corpus: ``tests/conformance`
 requests recorded from kube-apiserver 1.36 (as listwatch, kubectl and the official client
 send them) and compares status, headers and bodies. Where the answers differ on purpose:
 
-* **managedFields are not kube-apiserver's.** kube-apiserver's field manager derives
-  ``metadata.managedFields`` from each type's schema; list/watch clients carry them as
-  opaque metadata, so the fake does not reproduce them.
 * **No metadata.generation.** kube-apiserver sets it on pods, deployments and custom
   resources and raises it on spec changes and graceful deletion; no list/watch behaviour
   depends on it.

@@ -14,12 +14,15 @@ of its bytes. The fake reproduces what a client observes of it:
   server writes them (``manager``, ``operation``, ``apiVersion``, ``time``, ``fieldsType``,
   ``fieldsV1``), sorted as ``sortEncodedManagedFields`` sorts them (operation, time to the
   second, manager, apiVersion, subresource);
-* a create records every field the object sets; an update or a patch, the fields it adds or
+* a create records every field the object sets, defaults applied as the body is decoded
+  included (a namespace's name label); an update or a patch, the fields it adds or
   changes, which every other manager loses, and the fields it removes, which every manager
   loses; a manager left with none is dropped. ``time`` is the write's, on the entries the
   write gave fields to. Never recorded: ``apiVersion``, ``kind``, ``metadata`` itself and its
   ``name``, ``namespace``, ``uid``, ``resourceVersion``, ``generation``,
-  ``creationTimestamp``, ``selfLink``, ``managedFields`` (``stripMetaManager``);
+  ``creationTimestamp``, ``selfLink``, ``managedFields`` (``stripMetaManager``), nor a
+  built-in kind's ``status``, which writes to the main resource do not set (its strategy's
+  ``GetResetFields``);
 * ``managedFields`` in a request body: absent or ``null`` keeps the stored ones (clients that
   do not know the field cannot erase it), ``[]`` or ``[{}]`` resets them
   (``isResetManagedFields``), a valid list replaces them, an invalid one is ignored.
@@ -28,17 +31,22 @@ The Python API of ``FakeApiServer`` writes as storage does, with no field manage
 into etcd): an object keeps the ``managedFields`` it was given, and the tests' objects stay
 as they wrote them.
 
-Simplified, for want of the Go types' schemas: every list is atomic (one ``f:`` path, where a
-list with merge keys has ``k:{...}`` items); every object nested below the top level
-records its own presence (``.``), as maps and optional structs do, where a required struct
-would not; the top-level objects of a built-in kind (``spec``, ``status``) exist before a
-create and so record none, while a custom resource's do. Not modelled: server-side apply
-(``Apply`` entries; the fake refuses apply patches), subresources, the cap of ten
-``Update`` managers (``ancient-changes``), and the validation of ``fieldManager``.
+Simplified, for want of the Go types' schemas: in a built-in kind, a list of objects with
+distinct ``name`` members is keyed by name (``k:{"name":"app"}`` items, as ``containers``,
+``volumes`` and ``env`` are), every other list is atomic (one ``f:`` path; ``ports``, keyed
+by port and protocol in the schema, included); a custom resource's lists are all atomic, as
+without ``x-kubernetes-list-type`` they are. Every object nested below the top level records
+its own presence (``.``), as maps and optional structs do, where a required struct would
+not; the top-level objects of a built-in kind (``spec``, ``status``) exist before a create
+and so record none, while a custom resource's do. The conformance corpus (tests/conformance)
+holds this to the recorded kube-apiserver's entries. Not modelled: server-side apply
+(``Apply`` entries; the fake refuses apply patches), subresources, the cap of ten ``Update``
+managers (``ancient-changes``), and the validation of ``fieldManager``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,8 +148,14 @@ def record(
     before = _without_managed_fields(live) if live is not None else _empty(new, builtin)
     added: set[Path] = set()
     removed: set[Path] = set()
-    _compare(before, _without_managed_fields(new), (), added, removed)
-    changed = added - _NEVER_RECORDED
+    _compare(
+        _steps(before), _steps(_without_managed_fields(new)), (), added, removed, keyed=builtin
+    )
+    changed = {
+        path
+        for path in added - _NEVER_RECORDED
+        if not (builtin and path[0] == "f:status")  # the strategy's reset fields
+    }
     mine = (manager, UPDATE, api_version, "")
     for entry in entries.values():
         entry.paths -= changed | removed | _NEVER_RECORDED
@@ -209,30 +223,68 @@ def _empty(new: JsonDict, builtin: bool) -> JsonDict:
     return {name: {} for name in _BUILTIN_SECTIONS if isinstance(new.get(name), dict)}
 
 
-def _compare(old: Any, new: Any, prefix: Path, added: set[Path], removed: set[Path]) -> None:
-    """Paths ``new`` adds or changes relative to ``old`` (``added``), and those it drops."""
-    for name in old.keys() | new.keys():
-        path = (*prefix, f"f:{name}")
-        if name not in old:
-            added.add(path)
-            _members(new[name], path, added)
-        elif name not in new:
-            removed.add(path)
-            _members(old[name], path, removed)
-        elif isinstance(old[name], dict) and isinstance(new[name], dict):
-            _compare(old[name], new[name], path, added, removed)
-        elif not _same(old[name], new[name]):
-            added.add(path)
-            _members(old[name], path, removed)
-            _members(new[name], path, added)
+def _compare(
+    old: JsonDict,
+    new: JsonDict,
+    prefix: Path,
+    added: set[Path],
+    removed: set[Path],
+    *,
+    keyed: bool,
+) -> None:
+    """The paths ``new`` adds or changes relative to ``old`` (``added``), and those it drops;
+    both map ``fieldsV1`` steps (``f:name``, ``k:{...}``) to values. ``keyed``: lists of
+    named objects are keyed by name (built-in kinds)."""
+    for step in old.keys() | new.keys():
+        path = (*prefix, step)
+        before, after = old.get(step, _ABSENT), new.get(step, _ABSENT)
+        if isinstance(before, dict) and isinstance(after, dict):
+            _compare(_steps(before), _steps(after), path, added, removed, keyed=keyed)
+        elif keyed and _named(before) and _named(after):
+            _compare(_by_key(before), _by_key(after), path, added, removed, keyed=keyed)
+        elif after is _ABSENT:
+            _value(before, path, removed, keyed)
+        elif before is _ABSENT:
+            _value(after, path, added, keyed)
+        elif not _same(before, after):
+            _value(before, path, removed, keyed)
+            _value(after, path, added, keyed)
 
 
-def _members(value: Any, prefix: Path, into: set[Path]) -> None:
+def _steps(obj: JsonDict) -> JsonDict:
+    return {f"f:{name}": value for name, value in obj.items()}
+
+
+_ABSENT = object()
+
+
+def _value(value: Any, path: Path, into: set[Path], keyed: bool) -> None:
+    """The paths of ``value`` at ``path``: its own (unless a keyed list's), its members'."""
+    if keyed and _named(value):
+        for step, item in _by_key(value).items():
+            _value(item, (*path, step), into, keyed)
+        return
+    into.add(path)
     if isinstance(value, dict):
-        for name, child in value.items():
-            path = (*prefix, f"f:{name}")
-            into.add(path)
-            _members(child, path, into)
+        for step, child in _steps(value).items():
+            _value(child, (*path, step), into, keyed)
+
+
+def _named(value: Any) -> bool:
+    """A non-empty list of objects with distinct names: containers, volumes, env... The
+    schema would say which lists are keyed and by what (``ports`` by port and protocol);
+    lacking it, the fake keys those by ``name``, the commonest merge key."""
+    if not isinstance(value, list) or not value:
+        return False
+    names = [item.get("name") if isinstance(item, dict) else None for item in value]
+    return all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+
+
+def _by_key(items: list[JsonDict]) -> JsonDict:
+    """``{'k:{"name":"app"}': item}``: how ``fieldsV1`` names an item of a keyed list."""
+    return {
+        "k:" + json.dumps({"name": item["name"]}, separators=(",", ":")): item for item in items
+    }
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -13,18 +13,26 @@ have no effect; ``dryRun`` is refused (see :func:`_refuse_dry_run`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from listwatch.testing import _fieldvalidation as fieldvalidation
 from listwatch.testing import _managedfields as managedfields
+from listwatch.testing import _namespaces as namespaces
 from listwatch.testing import _patch as patch
 from listwatch.testing import _status as status
 from listwatch.testing._paths import Target
 from listwatch.testing._resources import ResourceType
 from listwatch.testing._status import FieldError
 from listwatch.testing._store import JsonDict, ObjectStore
+
+#: Defaults applied as a body is decoded (``SetDefaults_<Kind>``) that a client can see
+#: recorded in ``managedFields``; the rest of a type's defaulting is the store's.
+DEFAULTS: dict[tuple[str, str], Callable[[JsonDict], None]] = {
+    ("", "Namespace"): namespaces.set_defaults,
+}
 
 
 @dataclass
@@ -168,7 +176,11 @@ def _record_fields(
     live: JsonDict | None,
     new: JsonDict,
 ) -> None:
-    """The field manager's entry for this write, in ``new`` (``managedfields.py``)."""
+    """The field manager's entry for this write, in ``new`` (``managedfields.py``), made
+    after the defaults that decoding applies, as kube-apiserver makes it."""
+    set_defaults = DEFAULTS.get((target.resource.group, target.resource.kind))
+    if set_defaults is not None:
+        set_defaults(new)
     managedfields.record(
         live,
         new,
