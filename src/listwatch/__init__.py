@@ -12,6 +12,7 @@ import logging
 from listwatch._agent import Agent
 from listwatch._backoff import Backoff
 from listwatch._kube.config import connect
+from listwatch._managedfields import strip_managed_fields
 from listwatch._models import (
     Batch,
     Event,
@@ -137,4 +138,5 @@ __all__ = [
     "__version__",
     "connect",
     "object_key",
+    "strip_managed_fields",
 ]

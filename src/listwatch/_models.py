@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from listwatch import _jsonparse as jsonparse
+from listwatch._managedfields import strip_json, strip_managed_fields
 from listwatch.errors import ReceiverError
 
 JsonObject = dict[str, Any]
@@ -31,7 +32,7 @@ KeyFunc = Callable[[JsonObject], str]
 """Maps an object to the key the merger coalesces on."""
 
 Transform = Callable[[JsonObject], JsonObject]
-"""Rewrites an object before the receiver sees it (for example, drops ``managedFields``)."""
+"""Rewrites an object before the receiver sees it (``listwatch.strip_managed_fields`` is one)."""
 
 
 class EventType(enum.StrEnum):
@@ -178,9 +179,13 @@ class Item:
 
     @property
     def json(self) -> bytes:
-        """The object's JSON, without parsing it unless a transform must run."""
-        if self._object is None and self._transform is None:
-            return self._server_json()
+        """The object's JSON, without parsing it unless a transform must run
+        (``strip_managed_fields`` need not: it cuts the server's bytes)."""
+        if self._object is None:
+            if self._transform is None:
+                return self._server_json()
+            if self._transform is strip_managed_fields:
+                return strip_json(self._server_json())
         return orjson.dumps(self.object)
 
     @property

@@ -25,7 +25,6 @@ class Accepted:
 DISCOVERY = ("main/discovery_*",)
 
 ACCEPTED: tuple[Accepted, ...] = (
-    Accepted("managedFields are not kube-apiserver's", ("*.metadata.managedFields*",)),
     Accepted("No metadata.generation", ("*.metadata.generation",)),
     Accepted(
         "A pod is deleted in one write",

@@ -261,10 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
         "serves it, else paged LISTs (auto, the default); or always one way",
     )
     mirror.add_argument(
+        "--page-size",
+        type=_at_least_one,
+        default=500,
+        metavar="N",
+        help="objects per LIST request (its limit) when a snapshot is paged; when it is "
+        "streamed, objects handed to the store at a time (default 500)",
+    )
+    mirror.add_argument(
         "--metadata-only",
         action="store_true",
-        help="mirror only metadata (PartialObjectMetadata: names, labels, annotations, "
-        "owners), as client-go's metadata informers do",
+        help="mirror only each object's metadata, as client-go's metadata informers do: rows "
+        "are PartialObjectMetadata (kind, apiVersion and metadata: name, namespace, labels, "
+        "annotations, ownerReferences, finalizers, ...; no spec, no status; managedFields "
+        "only with --no-strip-managed-fields)",
+    )
+    mirror.add_argument(
+        "--strip-managed-fields",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="drop metadata.managedFields (server-side apply's record of who set which "
+        "field, a large part of every object) from every object written, as "
+        "client-go's informers can (default: on); --no-strip-managed-fields keeps the "
+        "objects exactly as the server sends them",
     )
     mirror.add_argument(
         "--metrics-address",
@@ -528,6 +547,8 @@ async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event, started: as
         resync_period=args.resync_period,
         sync_timeout=args.sync_timeout,
         list_strategy=args.list_strategy,
+        page_size=args.page_size,
+        strip_managed_fields=args.strip_managed_fields,
         metrics_address=args.metrics_address,
         stale_after=args.stale_after,
         exit_on_failure=args.exit_on_failure,

@@ -42,6 +42,7 @@ from listwatch._agent import Agent, WriteGate, gated
 from listwatch._aio import first_error
 from listwatch._kube import config as kube_config
 from listwatch._kube.discovery import ServedResource, resolve
+from listwatch._managedfields import strip_managed_fields
 from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
 from listwatch._types import ListOptions, Receiver
@@ -86,6 +87,10 @@ class MirrorOptions:
     sync_timeout: float | None = None
     """The Syncer's: a receiver call that takes longer fails its generation."""
     list_strategy: str = "auto"
+    page_size: int = 500
+    """The Syncer's: a paged LIST's ``limit``; a streamed list's objects per receiver page."""
+    strip_managed_fields: bool = True
+    """Drop ``metadata.managedFields`` from every object written (``--strip-managed-fields``)."""
     metrics_address: str | None = None
     stale_after: float = DEFAULT_STALE_AFTER
     """A resource not synced for this long is an ERROR line and makes /readyz false."""
@@ -323,6 +328,8 @@ async def _run(
                 resync_period=options.resync_period,
                 sync_timeout=options.sync_timeout,
                 list_strategy=options.list_strategy,
+                page_size=options.page_size,
+                transform=strip_managed_fields if options.strip_managed_fields else None,
                 epoch=epoch,
                 observers=[FailureLog(resource.name, target, source=source)],
             )

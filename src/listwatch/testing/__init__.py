@@ -1,9 +1,10 @@
 """Test support: a strict fake Kubernetes API server that speaks the real API over HTTPS.
 
 ``FakeApiServer`` serves LIST and WATCH with kube-apiserver's semantics (resourceVersions,
-consistent paging, compaction and 410s, bookmarks, WatchList, PartialObjectMetadata), the
-discovery and OpenAPI documents kubectl needs, and injects the faults a list/watch client
-meets in production (``Fault``, ``FaultRule``, ``FakeApiServer.cut_watches``).
+consistent paging, compaction and 410s, bookmarks, WatchList, PartialObjectMetadata,
+managedFields recorded on writes through the API), the discovery and OpenAPI documents
+kubectl needs, and injects the faults a list/watch client meets in production (``Fault``,
+``FaultRule``, ``FakeApiServer.cut_watches``).
 ``RecordedRequest`` is one entry of its request log. A pytest plugin provides the
 ``fake_apiserver`` fixture.
 
@@ -11,9 +12,6 @@ The fake is held to kube-apiserver by a conformance corpus: ``tests/conformance`
 requests recorded from kube-apiserver 1.36 (as listwatch, kubectl and the official client
 send them) and compares status, headers and bodies. Where the answers differ on purpose:
 
-* **managedFields are not kube-apiserver's.** kube-apiserver's field manager derives
-  ``metadata.managedFields`` from each type's schema; list/watch clients carry them as
-  opaque metadata, so the fake does not reproduce them.
 * **No metadata.generation.** kube-apiserver sets it on pods, deployments and custom
   resources and raises it on spec changes and graceful deletion; no list/watch behaviour
   depends on it.

@@ -44,11 +44,19 @@ ACTIVE = "Active"
 TERMINATING = "Terminating"
 
 
+def set_defaults(obj: JsonDict) -> None:
+    """``SetDefaults_Namespace``: the name label. Applied as a request is decoded, before
+    the field manager (whose entry then owns the label), and again in :func:`prepare`."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        labels = {**(metadata.get("labels") or {}), NAME_LABEL: metadata.get("name", "")}
+        obj["metadata"] = {**metadata, "labels": labels}
+
+
 def prepare(obj: JsonDict, old: JsonDict | None) -> JsonDict:
     """``namespaceStrategy`` PrepareForCreate / PrepareForUpdate and the name label."""
-    new = {**obj, "metadata": {**obj.get("metadata", {})}}
-    metadata = new["metadata"]
-    metadata["labels"] = {**(metadata.get("labels") or {}), NAME_LABEL: metadata.get("name", "")}
+    new = {**obj}
+    set_defaults(new)
     if old is None:
         finalizers = list((new.get("spec") or {}).get("finalizers") or [])
         if KUBERNETES_FINALIZER not in finalizers:

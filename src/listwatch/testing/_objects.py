@@ -4,24 +4,35 @@ Each goes through the same :class:`ObjectStore` calls as the Python API of
 ``FakeApiServer``, after the checks kube-apiserver makes before storage: the body decodes
 (``fieldValidation``, ``fieldvalidation.py``), its ``apiVersion``/``kind`` fit the URL, its
 namespace and name match the path, and the patch type is one the fake applies
-(``patch.py``). Query parameters the fake does not act on (``fieldManager``, ``pretty``)
-are accepted and have no effect; ``dryRun`` is refused (see :func:`_refuse_dry_run`).
+(``patch.py``); then, unlike the Python API, the field manager records the write in
+``metadata.managedFields`` (``managedfields.py``, named by ``fieldManager`` or the
+``User-Agent``). Query parameters the fake does not act on (``pretty``) are accepted and
+have no effect; ``dryRun`` is refused (see :func:`_refuse_dry_run`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from listwatch.testing import _fieldvalidation as fieldvalidation
+from listwatch.testing import _managedfields as managedfields
+from listwatch.testing import _namespaces as namespaces
 from listwatch.testing import _patch as patch
 from listwatch.testing import _status as status
 from listwatch.testing._paths import Target
 from listwatch.testing._resources import ResourceType
 from listwatch.testing._status import FieldError
 from listwatch.testing._store import JsonDict, ObjectStore
+
+#: Defaults applied as a body is decoded (``SetDefaults_<Kind>``) that a client can see
+#: recorded in ``managedFields``; the rest of a type's defaulting is the store's.
+DEFAULTS: dict[tuple[str, str], Callable[[JsonDict], None]] = {
+    ("", "Namespace"): namespaces.set_defaults,
+}
 
 
 @dataclass
@@ -73,6 +84,7 @@ class ObjectHandlers:
         directive = fieldvalidation.directive(query, "CreateOptions")
         _refuse_dry_run(query, "CreateOptions")
         obj, warnings = await self._read_object(request, target, directive)
+        _record_fields(request, query, target, None, obj)
         return Answer(201, self._store.create(target.resource, obj), warnings)
 
     async def _replace(
@@ -82,6 +94,8 @@ class ObjectHandlers:
         _refuse_dry_run(query, "UpdateOptions")
         obj, warnings = await self._read_object(request, target, directive)
         _check_name(obj, target)
+        live = self._store.get(target.resource, target.namespace, target.name or "")
+        _record_fields(request, query, target, live, obj)
         stored, created = self._store.update(target.resource, obj)
         return Answer(201 if created else 200, stored, warnings)
 
@@ -102,6 +116,7 @@ class ObjectHandlers:
             raise _strict_patch_error(patched, problems)
         _check_type(patched, target.resource)
         _check_name(patched, target)
+        _record_fields(request, query, target, self._current(target), patched)
         stored = self._store.replace(target.resource, patched)
         return Answer(200, stored, _warnings(problems, directive))
 
@@ -152,6 +167,29 @@ class ObjectHandlers:
                 )
             metadata["namespace"] = target.namespace
         return obj, _warnings(problems, directive)
+
+
+def _record_fields(
+    request: web.BaseRequest,
+    query: dict[str, str],
+    target: Target,
+    live: JsonDict | None,
+    new: JsonDict,
+) -> None:
+    """The field manager's entry for this write, in ``new`` (``managedfields.py``), made
+    after the defaults that decoding applies, as kube-apiserver makes it."""
+    set_defaults = DEFAULTS.get((target.resource.group, target.resource.kind))
+    if set_defaults is not None:
+        set_defaults(new)
+    managedfields.record(
+        live,
+        new,
+        manager=managedfields.manager_of(
+            query.get("fieldManager"), request.headers.get("User-Agent", "")
+        ),
+        api_version=target.resource.api_version,
+        builtin=target.resource.builtin,
+    )
 
 
 def _check_content_type(request: web.BaseRequest) -> None:

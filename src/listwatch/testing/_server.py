@@ -304,6 +304,9 @@ class FakeApiServer:
     async def create(self, obj: JsonDict) -> JsonDict:
         """Create ``obj``; a namespaced object without a namespace goes to ``default``.
 
+        Stored as given, with no field manager (its ``managedFields`` are whatever ``obj``
+        has): create through the API (``server.api_client()``) to have them recorded.
+
         Raises :class:`~listwatch.testing._status.StatusError` (409 AlreadyExists, 404 for a
         missing namespace, ...) like the API server would answer.
         """
