@@ -37,12 +37,6 @@ def test_a_receiver_url_that_could_hold_a_secret_is_refused(url: str, message: s
     assert SECRET not in str(refused.value)
 
 
-def test_a_plain_receiver_url_is_taken() -> None:
-    assert repr(HttpSink("https://receiver.example:8443/sync/", token="t")) == (
-        "HttpSink('https://receiver.example:8443/sync')"
-    )
-
-
 async def test_a_token_quoted_back_by_a_server_is_not_shown() -> None:
     """A token over 8 KB: aiohttp's server (here a receiver served without ``runner()``)
     answers 400 quoting the header's first 100 bytes. The sender's error names the answer,

@@ -265,7 +265,8 @@ class SyncServer:
     async def _sink(self, resource: str) -> Receiver:
         """The resource's sink, opened on its first valid request: what ``MAX_RESOURCES``
         counts (a request refused before its header was read counts nothing)."""
-        if resource not in self._resources:
+        new = resource not in self._resources
+        if new:
             if len(self._resources) >= MAX_RESOURCES:
                 raise ProtocolError(
                     f"this receiver serves at most {MAX_RESOURCES} resources",
@@ -276,7 +277,8 @@ class SyncServer:
         try:
             return await self._store.sink(resource)
         except BaseException:
-            self._resources.discard(resource)
+            if new:  # it could not be opened: it takes no place
+                self._resources.discard(resource)
             raise
 
     @staticmethod
