@@ -11,16 +11,21 @@ from aiohttp import web
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: web.Application,
+    app: web.Application | web.AppRunner,
     *,
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 60.0,
 ) -> AsyncIterator[str]:
     """Serve ``app`` until the block ends; yields its base URL (``http(s)://127.0.0.1:N``).
 
+    ``app`` may be a runner made already (``SyncServer.runner()``, with its own options).
     ``shutdown_timeout`` bounds how long the end waits for handlers still running (a test
     whose handler hangs on purpose gives a short one)."""
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    runner = (
+        app
+        if isinstance(app, web.AppRunner)
+        else web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)

@@ -23,6 +23,8 @@ transaction as each new write, decides with ``decide``:
 |                                                               | went missing: refused    |
 | a batch of a generation whose snapshot the receiver lacks      | ``StaleWrite``: refused  |
 | a snapshot of a newer generation, or of another session       | ``APPLY``                |
+| ... unless, in the recorded epoch, its resourceVersion is      | ``StaleWrite``: refused  |
+| older than the recorded one (an older snapshot replayed)       |                          |
 
 Why refusing is safe: the sender's receiver call raises, its generation ends, and the next
 one starts from a fresh snapshot (or, for a stale epoch, the old leader stops). Why the
@@ -30,11 +32,27 @@ epoch check is over all the receiver's resources: one agent's resources share on
 and a leader that was paused and wakes up must not write *anything*, not even a resource
 the new leader has not written yet. A write with an empty session (made by hand, not by a
 Syncer) is checked only against the epoch.
+
+Why an older snapshot is refused within an epoch: a snapshot replaces the resource's rows,
+so one replayed from an earlier sync (another session's request retried late, or sent
+again by hand) would take the mirror back in time (RV 301 back to 200) although every write
+in it is genuine. Within one epoch there is one leader, and every listing of listwatch is a
+consistent read (docs/kubernetes-semantics.md#where-listwatch-deliberately-differs-from-client-go),
+so a genuine new snapshot is never older than what the receiver holds. resourceVersions are
+compared as integers, as etcd revisions are, only when both are decimal integers without
+leading zeros (comparable RVs: docs/kubernetes-semantics.md#resource-versions);
+anything else is not compared. Limits: a snapshot whose RV is not known when the fence
+decides (a streaming list learns it at its end; its header then says "") is judged by its
+stamp alone; across epochs the rule does not apply (the epoch orders leaders, and a new
+leader's snapshot is the truth); and a receiver pointed at a *different* cluster (a
+recreated test cluster, whose RVs start low again) refuses its snapshots at the same epoch
+until its RVs pass the recorded one: start a fresh database for a new cluster.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from listwatch._models import Batch, Snapshot
@@ -56,6 +74,9 @@ class Stamp:
     generation: int
     sequence: int = 0
     """0 for a snapshot; the batch's number within its generation otherwise."""
+    resource_version: str = ""
+    """The write's resourceVersion (a recorded stamp: the resource's current one); "" when
+    not known yet."""
 
     @property
     def snapshot(self) -> bool:
@@ -64,8 +85,9 @@ class Stamp:
 
 def stamp_of(write: Snapshot | Batch) -> Stamp:
     if isinstance(write, Snapshot):
-        return Stamp(write.epoch, write.session, write.generation, 0)
-    return Stamp(write.epoch, write.session, write.generation, max(write.sequence, 1))
+        return Stamp(write.epoch, write.session, write.generation, 0, write.resource_version)
+    sequence = max(write.sequence, 1)
+    return Stamp(write.epoch, write.session, write.generation, sequence, write.resource_version)
 
 
 def decide(
@@ -82,7 +104,7 @@ def decide(
     )
     if not same:
         if write.snapshot:
-            return Verdict.APPLY
+            return _unless_older(resource, write, recorded)
         raise StaleWrite(
             f"{resource}: refused batch {write.sequence} of generation {write.generation}: "
             "the receiver does not hold that generation's snapshot"
@@ -95,7 +117,7 @@ def decide(
         )
     if write.generation > recorded.generation:
         if write.snapshot:
-            return Verdict.APPLY
+            return _unless_older(resource, write, recorded)
         raise StaleWrite(
             f"{resource}: refused batch {write.sequence} of generation {write.generation}: "
             f"the receiver holds generation {recorded.generation}, not its snapshot"
@@ -108,3 +130,33 @@ def decide(
         f"{resource}: refused batch {write.sequence} of generation {write.generation}: the "
         f"receiver's last is batch {recorded.sequence} (one went missing)"
     )
+
+
+def _unless_older(resource: str, snapshot: Stamp, recorded: Stamp | None) -> Verdict:
+    """``APPLY`` for a snapshot the rules above accept, unless it is older than what the
+    resource holds in the same epoch (the module's doc says why, and where this stops)."""
+    if (
+        recorded is not None
+        and recorded.epoch == snapshot.epoch
+        and _older(snapshot.resource_version, recorded.resource_version)
+    ):
+        raise StaleWrite(
+            f"{resource}: refused a snapshot at resourceVersion {snapshot.resource_version}: "
+            f"the receiver holds resourceVersion {recorded.resource_version} of the same "
+            "epoch (an older snapshot, replayed)"
+        )
+    return Verdict.APPLY
+
+
+_COMPARABLE = re.compile(r"[1-9][0-9]{0,30}")
+"""A resourceVersion that orders as an integer: digits without a leading zero ("0" means
+"any" in a request and is no revision). 31 digits is far beyond any etcd revision
+(an int64) and keeps ``int()`` cheap."""
+
+
+def _older(resource_version: str, than: str) -> bool:
+    """Whether ``resource_version`` is known to be older than ``than``: both comparable,
+    and smaller as an integer. Anything not comparable is never older."""
+    if not (_COMPARABLE.fullmatch(resource_version) and _COMPARABLE.fullmatch(than)):
+        return False
+    return int(resource_version) < int(than)

@@ -1,10 +1,12 @@
 """HttpSink against a receiver that stops reading mid-snapshot: the sender fails instead of
 stalling forever (aiohttp bounds the wait for an answer, not the writing). A listing that is
-slower than the timeout is the API server's pace, not a stall, and does not trip it."""
+slower than the timeout is the API server's pace, not a stall, and does not trip it, nor
+the receiver's idle timeout (the sender's heartbeat)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,7 +15,10 @@ from aiohttp import web
 from listwatch import GroupVersionResource, Item, Page, Snapshot
 from listwatch._models import PageStream
 from listwatch.errors import HttpSyncError
+from listwatch.httpsync import SyncServer
+from listwatch.httpsync import _client as client_module
 from listwatch.httpsync._client import HttpSink
+from listwatch.sinks.sqlite import SQLiteStore
 from tests.serving import serving
 
 PODS = GroupVersionResource("", "v1", "pods")
@@ -77,3 +82,30 @@ async def test_a_slow_listing_is_not_a_stalled_receiver() -> None:
     async with serving(app_with(reads)) as url, HttpSink(url, token="t", timeout=0.2) as sink:
         await sink.on_list(snapshot(pages()))
     assert received == [6]  # header, four objects, commit
+
+
+@pytest.mark.parametrize("compress_level", [0, 1])
+async def test_a_listing_slower_than_the_receivers_idle_timeout_still_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress_level: int
+) -> None:
+    """The receiver ends a body that sends no byte for its idle timeout (a sender that is
+    gone). A sender whose API server is slow is not gone: it sends a blank line every
+    ``HEARTBEAT`` while it waits for the next page, and the snapshot lands."""
+    monkeypatch.setattr(client_module, "HEARTBEAT", 0.05)
+    store = SQLiteStore(tmp_path / "received.db")
+    receiver = SyncServer(store, token="t", idle_timeout=0.3)
+
+    async def pages() -> PageStream:
+        yield Page(items(0, 2), "")
+        await asyncio.sleep(1.0)  # the API server's next page is slow: past the idle timeout
+        yield Page(items(2, 2), "1")
+
+    try:
+        async with (
+            serving(receiver.runner()) as url,
+            HttpSink(url, token="t", compress_level=compress_level) as sink,
+        ):
+            await sink.on_list(snapshot(pages()))
+        assert await (await store.sink("pods")).count() == 4
+    finally:
+        await store.close()

@@ -676,6 +676,23 @@ async def test_a_batch_after_a_missing_one_is_refused(sink: Sink[Any]) -> None:
     assert await sink.objects() == by_key(configmap("a", 1))
 
 
+async def test_an_older_snapshot_of_the_same_epoch_is_refused(
+    sink_factory: SinkFactory, sink: Sink[Any]
+) -> None:
+    """A snapshot replayed from an earlier sync of the same leader (another session's
+    request, retried late) would take the mirror back from RV 301 to 200: refused by the
+    sink's own fence, nothing changes. A newer leader's snapshot is the truth whatever its
+    RV."""
+    await sink.on_list(stamped_snapshot(*OLD, rv="200", epoch=3, session="first"))
+    await sink.on_list(stamped_snapshot(*NEW, rv="301", epoch=3, session="second"))
+    before = await sink_factory.read("configmaps")
+    with pytest.raises(StaleWrite, match="holds resourceVersion 301 of the same epoch"):
+        await sink.on_list(stamped_snapshot(*OLD, rv="200", epoch=3, session="first"))
+    assert await sink_factory.read("configmaps") == before
+    await sink.on_list(stamped_snapshot(*OLD, rv="250", epoch=4, session="third"))
+    assert await sink.objects() == by_key(*OLD)
+
+
 # -- a store: a sink per resource ------------------------------------------------------------
 
 

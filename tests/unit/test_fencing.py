@@ -92,3 +92,61 @@ def test_what_is_applied_never_goes_back(writes: list[tuple[int, int, int]]) -> 
             assert write.sequence == state.sequence + 1
         state = write
         highest = max(highest or 0, write.epoch)
+
+
+# -- an older snapshot replayed within one epoch ----------------------------------------------
+
+
+def holding(resource_version: str, *, epoch: int = 5) -> Stamp:
+    """What the receiver recorded: session S's generation 3, at ``resource_version``."""
+    return Stamp(epoch, S, 3, 2, resource_version)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        Stamp(5, "another", 1, 0, "200"),  # another session's snapshot, replayed late
+        Stamp(5, S, 4, 0, "200"),  # the same session's newer generation, yet older
+        Stamp(5, "another", 1, 0, "9"),  # integers, not strings: "9" < "301"
+    ],
+)
+def test_an_older_snapshot_of_the_same_epoch_is_refused(write: Stamp) -> None:
+    with pytest.raises(StaleWrite, match=r"holds resourceVersion 301 of the same epoch"):
+        decide("pods", write, holding("301"), highest_epoch=5)
+
+
+@pytest.mark.parametrize(
+    ("write", "recorded", "verdict"),
+    [
+        (Stamp(5, "another", 1, 0, "301"), holding("301"), Verdict.APPLY),  # not older
+        (Stamp(5, "another", 1, 0, "302"), holding("301"), Verdict.APPLY),
+        (Stamp(6, "new-leader", 1, 0, "200"), holding("301"), Verdict.APPLY),  # a new epoch
+        (Stamp(5, "another", 1, 0, ""), holding("301"), Verdict.APPLY),  # RV known at the end
+        (Stamp(5, "another", 1, 0, "0200"), holding("301"), Verdict.APPLY),  # not comparable
+        (Stamp(5, "another", 1, 0, "a1"), holding("b2"), Verdict.APPLY),  # opaque RVs
+        (Stamp(5, "another", 1, 0, "200"), holding(""), Verdict.APPLY),
+        (Stamp(5, S, 3, 0, "200"), holding("301"), Verdict.DUPLICATE),  # its own, retried
+        (Stamp(5, "", 1, 0, "200"), holding("301"), Verdict.APPLY),  # unstamped: epoch only
+    ],
+)
+def test_what_the_replay_rule_leaves_alone(write: Stamp, recorded: Stamp, verdict: Verdict) -> None:
+    assert decide("pods", write, recorded, highest_epoch=5) is verdict
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 6), st.integers(1, 9))))
+def test_within_an_epoch_the_applied_snapshots_never_go_back(
+    writes: list[tuple[str, int, int]],
+) -> None:
+    """Snapshots of any sessions and generations, at any RVs, in one epoch: what is applied
+    never moves the resource's RV back."""
+    state: Stamp | None = None
+    for session, generation, rv in writes:
+        write = Stamp(1, session, generation, 0, str(rv))
+        try:
+            verdict = decide("pods", write, state, 1)
+        except StaleWrite:
+            continue
+        if verdict is Verdict.APPLY:
+            if state is not None:
+                assert rv >= int(state.resource_version)
+            state = write

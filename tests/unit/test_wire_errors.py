@@ -76,8 +76,44 @@ def test_a_conflict_without_the_epochs_is_a_stale_write() -> None:
         assert type(protocol.error_from_answer(409, body, WHERE)) is StaleWrite
 
 
-def test_an_answer_that_is_not_a_status_is_quoted_briefly() -> None:
-    got = protocol.error_from_answer(502, b"<html>" + b"x" * 1000, WHERE)
+def test_an_answer_that_is_not_a_status_is_named_not_quoted() -> None:
+    """A proxy's page, or aiohttp's own 400 for a header it could not parse, which quotes
+    the header's first 100 bytes: the bearer token. Only its size is shown."""
+    token = "tok-" + "s3cret" * 20
+    quoted = f"Got more than 8190 bytes when reading: b'Bearer {token[:93]}...'.".encode()
+    got = protocol.error_from_answer(400, quoted, WHERE, secrets=[token])
     assert type(got) is HttpSyncError
-    assert str(got).startswith(f"{WHERE}: HTTP 502 : <html>xxx")
-    assert len(str(got)) <= 500
+    assert str(got) == (
+        f"{WHERE}: HTTP 400 Bad Request: an answer that is not a Status ({len(quoted)} bytes, "
+        "not shown)"
+    )
+    got = protocol.error_from_answer(502, b"<html>" + b"x" * 1000, WHERE)
+    assert str(got).startswith(f"{WHERE}: HTTP 502 Bad Gateway: an answer that is not a Status")
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "the token was {token}",  # whole
+        "header b'Bearer {token:.60}...'",  # cut short, as a server quotes a header
+        "it ends {token:.12}",  # a piece of at least 8 characters
+    ],
+)
+def test_a_status_message_is_shown_without_the_senders_token(quoted: str) -> None:
+    token = "Zm9vYmFyYmF6cXV4" * 8
+    message = quoted.format(token=token)
+    body = protocol.status_body(400, "BadRequest", message)
+    got = str(protocol.error_from_answer(400, body, WHERE, secrets=[token]))
+    assert token[:8] not in got
+    assert "[redacted]" in got
+
+
+def test_a_status_message_is_shown_as_one_capped_line() -> None:
+    message = "line one\nforged: line two\x1b[31m " + "x" * 2000
+    body = protocol.status_body(400, "BadRequest", message)
+    got = str(protocol.error_from_answer(400, body, WHERE))
+    assert "\n" not in got
+    assert "\x1b" not in got
+    assert "line one forged: line two" in got
+    assert len(got) <= len(WHERE) + len(": HTTP 400 BadRequest: ") + protocol.MAX_SHOWN
+    assert got.endswith("...")

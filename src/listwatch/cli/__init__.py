@@ -365,6 +365,22 @@ def build_parser() -> argparse.ArgumentParser:
     receiver.add_argument(
         "--client-ca", type=Path, metavar="FILE", help="require client certificates it signed"
     )
+    receiver.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="S",
+        help="close a connection that sends no whole request header within S seconds of "
+        "opening, or of its last answer (default 10)",
+    )
+    receiver.add_argument(
+        "--idle-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="answer 408 and apply nothing when a request body sends no byte for S seconds "
+        "(default 30; a mirror sends a blank line every 5 s while its listing is slow)",
+    )
     _logging_flags(receiver)
     _fake_cluster_parser(commands)
     return parser
@@ -580,6 +596,8 @@ async def _run_receiver(
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
     )
     return await receiver.run_receiver(options, stop, started)
 

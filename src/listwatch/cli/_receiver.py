@@ -5,6 +5,8 @@ applied to an SQLite file or a PostgreSQL database (``listwatch.httpsync._server
 must carry the bearer token of ``--token-file`` (re-read when the file changes), and/or a
 client certificate signed by ``--client-ca`` when serving TLS (``--tls-cert``/``--tls-key``).
 A receiver without either refuses to start: it would accept writes from anyone.
+``--header-timeout`` and ``--idle-timeout`` bound how long a client may take to send a
+request's header and each byte of its body (``SyncServer.runner``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ReceiverOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
 
 
 def _ssl(options: ReceiverOptions) -> ssl.SSLContext | None:
@@ -74,8 +78,14 @@ async def run_receiver(
             "authenticates every request"
         )
     async with open_store(options.store) as store:
-        receiver = SyncServer(store, token=token, client_certificate=options.client_ca is not None)
-        runner = web.AppRunner(receiver.app(), access_log=None)
+        receiver = SyncServer(
+            store,
+            token=token,
+            client_certificate=options.client_ca is not None,
+            header_timeout=options.header_timeout,
+            idle_timeout=options.idle_timeout,
+        )
+        runner = receiver.runner()
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port, ssl_context=context)

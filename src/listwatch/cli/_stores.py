@@ -61,11 +61,16 @@ StoreSpec = SQLiteStoreSpec | PostgresStoreSpec | HttpStoreSpec
 
 
 def without_userinfo(url: str) -> str:
-    """``url`` without the ``user:password@`` part: where it writes, never how to log in."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    """``url`` without a ``user:password@`` part, a query or a fragment (where secrets
+    hide): where it writes, never how to log in; a URL that cannot be parsed is not shown."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises for one that is not a number
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 Counter = Callable[[str], Awaitable[int | None]]
@@ -97,15 +102,15 @@ async def open_receivers(
 async def _open_http(
     spec: HttpStoreSpec, names: Sequence[str], stack: contextlib.AsyncExitStack
 ) -> dict[str, Receiver]:
-    from listwatch.httpsync._client import HttpSink  # noqa: PLC0415 - its TLS setup on use
+    from listwatch.httpsync._client import (  # noqa: PLC0415 - its TLS setup on use
+        HttpSink,
+        receiver_url,
+    )
 
-    if without_userinfo(spec.url) != spec.url:
-        # The receiver takes a bearer token or a client certificate, never a password; and
-        # the URL is printed in every failure line.
-        raise CliError(
-            f"--http {spec.describe()}: no user or password in the URL (a receiver "
-            "authenticates with --http-token-file or --http-client-cert)"
-        )
+    try:  # the URL is printed in every failure line and in /readyz: nothing secret in it
+        receiver_url(spec.url)
+    except ValueError as exc:
+        raise CliError(f"--http {spec.describe()}: {exc}") from None
     if spec.token_file is not None and not spec.token_file.is_file():
         raise CliError(f"--http-token-file {spec.token_file}: no such file")
     receivers: dict[str, Receiver] = {}
@@ -121,7 +126,7 @@ async def _open_http(
                 resource=name,
             )
         except (ValueError, OSError) as exc:
-            raise CliError(f"--http {spec.url}: {one_line(exc)}") from None
+            raise CliError(f"--http {spec.describe()}: {one_line(exc)}") from None
         await sink.open()
         stack.push_async_callback(sink.close)
         receivers[name] = sink

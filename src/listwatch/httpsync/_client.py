@@ -17,7 +17,14 @@ failed sync. This sink speaks the HTTP sync protocol (``listwatch.httpsync._wire
 
 TLS is verified unless ``verify=False`` is given; credentials are a bearer token (given, or
 read from a file at every request, so a rotated token is picked up) and/or a client
-certificate. Neither appears in a log line or an error message.
+certificate. Neither appears in a log line or an error message: a URL with a user or
+password (or a query, or a fragment, where secrets also hide) is refused, since the URL
+names every request in errors, logs and ``/readyz``; and of a receiver's error answer only
+a Status message is shown, capped, without the token (``_wire.error_from_answer``).
+
+While a snapshot's listing is slow (a LIST page that takes long, a 429's wait), the body
+carries a blank line every ``HEARTBEAT`` seconds: the receiver's idle timeout then ends only
+a sender that is gone or stopped, never a slow API server.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import asyncio
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from listwatch._aio import OpenedOnEnter, cancel_and_join
-from listwatch._models import Batch, GroupVersionResource, Snapshot
+from listwatch._models import Batch, GroupVersionResource, Item, Snapshot
 from listwatch.errors import HttpSyncError
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
@@ -40,6 +48,13 @@ from listwatch.httpsync._wire import Header
 __all__ = ["HttpSink", "HttpSyncError"]
 
 MAX_RESPONSE_BYTES = 64 * 1024
+HEARTBEAT = 5.0
+"""Seconds without a chunk of a snapshot after which a blank line is sent (the receiver's
+idle timeout is 30 s by default)."""
+KEEPALIVE = 5.0
+"""Seconds an idle connection is kept for the next request: below a receiver's header
+timeout (10 s by default), after which it closes the connection, so a request is never sent
+on a connection the receiver is closing."""
 
 
 class HttpSink(OpenedOnEnter):
@@ -79,9 +94,7 @@ class HttpSink(OpenedOnEnter):
             raise ValueError("timeout must be positive")
         if not 0 <= compress_level <= 9:
             raise ValueError("compress_level is 0 (no gzip) to 9")
-        self._url = url.rstrip("/")
-        if not self._url.startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+        self._url = receiver_url(url)
         self._token = token
         self._token_file = Path(token_file) if token_file is not None else None
         self._ssl = _ssl_context(ca_file, client_cert, client_key, verify)
@@ -94,7 +107,8 @@ class HttpSink(OpenedOnEnter):
     async def open(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl), auto_decompress=True
+                connector=aiohttp.TCPConnector(ssl=self._ssl, keepalive_timeout=KEEPALIVE),
+                auto_decompress=True,
             )
             self._owns_session = True
 
@@ -206,12 +220,19 @@ class HttpSink(OpenedOnEnter):
             else None
         )
 
-        def out(data: bytes) -> bytes:
-            return compressor.compress(data) if compressor is not None else data
+        def out(data: bytes, *, flush: bool = False) -> bytes:
+            if compressor is None:
+                return data
+            return compressor.compress(data) + (
+                compressor.flush(zlib.Z_SYNC_FLUSH) if flush else b""
+            )
 
         yield out(protocol.encode_header(header))
         count = 0
-        async for page in snapshot.pages():
+        async for page in _with_heartbeats(snapshot.pages(), HEARTBEAT):
+            if page is None:  # the listing is slow: a blank line says the sender is alive
+                yield out(b"\n", flush=True)
+                continue
             count += len(page)
             chunk = out(b"".join(protocol.encode_object(item) for item in page))
             if chunk:
@@ -248,7 +269,9 @@ class HttpSink(OpenedOnEnter):
             raise HttpSyncError(f"{where}: {type(exc).__name__}") from None
         if status == 200:
             return
-        raise protocol.error_from_answer(status, answer, where)
+        raise protocol.error_from_answer(
+            status, answer, where, secrets=(token,) if token is not None else ()
+        )
 
     def _read_token(self) -> str | None:
         if self._token_file is None:
@@ -303,6 +326,48 @@ async def _drain(
         if isinstance(chunk, Exception):
             raise chunk
         yield chunk
+
+
+def receiver_url(url: str) -> str:
+    """``url`` as the base of every request, or a ValueError that does not repeat it: an
+    http(s) URL with a host and nothing that could be a secret (no user or password, no
+    query, no fragment), since it names every request in errors, logs and probes."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises for one that is not a number
+    except ValueError:
+        raise ValueError("the receiver URL cannot be parsed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the receiver URL must be http(s)://HOST[:PORT][/PATH]")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "the receiver URL must not hold a user or password: a receiver authenticates "
+            "with a bearer token (HttpSink's token_file, mirror's --http-token-file) or a "
+            "client certificate"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise ValueError("the receiver URL must not have a query or a fragment")
+    return url.strip().rstrip("/")
+
+
+async def _with_heartbeats(
+    pages: AsyncIterator[Sequence[Item]], every: float
+) -> AsyncIterator[Sequence[Item] | None]:
+    """``pages``, and ``None`` whenever the next page takes longer than ``every`` seconds.
+
+    The next page is awaited in a task of its own, so that waiting with a timeout never
+    cancels the listing; that task is cancelled and awaited if the caller stops early."""
+    while True:
+        step = asyncio.ensure_future(anext(pages))
+        try:
+            while not (await asyncio.wait([step], timeout=every))[0]:
+                yield None
+        finally:
+            await cancel_and_join(step)
+        try:
+            yield step.result()
+        except StopAsyncIteration:
+            return
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -10,17 +10,43 @@ batch request is one ``Batch`` in one transaction. The sinks apply the fencing r
 refused write with 409 and a Status naming why. Every request is authenticated (a bearer
 token, and/or a client certificate the TLS layer verified) before its body is read.
 
-``listwatch receiver`` serves this application; ``SyncServer.app()`` mounts it in yours.
+What one sender can make it hold or wait for, each bounded (docs/http-sync-protocol.md,
+"Timeouts and sizes"):
+
+* the fence first: after the header record and before the body, the write meets
+  ``fencing.decide`` on the resource's committed stamp, so a stale epoch, an older
+  generation or a replayed older snapshot is answered 409 before a byte of it is buffered
+  (the write's own transaction decides again, over every resource's epoch);
+* bytes: a snapshot reaches the sink in pages of at most ``PAGE_SIZE`` records and
+  ``PAGE_BYTES``, a batch is at most ``MAX_BATCH_BYTES``, blank lines at most
+  ``MAX_BLANK_BYTES``, each counted after inflating: the receiver inflates gzip itself, a
+  piece of at most ``_CHUNK`` at a time, and lets other requests run between pieces, so a
+  small body that inflates to a great deal neither fills memory nor stalls the loop;
+* time: a body that sends no byte for ``idle_timeout`` is answered 408 and applies nothing;
+  served through ``runner()``, a connection that sends no whole request header within
+  ``header_timeout`` is closed;
+* resources: ``MAX_RESOURCES``, counted when a request with a valid header first opens one,
+  so requests refused before that (a bad path, a bad header, no token) count nothing.
+
+Malformed input of every kind is the sender's fault and is answered 4xx, naming the record,
+never echoing a header; 503 means the store failed and is worth retrying.
+
+``listwatch receiver`` serves this application (``SyncServer.runner()``);
+``SyncServer.app()`` mounts it in yours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,10 +55,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from listwatch._aio import short
 from listwatch._framing import LineFramer
 from listwatch._models import Batch, Event, Item, Page, PageStream, Snapshot
-from listwatch._types import Store
+from listwatch._types import Receiver, Store
 from listwatch.errors import ProtocolError
+from listwatch.fencing import Stamp, decide
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
+from listwatch.sinks._base import Sink
 
 __all__ = ["SyncServer", "TokenFile"]
 
@@ -43,12 +71,33 @@ requests_log = logging.getLogger("listwatch.httpsync.requests")
 probes and scrapes (``/metrics``, ``/healthz``) at DEBUG: every few seconds, not news."""
 
 PAGE_SIZE = 500
+PAGE_BYTES = 8 * 1024 * 1024
+"""A snapshot page goes to the sink at 500 records or at 8 MiB of records, whichever comes
+first: what the receiver stages is bounded by bytes (plus one record), whatever the objects
+weigh."""
 MAX_BATCH_EVENTS = 100_000
-"""A batch holds at most ``max_batch`` keys (1000 by default); this bounds what one batch
-request can make the receiver hold."""
+"""A batch holds at most ``max_batch`` keys (1000 by default)."""
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+"""A batch is applied in one transaction, so the receiver holds all of it: at most this
+many bytes of body, after inflating (413 beyond). A sender's batch of 1,000 ordinary objects
+is a few MiB."""
+MAX_BLANK_BYTES = 1024 * 1024
+"""Blank lines are allowed (a sender's heartbeat while its listing is slow: one byte every
+few seconds), up to this many bytes per request: the bytes a request may carry that no
+other limit counts (400 beyond)."""
 MAX_RESOURCES = 256
 """Distinct resources one receiver serves: each has a sink (connections, statements)."""
-_CHUNK = 256 * 1024
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection has to send a whole request header, from its opening or from the
+previous answer on it (``runner()``): a client that sends nothing, or a header a byte at a
+time, is closed. Go's servers call it ReadHeaderTimeout."""
+IDLE_TIMEOUT = 30.0
+"""Seconds a request body may send no byte. ``HttpSink`` sends a blank line every
+``HEARTBEAT`` (5 s) while its listing is slow, so only a sender that is gone or stopped
+trips it."""
+_CHUNK = 64 * 1024
+"""Read, and inflate, at most this much at a time; other requests run in between."""
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class TokenFile:
@@ -111,7 +160,8 @@ class SyncServer:
     ``token`` (a string or a ``TokenFile``) is required from every request (``/metrics``
     and ``/healthz`` too) as a bearer token; ``client_certificate=True`` says the TLS
     layer verifies a client certificate (mutual TLS) on every connection, which then
-    suffices. One of the two is required.
+    suffices. One of the two is required. ``idle_timeout`` bounds the wait for each byte of
+    a body; ``header_timeout`` the wait for a request's header, in ``runner()``.
     """
 
     def __init__(
@@ -121,12 +171,18 @@ class SyncServer:
         token: str | TokenFile | None = None,
         client_certificate: bool = False,
         registry: CollectorRegistry | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         if token is None and not client_certificate:
             raise ValueError(
                 "a receiver authenticates every request: give a token, or serve with "
                 "client-certificate TLS"
             )
+        if not (header_timeout > 0 and idle_timeout > 0):
+            raise ValueError("header_timeout and idle_timeout must be positive")
+        self._header_timeout = header_timeout
+        self._idle_timeout = idle_timeout
         self._store = store
         self._token = token
         self._client_certificate = client_certificate
@@ -141,6 +197,17 @@ class SyncServer:
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._healthz)
         return app
+
+    def runner(self, **options: Any) -> web.AppRunner:
+        """An ``AppRunner`` of ``app()`` as ``listwatch receiver`` serves it: a connection
+        is closed when it sends no whole request header within ``header_timeout``, and a
+        request aiohttp cannot parse is answered with a Status of its code alone, never
+        quoting the header (aiohttp's own answer and error log quote its first 100 bytes,
+        which can be a bearer token). ``options`` go to ``web.AppRunner``."""
+        options.setdefault("access_log", None)
+        options["keepalive_timeout"] = self._header_timeout
+        options["auto_decompress"] = False  # inflated by the receiver, a piece at a time
+        return _Runner(self.app(), **options)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -186,51 +253,77 @@ class SyncServer:
                     "a valid bearer token is required", code=401, reason="Unauthorized"
                 )
 
-    def _resource(self, request: web.Request) -> str:
+    @staticmethod
+    def _resource(request: web.Request) -> str:
         resource = request.match_info["resource"]
-        if len(resource) > 253 or not protocol.RESOURCE_NAME.match(resource):
+        if not protocol.is_resource_name(resource):
             raise ProtocolError(
                 f"{resource[:100]!r} is not a resource name", code=404, reason="NotFound"
             )
-        if resource not in self._resources and len(self._resources) >= MAX_RESOURCES:
-            raise ProtocolError(
-                f"this receiver serves at most {MAX_RESOURCES} resources",
-                code=403,
-                reason="Forbidden",
-            )
-        self._resources.add(resource)
         return resource
 
-    def _check_content_type(self, request: web.Request) -> None:
+    async def _sink(self, resource: str) -> Receiver:
+        """The resource's sink, opened on its first valid request: what ``MAX_RESOURCES``
+        counts (a request refused before its header was read counts nothing)."""
+        new = resource not in self._resources
+        if new:
+            if len(self._resources) >= MAX_RESOURCES:
+                raise ProtocolError(
+                    f"this receiver serves at most {MAX_RESOURCES} resources",
+                    code=403,
+                    reason="Forbidden",
+                )
+            self._resources.add(resource)
+        try:
+            return await self._store.sink(resource)
+        except BaseException:
+            if new:  # it could not be opened: it takes no place
+                self._resources.discard(resource)
+            raise
+
+    @staticmethod
+    def _check_content_type(request: web.Request) -> None:
         if request.content_type != protocol.CONTENT_TYPE:
             raise ProtocolError(
-                f"the body must be {protocol.CONTENT_TYPE}, not {request.content_type!r}",
+                f"the body must be {protocol.CONTENT_TYPE}, not {request.content_type[:100]!r}",
+                code=415,
+                reason="UnsupportedMediaType",
+            )
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise ProtocolError(
+                f"the body's Content-Encoding must be gzip or none, not {encoding[:40]!r}",
                 code=415,
                 reason="UnsupportedMediaType",
             )
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        return await self._write(request, self._apply_snapshot)
+        return await self._write(request, "snapshot", self._apply_snapshot)
 
     async def _write(
         self,
         request: web.Request,
-        apply: Callable[[str, AsyncIterator[bytes], float], Awaitable[web.Response]],
+        kind: protocol.Kind,
+        apply: Callable[[Receiver, Header, AsyncIterator[bytes], float], Awaitable[web.Response]],
     ) -> web.Response:
         """What every write request goes through before its body is read: authentication,
-        the resource named by the path, the body's media type; then its records, in order."""
+        the resource named by the path, the body's media type, its header record and the
+        fence on it; then its records, in order."""
         self._authenticate(request)
         resource = self._resource(request)
         self._check_content_type(request)
         started = time.monotonic()
-        async with aclosing(_lines(request)) as lines:
-            return await apply(resource, lines, started)
+        limit = MAX_BATCH_BYTES if kind == "batch" else None
+        async with aclosing(self._lines(request, limit)) as lines:
+            header = protocol.decode_header(await _first(lines), kind=kind, resource=resource)
+            sink = await self._sink(resource)
+            await _refuse_early(resource, sink, header)
+            return await apply(sink, header, lines, started)
 
     async def _apply_snapshot(
-        self, resource: str, lines: AsyncIterator[bytes], started: float
+        self, sink: Receiver, header: Header, lines: AsyncIterator[bytes], started: float
     ) -> web.Response:
-        header = protocol.decode_header(await _first(lines), kind="snapshot", resource=resource)
-        sink = await self._store.sink(resource)
+        resource = header.resource.qualified
         counted = _Count()
         snapshot = Snapshot(
             self._snapshot_pages(lines, header, counted),
@@ -253,7 +346,11 @@ class SyncServer:
     async def _snapshot_pages(
         self, lines: AsyncIterator[bytes], header: Header, counted: _Count
     ) -> PageStream:
+        """The records as pages for the sink, cut by count and bytes. The keys seen are
+        kept to refuse one that comes twice (about 100 bytes a key: 5 MB for 50,000)."""
         page: list[Item] = []
+        size = 0
+        keys: set[str] = set()
         async for line in lines:
             if protocol.is_commit(line):
                 commit = protocol.decode_commit(line)
@@ -265,24 +362,31 @@ class SyncServer:
                     raise ProtocolError("records after the commit record")
                 yield Page(page, commit.resource_version or header.resource_version)
                 return
-            page.append(protocol.decode_object_record(line, counted.value + 1))
+            item = protocol.decode_object_record(line, counted.value + 1)
+            if item.key in keys:
+                raise ProtocolError(
+                    f"record {counted.value + 1}: key {item.key!r} twice in one snapshot"
+                )
+            keys.add(item.key)
+            page.append(item)
+            size += len(line)
             counted.value += 1
             self._metrics.records_in_flight.inc()
-            if len(page) >= PAGE_SIZE:
+            if len(page) >= PAGE_SIZE or size >= PAGE_BYTES:
                 yield Page(page, "")
-                page = []
+                page, size = [], 0
         raise ProtocolError(
             f"the request ended after {counted.value} objects, before its commit record: "
             "nothing was applied"
         )
 
     async def _batch(self, request: web.Request) -> web.Response:
-        return await self._write(request, self._apply_batch)
+        return await self._write(request, "batch", self._apply_batch)
 
     async def _apply_batch(
-        self, resource: str, lines: AsyncIterator[bytes], started: float
+        self, sink: Receiver, header: Header, lines: AsyncIterator[bytes], started: float
     ) -> web.Response:
-        header = protocol.decode_header(await _first(lines), kind="batch", resource=resource)
+        resource = header.resource.qualified
         events: dict[str, Event] = {}
         resource_version = header.resource_version
         async for line in lines:
@@ -321,12 +425,79 @@ class SyncServer:
             session=header.session,
             sequence=header.sequence,
         )
-        sink = await self._store.sink(resource)
         with self._metrics.in_progress.labels("batch").track_inprogress():
             await sink.on_batch(batch)
         self._metrics.objects.labels(resource, "batch").inc(len(events))
         self._metrics.duration.labels("batch").observe(time.monotonic() - started)
         return _status(200, "", "", records=len(events))
+
+    async def _lines(self, request: web.Request, limit: int | None) -> AsyncGenerator[bytes, None]:
+        """The body's non-blank lines, each capped (a line over ``MAX_RECORD_BYTES`` is
+        refused before it is whole), every inflated byte counted: against ``limit`` (a
+        batch's), and the blank ones against ``MAX_BLANK_BYTES``. Other requests run between
+        two pieces of the body, however fast they arrive."""
+        framer = LineFramer(protocol.MAX_RECORD_BYTES)
+        received = kept = 0
+        async for chunk in self._body(request):
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise ProtocolError(
+                    f"a batch holds at most {limit} bytes (after gzip)",
+                    code=413,
+                    reason="RequestEntityTooLarge",
+                )
+            # A piece of blank lines between records is skipped whole, not line by line.
+            lines = () if not framer.pending and chunk.isspace() else framer.feed(chunk)
+            for line in lines:
+                if not line[:1].isspace() or line.strip():
+                    kept += len(line) + 1
+                    yield line
+            if received - kept - framer.pending > MAX_BLANK_BYTES:
+                raise ProtocolError(f"more than {MAX_BLANK_BYTES} bytes of blank lines")
+            await asyncio.sleep(0)
+        if framer.pending:
+            raise ProtocolError(
+                f"the body ended inside a record ({framer.pending} bytes): nothing was applied"
+            )
+
+    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The body in pieces of at most ``_CHUNK``, inflated here when it is gzip.
+
+        ``runner()`` turns aiohttp's inflating off. An app mounted elsewhere may get bodies
+        aiohttp inflated already: a body that does not open with gzip's magic bytes is
+        taken as it is (no record of the protocol starts with them)."""
+        gzip = request.headers.get("Content-Encoding", "").strip().lower() == "gzip"
+        inflater: _Inflater | None = None
+        head = b""
+        while chunk := await self._read(request):
+            if gzip and inflater is None and len(head) + len(chunk) < len(_GZIP_MAGIC):
+                head += chunk  # too short to tell yet
+                continue
+            if head:
+                chunk, head = head + chunk, b""
+            if gzip and inflater is None and chunk.startswith(_GZIP_MAGIC):
+                inflater = _Inflater()
+            gzip = False  # decided: inflate, or take as it is
+            if inflater is None:
+                yield chunk
+            else:
+                for piece in inflater.feed(chunk):
+                    yield piece
+        if head:
+            yield head
+        if inflater is not None:
+            inflater.end()
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            async with asyncio.timeout(self._idle_timeout):
+                return await request.content.read(_CHUNK)
+        except TimeoutError:
+            raise ProtocolError(
+                f"no byte of the body came for {self._idle_timeout:g} s: nothing was applied",
+                code=408,
+                reason="RequestTimeout",
+            ) from None
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
         # Authenticated like a sync: the series name the resources this receiver holds.
@@ -345,6 +516,78 @@ class _Count:
     value = 0
 
 
+class _Inflater:
+    """gzip undone a piece of at most ``_CHUNK`` at a time (zlib's ``max_length``): a body
+    that inflates a thousandfold is never held whole. Members may follow one another, as
+    gzip allows."""
+
+    def __init__(self) -> None:
+        self._zlib = zlib.decompressobj(wbits=31)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            while data:
+                if self._zlib.eof:  # another member follows
+                    self._zlib = zlib.decompressobj(wbits=31)
+                self._started = True
+                piece = self._zlib.decompress(data, _CHUNK)
+                data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+                if piece:
+                    yield piece
+        except zlib.error as exc:
+            raise ProtocolError(f"the body is not valid gzip: {exc}") from None
+
+    def end(self) -> None:
+        if self._started and not self._zlib.eof:
+            raise ProtocolError("the body ended inside its gzip stream: nothing was applied")
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection handler, but a request it cannot parse (a header line over 8190
+    bytes, a broken request line) is answered with a Status of its code alone, and logged
+    as one line without the parser's text: aiohttp's answer and its error log quote the
+    first 100 bytes of the offending header, which can be a bearer token."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer is already being sent: the connection is broken")
+        what = type(exc).__name__ if exc is not None else "no detail"
+        if status >= 500:  # a bug of the receiver's own: its traceback names no header
+            logger.error(
+                "%s %s: HTTP %d (%s)", request.method, request.path, status, what, exc_info=exc
+            )
+        else:
+            logger.warning(
+                "a request from %s could not be read as HTTP: %d (%s)", request.remote, status, what
+            )
+        reason = HTTPStatus(status).phrase.replace(" ", "")
+        response = _status(status, reason, f"the request could not be read ({what})")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """``web.AppRunner`` whose connections are ``_Connection``s. aiohttp has no option for
+    its error answers; the server it makes is given this class (it adds no state)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server
+        return server
+
+
 async def _first(lines: AsyncIterator[bytes]) -> bytes:
     line = await anext(lines, None)
     if line is None:
@@ -352,22 +595,25 @@ async def _first(lines: AsyncIterator[bytes]) -> bytes:
     return line
 
 
-async def _lines(request: web.Request) -> AsyncGenerator[bytes, None]:
-    """The body's lines (aiohttp has already undone a gzip Content-Encoding), each capped:
-    a line over the limit is refused before it is whole."""
-    framer = LineFramer(protocol.MAX_RECORD_BYTES)
-    content = request.content
-    while True:
-        chunk = await content.read(_CHUNK)
-        if not chunk:
-            break
-        for line in framer.feed(chunk):
-            if line.strip():
-                yield line
-    if framer.pending:
-        raise ProtocolError(
-            f"the body ended inside a record ({framer.pending} bytes): nothing was applied"
-        )
+async def _refuse_early(resource: str, sink: Receiver, header: Header) -> None:
+    """``fencing.decide`` on the header and the resource's committed stamp, before the body
+    is read: what it refuses is answered at once, and a stale leader's batch is never
+    buffered. The stamp is read without a lock, and the write's own transaction decides
+    again (this check sees the resource's epoch, that one the highest of all resources), so
+    this only ever refuses what that would refuse. A store whose sinks keep no stamp (not
+    a listwatch sink) is left to its own fence."""
+    if not isinstance(sink, Sink):
+        return
+    state = await sink.sync_state()
+    if state is None:
+        return
+    recorded = Stamp(
+        state.epoch, state.session, state.generation, state.sequence, state.resource_version
+    )
+    write = Stamp(
+        header.epoch, header.session, header.generation, header.sequence, header.resource_version
+    )
+    decide(resource, write, recorded, state.epoch)
 
 
 class _Answer(web.Response):
@@ -398,9 +644,7 @@ def _log_request(
     identity = _client_name(request)
     path = request.rel_url.raw_path  # still percent-encoded: one line, whatever was sent
     resource = request.match_info.get("resource") if sync else None
-    if resource is not None and not (
-        len(resource) <= 253 and protocol.RESOURCE_NAME.match(resource)
-    ):
+    if resource is not None and not protocol.is_resource_name(resource):
         resource = None
     parts = [f"{request.method} {path} {status}"]
     if records is not None:

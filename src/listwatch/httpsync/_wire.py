@@ -27,7 +27,7 @@ exception, both here: ``status_for`` (the receiver) and ``error_from_answer`` (t
 | ``StaleWrite`` (the fence: an older  | 409 Conflict, cause ``StaleWrite``   | ``StaleWrite``    |
 | write of the same sender)            |                                      |                   |
 | ``ProtocolError`` (a malformed body, | its ``code`` and ``reason``: 400,    | ``HttpSyncError`` |
-| no credentials, a bad path, ...)     | 401, 403, 404, 413, 415              |                   |
+| no credentials, a bad path, ...)     | 401, 403, 404, 408, 413, 415         |                   |
 | ``LineTooLong`` (a record over       | 413 RequestEntityTooLarge            | ``HttpSyncError`` |
 | ``MAX_RECORD_BYTES``)                |                                      |                   |
 | anything else (the store failed)     | 503 ServiceUnavailable               | ``HttpSyncError`` |
@@ -35,29 +35,46 @@ exception, both here: ``status_for`` (the receiver) and ``error_from_answer`` (t
 Only the fence's refusals keep their class across the wire: a sender (and the leader behind
 it) must tell "a newer leader writes here" from a failure worth retrying. Every error ends
 the sender's generation alike; the next one sends a fresh snapshot.
+
+**What the receiver checks** (``check_record`` and the decoders), so that the sender's fault
+is a 400 naming the record, never a 503 from the store: every record is UTF-8 JSON nested at
+most ``MAX_DEPTH`` levels; integers fit a signed 64-bit column; a key, a session, a
+resourceVersion and the resource's version are matched whole (``fullmatch``: never a ``$``,
+which also matches before a final newline) against the rules below; an object is a JSON
+object. Its JSON is otherwise kept as the bytes that came.
+
+**What the sender shows of an answer** (``error_from_answer``): a receiver's Status message,
+made one line, capped, and with the sender's own credentials cut out; never a body that is
+not a Status (a proxy's page, or aiohttp's own 400 for a header it could not parse, which
+quotes the start of that header: it can be the bearer token).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal, NamedTuple
 
 import msgspec
 import orjson
 
 from listwatch._framing import LineTooLong
+from listwatch._jsonparse import loads as parse_json
 from listwatch._models import Event, EventType, GroupVersionResource, Item
 from listwatch.errors import HttpSyncError, ListWatchError, ProtocolError, StaleEpoch, StaleWrite
 
 __all__ = [
     "CONTENT_TYPE",
+    "MAX_DEPTH",
     "MAX_RECORD_BYTES",
     "PROTOCOL_VERSION",
     "Answer",
     "Commit",
     "Header",
     "ProtocolError",
+    "check_record",
     "decode_commit",
     "decode_event_record",
     "decode_header",
@@ -67,6 +84,7 @@ __all__ = [
     "encode_header",
     "encode_object",
     "error_from_answer",
+    "is_resource_name",
     "status_body",
     "status_for",
 ]
@@ -77,8 +95,33 @@ MAX_RECORD_BYTES = 17 * 1024 * 1024
 """One record (an object and its key) may be this large: the watch's 16 MiB event cap plus
 room for the envelope. A receiver refuses a longer line before it is whole."""
 
-RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_DEPTH = 512
+"""How deep an object may nest. The receiver refuses deeper ones with 400 rather than fail
+in a parser later: msgspec and Python's json recurse (about 1,000 levels at Python's default
+recursion limit, fewer inside a server's call stack), SQLite's JSON functions stop at 1,000
+and orjson at 1,024, so 512 leaves every reader of the mirror room. No Kubernetes object
+comes near it (kube-apiserver itself accepts up to 10,000)."""
+MAX_INT = 2**63 - 1
+"""The largest epoch, generation and sequence: they are SQLite INTEGER and PostgreSQL bigint."""
+MAX_KEY_BYTES = 512
+"""A key's UTF-8 length: ``namespace/name`` is at most 317 bytes; 512 leaves custom keys
+room and keeps (resource, key) inside PostgreSQL's 2,704-byte limit of a btree entry."""
+
+_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 """``pods``, ``deployments.apps``, ``widgets.example.com``: a plural plus a DNS-style group."""
+_VERSION = re.compile(r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?")
+"""An API version (``v1``, ``v1beta1``), or "" where the sender does not know it."""
+_KEY = re.compile(r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
+"""A key: any characters but control characters (a NUL, which PostgreSQL's text cannot
+hold; a newline, which would forge log lines) and lone surrogates."""
+_WORD = re.compile(r"[!-~]{0,128}")
+"""A session id or a resourceVersion: up to 128 printable ASCII characters, no spaces."""
+
+
+def is_resource_name(name: str) -> bool:
+    """Whether ``name`` is a resource as a path names it, all of it (``pods\\n`` is not)."""
+    return len(name) <= 253 and _RESOURCE_NAME.fullmatch(name) is not None
+
 
 Kind = Literal["snapshot", "batch"]
 
@@ -212,11 +255,68 @@ _COMMIT_PREFIX = b'{"commit"'
 _EVENT_TYPES = {EventType.ADDED.value, EventType.MODIFIED.value, EventType.DELETED.value}
 
 
+def check_record(line: bytes, what: str) -> None:
+    """Refuse a record that is not UTF-8, or nests deeper than ``MAX_DEPTH`` (plus one: the
+    record around the object), before any parser recurses into it. Cheap for what senders
+    send: an ASCII line is UTF-8, and a line with fewer brackets than the limit cannot nest
+    deeper; only other lines are parsed to be measured."""
+    if not line.isascii():
+        try:
+            line.decode()
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH + 1:
+        return
+    try:
+        depth = _depth(parse_json(line))
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"{what} is not JSON nested at most {MAX_DEPTH} deep: {exc}") from None
+    if depth > MAX_DEPTH + 1:
+        raise ProtocolError(f"{what} nests its object deeper than {MAX_DEPTH} levels")
+
+
+def _depth(value: object) -> int:
+    """How deep ``value`` nests (a scalar: 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _check_int(value: int, name: str) -> None:
+    if not 0 <= value <= MAX_INT:
+        raise ProtocolError(f"{name} must be an integer from 0 to 2^63-1")
+
+
+def _check_word(value: str, name: str) -> None:
+    if _WORD.fullmatch(value) is None:
+        raise ProtocolError(f"{name} must be at most 128 printable ASCII characters")
+
+
+def _check_key(key: str, number: int) -> None:
+    size = len(key) if key.isascii() else len(key.encode())
+    if size > MAX_KEY_BYTES or _KEY.fullmatch(key) is None:
+        raise ProtocolError(
+            f"record {number}: a key is 1 to {MAX_KEY_BYTES} bytes without control characters"
+        )
+
+
 def decode_header(line: bytes, *, kind: Kind, resource: str) -> Header:
     """The header record; it must be of ``kind`` and name the ``resource`` of the path."""
+    check_record(line, "the header record")
     try:
         header = _HEADER.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"the first record is not a {kind} header: {exc}") from None
     if header.version != PROTOCOL_VERSION:
         raise ProtocolError(
@@ -229,9 +329,14 @@ def decode_header(line: bytes, *, kind: Kind, resource: str) -> Header:
         header.resource.group, header.resource.version, header.resource.resource
     )
     if gvr.qualified != resource:
-        raise ProtocolError(f"the header names {gvr.qualified}, the path {resource}")
-    if header.epoch < 0 or header.generation < 0 or header.sequence < 0:
-        raise ProtocolError("epoch, generation and sequence must not be negative")
+        raise ProtocolError(f"the header names {gvr.qualified!r}, the path {resource}")
+    if _VERSION.fullmatch(header.resource.version) is None:
+        raise ProtocolError("the header's resource.version is not an API version")
+    _check_int(header.epoch, "epoch")
+    _check_int(header.generation, "generation")
+    _check_int(header.sequence, "sequence")
+    _check_word(header.session, "session")
+    _check_word(header.resourceVersion, "resourceVersion")
     if (kind == "snapshot") != (header.sequence == 0):
         raise ProtocolError(
             "a snapshot has sequence 0; a batch's sequence counts from 1 in its generation"
@@ -252,38 +357,52 @@ def is_commit(line: bytes) -> bool:
 
 
 def decode_commit(line: bytes) -> Commit:
+    check_record(line, "the commit record")
     try:
         commit = _COMMIT.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"the commit record is malformed: {exc}") from None
-    if not commit.commit or commit.count < 0:
+    if not commit.commit or not 0 <= commit.count <= MAX_INT:
         raise ProtocolError("the commit record must say commit: true and a count")
+    _check_word(commit.resourceVersion, "the commit record's resourceVersion")
     return Commit(commit.count, commit.resourceVersion)
+
+
+def _check_object(raw: msgspec.Raw, number: int) -> memoryview:
+    view = memoryview(raw)
+    if view[:1].tobytes() != b"{":
+        raise ProtocolError(f"record {number}: its object must be a JSON object")
+    return view
 
 
 def decode_object_record(line: bytes, number: int) -> Item:
     """A snapshot record as an ``Item`` whose JSON stays the bytes that came."""
+    check_record(line, f"record {number}")
     try:
         record = _OBJECT.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"record {number} is not an object record: {exc}") from None
-    if not record.key:
-        raise ProtocolError(f"record {number} has an empty key")
-    return Item(record.key, record.resourceVersion, raw=memoryview(record.object))
+    _check_key(record.key, number)
+    _check_word(record.resourceVersion, f"record {number}'s resourceVersion")
+    return Item(record.key, record.resourceVersion, raw=_check_object(record.object, number))
 
 
 def decode_event_record(line: bytes, number: int) -> Event:
+    check_record(line, f"record {number}")
     try:
         record = _EVENT.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"record {number} is not an event record: {exc}") from None
-    if record.type not in _EVENT_TYPES or not record.key:
-        raise ProtocolError(f"record {number}: type must be ADDED, MODIFIED or DELETED, with a key")
+    if record.type not in _EVENT_TYPES:
+        raise ProtocolError(f"record {number}: type must be ADDED, MODIFIED or DELETED")
+    _check_key(record.key, number)
+    _check_word(record.resourceVersion, f"record {number}'s resourceVersion")
     event_type = EventType(record.type)
     if event_type is EventType.DELETED:
         return Event(event_type, {}, record.key, record.resourceVersion)
     if not len(record.object):
         raise ProtocolError(f"record {number}: an {record.type} record needs its object")
+    _check_object(record.object, number)
     return Event(
         event_type, None, record.key, record.resourceVersion, raw=memoryview(record.object)
     )
@@ -333,23 +452,77 @@ def status_for(exc: Exception) -> Answer:
     return Answer(503, "ServiceUnavailable", f"the receiver's store failed: {exc}", {})
 
 
-def error_from_answer(status: int, body: bytes, where: str) -> ListWatchError:
+MAX_SHOWN = 300
+"""How much of a receiver's message a sender shows (in its errors, logs and /readyz)."""
+
+
+def error_from_answer(
+    status: int, body: bytes, where: str, *, secrets: Iterable[str] = ()
+) -> ListWatchError:
     """The sender's error for a non-200 answer; ``where`` names the request (never with
-    credentials). A 409 is the fence's refusal whatever its body says."""
+    credentials), ``secrets`` are the credentials the request carried. A 409 is the fence's
+    refusal whatever its body says.
+
+    Only a Status body is shown, through ``_shown``. Any other body (a proxy's page, or
+    aiohttp's own 400 for a header it could not parse, which quotes its first 100 bytes: a
+    bearer token) is named by its size alone."""
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
+        decoded = None
+    hidden = tuple(secrets)
+    if isinstance(decoded, dict) and decoded.get("kind") == "Status":
+        message = _shown(str(decoded.get("message") or ""), hidden)
+        reason = _shown(str(decoded.get("reason") or ""), hidden, 40)
+    else:
         decoded = {}
-    if not isinstance(decoded, dict):
-        decoded = {}
-    message = str(decoded.get("message") or body[:200].decode("utf-8", "replace")).strip()
-    reason = str(decoded.get("reason") or "")
+        message = f"an answer that is not a Status ({len(body)} bytes, not shown)"
+        reason = _phrase(status)
     if status == 409:
         details = decoded.get("details")
         details = details if isinstance(details, dict) else {}
         causes = {c.get("reason") for c in details.get("causes") or () if isinstance(c, dict)}
         epoch, recorded = details.get("epoch"), details.get("recorded")
         if "StaleEpoch" in causes and isinstance(epoch, int) and isinstance(recorded, int):
-            return StaleEpoch(str(details.get("resource") or where), epoch, recorded)
+            resource = _shown(str(details.get("resource") or ""), hidden, 253) or where
+            return StaleEpoch(resource, epoch, recorded)
         return StaleWrite(f"{where}: the receiver refused the write: {message}")
-    return HttpSyncError(f"{where}: HTTP {status} {reason}: {message}"[:500])
+    return HttpSyncError(f"{where}: HTTP {status} {reason}: {message}")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|authorization:)(\s+)[A-Za-z0-9._~+/=-]{8,}")
+"""A credential as an HTTP header carries it (``Bearer eyJhbGci...``)."""
+
+
+def _shown(text: str, secrets: tuple[str, ...], limit: int = MAX_SHOWN) -> str:
+    """``text`` from a receiver, fit to show: one line of printable characters, at most
+    ``limit`` of them, without the sender's credentials. A secret is cut out wherever a
+    piece of it appears (its first 8 characters and as much of the rest as follows: a
+    server may quote a token cut short), and so is any other credential written as a header
+    writes it."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text[: limit * 4]).split())
+    for secret in secrets:
+        text = _cut(text, secret)
+    text = _CREDENTIAL.sub(r"\1\2[redacted]", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(text: str, secret: str) -> str:
+    """``text`` with every piece of ``secret`` of 8 characters or more replaced."""
+    if len(secret) < 8:
+        return text.replace(secret, "[redacted]") if secret else text
+    start = text.find(secret[:8])
+    while start != -1:
+        end = start + 8
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = f"{text[:start]}[redacted]{text[end:]}"
+        start = text.find(secret[:8], start + len("[redacted]"))
+    return text

@@ -219,7 +219,7 @@ class _Statements:
         )
         # The resource's last stamp, locked: writers of one resource go one at a time.
         self.recorded_stamp = f"""
-            SELECT epoch, session, generation, sequence FROM {s}.sync_state
+            SELECT epoch, session, generation, sequence, resource_version FROM {s}.sync_state
             WHERE resource = $1 FOR UPDATE
         """
         self.read_fence = f"SELECT epoch FROM {s}.fence"
@@ -509,7 +509,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
         if stamp.epoch < highest:  # at once: not after waiting for the newer leader's write
             raise StaleEpoch(self._resource, stamp.epoch, int(highest))
         row = await connection.fetchrow(self._sql.recorded_stamp, self._resource)
-        recorded = fencing.Stamp(row[0], row[1], row[2], row[3]) if row is not None else None
+        recorded = fencing.Stamp(*row) if row is not None else None
         return fencing.decide(self._resource, stamp, recorded, int(highest))
 
     # -- receiver callbacks ----------------------------------------------------------------

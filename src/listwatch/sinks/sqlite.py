@@ -116,7 +116,10 @@ _DELETE_UNLISTED = """
     WHERE resource = ? AND key NOT IN (SELECT key FROM temp.listed)
 """
 _HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
-_RECORDED_STAMP = "SELECT epoch, session, generation, sequence FROM sync_state WHERE resource = ?"
+_RECORDED_STAMP = (
+    "SELECT epoch, session, generation, sequence, resource_version FROM sync_state "
+    "WHERE resource = ?"
+)
 _STATE_AFTER_LIST = _base.record_state_sql(
     "sync_state", ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0"), snapshot=True
 )
