@@ -647,6 +647,27 @@ async def test_two_snapshots_of_one_sink_stage_at_once(sink_factory: SinkFactory
         assert state.resource_version == "20"
 
 
+async def test_rows_changed_while_a_snapshot_was_staged_refuse_it(
+    sink_factory: SinkFactory, sink: Sink[Any]
+) -> None:
+    """The snapshot stages b unchanged, then pauses; another write changes b before the
+    swap: the swap is refused (the snapshot compared b with a row that is gone), and b keeps
+    that write."""
+    await write_previous(sink)
+    gate = sink_factory.gate([PREVIOUS[1], configmap("n", 30)])
+    staged = asyncio.create_task(sink.on_list(gate.snapshot))
+    try:
+        await gate.wait_reached()
+        changed_b = configmap("b", 31, v="changed")
+        async with asyncio.timeout(LOCK_WAIT):
+            await sink.on_batch(batch(event(MODIFIED, changed_b), rv="31"))
+    finally:
+        gate.release.set()
+    with pytest.raises(StaleWrite, match="changed the rows while it was staged"):
+        await staged
+    assert (await sink_factory.read("configmaps"))[0] == by_key(PREVIOUS[0], changed_b, PREVIOUS[2])
+
+
 # -- the fence: epochs, generations, sequences -----------------------------------------------
 
 

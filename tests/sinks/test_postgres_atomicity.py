@@ -312,27 +312,6 @@ async def test_a_staging_dropped_as_abandoned_refuses_its_snapshot(
     await assert_previous(pg_sink, postgres_dsn, previous)
 
 
-async def test_rows_changed_while_a_snapshot_was_staged_refuse_it(
-    pg_sink: PostgresSink, postgres_dsn: str
-) -> None:
-    """The snapshot staged b as unchanged (no body); a write changes b before the swap: the
-    swap is refused rather than keep a comparison that went stale, and b keeps that write."""
-    await write_previous(pg_sink)
-    unchanged_b = [Item.of(PREVIOUS[1])]
-    gate = GatedSnapshot([unchanged_b, [Item.of(configmap("n", 30))]], pause_after=1)
-    staged = asyncio.create_task(pg_sink.on_list(gate.snapshot))
-    await gate.wait_reached()
-    changed_b = configmap("b", 31, v="changed")
-    await pg_sink.on_batch(batch(event(MODIFIED, changed_b), rv="31"))
-    gate.release.set()
-    with pytest.raises(StaleWrite, match="changed the rows while it was staged"):
-        await staged
-    assert await pg_objects(postgres_dsn, "configmaps") == by_key(
-        PREVIOUS[0], changed_b, PREVIOUS[2]
-    )
-    assert await stagings(postgres_dsn) == {}
-
-
 # -- a reader in a long transaction ----------------------------------------------------------
 
 

@@ -21,15 +21,15 @@ A snapshot is *staged* first (the contract's rule: no lock across a network wait
 snapshot opens a connection of its own and writes its pages, as they are listed, into a
 ``TEMP`` table of that connection: SQLite keeps it in the connection's separate temporary
 database (a file in ``$SQLITE_TMPDIR``, else ``$TMPDIR``, ``/var/tmp`` or ``/tmp``, unlinked
-as soon as it is opened), so staging takes no lock on the mirror's file, not even a read
-lock (its statements touch only the temporary database, and no transaction stays open
-between them), and memory stays at a page and SQLite's cache (``temp_store=FILE``). Only
-then ``BEGIN IMMEDIATE`` takes the write lock, for the swap: the fence, one ``INSERT …
-SELECT`` of the staged rows that changed, one ``DELETE`` of the rows the snapshot lacks, the
-sync state, ``COMMIT``. Its length is the local disk's, never the network's. A writer that
-dies while staging leaves nothing: the temporary file goes with its process. So one
-resource's slow LIST, or a snapshot a sender stopped sending, holds up no other writer of
-the file.
+as soon as it is opened), so staging takes no lock on the mirror's file (each row is one
+statement outside any transaction: it writes the temporary database only, and its read of
+the file, to compare with the stored row, ends with it), and memory stays at a page and
+SQLite's cache (``temp_store=FILE``). Only then ``BEGIN IMMEDIATE`` takes the write lock,
+for the swap: the fence, one ``INSERT … SELECT`` of the staged rows that changed, one
+``DELETE`` of the rows the snapshot lacks, the sync state, ``COMMIT``. Its length is the
+local disk's, never the network's. A writer that dies while staging leaves nothing: the
+temporary file goes with its process. So one resource's slow LIST, or a snapshot a sender
+stopped sending, holds up no other writer of the file.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import orjson
 
 from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
 from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
 
@@ -124,23 +125,37 @@ _UPSERT = (
 )
 _DELETE = "DELETE FROM main.objects WHERE resource = ? AND key = ?"
 # A snapshot's rows, staged on its own connection (in SQLite's temporary database, which
-# locks nothing of the main file). The key is unique: a key listed twice keeps the last.
+# locks nothing of the main file). The key is unique: a key listed twice keeps the last. An
+# object whose RV and JSON the file holds already is staged without its JSON (NULL): the
+# comparison, which reads the stored JSON, is made here, outside the swap, and a relist of
+# a quiet cluster copies next to nothing.
 _STAGING_TABLE = """
     CREATE TEMP TABLE lw_staged (
         key              TEXT PRIMARY KEY,
         resource_version TEXT NOT NULL,
-        object           TEXT NOT NULL
+        object           TEXT
     )
 """
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object) VALUES (?, ?, ?)
+    INSERT INTO temp.lw_staged (key, resource_version, object)
+    SELECT ?1, ?2, CASE WHEN EXISTS (
+        SELECT 1 FROM main.objects
+        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3
+    ) THEN NULL ELSE ?3 END
+    WHERE true
     ON CONFLICT (key) DO UPDATE SET
         resource_version = excluded.resource_version, object = excluded.object
 """
-# The swap. ("WHERE true": SQLite's parser needs it between a SELECT and an ON CONFLICT.)
+# The swap: every staged row the file does not hold as it is. A row staged without its
+# JSON is still held if its RV is (an object's RV names its content); if another write
+# changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
+# refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
     "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
-    "SELECT ?1, key, resource_version, object, ?2 FROM temp.lw_staged WHERE true" + _ON_CONFLICT
+    "SELECT ?1, s.key, s.resource_version, s.object, ?2 FROM temp.lw_staged s "
+    "WHERE NOT EXISTS (SELECT 1 FROM main.objects o WHERE o.resource = ?1 AND o.key = s.key "
+    "AND o.resource_version = s.resource_version AND (s.object IS NULL OR o.object = s.object))"
+    + _ON_CONFLICT
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
@@ -223,7 +238,9 @@ class SQLiteSink(Sink[_Connections]):
     write waits for another writer of the same file (another sink) before it fails.
 
     The sink holds two connections: a writer, and a reader for :meth:`objects`, :meth:`get`,
-    :meth:`count` and :meth:`sync_state`, so those never queue behind a write.
+    :meth:`count` and :meth:`sync_state`, so those never queue behind a write; and each
+    snapshot in flight has one of its own, where it is staged and swapped (the module's
+    docs).
     """
 
     def __init__(
@@ -464,9 +481,11 @@ class _SQLiteStaging(_base.Staging):
         self._connection = connection
 
     async def add(self, page: Sequence[Item]) -> None:
-        sink = self._sink
-        rows = _rows(sink.resource, page, sink._custom_key)
-        await self._connection.executemany(_STAGE, rows)  # writes (and locks) temp only
+        resource = self._sink.resource
+        rows = ((*row, resource) for row in _rows(resource, page, self._sink._custom_key))
+        # Each row its own statement, outside any transaction: it writes (and locks) the
+        # temporary database only, and its read of the file ends with it.
+        await self._connection.executemany(_STAGE, rows)
 
     async def swap(self, snapshot: Snapshot) -> None:
         sink, resource = self._sink, self._sink.resource
@@ -475,7 +494,15 @@ class _SQLiteStaging(_base.Staging):
         async def write(connection: aiosqlite.Connection, now: float) -> None:
             if await sink._fence(connection, stamp) is Verdict.DUPLICATE:
                 return
-            await connection.execute(_SWAP_UPSERT, (resource, now))
+            try:
+                await connection.execute(_SWAP_UPSERT, (resource, now))
+            except sqlite3.IntegrityError as exc:
+                if "NOT NULL" not in str(exc):
+                    raise
+                raise StaleWrite(
+                    f"{resource}: refused a snapshot: another write changed the rows while it "
+                    "was staged"
+                ) from None
             await connection.execute(_SWAP_DELETE, (resource,))
             await connection.execute(
                 _STATE_AFTER_LIST,
