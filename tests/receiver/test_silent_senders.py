@@ -4,10 +4,11 @@ process, over SQLite and over PostgreSQL.
 Twelve raw clients with the valid token each send a snapshot request's headers and part of
 its body (the header record and a few objects), then stop, the connection left open: more
 silent snapshots than the receiver's PostgreSQL pool has connections (10), of the resource
-the next sender writes and of another. While all twelve are open at the receiver, a sender
-of a newer epoch sends a snapshot and a batch of each resource: every request completes,
-none is refused with "database is locked", and the database holds what it sent. The
-silent snapshots, staged and never committed, change nothing.
+the next sender writes and of another; and a silent batch of each resource. While all twelve
+are open at the receiver, a sender of a newer epoch sends a snapshot and a batch of each
+resource: every request completes, none is refused with "database is locked", and the
+database holds what it sent. The silent snapshots, staged and never committed, change
+nothing.
 """
 
 from __future__ import annotations
@@ -51,20 +52,27 @@ def gvr(resource: str) -> GroupVersionResource:
     return GroupVersionResource("", "v1", resource)
 
 
-async def silent_snapshot(url: str, resource: str, number: int) -> asyncio.StreamWriter:
-    """A snapshot request that sends its headers, the header record and three objects (one
-    HTTP chunk), then nothing more; the caller closes the connection."""
+async def silent_request(
+    url: str, resource: str, number: int, kind: protocol.Kind = "snapshot"
+) -> asyncio.StreamWriter:
+    """A snapshot (or batch) request that sends its headers, the header record and three
+    records (one HTTP chunk), then nothing more; the caller closes the connection."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
     _, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    header = protocol.Header("snapshot", gvr(resource), 1, f"silent-{resource}-{number}", 1, 0, "5")
-    body = protocol.encode_header(header) + b"".join(
-        protocol.encode_object(Item.of(make(resource, f"silent-{number}-{i}", 5))) for i in range(3)
-    )
+    sequence = 0 if kind == "snapshot" else 1
+    header = protocol.Header(kind, gvr(resource), 1, f"silent-{number}", 1, sequence, "5")
+    objects = [make(resource, f"silent-{number}-{i}", 5) for i in range(3)]
+    if kind == "snapshot":
+        records = [protocol.encode_object(Item.of(obj)) for obj in objects]
+    else:
+        events = [Event.from_object(EventType.ADDED, obj) for obj in objects]
+        records = [protocol.encode_event(event.key, event) for event in events]
+    body = protocol.encode_header(header) + b"".join(records)
     writer.write(
         (
-            f"POST /sync/{resource}/snapshot HTTP/1.1\r\n"
+            f"POST /sync/{resource}/{kind} HTTP/1.1\r\n"
             f"Host: {parts.hostname}:{parts.port}\r\n"
             f"Authorization: Bearer {TOKEN}\r\n"
             f"Content-Type: {protocol.CONTENT_TYPE}\r\n"
@@ -135,7 +143,8 @@ async def test_silent_snapshots_hold_up_no_other_sender(
     silent: list[asyncio.StreamWriter] = []
     try:
         for resource, count in SILENT.items():
-            silent += [await silent_snapshot(url, resource, i) for i in range(count)]
+            silent += [await silent_request(url, resource, i) for i in range(count)]
+            silent.append(await silent_request(url, resource, count, "batch"))
         async with aiohttp.ClientSession() as http:
 
             async def all_open() -> bool:
