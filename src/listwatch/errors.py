@@ -303,7 +303,8 @@ class StaleEpoch(ListWatchError):
 
 class StaleWrite(ListWatchError):
     """A receiver refused a write that would go back in time within one sender's session
-    (an older generation, a batch without its snapshot, a batch after a missing one)."""
+    (an older generation, a batch without its snapshot, a batch after a missing one), or a
+    snapshot that another write overtook while it was staged."""
 
 
 # Leader election.

@@ -182,10 +182,9 @@ async def test_one_leads_a_paused_leader_is_fenced_and_sigterm_hands_over(
         old_epoch = audit(db)[-1][1]
 
         # SIGSTOP the leader between writes: the churn pauses until the mirror holds every
-        # change, so no write transaction of the old leader is open when it stops. (A leader
-        # stopped inside one holds SQLite's write lock, and the new leader waits for it: a
-        # known gap, an availability issue of its own, not what this test is about.) The
-        # churn then goes on, so the old leader has events to write when it wakes.
+        # change. (A leader stopped in the middle of a snapshot, for every target, is
+        # test_stalled_leader.py's.) The churn then goes on, so the old leader has events to
+        # write when it wakes.
         churning.clear()
         await mirrored(db, "pods", server, "v1", "Pod")
         old.process.send_signal(signal.SIGSTOP)

@@ -5,13 +5,15 @@ tests (test_contract.py) see it. Real SQLite files and a real PostgreSQL server,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -345,6 +347,31 @@ async def fence_is_free(dsn: str, schema: str = SCHEMA) -> bool:
     return True
 
 
+async def stagings(dsn: str, schema: str = SCHEMA) -> dict[str, int]:
+    """The stagings in the database: the objects staged, by resource."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            f"SELECT s.resource, count(p.key) AS n FROM {schema}.stagings s "
+            f"LEFT JOIN {schema}.staged p ON p.staging = s.staging GROUP BY s.resource"
+        )
+    finally:
+        await connection.close()
+    return {row["resource"]: row["n"] for row in rows}
+
+
+async def age_stagings(dsn: str, seconds: float, schema: str = SCHEMA) -> None:
+    """Make every staging look untouched for ``seconds`` (as if its writer had died then)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            f"UPDATE {schema}.stagings SET touched_at = now() - $1::float8 * interval '1 second'",
+            seconds,
+        )
+    finally:
+        await connection.close()
+
+
 async def wait_for_fence(dsn: str, schema: str = SCHEMA) -> None:
     """Wait until every write transaction holding the fence has ended (PostgreSQL wakes the
     waiter the moment the holder commits, rolls back, or its session dies)."""
@@ -436,6 +463,10 @@ class SinkFactory(ABC):
         """Whether a write transaction is open now (asked without waiting)."""
 
     @abstractmethod
+    def held(self) -> AbstractAsyncContextManager[None]:
+        """Another session holds the lock every write needs until the block ends."""
+
+    @abstractmethod
     async def settled(self) -> None:
         """Wait until no write transaction is open (a rollback may still be on its way)."""
 
@@ -482,6 +513,16 @@ class SQLiteFactory(SinkFactory):
     async def writing(self) -> bool:
         # In a thread, so that the event loop runs on meanwhile (a close() queueing, say).
         return await asyncio.to_thread(sqlite_write_locked, self.path)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        other = sqlite_connect(self.path)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            yield
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
 
     async def settled(self) -> None:
         def wait() -> None:
@@ -537,6 +578,16 @@ class PostgresFactory(SinkFactory):
 
     async def writing(self) -> bool:
         return not await fence_is_free(self.dsn, self.schema)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        other = await asyncpg.connect(self.dsn)
+        try:
+            async with other.transaction():  # as a new leader recording its epoch does
+                await other.execute(f"SELECT epoch FROM {self.schema}.fence FOR UPDATE")
+                yield
+        finally:
+            await other.close()
 
     async def settled(self) -> None:
         await wait_for_fence(self.dsn, self.schema)

@@ -42,6 +42,8 @@ from .helpers import (
 )
 
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
+OLD = [configmap("old-1", 1), configmap("shared", 2, by="old")]
+NEW = [configmap("new-1", 3), configmap("shared", 4, by="new")]
 
 
 async def assert_previous(factory: SinkFactory, sink: Sink[Any], previous: SyncState) -> None:
@@ -472,7 +474,7 @@ async def test_a_cancelled_write_rolls_back(sink_factory: SinkFactory, sink: Sin
     task = asyncio.create_task(sink.on_list(gate.snapshot))
     try:
         await gate.wait_reached()
-        assert await sink_factory.writing()  # the write's transaction is open
+        assert not await sink_factory.writing()  # staging: no write transaction is open
         task.cancel()
     finally:
         gate.release.set()
@@ -513,7 +515,7 @@ async def test_a_write_cut_by_a_cancel_scope_rolls_back(
     assert not await sink_factory.writing()
 
 
-async def test_readers_see_the_previous_state_while_a_write_is_open(
+async def test_readers_see_the_previous_state_while_a_snapshot_stages(
     sink_factory: SinkFactory, sink: Sink[Any]
 ) -> None:
     previous = await write_previous(sink)
@@ -521,7 +523,7 @@ async def test_readers_see_the_previous_state_while_a_write_is_open(
     task = asyncio.create_task(sink.on_list(gate.snapshot))
     try:
         await gate.wait_reached()
-        assert await sink_factory.writing()  # the sink's transaction is open, half written
+        assert not await sink_factory.writing()  # half staged, and no write transaction
         # Another connection, as another process would have it, reads the committed state...
         assert await sink_factory.read("configmaps") == (by_key(*PREVIOUS), previous)
         # ...and so do the sink's own readers, which do not queue behind its write.
@@ -541,31 +543,132 @@ async def test_readers_see_the_previous_state_while_a_write_is_open(
     assert await sink.objects() == by_key(*NEXT)
 
 
-async def test_close_waits_for_a_write_in_progress(sink_factory: SinkFactory) -> None:
+async def test_close_waits_for_a_transaction_in_progress(sink_factory: SinkFactory) -> None:
+    """A batch waits for a lock another process holds; close(), called meanwhile, queues
+    behind it, and the batch commits before the sink closes."""
     sink = sink_factory.sink()
     await sink.open()
-    gate = sink_factory.gate(NEXT)
-    write = asyncio.create_task(sink.on_list(gate.snapshot))
-    try:
-        await gate.wait_reached()
+    await write_previous(sink)
+    async with sink_factory.held():
+        # Tasks run in the order they were made: the batch takes the sink's turn first.
+        write = asyncio.create_task(
+            sink.on_batch(batch(event(ADDED, configmap("d", 30)), rv="30", generation=1))
+        )
         close = asyncio.create_task(sink.close())
-        # close() starts while this awaits, and must queue behind the open write.
-        assert await sink_factory.writing()
+        await asyncio.sleep(0)
+        assert not write.done()
         assert not close.done()
-    finally:
-        gate.release.set()
     async with asyncio.timeout(LOCK_WAIT):
         await write
         await close
-    assert (await sink_factory.read("configmaps"))[0] == by_key(*NEXT)
+    assert (await sink_factory.read("configmaps"))[0] == by_key(*PREVIOUS, configmap("d", 30))
     with pytest.raises(RuntimeError, match="not open"):
         await sink.count()
 
 
-# -- the fence: epochs, generations, sequences -----------------------------------------------
+async def test_close_does_not_wait_for_a_snapshot_still_staging(
+    sink_factory: SinkFactory,
+) -> None:
+    """A snapshot that is staging holds nothing close() needs: the sink closes at once, and
+    the snapshot, released later, fails and changes nothing."""
+    sink = sink_factory.sink()
+    await sink.open()
+    previous = await write_previous(sink)
+    gate = sink_factory.gate(NEXT)
+    write = asyncio.create_task(sink.on_list(gate.snapshot))
+    try:
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            await sink.close()
+    finally:
+        gate.release.set()
+    with pytest.raises(RuntimeError, match="not open"):
+        await write
+    assert await sink_factory.read("configmaps") == (by_key(*PREVIOUS), previous)
 
-OLD = [configmap("old-1", 1), configmap("shared", 2, by="old")]
-NEW = [configmap("new-1", 3), configmap("shared", 4, by="new")]
+
+# -- no writer waits for a snapshot being staged ---------------------------------------------
+
+
+async def test_a_snapshot_being_staged_holds_up_no_other_writer(
+    sink_factory: SinkFactory,
+) -> None:
+    """The old leader (epoch 1) is in the middle of a snapshot, its stream stopped. Meanwhile
+    another resource's batch and snapshot land, and so does the new leader's (epoch 2)
+    snapshot of the same resource; the old leader's snapshot, when its stream goes on, is
+    refused at its swap and changes nothing."""
+    async with (
+        sink_factory.sink("configmaps") as old,
+        sink_factory.sink("configmaps") as new,
+        sink_factory.sink("secrets") as secrets,
+    ):
+        await old.on_list(snapshot(*PREVIOUS, rv="10", epoch=1))
+        await secrets.on_list(snapshot(configmap("s", 1), rv="11", epoch=1))
+        gate = sink_factory.gate(OLD, epoch=1)
+        stalled = asyncio.create_task(old.on_list(gate.snapshot))
+        try:
+            await gate.wait_reached()
+            async with asyncio.timeout(LOCK_WAIT):
+                await secrets.on_batch(
+                    batch(event(ADDED, configmap("t", 12)), rv="12", generation=1, epoch=1)
+                )
+                await secrets.on_list(snapshot(configmap("u", 13), rv="13", epoch=1))
+                await new.on_list(snapshot(*NEW, rv="14", generation=3, epoch=2))
+            assert await sink_factory.highest_epoch() == 2
+            assert (await sink_factory.read("configmaps"))[0] == by_key(*NEW)
+            assert (await sink_factory.read("secrets"))[0] == by_key(configmap("u", 13))
+            assert not stalled.done()
+        finally:
+            gate.release.set()
+        with pytest.raises(StaleEpoch):
+            await stalled
+        assert (await sink_factory.read("configmaps"))[0] == by_key(*NEW)
+        assert not await sink_factory.writing()
+
+
+async def test_two_snapshots_of_one_sink_stage_at_once(sink_factory: SinkFactory) -> None:
+    """Two senders of one resource (through one receiver's sink): the second snapshot does
+    not wait for the first, stopped mid-stream; each is swapped in as it ends."""
+    async with sink_factory.sink() as sink:
+        await write_previous(sink)
+        gate = sink_factory.gate(OLD)
+        first = asyncio.create_task(sink.on_list(gate.snapshot))
+        try:
+            await gate.wait_reached()
+            async with asyncio.timeout(LOCK_WAIT):
+                await sink.on_list(snapshot(*NEW, rv="30", generation=3))
+            assert await sink.objects() == by_key(*NEW)
+        finally:
+            gate.release.set()
+        await first
+        assert await sink.objects() == by_key(*OLD)
+        state = await sink.sync_state()
+        assert state is not None
+        assert state.resource_version == "20"
+
+
+async def test_rows_changed_while_a_snapshot_was_staged_refuse_it(
+    sink_factory: SinkFactory, sink: Sink[Any]
+) -> None:
+    """The snapshot stages b unchanged, then pauses; another write changes b before the
+    swap: the swap is refused (the snapshot compared b with a row that is gone), and b keeps
+    that write."""
+    await write_previous(sink)
+    gate = sink_factory.gate([PREVIOUS[1], configmap("n", 30)])
+    staged = asyncio.create_task(sink.on_list(gate.snapshot))
+    try:
+        await gate.wait_reached()
+        changed_b = configmap("b", 31, v="changed")
+        async with asyncio.timeout(LOCK_WAIT):
+            await sink.on_batch(batch(event(MODIFIED, changed_b), rv="31"))
+    finally:
+        gate.release.set()
+    with pytest.raises(StaleWrite, match="changed the rows while it was staged"):
+        await staged
+    assert (await sink_factory.read("configmaps"))[0] == by_key(PREVIOUS[0], changed_b, PREVIOUS[2])
+
+
+# -- the fence: epochs, generations, sequences -----------------------------------------------
 
 
 async def test_a_lower_epoch_is_refused_and_changes_nothing(

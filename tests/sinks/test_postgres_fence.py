@@ -1,10 +1,11 @@
 """What only PostgresSink's epoch fence does (the fence contract is test_contract.py): a
 fence row per schema, and two writers of different epochs, in two sessions or two
-processes, cannot both pass it, while writers of one epoch do not wait for each other.
+processes, cannot both pass it, while writers of one epoch do not wait for each other, and
+nobody waits for a snapshot that is still being staged.
 
-Concurrency is arranged, not hoped for: a write pauses between pages (``GatedSnapshot``)
-with its transaction (and its lock on the fence) open, and the test waits until PostgreSQL
-reports the other writer waiting for that lock before it lets the first one go on.
+Concurrency is arranged, not hoped for: a snapshot pauses between pages (``GatedSnapshot``),
+or a session of the test holds a lock, and the test waits until PostgreSQL reports the
+other writer waiting for that lock before it lets the first one go on.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ async def test_another_schema_has_a_fence_of_its_own(postgres_dsn: str) -> None:
 # -- two writers at once ---------------------------------------------------------------------
 
 
-async def test_the_new_leader_waits_for_the_old_one_then_wins(postgres_dsn: str) -> None:
-    """The old leader (epoch 1) is mid-snapshot when the new one (epoch 2) writes: the new
-    one waits for the fence, then takes over; the old one's next write is refused."""
+async def test_the_new_leader_does_not_wait_for_the_old_one_s_snapshot(postgres_dsn: str) -> None:
+    """The old leader (epoch 1) is mid-snapshot, its stream stopped, when the new one (epoch
+    2) writes: the new one's snapshot lands at once, and the old one's is refused at its
+    swap, when its stream goes on."""
     async with (
         PostgresSink(postgres_dsn, resource="configmaps") as old,
         PostgresSink(postgres_dsn, resource="configmaps") as new,
@@ -78,18 +80,47 @@ async def test_the_new_leader_waits_for_the_old_one_then_wins(postgres_dsn: str)
         gate = GatedSnapshot(pages(OLD), pause_after=1, epoch=1)
         old_write = asyncio.create_task(old.on_list(gate.snapshot))
         await gate.wait_reached()
-        new_write = asyncio.create_task(new.on_list(snapshot(*NEW, rv="20", epoch=2)))
-        await wait_until_blocked(postgres_dsn)  # the new leader waits for the fence
-        assert await fence_epoch(postgres_dsn) == 1
-        gate.release.set()
         async with asyncio.timeout(LOCK_WAIT):
-            await old_write  # the old leader's snapshot was legal: it began first
-            await new_write
+            await new.on_list(snapshot(*NEW, rv="20", epoch=2))
+        assert await fence_epoch(postgres_dsn) == 2
         assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
+        gate.release.set()
+        with pytest.raises(StaleEpoch):
+            await old_write
         with pytest.raises(StaleEpoch):
             await old.on_batch(
                 batch(event(ADDED, configmap("late", 9)), rv="21", generation=2, epoch=1)
             )
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
+
+
+async def test_the_new_leader_waits_only_for_the_old_one_s_swap(postgres_dsn: str) -> None:
+    """The old leader's swap (its one transaction) is under way, held up by a row lock the
+    test holds: the new leader's epoch waits for that transaction, and once it commits the
+    new leader takes over. Two epochs never write at once."""
+    async with (
+        PostgresSink(postgres_dsn, resource="configmaps") as old,
+        PostgresSink(postgres_dsn, resource="configmaps") as new,
+    ):
+        await old.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute(
+                "SELECT 1 FROM listwatch.objects WHERE key = 'default/before' FOR UPDATE"
+            )
+            old_write = asyncio.create_task(old.on_list(snapshot(*OLD, rv="2", epoch=1)))
+            await wait_until_blocked(postgres_dsn)  # the swap's delete waits for the row
+            new_write = asyncio.create_task(new.on_list(snapshot(*NEW, rv="20", epoch=2)))
+            await wait_until_blocked(postgres_dsn, count=2)  # the new epoch waits for the swap
+            assert await fence_epoch(postgres_dsn) == 1
+            await locked.rollback()
+        finally:
+            await blocker.close()
+        async with asyncio.timeout(LOCK_WAIT):
+            await old_write  # legal: its swap began before the new epoch was recorded
+            await new_write
         assert await pg_objects(postgres_dsn, "configmaps") == by_key(*NEW)
         assert await fence_epoch(postgres_dsn) == 2
 
@@ -184,7 +215,7 @@ OLD_LEADER = textwrap.dedent(
     """
     import asyncio, json, sys
 
-    from listwatch import Batch, Event, EventType, Item, Page, Snapshot, StaleEpoch
+    from listwatch import Item, Page, Snapshot, StaleEpoch
     from listwatch.sinks.postgres import PostgresSink
 
     dsn = sys.argv[1]
@@ -193,18 +224,15 @@ OLD_LEADER = textwrap.dedent(
 
     async def pages():
         yield Page([Item.of(objects[0])], "30")
-        print("paused", flush=True)  # one page written, the transaction open
+        print("paused", flush=True)  # one page staged
         await asyncio.to_thread(sys.stdin.readline)
         yield Page([Item.of(obj) for obj in objects[1:]], "30")
 
 
     async def main():
         async with PostgresSink(dsn, resource="configmaps") as sink:
-            await sink.on_list(Snapshot(pages(), resource_version="30", generation=1, epoch=1))
-            print("committed", flush=True)
-            late = Event.from_object(EventType.ADDED, objects[0] | {"data": {"late": "1"}})
             try:
-                await sink.on_batch(Batch({late.key: late}, "31", 1, epoch=1))
+                await sink.on_list(Snapshot(pages(), resource_version="30", generation=1, epoch=1))
             except StaleEpoch as exc:
                 print(json.dumps({"refused": exc.recorded}), flush=True)
             else:
@@ -216,8 +244,11 @@ OLD_LEADER = textwrap.dedent(
 )
 
 
-async def test_two_processes_cannot_both_pass_the_fence(postgres_dsn: str, tmp_path: Path) -> None:
-    """The old leader is another process, paused mid-snapshot; this process is the new one."""
+async def test_a_paused_process_s_snapshot_holds_up_nobody_and_is_refused(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """The old leader is another process, paused mid-snapshot; this process is the new one:
+    it writes at once, and the old one's snapshot, resumed, is refused."""
     async with PostgresSink(postgres_dsn, resource="configmaps") as new:
         await new.on_list(snapshot(configmap("before", 1), rv="1", epoch=1))
         script = tmp_path / "old_leader.py"
@@ -236,12 +267,9 @@ async def test_two_processes_cannot_both_pass_the_fence(postgres_dsn: str, tmp_p
         try:
             async with asyncio.timeout(LOCK_WAIT):
                 assert await child.stdout.readline() == b"paused\n"
-                new_write = asyncio.create_task(new.on_list(snapshot(*NEW, rv="40", epoch=2)))
-                await wait_until_blocked(postgres_dsn)
+                await new.on_list(snapshot(*NEW, rv="40", epoch=2))
                 child.stdin.write(b"go\n")
                 await child.stdin.drain()
-                assert await child.stdout.readline() == b"committed\n"
-                await new_write
                 refused = json.loads(await child.stdout.readline())
                 assert await child.wait() == 0
         finally:

@@ -61,7 +61,8 @@ async def test_a_newer_schema_version_is_refused(postgres_dsn: str) -> None:
     finally:
         await connection.close()
     sink = PostgresSink(postgres_dsn, resource="configmaps")
-    with pytest.raises(SchemaError, match=r"version 99, newer than this listwatch knows \(2\)"):
+    newer = rf"version 99, newer than this listwatch knows \({SCHEMA_VERSION}\)"
+    with pytest.raises(SchemaError, match=newer):
         await sink.open()
     with pytest.raises(RuntimeError, match="not open"):
         await sink.count()
@@ -92,6 +93,28 @@ async def test_an_older_schema_is_migrated(postgres_dsn: str) -> None:
     finally:
         await connection.close()
     assert (namespace, version) == ("prod", len(MIGRATIONS) + 1)
+
+
+async def test_a_database_of_version_2_gains_the_staging_tables_and_keeps_its_rows(
+    postgres_dsn: str,
+) -> None:
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await ensure_schema(connection, "listwatch", MIGRATIONS[:2]) == 0
+        await connection.execute(
+            "INSERT INTO listwatch.objects (resource, key, resource_version, object, "
+            "object_sha256, updated_at) VALUES ('configmaps', 'default/old', '1', "
+            '\'{"metadata": {"name": "old"}}\', \'\\x00\', now())'
+        )
+    finally:
+        await connection.close()
+    async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
+        assert set(await sink.objects()) == {"default/old"}
+        await sink.on_list(snapshot(configmap("a"), rv="2"))
+        assert await sink.objects() == by_key(configmap("a"))
+    row = await version_row(postgres_dsn)
+    assert row is not None
+    assert row["version"] == SCHEMA_VERSION == 3
 
 
 async def test_a_failing_migration_is_rolled_back_whole(postgres_dsn: str) -> None:

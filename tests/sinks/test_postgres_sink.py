@@ -51,6 +51,13 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
             )
         }
         version = await connection.fetchval("SELECT version FROM listwatch.schema_version")
+        persistence = {
+            r["relname"]: r["relpersistence"]
+            for r in await connection.fetch(
+                "SELECT relname, relpersistence FROM pg_class WHERE relkind = 'r' "
+                "AND relnamespace = 'listwatch'::regnamespace AND relname LIKE 'stag%'"
+            )
+        }
         compression = await connection.fetchval(
             "SELECT attcompression FROM pg_attribute "
             "WHERE attrelid = 'listwatch.objects'::regclass AND attname = 'object'"
@@ -80,7 +87,9 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
         "sequence",
     }
     assert columns[("fence", "epoch")][0] == "bigint"
-    assert version == 2
+    assert columns[("staged", "object")] == ("jsonb", "NEVER")
+    assert persistence == {"stagings": b"u", "staged": b"u"}  # UNLOGGED
+    assert version == 3
 
 
 @pytest.mark.parametrize("dsn", ["", "mirror.db", "http://db/x", "host=db dbname=x"])

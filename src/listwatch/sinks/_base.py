@@ -11,13 +11,28 @@ store that a reflector needs (client-go's ``ReflectorStore``, kube-rs ``reflecto
 * ``on_batch`` applies each key's last event (``split_batch``): upserts for ADDED and
   MODIFIED, deletes for DELETED (deleting a key the mirror does not hold is fine, the event
   may repeat one from before a relist), and moves the sync state to the batch's RV.
-* Each call is one transaction, rolled back on any error or cancellation (a list error
-  raised out of the snapshot's iteration included): readers, the sink's own and other
+* Each call commits in one transaction, rolled back on any error or cancellation (a list
+  error raised out of the snapshot's iteration included): readers, the sink's own and other
   processes, see the last committed state, never half a write.
+* **No lock is held across a network wait.** A snapshot's pages arrive from the network (a
+  LIST, or an HTTP sender), as slowly as the far side likes, or never. So ``on_list``
+  first *stages* them, in a place private to this one snapshot that holds nothing another
+  writer needs (no write lock, no row lock, no connection kept from a pool), and only then
+  takes the lock, in one short transaction, to check the fence and *swap*: delete the rows
+  the snapshot lacks, upsert the ones that changed, move the sync state (``Staging``). A
+  writer paused, cut off or slow mid-snapshot delays only itself: another resource, another
+  sender, a new leader all write meanwhile, and the paused one's swap is refused later if
+  a newer leader wrote in between. Staging streams (memory is a page, whatever the
+  cluster's size), and what a writer that dies mid-staging leaves behind is nothing others
+  wait for (each backend says how it is cleaned). A batch is in memory before it is
+  written, so its transaction waits for nothing but the database either.
 * Every write is fenced: in its transaction, before anything is written, the sink applies
   ``listwatch.fencing.decide`` to its stamp and what the database recorded. A write of an
   epoch below the highest the database holds (over all its resources) is refused, an older
   generation of the same sender is refused, and a write already applied changes nothing.
+  A snapshot is also checked before it is staged, without locking anything, so a refused
+  one is refused at once rather than after its whole stream; the check at the swap is the
+  one that counts.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import asyncio
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -160,6 +176,26 @@ async def drain_duplicate(snapshot: Snapshot) -> None:
         pass
 
 
+class Staging(ABC):
+    """One snapshot on its way in: its pages kept where only it sees them, then swapped in.
+
+    Made by a sink's ``_staging`` once the fence (checked without a lock) lets the snapshot
+    in; ``add`` takes each page as it arrives and may be slow, ``swap`` is the one short
+    transaction that checks the fence again and replaces the resource's rows.
+    """
+
+    @abstractmethod
+    async def add(self, page: Sequence[Item]) -> None:
+        """Stage one page, without taking any lock another writer needs."""
+
+    @abstractmethod
+    async def swap(self, snapshot: Snapshot) -> None:
+        """In one transaction: the fence (``fencing.decide``, authoritative: a write that
+        committed since the first check counts), then the resource's rows become the staged
+        ones and the sync state the snapshot's. Changes nothing if the fence says the
+        snapshot was applied already."""
+
+
 H = TypeVar("H")
 """What an open sink holds (its connections, or its pool)."""
 
@@ -168,8 +204,10 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
     """One resource's mirror: the receiver callbacks, the readers, and open/close.
 
     ``key`` must be the key function the Syncer uses (its ``key`` argument): snapshot items
-    are keyed with it, batch events arrive keyed. Writes go one at a time (each holds
-    ``_lock``), so ``close``, which takes it too, waits for a write in progress. Readers
+    are keyed with it, batch events arrive keyed. Transactions go one at a time (each holds
+    ``_lock``: a batch, a snapshot's swap), so ``close``, which takes it too, waits for one
+    in progress; staging does not hold it, so several snapshots of the resource (from
+    several HTTP senders) may stage at once, and a stalled one holds up nobody. Readers
     answer with the last committed state while a write is in progress, instead of queueing
     behind it (or seeing it half done).
     """
@@ -231,9 +269,23 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
             )
         return self._handle
 
-    @abstractmethod
     async def on_list(self, snapshot: Snapshot) -> None:
-        """Replace the resource's rows with ``snapshot``, in one transaction."""
+        """Replace the resource's rows with ``snapshot``: staged as it streams in, then
+        swapped in one short transaction (the contract above)."""
+        async with self._staging(fencing.stamp_of(snapshot)) as staging:
+            if staging is None:
+                await drain_duplicate(snapshot)
+                return
+            async for page in snapshot.pages():
+                await staging.add(page)
+            await staging.swap(snapshot)
+
+    @abstractmethod
+    def _staging(self, stamp: fencing.Stamp) -> AbstractAsyncContextManager[Staging | None]:
+        """A staging area for one snapshot of ``stamp``, discarded when the block ends
+        (whether it was swapped in or not); ``None`` if the fence, checked without locking
+        anything, finds the snapshot applied already. Raises ``StaleEpoch`` or
+        ``StaleWrite`` if it refuses the snapshot."""
 
     @abstractmethod
     async def on_batch(self, batch: Batch) -> None:

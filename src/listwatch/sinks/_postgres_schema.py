@@ -11,6 +11,9 @@ mirrors (and separate epoch fences) in one database::
                      uid (generated from object), updated_at)          PRIMARY KEY (resource, key)
     <schema>.sync_state(resource, resource_version, generation, epoch,
                         synced_at, listed_at)                          PRIMARY KEY (resource)
+    <schema>.stagings(staging, resource, started_at, touched_at)       UNLOGGED
+    <schema>.staged(staging, key, resource_version, object_sha256,
+                    object jsonb)                                      UNLOGGED
 
 Versioning: ``schema_version.version`` is the number of migrations applied. Opening a sink
 applies the missing ones, all in one transaction with the version update (PostgreSQL's DDL is
@@ -127,7 +130,41 @@ def _version_2(target: SchemaTarget) -> Sequence[str]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2)
+def _version_3(target: SchemaTarget) -> Sequence[str]:
+    """Where snapshots are staged before they are swapped in (``listwatch.sinks.postgres``):
+    one row per snapshot in flight, one per object it staged. UNLOGGED: staged rows are
+    worth nothing after a crash (the snapshot they belong to failed with its connection), so
+    they need no WAL, and PostgreSQL empties both tables after a crash by itself."""
+    s = target.schema
+    return (
+        f"""
+        CREATE UNLOGGED TABLE {s}.stagings (
+            staging    uuid PRIMARY KEY,
+            resource   text NOT NULL,
+            started_at timestamptz NOT NULL,
+            -- Each staged page moves it: a staging left alone too long was abandoned.
+            touched_at timestamptz NOT NULL
+        )
+        """,
+        f"""
+        CREATE UNLOGGED TABLE {s}.staged (
+            staging          uuid NOT NULL,
+            key              text NOT NULL,
+            resource_version text NOT NULL,
+            object_sha256    bytea NOT NULL,
+            -- Parsed while staging (not in the swap); NULL when the stored row held these
+            -- very bytes when the page was staged.
+            object           jsonb {target.compression},
+            PRIMARY KEY (staging, key)
+        )
+        """,
+        f"COMMENT ON TABLE {s}.stagings IS "
+        "'listwatch: snapshots being received, before they replace their resource''s rows'",
+        f"COMMENT ON TABLE {s}.staged IS 'listwatch: the objects of the snapshots in stagings'",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2, _version_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""
 

@@ -13,6 +13,7 @@ one row set per resource (``"pods"``, ``"deployments.apps"``)::
     objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at)
     sync_state(resource, resource_version, generation, epoch, synced_at, listed_at)
     fence(epoch)                  the highest leader epoch that has written
+    stagings, staged              snapshots on their way in (UNLOGGED; below)
     schema_version(version, migrated_at)
 
 ``object`` is the object as the API server sent it: the sink hands ``Item.json`` to
@@ -32,41 +33,56 @@ are decoded with orjson.
 What every sink does (the snapshot boundary, batches, transactions, the fence) is
 ``listwatch.sinks._base``'s; here is how PostgreSQL does it.
 
-**A snapshot** (``on_list``) replaces the resource's rows, in one transaction, streamed page
-by page (memory is one page, whatever the cluster's size)::
+**A snapshot** (``on_list``) replaces the resource's rows. It is *staged* first, holding
+nothing another writer needs (no transaction, no lock, no pool connection between pages:
+the contract's rule, so a sender that stops mid-snapshot, or a slow LIST, holds up nobody),
+then swapped in by one short transaction::
 
+    check the fence without locking (refuse early); record a new leader's epoch (below)
+    INSERT INTO stagings (a random id, the resource, now)
+    for each page of the LIST, as it arrives, on whichever pool connection is free:
+      one statement: INSERT the page INTO staged (its rows by key, their SHA-256); each
+        object whose RV and bytes are the stored row's is staged without a body (NULL),
+        the others parsed into jsonb (and compressed) here, not in the swap
     BEGIN
-      fence: lock it shared, refuse an older epoch (below)
-      CREATE TEMP TABLE staged (key, resource_version, object bytea)  ON COMMIT DROP
-      CREATE TEMP TABLE listed (key PRIMARY KEY)                       ON COMMIT DROP
-      for each page of the LIST, as it arrives:
-        COPY the page into staged                       (binary COPY: copy_records_to_table)
-        one statement: add the page's keys to listed; upsert into objects every row whose
-          RV or JSON bytes (their SHA-256) differ from the stored row's, parsing only those
-          into jsonb; unchanged rows are not touched at all (no new row version, no row
-          lock, updated_at kept), so a relist of a quiet cluster writes almost nothing
-        TRUNCATE staged
-      DELETE this resource's objects whose key is not in listed   (what vanished)
+      SET LOCAL idle_in_transaction_session_timeout (below)
+      fence: lock it shared, refuse an older epoch; lock the resource's sync_state row
+      lock the staging's row (gone: it was dropped as abandoned, the snapshot is refused)
+      one statement: upsert into objects every staged row whose RV or bytes differ from the
+        stored row's (unchanged rows are not touched at all: no new row version, no row
+        lock, updated_at kept, so a relist of a quiet cluster writes almost nothing)
+      DELETE this resource's objects that the staging lacks           (what vanished)
       upsert sync_state (RV, generation, epoch, synced_at = listed_at = now())
     COMMIT
+    DELETE the staging's rows (after the commit, and whatever ended the snapshot)
 
-Why COPY into a staging table: COPY is PostgreSQL's bulk path (one message stream per page
-instead of a statement per row), and from a table the whole page is merged by one
-set-based statement that can compare against what is stored. Why a *temporary* table: it is
-private to the transaction's session, so concurrent sinks never see each other's pages and
-need no names of their own; it writes no WAL; it lives in the session's local buffers; and
-``ON COMMIT DROP`` means nothing outlives the transaction, even when the client crashes
-(an UNLOGGED table would be shared, need a writer column, vacuuming, and cleanup after a
-crash). Only one page is staged at a time (the listed keys are kept for the final delete),
-so the staging table stays within the local buffers however large the cluster is. Where
-the time goes (``benchmarks/sink_rates.py``): PostgreSQL parsing each object into
-``jsonb`` and compressing it (LZ4 where the server has it); the COPY itself is cheap.
+So the swap copies rows PostgreSQL already parsed and compressed: its length is a local
+copy of what changed, not the network's, nor the parsing (``benchmarks/staging.py``). A row
+staged without a body is one the stored row matched when it was staged; if another write
+changed or deleted that row before the swap (a concurrent snapshot of the same resource),
+the upsert meets a NULL object, the NOT NULL constraint stops it, and the swap is refused
+with ``StaleWrite`` (the sender lists again): nothing is ever written from a comparison that
+went stale.
+
+Why staging tables of the schema, not ``TEMP`` tables: a temporary table lives in one
+session, so the snapshot would keep a pool connection for as long as its stream lasts (a
+sender that stops would hold one, and a few would exhaust the pool). Staged rows are keyed
+by the staging's id instead, and any connection can add a page; memory is one page, as the
+rest waits in PostgreSQL. Why UNLOGGED: staged rows are worth nothing after a crash, so they
+need no WAL, and PostgreSQL empties both tables when it recovers from one (a snapshot in
+flight then fails at its next page: its staging row is gone). Cleaning: a staging is deleted
+when its snapshot ends, committed or not; one whose writer died (a SIGKILL, a lost
+connection) is deleted by the next snapshot of any resource once nothing touched it for
+``ABANDONED_AFTER`` (every staged page touches it), and a snapshot whose staging was deleted
+that way is refused at its next page or at the swap. Nobody waits for an abandoned staging:
+it holds no lock. Where the time goes overall (``benchmarks/sink_rates.py``): PostgreSQL
+parsing each object into ``jsonb`` and compressing it (LZ4 where the server has it).
 
 A list error raised out of the iteration (an expired continue token: ``ResourceExpired``),
 a key function or transform that fails, a cancellation (the Syncer's ``sync_timeout``, or
-its generation ending) or a crash all end the transaction without ``COMMIT``, so
-PostgreSQL rolls everything back and readers keep seeing the previous state. An *empty*
-snapshot is a snapshot too: it deletes every row of the resource.
+its generation ending) or a crash all end the snapshot before its swap, or its swap before
+``COMMIT``, so the resource's rows stay as they were and readers keep seeing the previous
+state. An *empty* snapshot is a snapshot too: it deletes every row of the resource.
 
 **A batch** (``on_batch``) is one transaction: the fence, the upserts (one statement over
 arrays), the deletes (one statement), the sync state. A batch holds each key's last event,
@@ -97,8 +113,12 @@ resources do not wait for one another's snapshots. A row lock rather than an adv
 it lives in the schema it guards (no key that another application could also pick), it is
 visible as what it is in ``pg_locks``, and it is the first lock every write takes, so
 writers cannot deadlock on it. The cost: a new leader's first write waits for a write
-still in flight from the old one (bounded by the old one's ``sync_timeout``, or by
-PostgreSQL ending its session when its connection dies). Then, with the resource's
+in flight from the old one; but a write holds the fence only for its transaction (a batch,
+or a snapshot's swap), never while a snapshot streams in. And a writer that stops in the
+middle of one (paused, cut off) is ended by PostgreSQL: every write transaction sets
+``idle_in_transaction_session_timeout`` to ``IDLE_IN_TRANSACTION_TIMEOUT``, so the server ends
+the session, and its locks, if the client goes quiet for that long in the middle of a
+transaction. Then, with the resource's
 ``sync_state`` row locked, the rest of ``listwatch.fencing``'s rules apply: an older
 generation of the same sender is refused (``StaleWrite``), and a replayed batch or snapshot
 changes nothing.
@@ -115,6 +135,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import unquote, urlsplit
@@ -123,7 +144,7 @@ import orjson
 
 from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
-from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch
+from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch, StaleWrite
 from listwatch.sinks import _base
 from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
 
@@ -148,10 +169,18 @@ DEFAULT_SCHEMA = "listwatch"
 _POOL_SIZE = 4
 """Connections of the sink's own pool: one for the writer, the rest for readers."""
 
-_STAGED_TABLE = "lw_staged"
-_STAGED = f"pg_temp.{_STAGED_TABLE}"
-_LISTED_TABLE = "lw_listed"
-_LISTED = f"pg_temp.{_LISTED_TABLE}"
+IDLE_IN_TRANSACTION_TIMEOUT = 5.0
+"""Seconds a write transaction may sit waiting for its client before PostgreSQL ends the
+session (``idle_in_transaction_session_timeout``): a writer paused or cut off in the middle
+of one holds the fence, and every other writer, no longer than this. A healthy writer sends
+its next statement within milliseconds."""
+_BOUNDED_TRANSACTION = (
+    f"SET LOCAL idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_TIMEOUT * 1000)}"
+)
+ABANDONED_AFTER = 15 * 60.0
+"""Seconds after which a staging nothing touched (no page staged) is taken for abandoned
+(its writer died) and deleted by the next snapshot that starts. Far beyond any wait for a
+LIST page or an HTTP sender's next bytes, which are bounded well below it."""
 
 
 class _Statements:
@@ -159,56 +188,89 @@ class _Statements:
 
     def __init__(self, schema: str) -> None:
         s = quote(schema)
+
         # Changed rows only: a row whose RV and JSON bytes (their SHA-256) are the listed
         # object's is filtered out before the INSERT, so a relist of a quiet cluster neither
         # parses the objects again nor touches their rows (ON CONFLICT would lock, and so
         # dirty, even a row it then leaves alone). The filter is a scalar subquery per row
         # (an index probe), never a join that would read every stored row for each page.
-        upsert_changed = f"""
-            INSERT INTO {s}.objects AS o
-                (resource, key, resource_version, object, object_sha256, updated_at)
-            SELECT $1, p.key, p.resource_version, convert_from(p.object, 'UTF8')::jsonb,
-                   p.object_sha256, now()
-            FROM p
-            WHERE (SELECT c.resource_version = p.resource_version
-                          AND c.object_sha256 = p.object_sha256
-                   FROM {s}.objects c WHERE c.resource = $1 AND c.key = p.key) IS NOT TRUE
-            ON CONFLICT (resource, key) DO UPDATE SET
-                resource_version = excluded.resource_version,
-                object = excluded.object,
-                object_sha256 = excluded.object_sha256,
-                updated_at = excluded.updated_at
-            WHERE o.resource_version <> excluded.resource_version
-               OR o.object_sha256 <> excluded.object_sha256
+        def upsert_changed(source: str, obj: str, where: str = "") -> str:
+            return f"""
+                INSERT INTO {s}.objects AS o
+                    (resource, key, resource_version, object, object_sha256, updated_at)
+                SELECT $1, p.key, p.resource_version, {obj}, p.object_sha256, now()
+                FROM {source}
+                WHERE {where} {unchanged("p")} IS NOT TRUE
+                ON CONFLICT (resource, key) DO UPDATE SET
+                    resource_version = excluded.resource_version,
+                    object = excluded.object,
+                    object_sha256 = excluded.object_sha256,
+                    updated_at = excluded.updated_at
+                WHERE o.resource_version <> excluded.resource_version
+                   OR o.object_sha256 <> excluded.object_sha256
+            """
+
+        def unchanged(p: str) -> str:
+            """Whether the stored row holds the RV and bytes of ``p``'s (NULL: no row)."""
+            return f"""(
+                SELECT c.resource_version = {p}.resource_version
+                       AND c.object_sha256 = {p}.object_sha256
+                FROM {s}.objects c WHERE c.resource = $1 AND c.key = {p}.key
+            )"""
+
+        self.register_staging = f"""
+            INSERT INTO {s}.stagings (staging, resource, started_at, touched_at)
+            VALUES ($1, $2, now(), now())
         """
-        self.create_staging = (
-            f"CREATE TEMP TABLE {_STAGED_TABLE} "
-            "(key text NOT NULL, resource_version text NOT NULL, object bytea NOT NULL) "
-            "ON COMMIT DROP;"
-            # Staged bytes are read once, right away: compressing them would be wasted work.
-            f"ALTER TABLE {_STAGED} ALTER COLUMN object SET STORAGE EXTERNAL;"
-            f"CREATE TEMP TABLE {_LISTED_TABLE} (key text PRIMARY KEY) ON COMMIT DROP"
-        )
-        self.merge_page = f"""
-            WITH p AS MATERIALIZED (
-                SELECT key, resource_version, object, sha256(object) AS object_sha256
-                FROM {_STAGED}
-            ), listed AS (
-                INSERT INTO {_LISTED} (key) SELECT key FROM p ON CONFLICT DO NOTHING
+        self.drop_abandoned = f"""
+            WITH gone AS (
+                DELETE FROM {s}.stagings
+                WHERE touched_at < now() - $1::float8 * interval '1 second'
+                RETURNING staging
             )
-            {upsert_changed}
+            DELETE FROM {s}.staged WHERE staging IN (SELECT staging FROM gone)
         """
-        self.truncate_staged = f"TRUNCATE {_STAGED}"
-        self.delete_unlisted = f"""
+        self.drop_staging = f"""
+            WITH gone AS (DELETE FROM {s}.stagings WHERE staging = $1)
+            DELETE FROM {s}.staged WHERE staging = $1
+        """
+        # One statement per page, in a transaction of its own: touch the staging (no row:
+        # it was dropped as abandoned, and nothing is inserted), then stage the page's rows,
+        # the changed ones parsed into jsonb. A key staged again (a later page) keeps the
+        # last.
+        self.stage_page = f"""
+            WITH touched AS (
+                UPDATE {s}.stagings SET touched_at = now() WHERE staging = $2 RETURNING staging
+            ), p AS MATERIALIZED (
+                SELECT u.key, u.resource_version, u.object, sha256(u.object) AS object_sha256
+                FROM unnest($3::text[], $4::text[], $5::bytea[]) AS u(key, resource_version, object)
+            )
+            INSERT INTO {s}.staged AS st (staging, key, resource_version, object_sha256, object)
+            SELECT t.staging, p.key, p.resource_version, p.object_sha256,
+                   CASE WHEN {unchanged("p")} THEN NULL
+                        ELSE convert_from(p.object, 'UTF8')::jsonb END
+            FROM p CROSS JOIN touched t
+            ON CONFLICT (staging, key) DO UPDATE SET
+                resource_version = excluded.resource_version,
+                object_sha256 = excluded.object_sha256,
+                object = excluded.object
+        """
+        self.lock_staging = f"SELECT 1 FROM {s}.stagings WHERE staging = $1 FOR UPDATE"
+        # A row staged without a body (NULL: unchanged when staged) that is not unchanged
+        # now meets objects.object's NOT NULL: the swap fails rather than write a stale
+        # comparison (the module's docs).
+        self.swap_upsert = upsert_changed(f"{s}.staged p", "p.object", "p.staging = $2 AND")
+        self.swap_delete = f"""
             DELETE FROM {s}.objects o
-            WHERE o.resource = $1 AND NOT EXISTS (SELECT 1 FROM {_LISTED} l WHERE l.key = o.key)
+            WHERE o.resource = $1
+              AND NOT EXISTS (SELECT 1 FROM {s}.staged p WHERE p.staging = $2 AND p.key = o.key)
         """
         self.upsert_many = f"""
             WITH p AS MATERIALIZED (
                 SELECT u.key, u.resource_version, u.object, sha256(u.object) AS object_sha256
                 FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(key, resource_version, object)
             )
-            {upsert_changed}
+            {upsert_changed("p", "convert_from(p.object, 'UTF8')::jsonb")}
         """
         self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
         self.state_after_list = _base.record_state_sql(
@@ -218,10 +280,11 @@ class _Statements:
             f"{s}.sync_state", ("$1", "$2", "$3", "now()", "NULL", "$4", "$5", "$6"), snapshot=False
         )
         # The resource's last stamp, locked: writers of one resource go one at a time.
-        self.recorded_stamp = f"""
+        self.read_stamp = f"""
             SELECT epoch, session, generation, sequence, resource_version FROM {s}.sync_state
-            WHERE resource = $1 FOR UPDATE
+            WHERE resource = $1
         """
+        self.recorded_stamp = self.read_stamp + " FOR UPDATE"
         self.read_fence = f"SELECT epoch FROM {s}.fence"
         self.lock_fence_shared = f"SELECT epoch FROM {s}.fence FOR SHARE"
         self.lock_fence_exclusive = f"SELECT epoch FROM {s}.fence FOR UPDATE"
@@ -476,6 +539,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
             async with pool.acquire() as connection:
                 await self._raise_fence(connection, stamp.epoch)
                 async with connection.transaction():
+                    await connection.execute(_BOUNDED_TRANSACTION)
                     yield connection, await self._check_fence(connection, stamp)
 
     async def _raise_fence(self, connection: Connection, epoch: int) -> None:
@@ -496,9 +560,18 @@ class PostgresSink(Sink[asyncpg.Pool]):
         if epoch <= recorded:
             return
         async with connection.transaction():
+            await connection.execute(_BOUNDED_TRANSACTION)
             recorded = await connection.fetchval(sql.lock_fence_exclusive)
             if epoch > recorded:
                 await connection.execute(sql.raise_fence, epoch)
+
+    async def _peek_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
+        """``fencing.decide`` on what the database recorded, read without locking anything:
+        the early check before a snapshot is staged (the swap checks again, locked)."""
+        highest = await connection.fetchval(self._sql.read_fence)
+        row = await connection.fetchrow(self._sql.read_stamp, self._resource)
+        recorded = fencing.Stamp(*row) if row is not None else None
+        return fencing.decide(self._resource, stamp, recorded, int(highest))
 
     async def _check_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
         """First in the write's transaction: ``fencing.decide`` on the recorded epoch (the
@@ -514,36 +587,36 @@ class PostgresSink(Sink[asyncpg.Pool]):
 
     # -- receiver callbacks ----------------------------------------------------------------
 
-    async def on_list(self, snapshot: Snapshot) -> None:
-        """Every page is staged with COPY and merged as it arrives; at the end, rows the
-        snapshot did not hold are deleted."""
-        resource, key, sql = self._resource, self._custom_key, self._sql
-        async with self._write(fencing.stamp_of(snapshot)) as (connection, verdict):
-            if verdict is Verdict.DUPLICATE:
-                await _base.drain_duplicate(snapshot)
-                return
-            await connection.execute(sql.create_staging)
-            async for page in snapshot.pages():
-                records = _records(page, resource, key)
-                if not records:
-                    continue
-                await connection.copy_records_to_table(
-                    _STAGED_TABLE, schema_name="pg_temp", records=records
-                )
-                try:
-                    await connection.execute(sql.merge_page, resource)
-                except asyncpg.DataError as exc:
-                    raise _unstorable(resource, records, exc) from None
-                await connection.execute(sql.truncate_staged)
-            await connection.execute(sql.delete_unlisted, resource)
-            await connection.execute(
-                sql.state_after_list,
-                resource,
-                snapshot.resource_version,
-                snapshot.generation,
-                snapshot.epoch,
-                snapshot.session,
-            )
+    @contextlib.asynccontextmanager
+    async def _staging(self, stamp: fencing.Stamp) -> AsyncIterator[_PostgresStaging | None]:
+        """A staging of the snapshot's own (``stagings``' row and ``staged``' rows), deleted
+        when the block ends; each step takes a pool connection and gives it back."""
+        pool, sql = self._opened(), self._sql
+        staging = uuid.uuid4()
+        async with pool.acquire() as connection:
+            # A new leader's epoch is recorded now: the old leader's writes, its snapshots
+            # in flight included, are refused from here on, before this one is even staged.
+            await self._raise_fence(connection, stamp.epoch)
+            duplicate = await self._peek_fence(connection, stamp) is Verdict.DUPLICATE
+            if not duplicate:
+                await connection.execute(sql.drop_abandoned, ABANDONED_AFTER)
+                await connection.execute(sql.register_staging, staging, self._resource)
+        if duplicate:
+            yield None
+            return
+        try:
+            yield _PostgresStaging(self, staging)
+        finally:
+            await self._drop_staging(staging)
+
+    async def _drop_staging(self, staging: uuid.UUID) -> None:
+        """Delete a staging's rows, at its end. Best effort: should this fail (the database
+        gone, the sink closed), the staging is abandoned and a later snapshot deletes it."""
+        try:
+            async with self._opened().acquire() as connection:
+                await connection.execute(self._sql.drop_staging, staging)
+        except (RuntimeError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass
 
     async def on_batch(self, batch: Batch) -> None:
         """The upserts are one statement over arrays, the deletes another."""
@@ -591,6 +664,65 @@ class PostgresSink(Sink[asyncpg.Pool]):
         return SyncState.from_row(
             await self._opened().fetchrow(self._sql.select_state, self._resource)
         )
+
+
+class _PostgresStaging(_base.Staging):
+    """A snapshot's pages in ``staged`` under the staging's id; swapped by ``_write``."""
+
+    def __init__(self, sink: PostgresSink, staging: uuid.UUID) -> None:
+        self._sink = sink
+        self._staging = staging
+
+    def _abandoned(self) -> StaleWrite:
+        return StaleWrite(
+            f"{self._sink.resource}: refused a snapshot: its staging was dropped as abandoned "
+            f"(nothing staged for {ABANDONED_AFTER:g} s, or PostgreSQL restarted)"
+        )
+
+    async def add(self, page: Sequence[Item]) -> None:
+        sink = self._sink
+        records = _records(page, sink.resource, sink._custom_key)
+        if not records:
+            return
+        keys, versions, objects = zip(*records, strict=True)
+        async with sink._opened().acquire() as connection:
+            try:
+                status = await connection.execute(
+                    sink._sql.stage_page,
+                    sink.resource,
+                    self._staging,
+                    list(keys),
+                    list(versions),
+                    list(objects),
+                )
+            except asyncpg.DataError as exc:
+                raise _unstorable(sink.resource, records, exc) from None
+        if status.endswith(" 0"):  # "INSERT 0 n": nothing inserted, so no staging row
+            raise self._abandoned()
+
+    async def swap(self, snapshot: Snapshot) -> None:
+        sink, resource, sql = self._sink, self._sink.resource, self._sink._sql
+        async with sink._write(fencing.stamp_of(snapshot)) as (connection, verdict):
+            if verdict is Verdict.DUPLICATE:
+                return
+            if await connection.fetchval(sql.lock_staging, self._staging) is None:
+                raise self._abandoned()
+            try:
+                await connection.execute(sql.swap_upsert, resource, self._staging)
+            except asyncpg.NotNullViolationError:
+                raise StaleWrite(
+                    f"{resource}: refused a snapshot: another write changed the rows while it "
+                    "was staged"
+                ) from None
+            await connection.execute(sql.swap_delete, resource, self._staging)
+            await connection.execute(
+                sql.state_after_list,
+                resource,
+                snapshot.resource_version,
+                snapshot.generation,
+                snapshot.epoch,
+                snapshot.session,
+            )
 
 
 class PostgresStore(SinkStore[PostgresSink]):

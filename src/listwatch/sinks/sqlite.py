@@ -12,20 +12,33 @@ Several sinks (one per resource) may share one file. What every sink does (the s
 boundary, batches, transactions, the fence) is ``listwatch.sinks._base``'s; here is how SQLite
 does it.
 
-Each call is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs in WAL
-mode, so readers (other processes, or this sink's own readers, which use a second connection)
-see the last committed state while a write is in progress. A snapshot is written page by
-page as it is listed: the keys it held are collected in a temporary table, not in Python, so
-the sink's memory does not grow with the cluster either. The fence reads the highest epoch
-over every resource of the file (one agent's resources share one leader).
+Each write commits in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs
+in WAL mode, so readers (other processes, or this sink's own readers, which use a second
+connection) see the last committed state while a write is in progress. The fence reads the
+highest epoch over every resource of the file (one agent's resources share one leader).
+
+A snapshot is *staged* first (the contract's rule: no lock across a network wait). Each
+snapshot opens a connection of its own and writes its pages, as they are listed, into a
+``TEMP`` table of that connection: SQLite keeps it in the connection's separate temporary
+database (a file in ``$SQLITE_TMPDIR``, else ``$TMPDIR``, ``/var/tmp`` or ``/tmp``, unlinked
+as soon as it is opened), so staging takes no lock on the mirror's file (each row is one
+statement outside any transaction: it writes the temporary database only, and its read of
+the file, to compare with the stored row, ends with it), and memory stays at a page and
+SQLite's cache (``temp_store=FILE``). Only then ``BEGIN IMMEDIATE`` takes the write lock,
+for the swap: the fence, one ``INSERT … SELECT`` of the staged rows that changed, one
+``DELETE`` of the rows the snapshot lacks, the sync state, ``COMMIT``. Its length is the
+local disk's, never the network's. A writer that dies while staging leaves nothing: the
+temporary file goes with its process. So one resource's slow LIST, or a snapshot a sender
+stopped sending, holds up no other writer of the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -34,6 +47,7 @@ import orjson
 
 from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
 from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
 
@@ -45,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
+_Row = tuple[str, str, str]
 
 _SCHEMA = (
     """
@@ -96,9 +111,7 @@ _MIGRATIONS = {
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
-_UPSERT = """
-    INSERT INTO objects (resource, key, resource_version, object, updated_at)
-    VALUES (?, ?, ?, ?, ?)
+_ON_CONFLICT = """
     ON CONFLICT (resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
@@ -106,14 +119,47 @@ _UPSERT = """
     WHERE objects.object IS NOT excluded.object
        OR objects.resource_version IS NOT excluded.resource_version
 """
-_DELETE = "DELETE FROM objects WHERE resource = ? AND key = ?"
-# The keys a snapshot listed, kept by SQLite (in its temporary database) instead of Python.
-_LISTED_TABLE = "CREATE TEMP TABLE IF NOT EXISTS listed (key TEXT PRIMARY KEY) WITHOUT ROWID"
-_LISTED_CLEAR = "DELETE FROM temp.listed"
-_LISTED_ADD = "INSERT OR IGNORE INTO temp.listed (key) VALUES (?)"
-_DELETE_UNLISTED = """
-    DELETE FROM objects
-    WHERE resource = ? AND key NOT IN (SELECT key FROM temp.listed)
+_UPSERT = (
+    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
+    "VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT
+)
+_DELETE = "DELETE FROM main.objects WHERE resource = ? AND key = ?"
+# A snapshot's rows, staged on its own connection (in SQLite's temporary database, which
+# locks nothing of the main file). The key is unique: a key listed twice keeps the last. An
+# object whose RV and JSON the file holds already is staged without its JSON (NULL): the
+# comparison, which reads the stored JSON, is made here, outside the swap, and a relist of
+# a quiet cluster copies next to nothing.
+_STAGING_TABLE = """
+    CREATE TEMP TABLE lw_staged (
+        key              TEXT PRIMARY KEY,
+        resource_version TEXT NOT NULL,
+        object           TEXT
+    )
+"""
+_STAGE = """
+    INSERT INTO temp.lw_staged (key, resource_version, object)
+    SELECT ?1, ?2, CASE WHEN EXISTS (
+        SELECT 1 FROM main.objects
+        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3
+    ) THEN NULL ELSE ?3 END
+    WHERE true
+    ON CONFLICT (key) DO UPDATE SET
+        resource_version = excluded.resource_version, object = excluded.object
+"""
+# The swap: every staged row the file does not hold as it is. A row staged without its
+# JSON is still held if its RV is (an object's RV names its content); if another write
+# changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
+# refused rather than keep a comparison that went stale.
+_SWAP_UPSERT = (
+    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
+    "SELECT ?1, s.key, s.resource_version, s.object, ?2 FROM temp.lw_staged s "
+    "WHERE NOT EXISTS (SELECT 1 FROM main.objects o WHERE o.resource = ?1 AND o.key = s.key "
+    "AND o.resource_version = s.resource_version AND (s.object IS NULL OR o.object = s.object))"
+    + _ON_CONFLICT
+)
+_SWAP_DELETE = """
+    DELETE FROM main.objects
+    WHERE resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
 """
 _HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
 _RECORDED_STAMP = (
@@ -156,30 +202,23 @@ def _decode_on_fetch(cursor: aiosqlite.Cursor) -> None:
     cursor.row_factory = _key_and_object  # type: ignore[assignment]
 
 
-class _Rows:
-    """The upsert rows of a page or batch, built as ``executemany`` iterates them.
+def _rows(resource: str, items: Iterable[Item], key: KeyFunc | None) -> Iterator[_Row]:
+    """``(key, resourceVersion, JSON text)`` of each item, made as ``executemany`` asks.
 
-    Iterated on the connection's thread, inside the transaction: turning objects into text
-    does not block the event loop, and an object that cannot be stored fails the
-    transaction (which rolls back) rather than half of it. ``keys`` records what was written.
+    Iterated on the connection's thread: turning objects into text does not block the
+    event loop, and an object that cannot be stored fails the write there (a batch's
+    transaction rolls back; a snapshot's staging is thrown away).
     """
+    for item in items:
+        text = _base.item_json(resource, item).decode()  # SQLite TEXT, for json_extract
+        yield _base.item_key(item, key), item.resource_version, text
 
-    def __init__(
-        self, resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
-    ) -> None:
-        self._resource = resource
-        self._items = items
-        self._key = key
-        self._now = now
-        self.keys: list[tuple[str]] = []
 
-    def __iter__(self) -> Iterator[tuple[str, str, str, str, float]]:
-        resource, key, now, keys = self._resource, self._key, self._now, self.keys
-        for item in self._items:
-            stored_key = _base.item_key(item, key)
-            keys.append((stored_key,))
-            text = _base.item_json(resource, item).decode()  # SQLite TEXT, for json_extract
-            yield (resource, stored_key, item.resource_version, text, now)
+def _batch_rows(
+    resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
+) -> Iterator[tuple[str, str, str, str, float]]:
+    for stored_key, resource_version, text in _rows(resource, items, key):
+        yield resource, stored_key, resource_version, text, now
 
 
 class _Connections(NamedTuple):
@@ -202,7 +241,9 @@ class SQLiteSink(Sink[_Connections]):
     write waits for another writer of the same file (another sink) before it fails.
 
     The sink holds two connections: a writer, and a reader for :meth:`objects`, :meth:`get`,
-    :meth:`count` and :meth:`sync_state`, so those never queue behind a write.
+    :meth:`count` and :meth:`sync_state`, so those never queue behind a write; and each
+    snapshot in flight has one of its own, where it is staged and swapped (the module's
+    docs).
     """
 
     def __init__(
@@ -270,7 +311,9 @@ class SQLiteSink(Sink[_Connections]):
         finally:
             await handle.reader.close()
 
-    async def _connection(self, *, query_only: bool = False) -> aiosqlite.Connection:
+    async def _connection(
+        self, *, query_only: bool = False, staging: bool = False
+    ) -> aiosqlite.Connection:
         # isolation_level=None: no implicit transactions; every write says BEGIN/COMMIT itself.
         connection = await aiosqlite.connect(
             self._path, isolation_level=None, timeout=self._busy_timeout
@@ -281,6 +324,8 @@ class SQLiteSink(Sink[_Connections]):
             await connection.execute("PRAGMA synchronous=NORMAL")
             if query_only:
                 await connection.execute("PRAGMA query_only=ON")
+            if staging:  # a snapshot's pages go to a file, never to memory: bounded
+                await connection.execute("PRAGMA temp_store=FILE")
         except BaseException:
             await connection.close()
             raise
@@ -327,36 +372,21 @@ class SQLiteSink(Sink[_Connections]):
 
     # -- receiver callbacks ----------------------------------------------------------------
 
-    async def on_list(self, snapshot: Snapshot) -> None:
-        """Every item is upserted page by page as the snapshot is listed, its key added to a
-        temporary table; at the end, every row whose key the table lacks is deleted."""
-        resource, key = self._resource, self._custom_key
-
-        async def write(connection: aiosqlite.Connection, now: float) -> None:
-            if await self._fence(connection, fencing.stamp_of(snapshot)) is Verdict.DUPLICATE:
-                await _base.drain_duplicate(snapshot)
+    @contextlib.asynccontextmanager
+    async def _staging(self, stamp: fencing.Stamp) -> AsyncIterator[_SQLiteStaging | None]:
+        """A connection of the snapshot's own, its ``TEMP`` table the staging area; closed
+        (the table gone with it) when the block ends."""
+        self._opened()
+        connection = await self._connection(staging=True)
+        try:
+            # Outside a transaction: each read ends with its statement.
+            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+                yield None
                 return
-            await connection.execute(_LISTED_TABLE)
-            await connection.execute(_LISTED_CLEAR)
-            async for page in snapshot.pages():
-                rows = _Rows(resource, page, key, now)
-                await connection.executemany(_UPSERT, rows)
-                await connection.executemany(_LISTED_ADD, rows.keys)
-            await connection.execute(_DELETE_UNLISTED, (resource,))
-            await connection.execute(_LISTED_CLEAR)
-            await connection.execute(
-                _STATE_AFTER_LIST,
-                (
-                    resource,
-                    snapshot.resource_version,
-                    snapshot.generation,
-                    now,
-                    snapshot.epoch,
-                    snapshot.session,
-                ),
-            )
-
-        await self._transaction(write)
+            await connection.execute(_STAGING_TABLE)
+            yield _SQLiteStaging(self, connection)
+        finally:
+            await connection.close()
 
     async def on_batch(self, batch: Batch) -> None:
         resource, key = self._resource, self._custom_key
@@ -368,7 +398,7 @@ class SQLiteSink(Sink[_Connections]):
             if await self._fence(connection, stamp) is Verdict.DUPLICATE:
                 return
             if upserts:
-                await connection.executemany(_UPSERT, _Rows(resource, upserts, key, now))
+                await connection.executemany(_UPSERT, _batch_rows(resource, upserts, key, now))
             if deletes:
                 await connection.executemany(_DELETE, deletes)
             await connection.execute(
@@ -393,8 +423,11 @@ class SQLiteSink(Sink[_Connections]):
         recorded = fencing.Stamp(*row) if row is not None else None
         return fencing.decide(self._resource, stamp, recorded, highest)
 
-    async def _transaction(self, write: _Write) -> None:
-        """Run ``write`` between BEGIN IMMEDIATE and COMMIT; roll back on any error.
+    async def _transaction(
+        self, write: _Write, connection: aiosqlite.Connection | None = None
+    ) -> None:
+        """Run ``write`` between BEGIN IMMEDIATE and COMMIT, on the sink's writer (or on a
+        snapshot's own ``connection``, for its swap); roll back on any error.
 
         ``BEGIN IMMEDIATE`` takes the write lock at once (waiting up to ``busy_timeout`` for
         another writer) instead of failing on the first write. A cancellation (the Syncer's
@@ -404,7 +437,9 @@ class SQLiteSink(Sink[_Connections]):
         awaiting it (as an anyio cancel scope does); the next write is queued behind it.
         """
         async with self._lock:
-            writer = self._opened().writer
+            writer = self._opened().writer  # a closed sink takes no write, a swap neither
+            if connection is not None:
+                writer = connection
             try:
                 await writer.execute("BEGIN IMMEDIATE")
                 await write(writer, time.time())
@@ -438,6 +473,53 @@ class SQLiteSink(Sink[_Connections]):
     async def sync_state(self) -> SyncState | None:
         reader = self._opened().reader
         return SyncState.from_row(await self._fetchone(reader, _SELECT_STATE, (self._resource,)))
+
+
+class _SQLiteStaging(_base.Staging):
+    """A snapshot's pages in ``temp.lw_staged`` of its own connection; the swap runs on that
+    connection too, the only one that sees the table."""
+
+    def __init__(self, sink: SQLiteSink, connection: aiosqlite.Connection) -> None:
+        self._sink = sink
+        self._connection = connection
+
+    async def add(self, page: Sequence[Item]) -> None:
+        resource = self._sink.resource
+        rows = ((*row, resource) for row in _rows(resource, page, self._sink._custom_key))
+        # Each row its own statement, outside any transaction: it writes (and locks) the
+        # temporary database only, and its read of the file ends with it.
+        await self._connection.executemany(_STAGE, rows)
+
+    async def swap(self, snapshot: Snapshot) -> None:
+        sink, resource = self._sink, self._sink.resource
+        stamp = fencing.stamp_of(snapshot)
+
+        async def write(connection: aiosqlite.Connection, now: float) -> None:
+            if await sink._fence(connection, stamp) is Verdict.DUPLICATE:
+                return
+            try:
+                await connection.execute(_SWAP_UPSERT, (resource, now))
+            except sqlite3.IntegrityError as exc:
+                if "NOT NULL" not in str(exc):
+                    raise
+                raise StaleWrite(
+                    f"{resource}: refused a snapshot: another write changed the rows while it "
+                    "was staged"
+                ) from None
+            await connection.execute(_SWAP_DELETE, (resource,))
+            await connection.execute(
+                _STATE_AFTER_LIST,
+                (
+                    resource,
+                    snapshot.resource_version,
+                    snapshot.generation,
+                    now,
+                    snapshot.epoch,
+                    snapshot.session,
+                ),
+            )
+
+        await sink._transaction(write, self._connection)
 
 
 def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
