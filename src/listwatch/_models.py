@@ -188,6 +188,17 @@ class Item:
         """Whether ``object`` has been parsed already."""
         return self._object is not None
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the JSON the server sent for it, as the byte budgets count them
+        (``PAGE_BYTES``, the merger's): 0 once ``object`` has been parsed, and for an item
+        built from a parsed object, whose size is not known without serialising it."""
+        raw = self._raw
+        if raw is None:
+            return 0
+        prefix = len(self._prefix)
+        return len(raw) + prefix - 1 if prefix else len(raw)  # the prefix replaces a brace
+
     def _server_json(self) -> bytes:
         raw = self._raw
         assert raw is not None
@@ -296,6 +307,18 @@ class Event(Item):
     def __repr__(self) -> str:
         rv = self.resource_version
         return f"Event({self.type.value}, key={self.key!r}, resource_version={rv!r})"
+
+
+PAGE_BYTES = 8 * 1024 * 1024
+"""The byte budget of one snapshot page: a LIST page's ``limit`` is cut to keep it about
+this large (``listwatch._kube.resource``), and a streaming list's initial events are
+grouped into pages of at most this many bytes (``listwatch._reflector``); a single object
+larger than the budget still makes a page of its own. ``page_size`` counts objects, but
+objects range from 1 KB to the ~1.5 MiB etcd stores (docs/kubernetes-semantics.md#size-limits):
+500 pods of 7 KB are 3.5 MB, 500 ConfigMaps of 1.4 MiB would be 700 MiB. A receiver may hold
+a page two or three times over (the bytes, its rows, their encoding) and the agent runs in
+256 MiB, of which ~85 MiB is the interpreter and its libraries; 8 MiB keeps 500 ordinary
+objects per page (up to 16 KB each) and five of the largest."""
 
 
 @dataclass(frozen=True, slots=True)

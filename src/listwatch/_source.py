@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from listwatch._kube.discovery import ResourceName, parse_resource_name, resolve_name
-from listwatch._kube.resource import ResourceClient
+from listwatch._kube.resource import MAX_EVENT_BYTES, MAX_LIST_BYTES, ResourceClient
 from listwatch._models import Event, GroupVersionResource, Page
 from listwatch._types import ListFunc, ListOptions, WatchFunc, WatchOptions
 
@@ -117,8 +117,8 @@ class ListWatch:
         label_selector: str | None = None,
         field_selector: str | None = None,
         metadata_only: bool = False,
-        max_event_bytes: int = 16 * 1024 * 1024,
-        max_list_bytes: int = 1024 * 1024 * 1024,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        max_list_bytes: int = MAX_LIST_BYTES,
         idle_timeout: float | None = 120.0,
     ) -> ListWatch:
         """Any listable resource, through the client's config, auth, TLS and proxies.
@@ -135,6 +135,9 @@ class ListWatch:
         kubectl does. ``metadata_only`` asks for ``PartialObjectMetadata`` (names, labels,
         annotations, owners: no spec or status), as client-go's metadata client does.
         ``idle_timeout``: a watch that receives no byte for that long is dead.
+        ``max_event_bytes`` caps one watch event (16 MiB) and ``max_list_bytes`` one LIST
+        response (32 MiB), both as inflated; LIST pages aim at ``listwatch._models.PAGE_BYTES``
+        (8 MiB) whatever the page size asks (docs/kubernetes-semantics.md#size-limits).
         """
         options = _ClientOptions(
             namespace=namespace,

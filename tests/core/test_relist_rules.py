@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -213,15 +214,16 @@ async def test_a_streaming_lists_watch_that_ends_after_one_event_is_resumed_not_
 
 
 class RecordingBackoff(Backoff):
-    """Records what each wait was asked for, and waits only a token time."""
+    """Records how long each wait would be (its own delays are a token time, so a wait
+    that long was the server's Retry-After), and does not wait."""
 
     def __init__(self) -> None:
         super().__init__(initial=0.01, cap=0.02)
         self.asked: list[float] = []
 
-    async def wait(self, at_least: float = 0.0) -> float:
-        self.asked.append(at_least)
-        return await super().wait(0.0)
+    async def sleep(self, delay: float) -> None:
+        self.asked.append(delay)
+        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize("plain_text", [False, True], ids=["status-json", "apf-plain-text"])
