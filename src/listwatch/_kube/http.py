@@ -151,6 +151,8 @@ async def read_body(
         body += chunk
     if truncate:
         return body[:cap]
+    read = len(body)
+    del body  # not kept alive by the traceback while the caller handles the error
     # aiohttp counts the bytes it took off the wire for a compressed body (from 3.13.3).
     wire = getattr(response.content, "total_compressed_bytes", None)
     inflated = (
@@ -159,8 +161,7 @@ async def read_body(
         else ""
     )
     raise ResponseTooLarge(
-        f"{request}: response larger than {limit} (read {len(body)} bytes{inflated})",
-        read=len(body),
+        f"{request}: response larger than {limit} (read {read} bytes{inflated})", read=read
     )
 
 

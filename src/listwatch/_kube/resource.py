@@ -498,15 +498,16 @@ class ResourceClient:
         except ResponseTooLarge:
             if limit <= 1:
                 raise  # one object over max_list_bytes: nothing smaller to ask for
-            self._page_limit.too_large(self._max_list_bytes)
-            logger.info(
-                "list %s: a page of up to %d objects is larger than max_list_bytes=%d; "
-                "asking for the same page again, one object at a time",
-                self._path,
-                limit,
-                self._max_list_bytes,
-            )
-            return await self._list_page(options, self._page_limit.limit(options.limit))
+        # Out of the except block: the first attempt is let go before the second is read.
+        self._page_limit.too_large(self._max_list_bytes)
+        logger.info(
+            "list %s: a page of up to %d objects is larger than max_list_bytes=%d; "
+            "asking for the same page again, one object at a time",
+            self._path,
+            limit,
+            self._max_list_bytes,
+        )
+        return await self._list_page(options, self._page_limit.limit(options.limit))
 
     async def _list_page(self, options: ListOptions, limit: int) -> Page:
         query = list(self._selectors)
