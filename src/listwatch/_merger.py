@@ -18,8 +18,9 @@ buffer in one loop: per event, a watch costs a few dictionary operations, not a 
 operation, an ``await`` and a task switch. :class:`Batching` is the three numbers that bound
 it, validated once where they are given (``Syncer(merge_interval=...)``).
 
-Bytes are the JSON bytes the server sent (``Item.nbytes``); an event a custom source built
-from a parsed dict counts 0 and is bounded by the counts alone. A byte bound holds at most
+Bytes are the JSON bytes the server sent (``Item.nbytes``; a key function that parses the
+object does not change them); an event a custom source built from a parsed dict counts 0
+and is bounded by the counts alone. A byte bound holds at most
 its budget, or a single event larger than that: one object always gets through.
 """
 
@@ -28,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ logger = logging.getLogger("listwatch")
 
 _BOOKMARK = EventType.BOOKMARK
 _ERROR = EventType.ERROR
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def _check_event(event: Event) -> None:
@@ -100,7 +104,7 @@ class MergeBuffer:
         """
         if event.type is not EventType.BOOKMARK:
             _check_event(event)
-            size = event.nbytes  # read before a key function parses it
+            size = event.nbytes
             key = self._key(event.object) if self._key is not None else event.key
             if not key:
                 raise ValueError(f"{event.type} event has no key; cannot merge it")
@@ -126,15 +130,16 @@ class MergeBuffer:
         key_func = self._key
         resource_version = self._resource_version
         pending_bytes = self._pending_bytes
-        room = max_bytes if max_bytes is not None else float("inf")
+        room = max_bytes if max_bytes is not None else sys.maxsize
         received = 0
         taken = 0
         try:
             while queue and len(pending) < max_keys:
-                size = queue[0].nbytes  # read before a key function parses it
-                if size and pending and pending_bytes + size > room:
-                    break  # full: what is pending is delivered first, then this one
                 event = queue.popleft()
+                size = event.nbytes
+                if pending_bytes + size > room and pending:
+                    queue.appendleft(event)
+                    break  # full: what is pending is delivered first, then this one
                 taken += size
                 event_type = event.type
                 if event_type is not _BOOKMARK:
@@ -362,13 +367,15 @@ class EventMerger:
         queue = self._queue
         end = min(stop, start + self._queue_size - len(queue))
         room = self._queue_bytes - self._queued_bytes
-        added = 0
-        for index in range(start, end):
-            size = events[index].nbytes
-            if added + size > room and (queue or index > start):
-                end = index  # the rest waits; an event alone in the queue always fits
-                break
-            added += size
+        added = sum(map(_NBYTES, events[start:end] if start or end < len(events) else events))
+        if added > room:  # not all of it: as many as fit (an event alone always does)
+            added = 0
+            for index in range(start, end):
+                size = events[index].nbytes
+                if added + size > room and (queue or index > start):
+                    end = index
+                    break
+                added += size
         if end > start:
             queue.extend(events[start:end] if start or end < len(events) else events)
             self._queued_bytes += added

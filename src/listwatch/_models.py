@@ -110,10 +110,15 @@ class Item:
     the same object either way.
     """
 
-    __slots__ = ("_object", "_prefix", "_raw", "_transform", "key", "resource_version")
+    __slots__ = ("_object", "_prefix", "_raw", "_transform", "key", "nbytes", "resource_version")
 
     key: str
     resource_version: str
+    nbytes: int
+    """The bytes of the JSON the server sent for it, as the byte budgets count them
+    (``PAGE_BYTES``, the merger's), kept once it is parsed; 0 for an item built from a
+    parsed object, whose size is not known without serialising it. A plain attribute, not
+    computed: the merger reads it for every watch event."""
 
     def __init__(
         self,
@@ -135,6 +140,7 @@ class Item:
         # Members spliced in front of the raw object's own: b'{"kind":"Pod",...,' replaces
         # its opening brace. Kept apart so that nothing is copied until someone asks.
         self._prefix = prefix
+        self.nbytes = 0 if raw is None else (len(raw) + len(prefix) - 1 if prefix else len(raw))
 
     @classmethod
     def of(cls, obj: JsonObject, key: KeyFunc = object_key) -> Item:
@@ -187,17 +193,6 @@ class Item:
     def decoded(self) -> bool:
         """Whether ``object`` has been parsed already."""
         return self._object is not None
-
-    @property
-    def nbytes(self) -> int:
-        """The bytes of the JSON the server sent for it, as the byte budgets count them
-        (``PAGE_BYTES``, the merger's): 0 once ``object`` has been parsed, and for an item
-        built from a parsed object, whose size is not known without serialising it."""
-        raw = self._raw
-        if raw is None:
-            return 0
-        prefix = len(self._prefix)
-        return len(raw) + prefix - 1 if prefix else len(raw)  # the prefix replaces a brace
 
     def _server_json(self) -> bytes:
         raw = self._raw
@@ -272,6 +267,7 @@ class Event(Item):
         self._raw = raw
         self._transform = transform
         self._prefix = b""
+        self.nbytes = 0 if raw is None else len(raw)
         self.type = type
         self.initial_events_end = initial_events_end
 
