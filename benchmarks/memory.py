@@ -287,6 +287,8 @@ def cluster_server(size: int) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 # -- one mirror run -----------------------------------------------------------------------
