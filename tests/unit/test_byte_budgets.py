@@ -248,3 +248,7 @@ async def test_a_snapshot_body_goes_out_in_chunks_of_a_few_records_never_a_page(
         assert max(len(c) for c in chunks) <= SEND_CHUNK_BYTES + record
         assert len(chunks) >= 20 * record // (SEND_CHUNK_BYTES + record)
     assert _client._QUEUED_CHUNKS == 2  # what waits for the writer: two such chunks
+    # The header goes alone and first, readable at once: the receiver judges the fence
+    # before any object arrives.
+    first = zlib.decompressobj(wbits=31).decompress(chunks[0]) if level else chunks[0]
+    assert first == records[0] + b"\n"

@@ -218,9 +218,12 @@ class HttpSink(OpenedOnEnter):
 
     async def _snapshot_body(self, header: Header, snapshot: Snapshot) -> AsyncIterator[bytes]:
         """The body in chunks of about ``SEND_CHUNK_BYTES`` of records: a page of big
-        objects is encoded a record at a time, never whole."""
+        objects is encoded a record at a time, never whole. The header goes at once (the
+        receiver judges the fence before the objects), and what a page encoded goes before
+        the next page is listed (a slow LIST is not a silent request)."""
         encoder = _Encoder(self._compress_level)
-        parts = [encoder.encode(protocol.encode_header(header))]
+        yield encoder.encode(protocol.encode_header(header)) + encoder.sync()
+        parts: list[bytes] = []
         filled = 0
         count = 0
         async for page in snapshot.pages():
@@ -237,6 +240,11 @@ class HttpSink(OpenedOnEnter):
                         yield chunk
                     del chunk
             del page  # not held while the next page is listed
+            if filled:
+                chunk = b"".join(parts) + encoder.sync()
+                parts, filled = [], 0
+                yield chunk
+                del chunk
         parts.append(encoder.encode(protocol.encode_commit(count, snapshot.resource_version)))
         parts.append(encoder.flush())
         yield b"".join(parts)
@@ -311,6 +319,11 @@ class _Encoder:
 
     def encode(self, record: bytes) -> bytes:
         return self._compressor.compress(record) if self._compressor is not None else record
+
+    def sync(self) -> bytes:
+        """What is buffered, so far, made readable by the receiver (a deflate sync point)."""
+        compressor = self._compressor
+        return compressor.flush(zlib.Z_SYNC_FLUSH) if compressor is not None else b""
 
     def flush(self) -> bytes:
         return self._compressor.flush() if self._compressor is not None else b""
