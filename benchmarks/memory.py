@@ -51,9 +51,9 @@ MIB = 1024 * 1024
 SYNC_TIMEOUT = 900.0
 CATCH_UP_TIMEOUT = 120.0
 SAMPLE_SECONDS = 0.05
-SYNCED = re.compile(r"listwatch mirror: synced(?: [^:]+)?: (\d+) objects")
-"""The mirror's line once a resource has synced: ``synced pods: N objects at ...`` (or
-``synced: N objects`` from the variants, which mirror one resource)."""
+SYNCED = re.compile(r"listwatch mirror: (?:[\w.]+: )?synced(?: [^:]+)?:? (\d+) objects")
+"""The mirror's line once a resource has synced: ``pods: synced N objects at ...`` (earlier
+``synced pods: N objects``, or ``synced: N objects`` from the variants)."""
 LIMIT_MIB = 256.0
 """The seed deployment's pod memory limit."""
 
@@ -287,6 +287,8 @@ def cluster_server(size: int) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 # -- one mirror run -----------------------------------------------------------------------

@@ -6,7 +6,9 @@ so the merger keeps ``{key: last event}`` and delivers that map every ``merge_in
 
 * memory is bounded by the number of distinct keys, not by the event rate: a hot object costs
   one slot however often it changes, and ``max_batch`` caps the slots (an early flush) while the
-  bounded queue in front caps what waits to be merged (a full queue slows the watch reader);
+  bounded queue in front caps what waits to be merged (a full queue slows the watch reader).
+  Both are bounded in bytes too (``max_batch_bytes``, ``queue_bytes``): a thousand objects
+  are 7 MB of pods or 1.4 GB of the largest ConfigMaps;
 * the receiver skips intermediate states and does one write per object per batch.
 
 :class:`MergeBuffer` holds the merge rules and is synchronous, so they can be property-tested;
@@ -15,6 +17,11 @@ queue one list of events per network chunk (``put_many``), and the merger moves 
 buffer in one loop: per event, a watch costs a few dictionary operations, not a queue
 operation, an ``await`` and a task switch. :class:`Batching` is the three numbers that bound
 it, validated once where they are given (``Syncer(merge_interval=...)``).
+
+Bytes are the JSON bytes the server sent (``Item.nbytes``; a key function that parses the
+object does not change them); an event a custom source built from a parsed dict counts 0
+and is bounded by the counts alone. A byte bound holds at most
+its budget, or a single event larger than that: one object always gets through.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +47,7 @@ logger = logging.getLogger("listwatch")
 
 _BOOKMARK = EventType.BOOKMARK
 _ERROR = EventType.ERROR
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def _check_event(event: Event) -> None:
@@ -63,6 +73,7 @@ class MergeBuffer:
     def __init__(self, *, key: KeyFunc | None = None) -> None:
         self._key = key
         self._pending: dict[str, Event] = {}
+        self._pending_bytes = 0
         self._resource_version = ""
         self._taken_resource_version = ""
         self._received = 0
@@ -70,6 +81,11 @@ class MergeBuffer:
     def __len__(self) -> int:
         """The number of distinct keys pending."""
         return len(self._pending)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the events pending (``Item.nbytes``), one per key."""
+        return self._pending_bytes
 
     @property
     def resource_version(self) -> str:
@@ -88,19 +104,24 @@ class MergeBuffer:
         """
         if event.type is not EventType.BOOKMARK:
             _check_event(event)
+            size = event.nbytes
             key = self._key(event.object) if self._key is not None else event.key
             if not key:
                 raise ValueError(f"{event.type} event has no key; cannot merge it")
             pending = self._pending
-            pending.pop(key, None)  # re-insert: the key moves to the end
+            replaced = pending.pop(key, None)  # re-insert: the key moves to the end
             pending[key] = event
+            self._pending_bytes += size - (replaced.nbytes if replaced is not None else 0)
         if event.resource_version:
             self._resource_version = event.resource_version
         self._received += 1
 
-    def add_from(self, queue: deque[Event], max_keys: int) -> None:
-        """Merge events from the front of ``queue`` until it is empty or ``max_keys`` keys
-        are pending: the rules of :meth:`add`, in one loop (the merger's hot path).
+    def add_from(self, queue: deque[Event], max_keys: int, max_bytes: int | None = None) -> int:
+        """Merge events from the front of ``queue`` until it is empty, ``max_keys`` keys are
+        pending, or the next event would take the pending bytes past ``max_bytes`` (unless
+        nothing is pending: one event always fits; a key it replaces is not credited, so
+        the check errs towards an early flush): the rules of :meth:`add`, in one loop (the
+        merger's hot path). Returns the bytes of the events it took from the queue.
 
         On a bad event (ERROR, no key) it raises ``ValueError``: that event has been taken
         from the queue, the ones before it are merged, the ones after it stay queued.
@@ -108,10 +129,18 @@ class MergeBuffer:
         pending = self._pending
         key_func = self._key
         resource_version = self._resource_version
+        pending_bytes = self._pending_bytes
+        room = max_bytes if max_bytes is not None else sys.maxsize
         received = 0
+        taken = 0
         try:
             while queue and len(pending) < max_keys:
                 event = queue.popleft()
+                size = event.nbytes
+                if pending_bytes + size > room and pending:
+                    queue.appendleft(event)
+                    break  # full: what is pending is delivered first, then this one
+                taken += size
                 event_type = event.type
                 if event_type is not _BOOKMARK:
                     if event_type is _ERROR:
@@ -119,14 +148,17 @@ class MergeBuffer:
                     key = key_func(event.object) if key_func is not None else event.key
                     if not key:
                         raise ValueError(f"{event_type} event has no key; cannot merge it")
-                    pending.pop(key, None)  # re-insert: the key moves to the end
+                    replaced = pending.pop(key, None)  # re-insert: the key moves to the end
                     pending[key] = event
+                    pending_bytes += size - (replaced.nbytes if replaced is not None else 0)
                 if event.resource_version:
                     resource_version = event.resource_version
                 received += 1
         finally:
             self._resource_version = resource_version
+            self._pending_bytes = pending_bytes
             self._received += received
+        return taken
 
     def take(
         self, generation: int = 0, *, epoch: int = 0, resource: GroupVersionResource | None = None
@@ -143,17 +175,31 @@ class MergeBuffer:
             self._pending, self._resource_version, generation, self._received, epoch, resource
         )
         self._pending = {}
+        self._pending_bytes = 0
         self._taken_resource_version = self._resource_version
         self._received = 0
         return batch
+
+
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""The default byte bound of a batch. A receiver holds a batch while it writes it, often
+twice over (its rows or its request body), and the agent runs in 256 MiB; 8 MiB is a
+thousand pods of up to 8 KB (``max_batch`` decides for ordinary objects) and five of the
+largest objects etcd stores (~1.5 MiB: docs/kubernetes-semantics.md#size-limits)."""
+
+QUEUE_BYTES = 8 * 1024 * 1024
+"""The default byte bound of the queue in front of the merge: what the watch reader may
+run ahead of the merge, like ``MAX_BATCH_BYTES`` a thousand ordinary events or a few of
+the largest."""
 
 
 @dataclass(frozen=True, slots=True)
 class Batching:
     """How watch events become batches; a bad value is refused here, when it is given.
 
-    Together they bound a generation's memory: ``queue_size`` queued events plus
-    ``max_batch`` merged keys, whatever the event rate.
+    Together they bound a generation's memory: ``queue_size`` queued events within
+    ``queue_bytes`` plus ``max_batch`` merged keys within ``max_batch_bytes``, whatever the
+    event rate and the objects' sizes (a single larger event still passes, alone).
     """
 
     merge_interval: float = 3.0
@@ -162,6 +208,10 @@ class Batching:
     """The most distinct keys pending before an early flush."""
     queue_size: int = 1000
     """The queue's bound in events: a producer waits while this many are queued."""
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    """The most bytes pending before an early flush."""
+    queue_bytes: int = QUEUE_BYTES
+    """The queue's bound in bytes: a producer waits while the next event does not fit."""
 
     def __post_init__(self) -> None:
         if not self.merge_interval > 0:  # also rejects NaN
@@ -170,6 +220,10 @@ class Batching:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch!r}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+        if self.max_batch_bytes < 1:
+            raise ValueError(f"max_batch_bytes must be >= 1, got {self.max_batch_bytes!r}")
+        if self.queue_bytes < 1:
+            raise ValueError(f"queue_bytes must be >= 1, got {self.queue_bytes!r}")
 
 
 class EventMerger:
@@ -178,13 +232,16 @@ class EventMerger:
     Producers call :meth:`put_many` (or :meth:`put`); one task runs :meth:`run` until
     cancelled. ``on_batch`` is called every ``merge_interval`` seconds (measured from the end
     of the previous call), or at once when ``max_batch`` distinct keys are pending (the
-    numbers are ``batching``'s). Calls never overlap, and nothing is read from the queue
-    while one runs, so memory stays within ``queue_size`` queued events plus ``max_batch``
-    keys. An exception from ``on_batch`` ends :meth:`run` unchanged: there is no retry here,
-    the supervisor starts a new generation with a new merger.
+    numbers are ``batching``'s), or when the next event would take the pending bytes past
+    ``max_batch_bytes``. Calls never overlap, and nothing is read from the queue while one
+    runs, so memory stays within the queue's bounds plus the batch's. An exception from
+    ``on_batch`` ends :meth:`run` unchanged: there is no retry here, the supervisor starts
+    a new generation with a new merger.
 
-    The queue is counted in events, whatever the lists they come in: a producer whose list
-    does not fit queues what does and waits for room for the rest (backpressure, never loss).
+    The queue is counted in events and in bytes, whatever the lists they come in: a
+    producer whose list does not fit queues what does and waits for room for the rest
+    (backpressure, never loss). An event larger than ``queue_bytes`` waits for an empty
+    queue and then goes in alone.
     """
 
     def __init__(
@@ -206,6 +263,9 @@ class EventMerger:
         self._resource = resource
         self._queue: deque[Event] = deque()
         self._queue_size = batching.queue_size
+        self._queue_bytes = batching.queue_bytes
+        self._queued_bytes = 0
+        self._max_batch_bytes = batching.max_batch_bytes
         self._getter: asyncio.Future[None] | None = None
         """The merger's wait for events (there is one reader: ``run``)."""
         self._putters: deque[asyncio.Future[None]] = deque()
@@ -243,6 +303,16 @@ class EventMerger:
     def queued(self) -> int:
         """Events waiting in the queue, not yet merged."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """The bytes of the events waiting in the queue (``Item.nbytes``)."""
+        return self._queued_bytes
+
+    @property
+    def pending_bytes(self) -> int:
+        """The bytes of the events merged and not yet delivered."""
+        return self._buffer.nbytes
 
     @property
     def batches_delivered(self) -> int:
@@ -296,8 +366,19 @@ class EventMerger:
                 break
         queue = self._queue
         end = min(stop, start + self._queue_size - len(queue))
+        room = self._queue_bytes - self._queued_bytes
+        added = sum(map(_NBYTES, events[start:end] if start or end < len(events) else events))
+        if added > room:  # not all of it: as many as fit (an event alone always does)
+            added = 0
+            for index in range(start, end):
+                size = events[index].nbytes
+                if added + size > room and (queue or index > start):
+                    end = index
+                    break
+                added += size
         if end > start:
             queue.extend(events[start:end] if start or end < len(events) else events)
+            self._queued_bytes += added
             self._wake_getter()
         if end == stop < len(events):
             _check_event(events[stop])
@@ -333,14 +414,20 @@ class EventMerger:
             self._buffer = MergeBuffer(key=self._key)
 
     async def _collect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Move queued events into the buffer until ``deadline`` or ``max_batch`` keys."""
+        """Move queued events into the buffer until ``deadline``, ``max_batch`` keys, or
+        the next event does not fit ``max_batch_bytes``."""
         queue, buffer, max_batch = self._queue, self._buffer, self._max_batch
         while len(buffer) < max_batch:
             if queue:
                 try:
-                    buffer.add_from(queue, max_batch)
+                    self._queued_bytes -= buffer.add_from(queue, max_batch, self._max_batch_bytes)
+                except BaseException:
+                    self._queued_bytes = sum(event.nbytes for event in queue)
+                    raise
                 finally:
                     self._wake_putters()
+                if queue:
+                    return  # full (keys or bytes): deliver, then go on
                 continue
             getter = self._getter = loop.create_future()
             try:

@@ -111,10 +111,15 @@ class Item:
     the same object either way.
     """
 
-    __slots__ = ("_object", "_prefix", "_raw", "_transform", "key", "resource_version")
+    __slots__ = ("_object", "_prefix", "_raw", "_transform", "key", "nbytes", "resource_version")
 
     key: str
     resource_version: str
+    nbytes: int
+    """The bytes of the JSON the server sent for it, as the byte budgets count them
+    (``PAGE_BYTES``, the merger's), kept once it is parsed; 0 for an item built from a
+    parsed object, whose size is not known without serialising it. A plain attribute, not
+    computed: the merger reads it for every watch event."""
 
     def __init__(
         self,
@@ -136,6 +141,7 @@ class Item:
         # Members spliced in front of the raw object's own: b'{"kind":"Pod",...,' replaces
         # its opening brace. Kept apart so that nothing is copied until someone asks.
         self._prefix = prefix
+        self.nbytes = 0 if raw is None else (len(raw) + len(prefix) - 1 if prefix else len(raw))
 
     @classmethod
     def of(cls, obj: JsonObject, key: KeyFunc = object_key) -> Item:
@@ -266,6 +272,7 @@ class Event(Item):
         self._raw = raw
         self._transform = transform
         self._prefix = b""
+        self.nbytes = 0 if raw is None else len(raw)
         self.type = type
         self.initial_events_end = initial_events_end
 
@@ -301,6 +308,18 @@ class Event(Item):
     def __repr__(self) -> str:
         rv = self.resource_version
         return f"Event({self.type.value}, key={self.key!r}, resource_version={rv!r})"
+
+
+PAGE_BYTES = 8 * 1024 * 1024
+"""The byte budget of one snapshot page: a LIST page's ``limit`` is cut to keep it about
+this large (``listwatch._kube.resource``), and a streaming list's initial events are
+grouped into pages of at most this many bytes (``listwatch._reflector``); a single object
+larger than the budget still makes a page of its own. ``page_size`` counts objects, but
+objects range from 1 KB to the ~1.5 MiB etcd stores (docs/kubernetes-semantics.md#size-limits):
+500 pods of 7 KB are 3.5 MB, 500 ConfigMaps of 1.4 MiB would be 700 MiB. A receiver may hold
+a page two or three times over (the bytes, its rows, their encoding) and the agent runs in
+256 MiB, of which ~85 MiB is the interpreter and its libraries; 8 MiB keeps 500 ordinary
+objects per page (up to 16 KB each) and five of the largest."""
 
 
 @dataclass(frozen=True, slots=True)

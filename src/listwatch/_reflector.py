@@ -11,8 +11,10 @@ decides whether the Syncer stops, and otherwise it backs off and relists.
 
 | what happened                                    | rule                                   |
 |--------------------------------------------------|----------------------------------------|
-| 429, or 5xx with Retry-After                     | wait max(Retry-After, backoff), retry  |
-|                                                  | the same request (a list: 10 times)    |
+| 429, or 5xx with Retry-After                     | wait max(Retry-After up to 60 s,       |
+|                                                  | backoff), retry the same request (a    |
+|                                                  | list: 10 times); a WARNING before a    |
+|                                                  | wait of 5 s or more                    |
 | a LIST page or the stream fails mid-snapshot     | raised into the receiver's iteration;  |
 | (continue token expired, cut, 5xx, ...)          | back off, relist                       |
 | on_list returns before the end of the snapshot   | ``ReceiverError``: back off, relist    |
@@ -60,7 +62,7 @@ from types import TracebackType
 from typing import NoReturn, Protocol, Self, TypeVar, runtime_checkable
 
 from listwatch._backoff import Backoff
-from listwatch._models import Event, EventType, Item, Page, PageStream
+from listwatch._models import PAGE_BYTES, Event, EventType, Item, Page, PageStream
 from listwatch._source import ListWatch
 from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
@@ -120,6 +122,21 @@ would loop; client-go's ``VeryShortWatchError`` relists after a backoff."""
 MAX_SAME_REQUEST_RETRIES = 10
 """client-go's REST layer retries a 429 or Retry-After 5xx up to 10 times (``maxRetries``)."""
 
+MAX_RETRY_AFTER_SECONDS = 60.0
+"""The longest a server's ``Retry-After`` is honoured; a longer one waits this long.
+kube-apiserver never asks for more than 32 s (APF's cap; a watch cache that is not ready
+says 1-30 s: docs/kubernetes-semantics.md#priority-and-fairness), and it gives a request no
+more than 60 s itself (``--request-timeout``, the 504 of a non-watch request). client-go
+bounds the same wait only by the request's context (``rest.Config.Timeout``,
+kubectl's ``--request-timeout``): a Retry-After of days from a proxy or a broken server
+would hold a snapshot open, and the receiver's copy stale, for days. With
+``MAX_SAME_REQUEST_RETRIES`` a request waits 10 minutes at most before its generation ends."""
+
+LOUD_WAIT_SECONDS = 5.0
+"""A wait at least this long is logged at WARNING before it starts (naming the request and
+the server's answer), so a stalled sync is never silent; shorter ones, APF's usual 1 s,
+at INFO."""
+
 INITIAL_EVENTS_QUIET_SECONDS = 10.0
 """A streaming list whose server sends nothing for this long before the initial-events-end
 bookmark is not a streaming list: a server (or mock, or aggregated API) that ignores
@@ -152,11 +169,12 @@ def _retry_after(exc: ListWatchError) -> float | None:
     """The wait before the same request again, or None if this error is not retried so.
 
     A 429 is always retried (Retry-After or not); a 5xx only when the server said when.
+    Either waits at most ``MAX_RETRY_AFTER_SECONDS``.
     """
     if isinstance(exc, TooManyRequests):
-        return exc.retry_after or 0.0
+        return min(exc.retry_after or 0.0, MAX_RETRY_AFTER_SECONDS)
     if isinstance(exc, ServerError) and exc.retry_after is not None:
-        return exc.retry_after
+        return min(exc.retry_after, MAX_RETRY_AFTER_SECONDS)
     return None
 
 
@@ -247,12 +265,33 @@ async def retrying(
             if wait is None or attempt > MAX_SAME_REQUEST_RETRIES:
                 raise
             delay = max(wait, backoff.next_delay())
-            logger.info("%s: %s; retrying the same request in %.1f s", what, exc, delay)
+            _announce_wait(what, exc, delay, attempt)
             await backoff.sleep(delay)
             continue
         if verb == "list":
             notify(observe.RequestDone(verb, "ok"))
         return result
+
+
+def _announce_wait(what: str, exc: ListWatchError, delay: float, attempt: int) -> None:
+    """Say, before it starts, how long the same request waits and why; loudly when long."""
+    asked = exc.retry_after if isinstance(exc, ApiError) else None
+    capped = (
+        f" (the server asked for {asked:g} s; at most {MAX_RETRY_AFTER_SECONDS:g} s is honoured)"
+        if asked is not None and asked > MAX_RETRY_AFTER_SECONDS
+        else ""
+    )
+    level = logging.WARNING if delay >= LOUD_WAIT_SECONDS else logging.INFO
+    answer = str(exc)
+    logger.log(
+        level,
+        "%s; retrying the same request in %.1f s%s, attempt %d of %d",
+        answer if answer.startswith(f"{what} ") else f"{what}: {answer}",  # "list /api/v1/..."
+        delay,
+        capped,
+        attempt,
+        MAX_SAME_REQUEST_RETRIES,
+    )
 
 
 # -- listing ---------------------------------------------------------------------------------
@@ -462,7 +501,7 @@ async def open_streaming_list(
     as an ADDED event per object, then a BOOKMARK annotated ``k8s.io/initial-events-end``
     whose RV is the snapshot's. The same stream then goes on as the generation's watch. The
     server keeps no per-client list in memory, and neither do we: the events are grouped
-    into pages of ``page_size`` as the receiver reads them.
+    into pages of ``page_size`` events and at most ``PAGE_BYTES`` as the receiver reads them.
 
     The first event is read now, so a server that refuses the request (422 from servers
     without the WatchList feature, an ERROR event when etcd lacks RequestWatchProgress;
@@ -530,9 +569,17 @@ async def _initial_pages(
 
 
 async def _initial_events(
-    stream: EventStream, event: Event | None, page_size: int, what: str
+    stream: EventStream,
+    event: Event | None,
+    page_size: int,
+    what: str,
+    page_bytes: int = PAGE_BYTES,
 ) -> PageStream:
+    """The initial events in pages of at most ``page_size`` events and ``page_bytes`` bytes
+    (a single larger event makes a page of its own): what is held while the receiver
+    writes a page is bounded by bytes, whatever the objects' sizes."""
     page: list[Item] = []
+    size = 0
     read = 0
     while True:
         if event is None:
@@ -551,11 +598,15 @@ async def _initial_events(
                 reason="the server sent a DELETED event inside a streaming list's initial events",
             )
         else:  # ADDED, or a MODIFIED that a server sent before the end: the latest state
+            if page and size + event.nbytes > page_bytes:
+                yield Page(page, "")
+                page, size = [], 0
             page.append(event)
+            size += event.nbytes
             read += 1
             if len(page) >= page_size:
                 yield Page(page, "")
-                page = []
+                page, size = [], 0
         try:
             async with asyncio.timeout(INITIAL_EVENTS_QUIET_SECONDS):
                 event = await anext(stream, None)

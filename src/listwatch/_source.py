@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from listwatch._kube.discovery import ResourceName, parse_resource_name, resolve_name
-from listwatch._kube.resource import ResourceClient
+from listwatch._kube.resource import MAX_EVENT_BYTES, MAX_LIST_BYTES, ResourceClient
 from listwatch._models import Event, GroupVersionResource, Page
 from listwatch._types import ListFunc, ListOptions, WatchFunc, WatchOptions
 
@@ -116,8 +116,8 @@ class ListWatch:
         label_selector: str | None = None,
         field_selector: str | None = None,
         metadata_only: bool = False,
-        max_event_bytes: int = 16 * 1024 * 1024,
-        max_list_bytes: int = 1024 * 1024 * 1024,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        max_list_bytes: int = MAX_LIST_BYTES,
         idle_timeout: float | None = None,
     ) -> ListWatch:
         """Any listable resource, through the client's config, auth, TLS and proxies.
@@ -139,6 +139,9 @@ class ListWatch:
         and silent past that deadline (``listwatch._kube.resource``). ``idle_timeout`` is
         deprecated and ignored: a limit on silence tore down every healthy watch of a quiet
         resource, to which kube-apiserver sends nothing, not even bookmarks.
+        ``max_event_bytes`` caps one watch event (16 MiB) and ``max_list_bytes`` one LIST
+        response (32 MiB), both as inflated; LIST pages aim at ``listwatch._models.PAGE_BYTES``
+        (8 MiB) whatever the page size asks (docs/kubernetes-semantics.md#size-limits).
         """
         if idle_timeout is not None:
             warnings.warn(

@@ -219,7 +219,15 @@ class ApiConnectionError(ListWatchError):
 
 
 class ResponseTooLarge(ListWatchError):
-    """A LIST response is larger than ``max_list_bytes``."""
+    """A LIST response is larger than ``max_list_bytes``.
+
+    ``read`` is how many bytes of it were read (as inflated) before it was refused: at most
+    the cap and one byte, 0 when its ``Content-Length`` said so before any was read.
+    """
+
+    def __init__(self, message: str, *, read: int = 0) -> None:
+        super().__init__(message)
+        self.read = read
 
 
 class WatchStreamError(ListWatchError):

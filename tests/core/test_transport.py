@@ -43,6 +43,13 @@ def answer(status: str, body: bytes, *headers: str, length: int | None = None) -
     return ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode() + body
 
 
+def chunked(status: str, body: bytes, *headers: str) -> bytes:
+    """One HTTP/1.1 response whose body is chunked: its length is not said up front."""
+    lines = [f"HTTP/1.1 {status}", "Connection: close", "Transfer-Encoding: chunked"]
+    head = ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode()
+    return head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
 @contextlib.asynccontextmanager
 async def answering(raw: bytes) -> AsyncIterator[ApiClient]:
     """A client of a server that answers every request with ``raw``, then hangs up."""
@@ -134,17 +141,38 @@ async def test_an_error_body_past_its_cap_is_cut_and_the_status_still_decides() 
 
 
 async def test_a_body_is_read_up_to_its_cap_and_no_further() -> None:
-    async with answering(answer("200 OK", b"x" * 100)) as client:
+    async with answering(chunked("200 OK", b"x" * 100)) as client:
         body = await http.fetch(client, "GET", "/apis", request="discovery /apis", cap=100)
         assert body == b"x" * 100
         with pytest.raises(ResponseTooLarge) as caught:
             await http.fetch(client, "GET", "/apis", request="discovery /apis", cap=99)
-    assert str(caught.value) == "discovery /apis: response larger than 99 bytes"
+    assert str(caught.value) == "discovery /apis: response larger than 99 bytes (read 100 bytes)"
+    assert caught.value.read == 100
+
+
+async def test_a_content_length_past_the_cap_is_refused_before_a_byte_is_read() -> None:
+    """``Content-Length: 2 GiB`` says enough: nothing of it is read (nor waited for)."""
+    raw = answer("200 OK", b'{"kind":"PodList","items":[', length=2 * 1024**3)
+    async with answering(raw) as client:
+        with pytest.raises(ResponseTooLarge) as caught:
+            await http.fetch(
+                client,
+                "GET",
+                "/api/v1/pods",
+                request="list /api/v1/pods",
+                cap=32 * 1024 * 1024,
+                cap_name="max_list_bytes",
+            )
+    assert str(caught.value) == (
+        "list /api/v1/pods: response of 2147483648 bytes (its Content-Length) is larger than "
+        "max_list_bytes=33554432; not read"
+    )
+    assert caught.value.read == 0
 
 
 async def test_the_cap_is_named_after_the_setting_that_set_it() -> None:
     async with answering(answer("200 OK", b"{}" * 100)) as client:
-        with pytest.raises(ResponseTooLarge, match=r"^list /api/v1/pods: .* max_list_bytes=10$"):
+        with pytest.raises(ResponseTooLarge, match=r"^list /api/v1/pods: .*max_list_bytes=10\b"):
             await http.fetch(
                 client,
                 "GET",

@@ -1,6 +1,7 @@
 """How long a resource has gone without a sync, folded from the Syncer's events
 (``StatusTracker``): what ``/readyz``'s staleness rule, the mirror's stale error line and
-``--exit-on-failure`` read. A resync is not a failure; a snapshot delivered ends an outage."""
+``--exit-on-failure`` read. A resync is not a failure, though its relist is time without a
+sync; a snapshot delivered ends an outage."""
 
 from __future__ import annotations
 
@@ -56,16 +57,23 @@ def test_an_outage_runs_from_the_first_failure_to_the_next_snapshot() -> None:
     assert (status.unsynced_for, status.failing_for, status.failures) == (0.0, 0.0, 0)
 
 
-def test_a_resync_is_not_a_failure() -> None:
+def test_a_resync_is_not_a_failure_but_its_relist_is_time_without_a_sync() -> None:
+    """A resync's relist that never completes (a Retry-After of days on its second page)
+    must not look in sync: nothing reaches the receiver meanwhile."""
     clock = Clock()
     tracker = StatusTracker(None, clock=clock)
     delivered(tracker, 1)
+    clock.now += 100
     tracker(observe.GenerationEnded(1, "resync", "", resync=True))
     tracker(observe.GenerationStarted(2))
     clock.now += 30
     status = tracker.status()
     assert not status.synced
-    assert (status.unsynced_for, status.failures) == (0.0, 0)
+    assert (status.unsynced_for, status.failing_for, status.failures) == (30.0, 0.0, 0)
+    assert status.last_error is None
+    tracker(observe.ReceiverStarted("on_list", 2))
+    tracker(observe.SnapshotDelivered(2, 3, "9", 0.1))
+    assert tracker.status().unsynced_for == 0.0
 
 
 def test_failing_before_the_first_snapshot_counts_the_outage_from_the_start() -> None:

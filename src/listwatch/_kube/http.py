@@ -19,7 +19,10 @@ from an error's type alone (the table in ``listwatch._reflector``):
   resumes after them as client-go's StreamWatcher does;
 * a non-2xx answer -> the ``ApiError`` subclass its status and ``metav1.Status`` body say
   (``errors.api_error_from_response``); at most ``MAX_ERROR_BODY_BYTES`` of it is read;
-* a body past the caller's cap -> ``ResponseTooLarge``.
+* a body past the caller's cap -> ``ResponseTooLarge``: counted in bytes as inflated, so a
+  gzip body that inflates far beyond its size fails at the cap (aiohttp from 3.13.3 inflates
+  only as the body is read, a read buffer ahead: CVE-2025-69223), and a body whose
+  ``Content-Length`` already says it is larger is refused before a byte of it is read.
 
 Every message starts with the request's name (``list /api/v1/pods``,
 ``discovery /apis``, ``GET lease ns/name``) and never holds a token or an object's body.
@@ -166,10 +169,21 @@ async def read_body(
 ) -> bytearray:
     """The whole body, of at most ``cap`` bytes; one byte more raises ``ResponseTooLarge``.
 
-    No more than ``cap + 1`` bytes are ever held. ``truncate`` returns the first ``cap``
+    No more than ``cap + 1`` bytes are ever held, counted as inflated (a gzip body's bytes
+    after inflating: what memory holds). A body that declares a larger ``Content-Length``
+    (not compressed) is refused before it is read. ``truncate`` returns the first ``cap``
     bytes instead (an error body: its start holds the Status). ``cap_name`` is the setting
     the message names (``max_list_bytes``), when the cap is the user's.
     """
+    limit = f"{cap_name}={cap}" if cap_name else f"{cap} bytes"
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    declared = response.content_length
+    if not truncate and encoding == "identity" and declared is not None and declared > cap:
+        raise ResponseTooLarge(
+            f"{request}: response of {declared} bytes (its Content-Length) is larger than "
+            f"{limit}; not read",
+            read=0,
+        )
     body = bytearray()
     while len(body) <= cap:
         chunk = await _read(response, min(READ_CHUNK, cap + 1 - len(body)), request)
@@ -178,8 +192,18 @@ async def read_body(
         body += chunk
     if truncate:
         return body[:cap]
-    limit = f"{cap_name}={cap}" if cap_name else f"{cap} bytes"
-    raise ResponseTooLarge(f"{request}: response larger than {limit}")
+    read = len(body)
+    del body  # not kept alive by the traceback while the caller handles the error
+    # aiohttp counts the bytes it took off the wire for a compressed body (from 3.13.3).
+    wire = getattr(response.content, "total_compressed_bytes", None)
+    inflated = (
+        f", inflated from {wire} bytes of {encoding}"
+        if encoding != "identity" and isinstance(wire, int)
+        else ""
+    )
+    raise ResponseTooLarge(
+        f"{request}: response larger than {limit} (read {read} bytes{inflated})", read=read
+    )
 
 
 async def _read(response: aiohttp.ClientResponse, size: int, request: str) -> bytes:

@@ -4,7 +4,8 @@ Requests go through ``listwatch._kube.http`` (the user's ``ApiClient``, the raw 
 response, the one mapping of failures to ``listwatch.errors``); this module turns the bytes
 into pages and events itself, with msgspec and orjson, because building kubernetes_asyncio's
 models costs ~40x the parse. A LIST body is capped at ``max_list_bytes``, a watch event at
-``max_event_bytes``.
+``max_event_bytes``; a LIST page's ``limit`` is cut to keep the page within ``PAGE_BYTES``
+(``PageLimit``).
 
 A watch is presumed dead in two ways, and never merely for being quiet (a quiet resource's
 watch carries no byte for minutes: docs/kubernetes-semantics.md#bookmarks): TCP keepalive
@@ -17,6 +18,7 @@ at TCP level but stuck, since kube-apiserver ends every watch at that deadline
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -30,19 +32,36 @@ import orjson
 
 from listwatch._framing import LineFramer, LineTooLong
 from listwatch._kube import http
-from listwatch._models import Event, EventType, Item, Page
+from listwatch._models import PAGE_BYTES, Event, EventType, Item, Page
 from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
     ConnectionLost,
     EventTooLarge,
     ListWatchError,
     MalformedEvent,
+    ResponseTooLarge,
     WatchIdle,
     api_error_from_status,
 )
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
+
+logger = logging.getLogger("listwatch")
+
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The default hard cap of one watch event (one object): etcd stores at most ~1.5 MiB and
+kube-apiserver takes write bodies of at most 3 MiB (docs/kubernetes-semantics.md#size-limits),
+but an object's JSON may be larger than its stored protobuf and an aggregated API stores
+nothing in etcd; a larger line is refused (``EventTooLarge``) before it is whole."""
+
+MAX_LIST_BYTES = 32 * 1024 * 1024
+"""The default hard cap of one LIST response, as inflated (``ResponseTooLarge``). Pages aim
+at ``PAGE_BYTES`` (``PageLimit``); this allows four times that for a page whose objects are
+bigger than the last ones, and a page of one object up to ``MAX_EVENT_BYTES``. A receiver
+may hold a page about three times over (the bytes, its rows or their encoding), which keeps
+a 256 MiB agent with ~85 MiB of interpreter and libraries within its limit. A larger page
+is asked for again one object at a time; a single object past it fails the list."""
 
 _CONNECT_TIMEOUT = 30.0
 _LIST_READ_TIMEOUT = 60.0
@@ -411,6 +430,48 @@ class WatchStream(AsyncGenerator[Event, None]):
             yield events
 
 
+class PageLimit:
+    """The ``limit`` of the next LIST page: as many objects as fit ``budget`` bytes.
+
+    A page's ``limit`` is a count, and objects range from a 1 KB ConfigMap to the ~1.5 MiB
+    etcd stores, so a fixed count is either wasteful or a page of hundreds of MiB. The
+    bytes per object come from the pages read so far (of this resource, across
+    generations): the next limit is ``budget`` over that, at most what the caller asked
+    for and never below 1. Bigger objects shrink it at once; smaller ones let it grow back
+    at most twice per page (the estimate at most halves), so a run of small objects does
+    not open the way to a page of big ones. A page larger than the hard cap
+    (``max_list_bytes``) is asked for again one object at a time (``too_large``).
+    """
+
+    __slots__ = ("_budget", "_per_object")
+
+    def __init__(self, budget: int = PAGE_BYTES) -> None:
+        if budget < 1:
+            raise ValueError("the page budget must be at least one byte")
+        self._budget = budget
+        self._per_object: float | None = None  # bytes per object; None before any page
+
+    def limit(self, asked: int | None) -> int:
+        """The limit to send for a caller's ``asked`` (0 or None: none asked, none sent)."""
+        if not asked or asked < 1:
+            return 0
+        if self._per_object is None:
+            return asked
+        return max(1, min(asked, int(self._budget // self._per_object)))
+
+    def observed(self, body_bytes: int, objects: int) -> None:
+        """A page of ``objects`` items in ``body_bytes`` was read."""
+        if objects < 1:
+            return  # an empty page (a selector matched none) says nothing of sizes
+        per_object = body_bytes / objects
+        previous = self._per_object
+        self._per_object = per_object if previous is None else max(per_object, previous / 2)
+
+    def too_large(self, cap: int) -> None:
+        """A page passed the hard cap: as if one object were that large (limit 1)."""
+        self._per_object = max(self._per_object or 0.0, float(cap))
+
+
 class ResourceClient:
     """LIST pages and WATCH streams of one resource; the functions behind ``from_client``."""
 
@@ -439,6 +500,7 @@ class ResourceClient:
             self._selectors.append(("fieldSelector", field_selector))
         self._max_event_bytes = max_event_bytes
         self._max_list_bytes = max_list_bytes
+        self._page_limit = PageLimit()
         # client-go's metadata client asks for the PartialObjectMetadata form first and plain
         # JSON second: a server (or an aggregated API) that cannot convert answers with the
         # full objects rather than refusing (docs/kubernetes-semantics.md#metadata-only).
@@ -447,9 +509,29 @@ class ResourceClient:
         self.description = self._path + (" (metadata only)" if metadata_only else "")
 
     async def list_page(self, options: ListOptions) -> Page:
+        """One page of at most ``options.limit`` objects, fewer when they are big
+        (``PageLimit``); it may end before the collection does (its continue token says)."""
+        limit = self._page_limit.limit(options.limit)
+        try:
+            return await self._list_page(options, limit)
+        except ResponseTooLarge:
+            if limit <= 1:
+                raise  # one object over max_list_bytes: nothing smaller to ask for
+        # Out of the except block: the first attempt is let go before the second is read.
+        self._page_limit.too_large(self._max_list_bytes)
+        logger.info(
+            "list %s: a page of up to %d objects is larger than max_list_bytes=%d; "
+            "asking for the same page again, one object at a time",
+            self._path,
+            limit,
+            self._max_list_bytes,
+        )
+        return await self._list_page(options, self._page_limit.limit(options.limit))
+
+    async def _list_page(self, options: ListOptions, limit: int) -> Page:
         query = list(self._selectors)
-        if options.limit:
-            query.append(("limit", str(options.limit)))
+        if limit:
+            query.append(("limit", str(limit)))
         if options.continue_token:
             query.append(("continue", options.continue_token))
         if options.resource_version:
@@ -467,7 +549,9 @@ class ResourceClient:
             cap=self._max_list_bytes,
             cap_name="max_list_bytes",
         )
-        return page_from_list_body(body, what=f"LIST {self._path}")
+        page = page_from_list_body(body, what=f"LIST {self._path}")
+        self._page_limit.observed(len(body), len(page.items))
+        return page
 
     def watch_events(self, options: WatchOptions) -> WatchStream:
         """A WATCH as a stream of events that can also be read a network chunk at a time."""

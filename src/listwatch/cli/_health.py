@@ -28,7 +28,10 @@ __all__ = ["DEFAULT_STALE_AFTER", "FailureLog", "GaveUp", "watch_health"]
 
 DEFAULT_STALE_AFTER = 60.0
 """Twice the Syncer's longest backoff (30 s): a resource that has not synced through two of
-its slowest retries will not by itself, and someone should look."""
+its slowest retries will not by itself, and someone should look. It is also the longest
+``Retry-After`` honoured (``listwatch._reflector.MAX_RETRY_AFTER_SECONDS``): a server that
+asks for the longest wait we grant, on a relist, makes the resource not ready meanwhile,
+and kube-apiserver's own waits (32 s at most) never do."""
 
 _IDLE_CHECK = 5.0
 """With no threshold ahead, how often the watcher looks again anyway (a new term's

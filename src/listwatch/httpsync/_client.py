@@ -8,7 +8,8 @@ failed sync. This sink speaks the HTTP sync protocol (``listwatch.httpsync._wire
 * a snapshot is **one streamed request**: its pages are encoded and gzip-compressed as the
   Syncer lists them (chunked transfer), so the sender holds one page, never the cluster,
   and any size fits; the request ends with a commit record, and a request cut short (a list
-  error mid-stream, a dropped connection) commits nothing on the server;
+  error mid-stream, a dropped connection) commits nothing on the server. Beyond the page
+  being read, the body in flight is bounded in bytes (``SEND_CHUNK_BYTES``), not in pages;
 * objects go as the JSON bytes the API server sent (a ``transform`` re-serialises);
 * every failure raises: the receiver answered an error, refused the write (409: a stale
   epoch, a stale generation), or could not be reached in time. The Syncer then restarts
@@ -55,6 +56,15 @@ KEEPALIVE = 5.0
 """Seconds an idle connection is kept for the next request: below a receiver's header
 timeout (10 s by default), after which it closes the connection, so a request is never sent
 on a connection the receiver is closing."""
+
+SEND_CHUNK_BYTES = 1024 * 1024
+"""A snapshot's body goes to aiohttp in chunks of about this many bytes (before
+compression), each at least one whole record; two wait for the writer while the next is
+filled. So what the sender holds of a snapshot beyond the page being read is about 3 MiB,
+or three records of the largest objects, whatever the page size (it was three whole pages,
+857 MiB with ConfigMaps of ~900 KB). A MiB per write keeps the socket busy."""
+
+_QUEUED_CHUNKS = 2
 
 
 class HttpSink(OpenedOnEnter):
@@ -128,7 +138,7 @@ class HttpSink(OpenedOnEnter):
         # when the request fails (the receiver died mid-stream), aiohttp only *cancels* its
         # writer, and a snapshot still being read there could not be closed by the Syncer.
         # Ours is cancelled and awaited here, so on_list never returns with it running.
-        chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=2)
+        chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
         taken = _Progress()
         path = f"/sync/{resource}/snapshot"
         encoder = asyncio.create_task(
@@ -161,12 +171,19 @@ class HttpSink(OpenedOnEnter):
         """Send ``batch`` as one request, its events in order."""
         resource = self._name(batch.resource)
         header = self._header("batch", batch, resource, sequence=max(batch.sequence, 1))
-        records = [protocol.encode_header(header)]
-        records += [protocol.encode_event(key, event) for key, event in batch.events.items()]
-        records.append(protocol.encode_commit(len(batch.events), batch.resource_version))
-        body = b"".join(records)
-        if self._compress_level:
-            body = zlib.compress(body, self._compress_level, wbits=31)
+        # Compressed record by record: the batch (bounded by the merger's max_batch_bytes)
+        # is held once as objects and once as the body, never also as its uncompressed text.
+        encoder = _Encoder(self._compress_level)
+        parts = [encoder.encode(protocol.encode_header(header))]
+        parts += [
+            encoder.encode(protocol.encode_event(key, event)) for key, event in batch.events.items()
+        ]
+        parts.append(
+            encoder.encode(protocol.encode_commit(len(batch.events), batch.resource_version))
+        )
+        parts.append(encoder.flush())
+        body = b"".join(parts)
+        del parts
         await self._post(
             f"/sync/{resource}/batch", body, aiohttp.ClientTimeout(total=self._timeout)
         )
@@ -214,31 +231,40 @@ class HttpSink(OpenedOnEnter):
             await chunks.put(None)
 
     async def _snapshot_body(self, header: Header, snapshot: Snapshot) -> AsyncIterator[bytes]:
-        compressor = (
-            zlib.compressobj(self._compress_level, zlib.DEFLATED, 31)
-            if self._compress_level
-            else None
-        )
-
-        def out(data: bytes, *, flush: bool = False) -> bytes:
-            if compressor is None:
-                return data
-            return compressor.compress(data) + (
-                compressor.flush(zlib.Z_SYNC_FLUSH) if flush else b""
-            )
-
-        yield out(protocol.encode_header(header))
+        """The body in chunks of about ``SEND_CHUNK_BYTES`` of records: a page of big
+        objects is encoded a record at a time, never whole. The header goes at once (the
+        receiver judges the fence before the objects), and what a page encoded goes before
+        the next page is listed (a slow LIST is not a silent request)."""
+        encoder = _Encoder(self._compress_level)
+        yield encoder.encode(protocol.encode_header(header)) + encoder.sync()
+        parts: list[bytes] = []
+        filled = 0
         count = 0
         async for page in _with_heartbeats(snapshot.pages(), HEARTBEAT):
             if page is None:  # the listing is slow: a blank line says the sender is alive
-                yield out(b"\n", flush=True)
+                yield encoder.encode(b"\n") + encoder.sync()
                 continue
             count += len(page)
-            chunk = out(b"".join(protocol.encode_object(item) for item in page))
-            if chunk:
+            for index in range(len(page)):  # no item left bound to pin the page's body
+                record = protocol.encode_object(page[index])
+                filled += len(record)
+                parts.append(encoder.encode(record))
+                del record
+                if filled >= SEND_CHUNK_BYTES:
+                    chunk = b"".join(parts)
+                    parts, filled = [], 0
+                    if chunk:
+                        yield chunk
+                    del chunk
+            del page  # not held while the next page is listed
+            if filled:
+                chunk = b"".join(parts) + encoder.sync()
+                parts, filled = [], 0
                 yield chunk
-        tail = out(protocol.encode_commit(count, snapshot.resource_version))
-        yield tail + compressor.flush() if compressor is not None else tail
+                del chunk
+        parts.append(encoder.encode(protocol.encode_commit(count, snapshot.resource_version)))
+        parts.append(encoder.flush())
+        yield b"".join(parts)
 
     async def _post(
         self, path: str, body: bytes | AsyncIterator[bytes], limits: aiohttp.ClientTimeout
@@ -302,6 +328,24 @@ class HttpSink(OpenedOnEnter):
 
     def __repr__(self) -> str:
         return f"HttpSink({self._url!r})"
+
+
+class _Encoder:
+    """Records in, the body's bytes out: gzip-compressed as they come, or as they are."""
+
+    def __init__(self, level: int) -> None:
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31) if level else None
+
+    def encode(self, record: bytes) -> bytes:
+        return self._compressor.compress(record) if self._compressor is not None else record
+
+    def sync(self) -> bytes:
+        """What is buffered, so far, made readable by the receiver (a deflate sync point)."""
+        compressor = self._compressor
+        return compressor.flush(zlib.Z_SYNC_FLUSH) if compressor is not None else b""
+
+    def flush(self) -> bytes:
+        return self._compressor.flush() if self._compressor is not None else b""
 
 
 class _Progress:

@@ -75,9 +75,11 @@ class SyncerStatus:
     resource: GroupVersionResource | None = None
     unsynced_for: float = 0.0
     """Seconds the receiver has gone without a sync: 0 from a snapshot delivered until the
-    next failure; otherwise counted from the Syncer's start (before its first snapshot) or
-    from the failure that ended its last good generation. A resync's relist is not a
-    failure. What "not synced for longer than a threshold" is measured by."""
+    next failure or resync; otherwise counted from the Syncer's start (before its first
+    snapshot), from the failure that ended its last good generation, or from the start of
+    a resync's relist (not a failure, but no change reaches the receiver until it is
+    delivered: a relist stuck on a long Retry-After must not look in sync). What "not
+    synced for longer than a threshold" is measured by."""
     failing_for: float = 0.0
     """Seconds since the first failure of the current streak (generations that ended in an
     error with no snapshot delivered since); 0 when there is none."""
@@ -168,6 +170,8 @@ class StatusTracker:
                 if reason != "resync":
                     self.last_error = line
                     self._failed()
+                elif self._unsynced_since is None:
+                    self._unsynced_since = self._clock()
                 if reason == ResourceNotFound.__name__:  # only ever retried once synced
                     self.served = False
                 self.synced = False

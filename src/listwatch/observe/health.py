@@ -7,9 +7,10 @@ Kubernetes probes a pod with two questions, and they have different answers:
   after an error) is alive.
 * **readiness** (``/readyz``): is it doing its job? Every resource has synced (its receiver
   holds a complete snapshot; client-go's ``HasSynced``) and none has gone longer than the
-  agent's ``stale_after`` without a sync (its receiver keeps an ever older copy while every
-  attempt fails), or the replica is a healthy standby. The body names each resource that is
-  not ready, and why.
+  agent's ``stale_after`` without a sync (``SyncerStatus.unsynced_for``: its receiver keeps
+  an ever older copy while every attempt fails, or while a relist waits, say on a
+  server's ``Retry-After``), or the replica is a healthy standby. The body names each
+  resource that is not ready, and why.
 
 Each is a ``HealthReport``: 200 with the JSON when ``ok``, 503 with it when not. Apps that
 serve their own endpoints take the same reports from ``listwatch._agent.Agent`` (or build

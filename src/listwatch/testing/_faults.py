@@ -10,6 +10,17 @@ The wire shapes follow docs/kubernetes-semantics.md#expired-resource-versions,
 #status-and-http-codes: APF's plain-text 429, the 504 with cause
 ``ResourceVersionTooLarge``, the 410 Expired a proxy or old server sends on a watch, the
 200-with-empty-body of uncached resources (kubernetes/kubernetes#104171).
+
+Two faults are what no kube-apiserver sends, but a broken or hostile proxy in front of one
+can, and a client must survive: a gzip LIST body that inflates far beyond its size
+(``gzip_bomb``: kube-apiserver gzips a LIST over 128 KiB, level 1, so a client reads gzip
+anyway) and a LIST whose ``Content-Length`` claims more than any page holds
+(``huge_content_length``). Both stream their body as the client reads it, so the fake
+holds none of it.
+
+A rule can be narrowed to the LISTs that continue a list (``continued``: page 2 and on) and
+skip the first matching requests (``skip``): "a 429 on page 2" is
+``inject(Fault.too_many_requests(...), watch=False, continued=True)``.
 """
 
 from __future__ import annotations
@@ -17,8 +28,12 @@ from __future__ import annotations
 import enum
 import random
 import re
-from collections.abc import Mapping
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from listwatch.testing import _status as k8s_status
 
@@ -32,6 +47,8 @@ class FaultKind(enum.StrEnum):
     EMPTY_RESPONSE = "empty-response"
     SLOW = "slow"
     STALL = "stall"
+    GZIP_BOMB = "gzip-bomb"
+    HUGE_CONTENT_LENGTH = "huge-content-length"
 
 
 #: Faults that only make sense inside a watch stream.
@@ -67,6 +84,7 @@ class Fault:
     mid_line: bool = False
     delay: float = 0.0
     too_large: bool = False
+    size: int = 0
 
     # ------------------------------------------------------------ constructors
 
@@ -165,6 +183,22 @@ class Fault:
             raise ValueError("delay must not be negative")
         return cls(FaultKind.SLOW, delay=delay)
 
+    @classmethod
+    def gzip_bomb(cls, inflated: int) -> Fault:
+        """200 with a ``Content-Encoding: gzip`` list that inflates to about ``inflated``
+        bytes (blanks inside its ``items``) from about a thousandth of that on the wire."""
+        if inflated < 1:
+            raise ValueError("inflated must be positive")
+        return cls(FaultKind.GZIP_BOMB, size=inflated)
+
+    @classmethod
+    def huge_content_length(cls, declared: int) -> Fault:
+        """200 with ``Content-Length: declared`` and a list body of blanks that goes on
+        for as long as the client reads (up to ``declared`` bytes)."""
+        if declared < 1:
+            raise ValueError("declared must be positive")
+        return cls(FaultKind.HUGE_CONTENT_LENGTH, size=declared)
+
     # ------------------------------------------------------------ wire shapes
 
     @property
@@ -190,6 +224,63 @@ class Fault:
         return Fault.status(self.code).status_error()
 
 
+_LIST_HEAD = b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":['
+_LIST_TAIL = b"]}"
+_BLANKS = b" " * (1 << 20)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def gzip_bomb_body(inflated: int) -> Iterator[bytes]:
+    """A gzip member of a list whose items are ``inflated`` bytes of blanks (rounded up to
+    a MiB), a piece at a time and cheaply: a MiB of blanks is deflated once after a full
+    flush, which leaves no reference to what came before it, so the same bytes are valid
+    again and again (about a thousand-fold: deflate's limit)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    yield _GZIP_HEADER + compressor.compress(_LIST_HEAD) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(_BLANKS) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(_LIST_HEAD)
+    blocks = -(-inflated // len(_BLANKS))
+    for _ in range(blocks):
+        yield block
+        crc = zlib.crc32(_BLANKS, crc)
+    crc = zlib.crc32(_LIST_TAIL, crc)
+    size = len(_LIST_HEAD) + blocks * len(_BLANKS) + len(_LIST_TAIL)
+    tail = compressor.compress(_LIST_TAIL) + compressor.flush()
+    yield tail + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+async def stream_oversized(request: web.BaseRequest, fault: Fault) -> web.StreamResponse:
+    """The answer of a GZIP_BOMB or HUGE_CONTENT_LENGTH fault, written as the client reads
+    it; a client that hangs up ends it."""
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    if fault.kind is FaultKind.GZIP_BOMB:
+        response.headers["Content-Encoding"] = "gzip"
+        response.enable_chunked_encoding()
+        pieces: Iterator[bytes] = gzip_bomb_body(fault.size)
+    else:
+        response.content_length = fault.size
+        pieces = _blank_list(fault.size)
+    await response.prepare(request)
+    try:
+        for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client hung up: what it did not read was never made
+    return response
+
+
+def _blank_list(size: int) -> Iterator[bytes]:
+    """``size`` bytes: a list's head, then blanks (never a whole list: no client reads it)."""
+    yield _LIST_HEAD[:size]
+    left = size - min(size, len(_LIST_HEAD))
+    while left > 0:
+        piece = _BLANKS[: min(left, len(_BLANKS))]
+        left -= len(piece)
+        yield piece
+
+
 def _check_count(after_events: int) -> None:
     if after_events < 0:
         raise ValueError("after_events must not be negative")
@@ -207,9 +298,13 @@ class FaultRule:
         watch: bool | None,
         times: int | None,
         probability: float | None,
+        continued: bool | None = None,
+        skip: int = 0,
     ) -> None:
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for no limit")
+        if skip < 0:
+            raise ValueError("skip must not be negative")
         if probability is not None and not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
         if fault.watch_only and watch is False:
@@ -220,13 +315,18 @@ class FaultRule:
         self.watch = watch
         self.times = times
         self.probability = probability
+        self.continued = continued
+        self.skip = skip
         self.hits = 0
+        self.skipped = 0
 
     @property
     def exhausted(self) -> bool:
         return self.times is not None and self.hits >= self.times
 
-    def matches(self, method: str, path: str, watch: bool) -> bool:
+    def matches(
+        self, method: str, path: str, watch: bool, query: Mapping[str, str] | None = None
+    ) -> bool:
         if self.exhausted:
             return False
         if self.method is not None and method.upper() != self.method:
@@ -235,6 +335,10 @@ class FaultRule:
             return False
         if self.fault.watch_only and not watch:
             return False
+        if self.continued is not None:
+            continues = not watch and bool((query or {}).get("continue"))
+            if continues != self.continued:
+                return False
         if self.path is None:
             return True
         if isinstance(self.path, str):
@@ -242,7 +346,11 @@ class FaultRule:
         return self.path.fullmatch(path) is not None
 
     def fire(self, rng: random.Random) -> bool:
-        """Decide (with the seeded RNG) whether this matching request is hit."""
+        """Decide (with the seeded RNG) whether this matching request is hit; the first
+        ``skip`` matching requests never are."""
+        if self.skipped < self.skip:
+            self.skipped += 1
+            return False
         if self.probability is not None and rng.random() >= self.probability:
             return False
         self.hits += 1
@@ -251,8 +359,8 @@ class FaultRule:
     def __repr__(self) -> str:
         return (
             f"FaultRule({self.fault.kind}, path={self.path!r}, method={self.method!r}, "
-            f"watch={self.watch}, times={self.times}, probability={self.probability}, "
-            f"hits={self.hits})"
+            f"watch={self.watch}, continued={self.continued}, skip={self.skip}, "
+            f"times={self.times}, probability={self.probability}, hits={self.hits})"
         )
 
 
@@ -270,9 +378,11 @@ class FaultInjector:
     def clear(self) -> None:
         self._rules.clear()
 
-    def pick(self, method: str, path: str, watch: bool) -> Fault | None:
+    def pick(
+        self, method: str, path: str, watch: bool, query: Mapping[str, str] | None = None
+    ) -> Fault | None:
         for rule in self._rules:
-            if rule.matches(method, path, watch) and rule.fire(self._rng):
+            if rule.matches(method, path, watch, query) and rule.fire(self._rng):
                 self._rules = [r for r in self._rules if not r.exhausted]
                 return rule.fault
         return None

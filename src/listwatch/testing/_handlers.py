@@ -30,7 +30,7 @@ from listwatch.testing import _openapi as openapi
 from listwatch.testing import _options as options
 from listwatch.testing import _status as status
 from listwatch.testing._conversion import Converter
-from listwatch.testing._faults import Fault, FaultInjector, FaultKind
+from listwatch.testing._faults import Fault, FaultInjector, FaultKind, stream_oversized
 from listwatch.testing._listing import Lister
 from listwatch.testing._objects import ObjectHandlers
 from listwatch.testing._paths import (
@@ -93,7 +93,7 @@ class ApiHandler:
         watch = is_watch(path, query)
         authenticated, user = self._authenticate(request)
         admitted = authenticated and user is None
-        fault = self._faults.pick(request.method, path, watch) if admitted else None
+        fault = self._faults.pick(request.method, path, watch, query) if admitted else None
         self._log.append(
             RecordedRequest(
                 request.method,
@@ -140,6 +140,8 @@ class ApiHandler:
             return web.Response(status=500)  # never written: the connection is gone
         if fault.kind is FaultKind.EMPTY_RESPONSE:
             return await _empty_ok(request, chunked=watch)
+        if fault.kind in (FaultKind.GZIP_BOMB, FaultKind.HUGE_CONTENT_LENGTH):
+            return await stream_oversized(request, fault)
         if fault.kind is not FaultKind.STATUS:
             return None
         if fault.plain_text:

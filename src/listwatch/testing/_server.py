@@ -441,10 +441,23 @@ class FakeApiServer:
         watch: bool | None = None,
         times: int | None = 1,
         probability: float | None = None,
+        continued: bool | None = None,
+        skip: int = 0,
     ) -> FaultRule:
-        """Apply ``fault`` to matching requests; see :class:`FaultRule` for matching."""
+        """Apply ``fault`` to matching requests; see :class:`FaultRule` for matching.
+
+        ``continued=True`` matches only LISTs that continue a list (page 2 and on),
+        ``False`` only first pages; ``skip`` serves the first matching requests normally.
+        """
         rule = FaultRule(
-            fault, path=path, method=method, watch=watch, times=times, probability=probability
+            fault,
+            path=path,
+            method=method,
+            watch=watch,
+            times=times,
+            probability=probability,
+            continued=continued,
+            skip=skip,
         )
         return self._faults.add(rule)
 
