@@ -688,6 +688,13 @@ async def watch_from(
         )
 
 
+def _announce_rewatch(exc: ListWatchError, delay: float) -> None:
+    """Say, before it starts, how long the re-watch waits; loudly when long (as
+    ``_announce_wait`` does for the same request)."""
+    level = logging.WARNING if delay >= LOUD_WAIT_SECONDS else logging.INFO
+    logger.log(level, "%s; re-watching in %.1f s", exc, delay)
+
+
 async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
     """What a watch error means: a normal close to resume from (how it ended), a wait then
     a re-watch (None), or a relist (the error is raised)."""
@@ -696,7 +703,7 @@ async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
         # is still good as far as we know. Wait by the reconnect streak, and re-watch; a
         # server that has forgotten the RV meanwhile says so with a 410.
         delay = waits.after(exc)
-        logger.info("%s; re-watching in %.1f s", exc, delay)
+        _announce_rewatch(exc, delay)
         await waits.sleep(delay)
         return None
     waits.answered()
@@ -708,7 +715,7 @@ async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
         wait = _retry_after(exc)
         if wait is not None:
             delay = waits.after(exc, at_least=wait)
-            logger.info("%s; re-watching in %.1f s", exc, delay)
+            _announce_rewatch(exc, delay)
             await waits.sleep(delay)
             return None
     raise exc
