@@ -366,6 +366,28 @@ class Progress:
                     raise RuntimeError(f"not within {SYNC_TIMEOUT:g} s: {what}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process (``/proc/<pid>/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(parent: int) -> float:
+    """CPU time of ``parent``'s live children: PostgreSQL's backends and workers."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -431,7 +453,11 @@ def _env(token: str) -> dict[str, str]:
 
 
 def run_case(
-    args: argparse.Namespace, receivers: int | None, admin: str, workdir: Path
+    args: argparse.Namespace,
+    receivers: int | None,
+    admin: str,
+    workdir: Path,
+    postgres_pid: int | None = None,
 ) -> dict[str, Any]:
     """One run: ``receivers`` receivers of the fleet (None: one per cluster, each with its
     own database, for a receiver that serves one cluster)."""
@@ -449,6 +475,7 @@ def run_case(
         digests.append(hashlib.sha256(token.encode()).hexdigest())
     children: list[Child] = []
     dsns: list[str] = []
+    postgres_before = children_cpu_seconds(postgres_pid) if postgres_pid is not None else 0.0
     progress = Progress(clusters)
     result: dict[str, Any] = {
         "receivers": receivers if fleet else clusters,
@@ -533,6 +560,13 @@ def run_case(
         )
         result["receiver_hwm_mib"] = [proc_status_mib(c.process.pid, "VmHWM") for c in tier]
         result["receiver_rss_mib"] = [proc_status_mib(c.process.pid, "VmRSS") for c in tier]
+        result["cpu_s"] = {
+            "clusters": cpu_seconds(server.process.pid),
+            "receivers": sum(cpu_seconds(c.process.pid) for c in tier),
+            "senders": sum(cpu_seconds(c.process.pid) for c in senders),
+        }
+        if postgres_pid is not None:
+            result["cpu_s"]["postgres"] = children_cpu_seconds(postgres_pid) - postgres_before
         rows = rows_per_cluster(dsns, fleet)
         result["rows_ok"] = rows == {cluster_name(i): pods for i in range(clusters)}
         result["load"] = os.getloadavg()[0]
@@ -570,25 +604,29 @@ def _wait_churn(api: str, token: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def postgres(dsn: str | None) -> Iterator[str]:
+def postgres(dsn: str | None) -> Iterator[tuple[str, int | None]]:
+    """The admin DSN of the server to use, and its postmaster's pid when it is ours."""
     if dsn is not None:
-        yield dsn
+        yield dsn, None
         return
     from tests.postgres_server import LocalPostgres  # noqa: PLC0415 - the tests' server
 
     with LocalPostgres(settings={"max_connections": "400"}) as local:  # fsync on
-        yield local.dsn("postgres")
+        yield local.dsn("postgres"), local.pid
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     fleet = receiver_has_clients()
     tiers: list[int | None] = [int(n) for n in args.receivers.split(",")] if fleet else [None]
     runs = []
-    with tempfile.TemporaryDirectory(prefix="lw-fleet-") as tmp, postgres(args.postgres_dsn) as dsn:
+    with (
+        tempfile.TemporaryDirectory(prefix="lw-fleet-") as tmp,
+        postgres(args.postgres_dsn) as (dsn, pid),
+    ):
         for receivers in tiers:
             workdir = Path(tmp) / f"r{receivers}"
             workdir.mkdir()
-            runs.append(run_case(args, receivers, dsn, workdir))
+            runs.append(run_case(args, receivers, dsn, workdir, pid))
     return {
         "machine": machine(),
         "command": " ".join(["python -m benchmarks.fleet", *args.argv]),
@@ -619,14 +657,18 @@ def markdown(report: dict[str, Any]) -> str:
         "the last cluster's first committed snapshot. Churn: every event over the time until "
         "every cluster's committed RV reached its last (lag: after the churn ended). Batch "
         "commit: a batch request with events during the churn, POST to 200. Receiver RSS: "
-        "peak (VmHWM) of each receiver, MiB.",
+        "peak (VmHWM) of each receiver, MiB. CPU: seconds used over the whole run by the "
+        "receivers, the senders, the clusters' process and PostgreSQL's backends (when the "
+        "harness started the server).",
         "",
         "| receivers | initial sync objects/s | initial sync s | churn events/s (offered) "
-        "| lag s | batch commit p50 / p99 / max ms | receiver peak RSS MiB | rows ok | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| lag s | batch commit p50 / p99 / max ms | receiver peak RSS MiB "
+        "| CPU s receivers / senders / clusters / PostgreSQL | rows ok | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in report["runs"]:
         peaks = " / ".join(f"{m:.0f}" for m in r["receiver_hwm_mib"] if m is not None)
+        cpu = {"postgres": float("nan"), **r["cpu_s"]}
         if len(r["receiver_hwm_mib"]) > 3:
             peaks = f"max {max(m for m in r['receiver_hwm_mib'] if m is not None):.0f}"
         lines.append(
@@ -635,7 +677,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['churn_events_per_s']:,.0f} ({r['churn_offered_per_s']:,.0f}) "
             f"| {r['churn_lag_s']:.1f} "
             f"| {r['batch_p50_ms']:.0f} / {r['batch_p99_ms']:.0f} / {r['batch_max_ms']:.0f} "
-            f"| {peaks} | {r['rows_ok']} | {r['load']:.2f} |"
+            f"| {peaks} | {cpu['receivers']:.0f} / {cpu['senders']:.0f} / {cpu['clusters']:.0f} "
+            f"/ {cpu['postgres']:.0f} "
+            f"| {r['rows_ok']} | {r['load']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
