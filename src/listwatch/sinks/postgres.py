@@ -10,7 +10,8 @@ Tables (see ``listwatch.sinks._postgres_schema``, created and versioned on first
 schema ``listwatch`` unless told otherwise; several resources and several sinks share them,
 one row set per resource (``"pods"``, ``"deployments.apps"``)::
 
-    objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at)
+    objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at,
+            raw, quarantined)     raw and quarantined: NULL but for a quarantined object
     sync_state(resource, resource_version, generation, epoch, synced_at, listed_at)
     fence(epoch)                  the highest leader epoch that has written
     stagings, staged              snapshots on their way in (UNLOGGED; below)
@@ -30,8 +31,22 @@ application shares with the sink keeps its own codecs, and a custom ``jsonb`` co
 cannot turn an object into a JSON string by encoding it twice. Reads come back as text and
 are decoded with orjson.
 
-What every sink does (the snapshot boundary, batches, transactions, the fence) is
+What every sink does (the snapshot boundary, batches, transactions, the fence, quarantine) is
 ``listwatch.sinks._base``'s; here is how PostgreSQL does it.
+
+**Quarantine.** ``jsonb`` cannot hold U+0000 (nor can ``text``), so an object whose JSON
+holds the escape ``\u0000`` is quarantined, as is one that breaks the rule every sink
+shares (``_jsonparse.unreadable``: not UTF-8, nested past 512 levels): its row holds
+``'null'::jsonb`` as ``object``, the bytes as they came in ``raw`` (``bytea``), and why in
+``quarantined``; ``object_sha256`` is still the bytes', so an unchanged quarantined object
+is not rewritten by a relist. Both are found in Python before PostgreSQL sees the object
+(cheap: the NUL's regular expression runs only where the escape's text occurs). Should
+PostgreSQL refuse a page or a batch all the same (malformed JSON from a custom source, an
+escaped lone surrogate), each of its objects is tried alone (``SELECT …::jsonb``, only
+after a refusal), those refused are quarantined with PostgreSQL's SQLSTATE and primary
+message (never its detail, which quotes the JSON), and the statement runs once more::
+
+    SELECT key, quarantined, length(raw) FROM listwatch.objects WHERE quarantined IS NOT NULL;
 
 **A snapshot** (``on_list``) replaces the resource's rows. It is *staged* first, holding
 nothing another writer needs (no transaction, no lock, no pool connection between pages:
