@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from listwatch._aio import Signal
 from listwatch._models import GroupVersionResource
@@ -136,8 +135,7 @@ class StatusTracker:
         self.served = True
         self.streamed: bool | None = None
         self.paged_because: str | None = None
-        # Replaced, never changed in place: a status hands out a read-only view of it.
-        self.quarantined: dict[str, str] = {}
+        self.quarantined: dict[str, str] = {}  # replaced, never changed in place
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -257,7 +255,7 @@ class StatusTracker:
             served=self.served,
             streamed=self.streamed,
             paged_because=self.paged_because,
-            quarantined=MappingProxyType(self.quarantined),
+            quarantined=dict(self.quarantined) if self.quarantined else {},
         )
 
     def _since(self, moment: float | None) -> float:

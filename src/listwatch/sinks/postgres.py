@@ -379,7 +379,8 @@ def _why_not_jsonb(data: bytes) -> str | None:
     (``_jsonparse.unreadable``), and U+0000, which only PostgreSQL refuses. Cheap for an
     ordinary object: the regular expression runs only where the escape's text occurs."""
     why = unreadable(data)
-    if why is None and _NUL in data and _NUL_ESCAPE.search(data):
+    # No backslash (memchr: most objects), no escape at all.
+    if why is None and data.find(b"\\") != -1 and _NUL in data and _NUL_ESCAPE.search(data):
         why = _NUL_REASON
     return why
 
