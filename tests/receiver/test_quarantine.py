@@ -158,3 +158,26 @@ async def test_an_object_that_is_not_json_a_store_can_keep_is_still_a_400_as_obj
         "quarantined": [{"key": "default/deep", "reason": DEEP_REASON}],
         "quarantinedCount": 1,
     }
+
+
+async def test_a_sender_learns_the_first_50_by_name_and_the_count_of_the_rest(
+    served: tuple[str, str, Store, SyncServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url, store, _ = served
+    caplog.set_level(logging.WARNING)
+    deep = [
+        item(configmap(f"d{i:02}", "3", DEEP[DEEP.index(b'"data":') + 7 : -1]), "3")
+        for i in range(60)
+    ]
+    snapshot = Snapshot.of(deep, "10", generation=1, resource=CONFIGMAPS, session="s")
+    async with HttpSink(url, token=TOKEN) as sink:
+        await sink.on_list(snapshot)
+    assert sorted(snapshot.quarantined) == [f"default/d{i:02}" for i in range(50)]
+    sink_of = await store.sink("configmaps")
+    assert isinstance(sink_of, Sink)
+    assert len(await sink_of.quarantined()) == 60
+    said = [r.getMessage() for r in caplog.records if r.name == "listwatch"]
+    assert said == [
+        "the receiver quarantined 10 more objects of configmaps than its answer names (its "
+        "store's rows say which)"
+    ]

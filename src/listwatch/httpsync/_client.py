@@ -289,7 +289,7 @@ class HttpSink(OpenedOnEnter):
             async with session.post(
                 self._url + path, data=body, headers=headers, timeout=limits
             ) as response:
-                answer = await response.content.read(MAX_RESPONSE_BYTES)
+                answer = await _read_answer(response.content)
                 status = response.status
         except TimeoutError:
             raise HttpSyncError(f"{where}: no answer within {self._timeout:g} s") from None
@@ -420,6 +420,18 @@ async def _with_heartbeats(
             return
 
 
+async def _read_answer(content: aiohttp.StreamReader) -> bytes:
+    """The answer's body, up to ``MAX_RESPONSE_BYTES``: whole, however it was cut into
+    pieces on the way (a 200 that names quarantined objects is parsed)."""
+    answer = b""
+    while len(answer) < MAX_RESPONSE_BYTES:
+        piece = await content.read(MAX_RESPONSE_BYTES - len(answer))
+        if not piece:
+            break
+        answer += piece
+    return answer
+
+
 def _report_quarantined(write: Snapshot | Batch, answer: bytes) -> None:
     """What the receiver's store kept as bytes rather than as JSON, as an in-process sink
     says it (``Snapshot.quarantine``); a 200 names the first ``MAX_QUARANTINED_NAMED``."""
@@ -428,7 +440,8 @@ def _report_quarantined(write: Snapshot | Batch, answer: bytes) -> None:
         write.quarantine(key, why)
     if count > len(named):
         logger.warning(
-            "the receiver quarantined %d objects of %s it did not name (its log does)",
+            "the receiver quarantined %d more objects of %s than its answer names (its "
+            "store's rows say which)",
             count - len(named),
             write.resource.qualified if write.resource is not None else "a resource",
         )
