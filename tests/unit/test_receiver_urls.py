@@ -47,7 +47,7 @@ def test_the_move_is_a_warning_naming_both_urls_and_the_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     urls = ReceiverUrls([A, B])
-    with caplog.at_level(logging.WARNING, logger="listwatch.httpsync"):
+    with caplog.at_level(logging.WARNING, logger="listwatch"):
         urls.failed(A, down(A))
     [record] = caplog.records
     assert record.levelno == logging.WARNING
@@ -59,7 +59,7 @@ def test_the_move_is_a_warning_naming_both_urls_and_the_reason(
 
 def test_one_url_has_nothing_to_move_to(caplog: pytest.LogCaptureFixture) -> None:
     urls = ReceiverUrls(A)
-    with caplog.at_level(logging.WARNING, logger="listwatch.httpsync"):
+    with caplog.at_level(logging.WARNING, logger="listwatch"):
         urls.failed(A, down(A))
     assert urls.current == A
     assert caplog.records == []

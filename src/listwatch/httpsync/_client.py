@@ -43,6 +43,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -55,7 +56,7 @@ from listwatch.httpsync._wire import Header
 
 __all__ = ["HttpSink", "HttpSyncError", "ReceiverUrls"]
 
-logger = logging.getLogger("listwatch.httpsync._client")
+logger = logging.getLogger("listwatch")
 
 MAX_RESPONSE_BYTES = 64 * 1024
 HEARTBEAT = 5.0
@@ -248,7 +249,7 @@ class HttpSink(OpenedOnEnter):
         )
         post = asyncio.create_task(self._post(url, path, _drain(chunks, taken), timeout))
         try:
-            await self._watch_progress(url, post, chunks, taken, path)
+            answer = await self._watch_progress(url, post, chunks, taken, path)
         except _Unavailable as unavailable:
             # Not sent again here: its pages were read from the API server as they went.
             # The generation ends; the next one's snapshot goes to the next receiver.
@@ -260,6 +261,7 @@ class HttpSink(OpenedOnEnter):
             await _stop(encoder)
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
+        _report_quarantined(snapshot, answer)
 
     def _header(
         self, kind: protocol.Kind, write: Snapshot | Batch, resource: str, *, sequence: int
@@ -296,8 +298,9 @@ class HttpSink(OpenedOnEnter):
         for attempt in range(1, len(self._urls) + 1):
             url = self._urls.current
             try:
-                await self._post(url, path, body, aiohttp.ClientTimeout(total=self._timeout))
-                return
+                answer = await self._post(
+                    url, path, body, aiohttp.ClientTimeout(total=self._timeout)
+                )
             except _Unavailable as unavailable:
                 # Sent again to the next receiver, as it is: the fence applies it once
                 # (one that the failed receiver did apply is a duplicate, answered 200),
@@ -305,17 +308,20 @@ class HttpSink(OpenedOnEnter):
                 self._urls.failed(url, unavailable.error)
                 if attempt == len(self._urls):
                     raise unavailable.error from None
+            else:
+                _report_quarantined(batch, answer)
+                return
 
     # -- sending ---------------------------------------------------------------------------
 
     async def _watch_progress(
         self,
         url: str,
-        post: asyncio.Task[None],
+        post: asyncio.Task[bytes],
         chunks: asyncio.Queue[bytes | Exception | None],
         taken: _Progress,
         path: str,
-    ) -> None:
+    ) -> bytes:
         """Await ``post``; fail it when the receiver stops taking the body.
 
         aiohttp bounds the wait for the answer (``sock_read``), but not the writing: a
@@ -327,8 +333,7 @@ class HttpSink(OpenedOnEnter):
         while True:
             done, _ = await asyncio.wait([post], timeout=self._timeout)
             if done:
-                post.result()
-                return
+                return post.result()
             if chunks.full() and time.monotonic() - taken.at > self._timeout:
                 raise _Unavailable(
                     HttpSyncError(
@@ -395,9 +400,9 @@ class HttpSink(OpenedOnEnter):
         path: str,
         body: bytes | AsyncIterator[bytes],
         limits: aiohttp.ClientTimeout,
-    ) -> None:
-        """One request to ``url``: raises ``_Unavailable`` for what another receiver may
-        not share (no connection, no answer in time, a 5xx), the error itself otherwise."""
+    ) -> bytes:
+        """The 200 answer of ``url``; raises ``_Unavailable`` for what another receiver may
+        not share (no connection, no answer in time, a 5xx), any other error itself."""
         session = self._session
         if session is None:
             raise RuntimeError("HttpSink is not open: use 'async with HttpSink(...)'")
@@ -412,7 +417,7 @@ class HttpSink(OpenedOnEnter):
             async with session.post(
                 url + path, data=body, headers=headers, timeout=limits
             ) as response:
-                answer = await response.content.read(MAX_RESPONSE_BYTES)
+                answer = await _read_answer(response.content)
                 status = response.status
         except TimeoutError:
             failure = f"no answer within {self._timeout:g} s"
@@ -423,7 +428,7 @@ class HttpSink(OpenedOnEnter):
         except (aiohttp.ClientError, OSError) as exc:
             raise _Unavailable(HttpSyncError(f"{where}: {type(exc).__name__}")) from None
         if status == 200:
-            return
+            return answer
         error = protocol.error_from_answer(
             status, answer, where, secrets=(token,) if token is not None else ()
         )
@@ -549,7 +554,34 @@ async def _with_heartbeats(
             return
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
+async def _read_answer(content: aiohttp.StreamReader) -> bytes:
+    """The answer's body, up to ``MAX_RESPONSE_BYTES``: whole, however it was cut into
+    pieces on the way (a 200 that names quarantined objects is parsed)."""
+    answer = b""
+    while len(answer) < MAX_RESPONSE_BYTES:
+        piece = await content.read(MAX_RESPONSE_BYTES - len(answer))
+        if not piece:
+            break
+        answer += piece
+    return answer
+
+
+def _report_quarantined(write: Snapshot | Batch, answer: bytes) -> None:
+    """What the receiver's store kept as bytes rather than as JSON, as an in-process sink
+    says it (``Snapshot.quarantine``); a 200 names the first ``MAX_QUARANTINED_NAMED``."""
+    named, count = protocol.quarantined_in(answer)
+    for key, why in named.items():
+        write.quarantine(key, why)
+    if count > len(named):
+        logger.warning(
+            "the receiver quarantined %d more objects of %s than its answer names (its "
+            "store's rows say which)",
+            count - len(named),
+            write.resource.qualified if write.resource is not None else "a resource",
+        )
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
     """``cancel_and_join(task)``, and its error not raised: ``post``'s was raised already by
     ``_watch_progress``, the encoder hands its errors to the body instead."""
     try:

@@ -8,12 +8,13 @@ mirrors (and separate epoch fences) in one database::
     <schema>.schema_version(version, migrated_at)                      one row
     <schema>.fence(epoch)                                              one row
     <schema>.objects(resource, key, resource_version, object jsonb, object_sha256,
-                     uid (generated from object), updated_at)          PRIMARY KEY (resource, key)
+                     uid (generated from object), updated_at,
+                     raw bytea, quarantined text)                      PRIMARY KEY (resource, key)
     <schema>.sync_state(resource, resource_version, generation, epoch,
                         synced_at, listed_at)                          PRIMARY KEY (resource)
     <schema>.stagings(staging, resource, started_at, touched_at)       UNLOGGED
     <schema>.staged(staging, key, resource_version, object_sha256,
-                    object jsonb)                                      UNLOGGED
+                    object jsonb, raw, quarantined)                    UNLOGGED
 
 Versioning: ``schema_version.version`` is the number of migrations applied. Opening a sink
 applies the missing ones, all in one transaction with the version update (PostgreSQL's DDL is
@@ -164,7 +165,24 @@ def _version_3(target: SchemaTarget) -> Sequence[str]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2, _version_3)
+def _version_4(target: SchemaTarget) -> Sequence[str]:
+    """Quarantined objects (``listwatch.sinks._base``): an object that cannot be stored as
+    jsonb as it is (U+0000, bytes that are not UTF-8, nesting past ``_jsonparse.MAX_DEPTH``)
+    is kept as its bytes, ``raw``, with why in ``quarantined``, its ``object`` the JSON null,
+    rather than failing every write of its resource. Existing rows are JSON: both NULL."""
+    s = target.schema
+    return (
+        f"ALTER TABLE {s}.objects ADD COLUMN raw bytea, ADD COLUMN quarantined text, "
+        "ADD CONSTRAINT objects_quarantined_raw CHECK ((raw IS NULL) = (quarantined IS NULL))",
+        f"ALTER TABLE {s}.staged ADD COLUMN raw bytea, ADD COLUMN quarantined text",
+        f"COMMENT ON COLUMN {s}.objects.raw IS "
+        "'listwatch: a quarantined object''s bytes as they came (object is then null)'",
+        f"COMMENT ON COLUMN {s}.objects.quarantined IS "
+        "'listwatch: why the object could not be stored as jsonb; NULL for the others'",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2, _version_3, _version_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""
 

@@ -2,12 +2,20 @@
 
 The sink keeps one row per object and one sync-state row per resource::
 
-    objects(resource, key, resource_version, object, updated_at)   PRIMARY KEY (resource, key)
+    objects(resource, key, resource_version, object, raw, quarantined, updated_at)
+                                                                   PRIMARY KEY (resource, key)
     sync_state(resource, resource_version, generation, synced_at, listed_at,
                epoch, session, sequence)
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
+
+A *quarantined* object (``listwatch.sinks._base``: JSON that is not UTF-8, or nests deeper
+than ``_jsonparse.MAX_DEPTH``, which SQLite's JSON functions and every JSON reader of the
+mirror could not read) is kept all the same: ``object`` is the text ``null``, ``raw`` the
+object's bytes as a BLOB, byte for byte, and ``quarantined`` says why. Other rows have both
+NULL. SQLite's TEXT holds U+0000, so a NUL is no reason here. Find them with
+``SELECT key, quarantined FROM objects WHERE quarantined IS NOT NULL``.
 Several sinks (one per resource) may share one file. What every sink does (the snapshot
 boundary, batches, transactions, the fence) is ``listwatch.sinks._base``'s; here is how SQLite
 does it.
@@ -38,8 +46,16 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -49,17 +65,25 @@ from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
+from listwatch.sinks._base import QuarantinedObject, Sink, SinkStore, SyncState, Verdict
 
 try:
     import aiosqlite
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise _base.missing_extra(__name__, "aiosqlite", "sqlite") from exc
 
-__all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
+__all__ = [
+    "Mirror",
+    "QuarantinedObject",
+    "SQLiteSink",
+    "SQLiteStore",
+    "SyncState",
+    "read_mirror",
+]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str]
+_Row = tuple[str, str, str, bytes | None, str | None]
+"""key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined."""
 
 _SCHEMA = (
     """
@@ -69,6 +93,8 @@ _SCHEMA = (
         resource_version TEXT NOT NULL,
         object           TEXT NOT NULL,
         updated_at       REAL NOT NULL,
+        raw              BLOB,
+        quarantined      TEXT,
         PRIMARY KEY (resource, key)
     )
     """,
@@ -86,7 +112,15 @@ _SCHEMA = (
     """,
 )
 _COLUMNS = {
-    "objects": {"resource", "key", "resource_version", "object", "updated_at"},
+    "objects": {
+        "resource",
+        "key",
+        "resource_version",
+        "object",
+        "updated_at",
+        "raw",
+        "quarantined",
+    },
     "sync_state": {
         "resource",
         "resource_version",
@@ -98,15 +132,20 @@ _COLUMNS = {
         "sequence",
     },
 }
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
-columns of ``sync_state``, which are added on open; the fence then starts at epoch 0."""
-_MIGRATIONS = {
+columns of ``sync_state``, 2 the quarantine columns of ``objects``; they are added on open
+(the fence then starts at epoch 0, and no row is quarantined)."""
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     1: (
-        ("epoch", "ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
-        ("session", "ALTER TABLE sync_state ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
-        ("sequence", "ALTER TABLE sync_state ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
-    )
+        ("sync_state", "epoch", "ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
+        ("sync_state", "session", "ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
+        ("sync_state", "sequence", "ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
+    ),
+    2: (
+        ("objects", "raw", "ADD COLUMN raw BLOB"),
+        ("objects", "quarantined", "ADD COLUMN quarantined TEXT"),
+    ),
 }
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
@@ -115,13 +154,17 @@ _ON_CONFLICT = """
     ON CONFLICT (resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
+        raw = excluded.raw,
+        quarantined = excluded.quarantined,
         updated_at = excluded.updated_at
     WHERE objects.object IS NOT excluded.object
+       OR objects.raw IS NOT excluded.raw
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _UPSERT = (
-    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
-    "VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "INSERT INTO main.objects "
+    "(resource, key, resource_version, object, raw, quarantined, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
 _DELETE = "DELETE FROM main.objects WHERE resource = ? AND key = ?"
 # A snapshot's rows, staged on its own connection (in SQLite's temporary database, which
@@ -133,29 +176,35 @@ _STAGING_TABLE = """
     CREATE TEMP TABLE lw_staged (
         key              TEXT PRIMARY KEY,
         resource_version TEXT NOT NULL,
-        object           TEXT
+        object           TEXT,
+        raw              BLOB,
+        quarantined      TEXT
     )
 """
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object)
-    SELECT ?1, ?2, CASE WHEN EXISTS (
+    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined)
+    SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?5 END, ?6
+    FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3
-    ) THEN NULL ELSE ?3 END
+        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3 AND raw IS ?5
+    ) AS held)
     WHERE true
     ON CONFLICT (key) DO UPDATE SET
-        resource_version = excluded.resource_version, object = excluded.object
+        resource_version = excluded.resource_version, object = excluded.object,
+        raw = excluded.raw, quarantined = excluded.quarantined
 """
 # The swap: every staged row the file does not hold as it is. A row staged without its
 # JSON is still held if its RV is (an object's RV names its content); if another write
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
-    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
-    "SELECT ?1, s.key, s.resource_version, s.object, ?2 FROM temp.lw_staged s "
+    "INSERT INTO main.objects "
+    "(resource, key, resource_version, object, raw, quarantined, updated_at) "
+    "SELECT ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, ?2 "
+    "FROM temp.lw_staged s "
     "WHERE NOT EXISTS (SELECT 1 FROM main.objects o WHERE o.resource = ?1 AND o.key = s.key "
-    "AND o.resource_version = s.resource_version AND (s.object IS NULL OR o.object = s.object))"
-    + _ON_CONFLICT
+    "AND o.resource_version = s.resource_version "
+    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
@@ -176,8 +225,17 @@ _SELECT_STATE = """
     SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence
     FROM sync_state WHERE resource = ?
 """
-_SELECT_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
-_SELECT_OBJECT = "SELECT key, object FROM objects WHERE resource = ? AND key = ?"
+_SELECT_OBJECTS = (
+    "SELECT key, object FROM objects WHERE resource = ? AND quarantined IS NULL ORDER BY key"
+)
+_SELECT_OBJECT = (
+    "SELECT key, object FROM objects WHERE resource = ? AND key = ? AND quarantined IS NULL"
+)
+_SELECT_QUARANTINED = (
+    "SELECT key, resource_version, quarantined, raw FROM objects "
+    "WHERE resource = ? AND quarantined IS NOT NULL ORDER BY key"
+)
+_SELECT_ALL_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
 _COUNT = "SELECT count(*) FROM objects WHERE resource = ?"
 
 _PAGE_SIZE = 8192
@@ -185,10 +243,12 @@ _PAGE_SIZE = 8192
 
 @dataclass(frozen=True, slots=True)
 class Mirror:
-    """One resource's objects and sync state, read in one transaction (so they agree)."""
+    """One resource's objects and sync state, read in one transaction (so they agree);
+    ``quarantined`` are the objects kept as their bytes, not as JSON."""
 
     objects: dict[str, JsonObject]
     state: SyncState | None
+    quarantined: dict[str, QuarantinedObject] = field(default_factory=dict)
 
 
 def _key_and_object(cursor: sqlite3.Cursor, row: tuple[str, str]) -> tuple[str, JsonObject]:
@@ -202,23 +262,34 @@ def _decode_on_fetch(cursor: aiosqlite.Cursor) -> None:
     cursor.row_factory = _key_and_object  # type: ignore[assignment]
 
 
-def _rows(resource: str, items: Iterable[Item], key: KeyFunc | None) -> Iterator[_Row]:
-    """``(key, resourceVersion, JSON text)`` of each item, made as ``executemany`` asks.
+def _rows(
+    resource: str, items: Iterable[Item], key: KeyFunc | None, quarantined: dict[str, str]
+) -> Iterator[_Row]:
+    """The row of each item, made as ``executemany`` asks; each object quarantined is
+    added to ``quarantined`` (key: why).
 
     Iterated on the connection's thread: turning objects into text does not block the
-    event loop, and an object that cannot be stored fails the write there (a batch's
-    transaction rolls back; a snapshot's staging is thrown away).
+    event loop, and an object that cannot be stored at all (a transform that fails) fails
+    the write there (a batch's transaction rolls back; a snapshot's staging is thrown away).
     """
     for item in items:
-        text = _base.item_json(resource, item).decode()  # SQLite TEXT, for json_extract
-        yield _base.item_key(item, key), item.resource_version, text
+        stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
+        if why is None:  # SQLite TEXT, for json_extract
+            yield stored_key, resource_version, data.decode(), None, None
+        else:
+            quarantined[stored_key] = why
+            yield stored_key, resource_version, "null", data, why
 
 
 def _batch_rows(
-    resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
-) -> Iterator[tuple[str, str, str, str, float]]:
-    for stored_key, resource_version, text in _rows(resource, items, key):
-        yield resource, stored_key, resource_version, text, now
+    resource: str,
+    items: Iterable[Item],
+    key: KeyFunc | None,
+    now: float,
+    quarantined: dict[str, str],
+) -> Iterator[tuple[str, str, str, str, bytes | None, str | None, float]]:
+    for stored_key, resource_version, text, raw, why in _rows(resource, items, key, quarantined):
+        yield resource, stored_key, resource_version, text, raw, why, now
 
 
 class _Connections(NamedTuple):
@@ -344,11 +415,10 @@ class SQLiteSink(Sink[_Connections]):
         )
         if held and version < SCHEMA_VERSION:
             for step in range(max(version, 1), SCHEMA_VERSION):
-                rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
-                columns = {row[1] for row in rows}
-                for column, statement in _MIGRATIONS[step]:
-                    if column not in columns:
-                        await connection.execute(statement)
+                for table, column, change in _MIGRATIONS[step]:
+                    rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+                    if rows and column not in {row[1] for row in rows}:
+                        await connection.execute(f"ALTER TABLE {table} {change}")
         for statement in _SCHEMA:
             await connection.execute(statement)
         await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -393,12 +463,14 @@ class SQLiteSink(Sink[_Connections]):
         upserts, deleted = _base.split_batch(batch)
         deletes = [(resource, deleted_key) for deleted_key in deleted]
         stamp = fencing.stamp_of(batch)
+        quarantined: dict[str, str] = {}
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
             if await self._fence(connection, stamp) is Verdict.DUPLICATE:
                 return
             if upserts:
-                await connection.executemany(_UPSERT, _batch_rows(resource, upserts, key, now))
+                rows = _batch_rows(resource, upserts, key, now, quarantined)
+                await connection.executemany(_UPSERT, rows)
             if deletes:
                 await connection.executemany(_DELETE, deletes)
             await connection.execute(
@@ -415,6 +487,8 @@ class SQLiteSink(Sink[_Connections]):
             )
 
         await self._transaction(write)
+        for quarantined_key, why in quarantined.items():
+            batch.quarantine(quarantined_key, why)
 
     async def _fence(self, connection: aiosqlite.Connection, stamp: fencing.Stamp) -> Verdict:
         """``fencing.decide`` on what the file recorded, inside the write's transaction."""
@@ -465,6 +539,11 @@ class SQLiteSink(Sink[_Connections]):
             row = cast("tuple[str, JsonObject] | None", await cursor.fetchone())
         return None if row is None else row[1]
 
+    async def quarantined(self) -> dict[str, QuarantinedObject]:
+        reader = self._opened().reader
+        rows = await reader.execute_fetchall(_SELECT_QUARANTINED, (self._resource,))
+        return _quarantined(rows)
+
     async def count(self) -> int:
         reader = self._opened().reader
         row = await self._fetchone(reader, _COUNT, (self._resource,))
@@ -483,12 +562,19 @@ class _SQLiteStaging(_base.Staging):
         self._sink = sink
         self._connection = connection
 
-    async def add(self, page: Sequence[Item]) -> None:
+    async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
         resource = self._sink.resource
-        rows = ((*row, resource) for row in _rows(resource, page, self._sink._custom_key))
+        quarantined: dict[str, str] = {}
+        rows = (
+            (key, version, text, resource, raw, why)
+            for key, version, text, raw, why in _rows(
+                resource, page, self._sink._custom_key, quarantined
+            )
+        )
         # Each row its own statement, outside any transaction: it writes (and locks) the
         # temporary database only, and its read of the file ends with it.
         await self._connection.executemany(_STAGE, rows)
+        return quarantined
 
     async def swap(self, snapshot: Snapshot) -> None:
         sink, resource = self._sink, self._sink.resource
@@ -537,7 +623,13 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
         connection.isolation_level = None
         connection.execute("BEGIN")
         try:
-            rows = connection.execute(_SELECT_OBJECTS, (resource,)).fetchall()
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(objects)")}
+            if "quarantined" in columns:
+                rows = connection.execute(_SELECT_OBJECTS, (resource,)).fetchall()
+                kept = connection.execute(_SELECT_QUARANTINED, (resource,)).fetchall()
+            else:  # a file an older listwatch wrote, not opened by a sink since
+                rows = connection.execute(_SELECT_ALL_OBJECTS, (resource,)).fetchall()
+                kept = []
             state = connection.execute(_SELECT_STATE, (resource,)).fetchone()
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
@@ -547,7 +639,11 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
             connection.execute("COMMIT")
     finally:
         connection.close()
-    return Mirror(_base.decode_objects(rows), SyncState.from_row(state))
+    return Mirror(_base.decode_objects(rows), SyncState.from_row(state), _quarantined(kept))
+
+
+def _quarantined(rows: Iterable[Any]) -> dict[str, QuarantinedObject]:
+    return {key: QuarantinedObject(rv, why, bytes(raw)) for key, rv, why, raw in rows}
 
 
 class SQLiteStore(SinkStore[SQLiteSink]):
