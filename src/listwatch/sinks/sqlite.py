@@ -1,21 +1,29 @@
 """``SQLiteSink``: a receiver that mirrors one resource into an SQLite file.
 
-The sink keeps one row per object and one sync-state row per resource::
+The sink keeps one row per object and one sync-state row per (cluster, resource)::
 
-    objects(resource, key, resource_version, object, updated_at)   PRIMARY KEY (resource, key)
-    sync_state(resource, resource_version, generation, synced_at, listed_at,
-               epoch, session, sequence)
+    objects(cluster, resource, key, resource_version, object, size, updated_at)
+                                            PRIMARY KEY (cluster, resource, key)
+    sync_state(cluster, resource, resource_version, generation, synced_at, listed_at,
+               epoch, session, sequence, object_count, object_bytes)
+                                            PRIMARY KEY (cluster, resource)
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
-Several sinks (one per resource) may share one file. What every sink does (the snapshot
-boundary, batches, transactions, the fence) is ``listwatch.sinks._base``'s; here is how SQLite
-does it.
+``size`` is the bytes of that JSON. Several sinks (one per resource, and per cluster) may
+share one file. What every sink does (the snapshot boundary, batches, transactions, the
+fence, the clusters) is ``listwatch.sinks._base``'s; here is how SQLite does it.
 
 Each write commits in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs
 in WAL mode, so readers (other processes, or this sink's own readers, which use a second
 connection) see the last committed state while a write is in progress. The fence reads the
-highest epoch over every resource of the file (one agent's resources share one leader).
+highest epoch over every resource of the sink's cluster in the file (one agent's resources
+share one leader; another cluster's epochs are another etcd's revisions).
+
+A file of schema version 2 (before clusters) is migrated on open, in one transaction: its
+tables are rebuilt with the cluster leading each primary key, every row given the cluster
+of the sink (or ``SQLiteStore``) that opens it, and each object's size and each resource's
+counts computed once.
 
 A snapshot is *staged* first (the contract's rule: no lock across a network wait). Each
 snapshot opens a connection of its own and writes its pages, as they are listed, into a
@@ -49,7 +57,7 @@ from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import Sink, SinkStore, SyncState, Verdict
+from listwatch.sinks._base import DEFAULT_CLUSTER, Sink, SinkStore, SyncState, Usage, Verdict
 
 try:
     import aiosqlite
@@ -59,35 +67,41 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str]
+_Row = tuple[str, str, str, int]
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS objects (
+_OBJECTS_TABLE = """
+    CREATE TABLE IF NOT EXISTS {name} (
+        cluster          TEXT NOT NULL,
         resource         TEXT NOT NULL,
         key              TEXT NOT NULL,
         resource_version TEXT NOT NULL,
         object           TEXT NOT NULL,
+        size             INTEGER NOT NULL,
         updated_at       REAL NOT NULL,
-        PRIMARY KEY (resource, key)
+        PRIMARY KEY (cluster, resource, key)
     )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS sync_state (
-        resource         TEXT PRIMARY KEY,
+"""
+_SYNC_STATE_TABLE = """
+    CREATE TABLE IF NOT EXISTS {name} (
+        cluster          TEXT NOT NULL,
+        resource         TEXT NOT NULL,
         resource_version TEXT NOT NULL,
         generation       INTEGER NOT NULL,
         synced_at        REAL NOT NULL,
         listed_at        REAL,
         epoch            INTEGER NOT NULL DEFAULT 0,
         session          TEXT NOT NULL DEFAULT '',
-        sequence         INTEGER NOT NULL DEFAULT 0
+        sequence         INTEGER NOT NULL DEFAULT 0,
+        object_count     INTEGER NOT NULL DEFAULT 0,
+        object_bytes     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (cluster, resource)
     )
-    """,
-)
+"""
+_SCHEMA = (_OBJECTS_TABLE.format(name="objects"), _SYNC_STATE_TABLE.format(name="sync_state"))
 _COLUMNS = {
-    "objects": {"resource", "key", "resource_version", "object", "updated_at"},
+    "objects": {"cluster", "resource", "key", "resource_version", "object", "size", "updated_at"},
     "sync_state": {
+        "cluster",
         "resource",
         "resource_version",
         "generation",
@@ -96,34 +110,63 @@ _COLUMNS = {
         "epoch",
         "session",
         "sequence",
+        "object_count",
+        "object_bytes",
     },
 }
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
-columns of ``sync_state``, which are added on open; the fence then starts at epoch 0."""
-_MIGRATIONS = {
-    1: (
-        ("epoch", "ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
-        ("session", "ALTER TABLE sync_state ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
-        ("sequence", "ALTER TABLE sync_state ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
-    )
-}
+columns of ``sync_state``, which are added on open (the fence then starts at epoch 0); 2
+lacks the cluster, which leads every primary key from 3 on (``_to_clusters``)."""
+_STAMP_COLUMNS = (
+    ("epoch", "ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
+    ("session", "ALTER TABLE sync_state ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
+    ("sequence", "ALTER TABLE sync_state ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
+)
+# Version 2 -> 3: SQLite cannot change a primary key, so each table is built again beside
+# the old one, filled from it (the cluster given, each object's size and each resource's
+# counts computed once), and takes its name. ?1 is the cluster the rows become.
+_TO_CLUSTERS = (
+    _OBJECTS_TABLE.format(name="lw_objects_3"),
+    "INSERT INTO lw_objects_3 (cluster, resource, key, resource_version, object, size, "
+    "updated_at) SELECT ?1, resource, key, resource_version, object, "
+    "length(CAST(object AS BLOB)), updated_at FROM objects",
+    _SYNC_STATE_TABLE.format(name="lw_sync_state_3"),
+    "INSERT INTO lw_sync_state_3 (cluster, resource, resource_version, generation, synced_at, "
+    "listed_at, epoch, session, sequence, object_count, object_bytes) "
+    "SELECT ?1, s.resource, s.resource_version, s.generation, s.synced_at, s.listed_at, "
+    "s.epoch, s.session, s.sequence, "
+    "(SELECT count(*) FROM lw_objects_3 o WHERE o.resource = s.resource), "
+    "(SELECT coalesce(sum(o.size), 0) FROM lw_objects_3 o WHERE o.resource = s.resource) "
+    "FROM sync_state s",
+    "DROP TABLE objects",
+    "DROP TABLE sync_state",
+    "ALTER TABLE lw_objects_3 RENAME TO objects",
+    "ALTER TABLE lw_sync_state_3 RENAME TO sync_state",
+)
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
 _ON_CONFLICT = """
-    ON CONFLICT (resource, key) DO UPDATE SET
+    ON CONFLICT (cluster, resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
+        size = excluded.size,
         updated_at = excluded.updated_at
     WHERE objects.object IS NOT excluded.object
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _UPSERT = (
-    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
-    "VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, size, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
-_DELETE = "DELETE FROM main.objects WHERE resource = ? AND key = ?"
+_DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
+# What the keys of a batch hold (?3: a JSON array of keys), before and after the batch: its
+# change to the resource's counts, in one index probe per key.
+_KEYS_USAGE = (
+    "SELECT count(*), coalesce(sum(size), 0) FROM main.objects "
+    "WHERE cluster = ?1 AND resource = ?2 AND key IN (SELECT value FROM json_each(?3))"
+)
 # A snapshot's rows, staged on its own connection (in SQLite's temporary database, which
 # locks nothing of the main file). The key is unique: a key listed twice keeps the last. An
 # object whose RV and JSON the file holds already is staged without its JSON (NULL): the
@@ -133,52 +176,68 @@ _STAGING_TABLE = """
     CREATE TEMP TABLE lw_staged (
         key              TEXT PRIMARY KEY,
         resource_version TEXT NOT NULL,
-        object           TEXT
+        object           TEXT,
+        size             INTEGER NOT NULL
     )
 """
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object)
+    INSERT INTO temp.lw_staged (key, resource_version, object, size)
     SELECT ?1, ?2, CASE WHEN EXISTS (
         SELECT 1 FROM main.objects
-        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3
-    ) THEN NULL ELSE ?3 END
+        WHERE cluster = ?6 AND resource = ?5 AND key = ?1 AND resource_version = ?2
+          AND object = ?3
+    ) THEN NULL ELSE ?3 END, ?4
     WHERE true
     ON CONFLICT (key) DO UPDATE SET
-        resource_version = excluded.resource_version, object = excluded.object
+        resource_version = excluded.resource_version, object = excluded.object,
+        size = excluded.size
 """
+_STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # The swap: every staged row the file does not hold as it is. A row staged without its
 # JSON is still held if its RV is (an object's RV names its content); if another write
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
-    "INSERT INTO main.objects (resource, key, resource_version, object, updated_at) "
-    "SELECT ?1, s.key, s.resource_version, s.object, ?2 FROM temp.lw_staged s "
-    "WHERE NOT EXISTS (SELECT 1 FROM main.objects o WHERE o.resource = ?1 AND o.key = s.key "
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, size, "
+    "updated_at) SELECT ?3, ?1, s.key, s.resource_version, s.object, s.size, ?2 "
+    "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
+    "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version AND (s.object IS NULL OR o.object = s.object))"
     + _ON_CONFLICT
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
-    WHERE resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
+    WHERE cluster = ? AND resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
 """
-_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
+_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state WHERE cluster = ?"
 _RECORDED_STAMP = (
-    "SELECT epoch, session, generation, sequence, resource_version FROM sync_state "
-    "WHERE resource = ?"
+    "SELECT epoch, session, generation, sequence, resource_version, object_count, "
+    "object_bytes FROM sync_state WHERE cluster = ? AND resource = ?"
 )
+_OTHERS_USAGE = (
+    "SELECT coalesce(sum(object_count), 0), coalesce(sum(object_bytes), 0) FROM sync_state "
+    "WHERE cluster = ? AND resource <> ?"
+)
+_CLUSTER_USAGE = "SELECT resource, object_count, object_bytes FROM sync_state WHERE cluster = ?"
+# SyncState's fields in order; ?1 resource, ?8 cluster.
 _STATE_AFTER_LIST = _base.record_state_sql(
-    "sync_state", ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0"), snapshot=True
+    "sync_state",
+    ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0", "?7", "?9", "?8"),
+    snapshot=True,
 )
 _STATE_AFTER_BATCH = _base.record_state_sql(
-    "sync_state", ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7"), snapshot=False
+    "sync_state",
+    ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7", "?9", "?10", "?8"),
+    snapshot=False,
 )
 _SELECT_STATE = """
-    SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence
-    FROM sync_state WHERE resource = ?
+    SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence,
+           object_count, object_bytes, cluster
+    FROM sync_state WHERE cluster = ? AND resource = ?
 """
-_SELECT_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
-_SELECT_OBJECT = "SELECT key, object FROM objects WHERE resource = ? AND key = ?"
-_COUNT = "SELECT count(*) FROM objects WHERE resource = ?"
+_SELECT_OBJECTS = "SELECT key, object FROM objects WHERE cluster = ? AND resource = ? ORDER BY key"
+_SELECT_OBJECT = "SELECT key, object FROM objects WHERE cluster = ? AND resource = ? AND key = ?"
+_COUNT = "SELECT count(*) FROM objects WHERE cluster = ? AND resource = ?"
 
 _PAGE_SIZE = 8192
 
@@ -203,22 +262,77 @@ def _decode_on_fetch(cursor: aiosqlite.Cursor) -> None:
 
 
 def _rows(resource: str, items: Iterable[Item], key: KeyFunc | None) -> Iterator[_Row]:
-    """``(key, resourceVersion, JSON text)`` of each item, made as ``executemany`` asks.
+    """``(key, resourceVersion, JSON text, its bytes)`` of each item, made as
+    ``executemany`` asks.
 
     Iterated on the connection's thread: turning objects into text does not block the
     event loop, and an object that cannot be stored fails the write there (a batch's
     transaction rolls back; a snapshot's staging is thrown away).
     """
     for item in items:
-        text = _base.item_json(resource, item).decode()  # SQLite TEXT, for json_extract
-        yield _base.item_key(item, key), item.resource_version, text
+        data = _base.item_json(resource, item)
+        text = data.decode()  # SQLite TEXT, for json_extract
+        yield _base.item_key(item, key), item.resource_version, text, len(data)
 
 
 def _batch_rows(
-    resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
-) -> Iterator[tuple[str, str, str, str, float]]:
-    for stored_key, resource_version, text in _rows(resource, items, key):
-        yield resource, stored_key, resource_version, text, now
+    cluster: str, resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
+) -> Iterator[tuple[str, str, str, str, str, int, float]]:
+    for stored_key, resource_version, text, size in _rows(resource, items, key):
+        yield cluster, resource, stored_key, resource_version, text, size, now
+
+
+async def _fetchone(
+    connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
+) -> Any:
+    async with connection.execute(sql, parameters) as cursor:
+        return await cursor.fetchone()
+
+
+async def _prepare_file(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
+    """Create the tables, or bring a file of an older listwatch up to this schema (its rows
+    becoming ``cluster``'s), in one transaction; then check that the tables are ours."""
+    await connection.execute("BEGIN IMMEDIATE")
+    try:
+        await _create_or_migrate(connection, path, cluster)
+        await connection.execute("COMMIT")
+    except BaseException:
+        await connection.rollback()
+        raise
+    for table, required in _COLUMNS.items():
+        rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+        missing = required - {row[1] for row in rows}
+        if missing:
+            raise RuntimeError(
+                f"{path}: table {table!r} lacks columns {sorted(missing)}; "
+                "the file holds a table of that name that listwatch did not create"
+            )
+
+
+async def _create_or_migrate(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
+    version = int((await _fetchone(connection, "PRAGMA user_version"))[0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: schema version {version} is newer than this listwatch's "
+            f"({SCHEMA_VERSION}); upgrade listwatch"
+        )
+    held = await connection.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
+    )
+    if held and version < SCHEMA_VERSION:
+        if version < 2:
+            rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
+            columns = {row[1] for row in rows}
+            for column, statement in _STAMP_COLUMNS:
+                if column not in columns:
+                    await connection.execute(statement)
+        rows = await connection.execute_fetchall("PRAGMA table_info(objects)")
+        if "cluster" not in {row[1] for row in rows}:
+            for statement in _TO_CLUSTERS:
+                await connection.execute(statement, (cluster,) if "?1" in statement else ())
+    for statement in _SCHEMA:
+        await connection.execute(statement)
+    await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 class _Connections(NamedTuple):
@@ -237,8 +351,10 @@ class SQLiteSink(Sink[_Connections]):
             ...
             pod = await sink.get("default/web-0")
 
-    ``key`` must be the key function the Syncer uses. ``busy_timeout`` (seconds) is how long a
-    write waits for another writer of the same file (another sink) before it fails.
+    ``cluster`` names the cluster the rows belong to (a file may hold a fleet; a file of an
+    older schema, opened first by this sink, becomes this cluster's). ``key`` must be the
+    key function the Syncer uses. ``busy_timeout`` (seconds) is how long a write waits for
+    another writer of the same file (another sink) before it fails.
 
     The sink holds two connections: a writer, and a reader for :meth:`objects`, :meth:`get`,
     :meth:`count` and :meth:`sync_state`, so those never queue behind a write; and each
@@ -251,6 +367,7 @@ class SQLiteSink(Sink[_Connections]):
         path: str | os.PathLike[str],
         *,
         resource: str,
+        cluster: str = DEFAULT_CLUSTER,
         key: KeyFunc = object_key,
         busy_timeout: float = 10.0,
     ) -> None:
@@ -262,7 +379,7 @@ class SQLiteSink(Sink[_Connections]):
             )
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0")
-        super().__init__(resource, key)
+        super().__init__(resource, key, cluster)
         self._path = Path(path_str)
         self._busy_timeout = busy_timeout
 
@@ -284,21 +401,14 @@ class SQLiteSink(Sink[_Connections]):
             # a 2.5 KB pod fills a page alone, 8 KiB pages hold three (half the file size, and
             # a 50k-pod snapshot writes twice as fast).
             await writer.execute(f"PRAGMA page_size={_PAGE_SIZE}")
-            mode = await self._fetchone(writer, "PRAGMA journal_mode=WAL")
+            mode = await _fetchone(writer, "PRAGMA journal_mode=WAL")
             if mode is None or str(mode[0]).lower() != "wal":
                 raise RuntimeError(
                     f"{self._path}: cannot switch to WAL mode (journal_mode is "
                     f"{mode[0] if mode else None!r}); readers could not query while the sink "
                     "writes"
                 )
-            await writer.execute("BEGIN IMMEDIATE")
-            try:
-                await self._create_or_migrate(writer)
-                await writer.execute("COMMIT")
-            except BaseException:
-                await writer.rollback()
-                raise
-            await self._check_schema(writer)
+            await _prepare_file(writer, self._path, self._cluster)
             reader = await self._connection(query_only=True)
         except BaseException:
             await writer.close()
@@ -331,45 +441,6 @@ class SQLiteSink(Sink[_Connections]):
             raise
         return connection
 
-    async def _create_or_migrate(self, connection: aiosqlite.Connection) -> None:
-        """Create the tables, or bring a file of an older listwatch up to this schema."""
-        version = int((await self._fetchone(connection, "PRAGMA user_version"))[0])
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self._path}: schema version {version} is newer than this listwatch's "
-                f"({SCHEMA_VERSION}); upgrade listwatch"
-            )
-        held = await connection.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
-        )
-        if held and version < SCHEMA_VERSION:
-            for step in range(max(version, 1), SCHEMA_VERSION):
-                rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
-                columns = {row[1] for row in rows}
-                for column, statement in _MIGRATIONS[step]:
-                    if column not in columns:
-                        await connection.execute(statement)
-        for statement in _SCHEMA:
-            await connection.execute(statement)
-        await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    async def _check_schema(self, connection: aiosqlite.Connection) -> None:
-        for table, required in _COLUMNS.items():
-            rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
-            missing = required - {row[1] for row in rows}
-            if missing:
-                raise RuntimeError(
-                    f"{self._path}: table {table!r} lacks columns {sorted(missing)}; "
-                    "the file holds a table of that name that listwatch did not create"
-                )
-
-    @staticmethod
-    async def _fetchone(
-        connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
-    ) -> Any:
-        async with connection.execute(sql, parameters) as cursor:
-            return await cursor.fetchone()
-
     # -- receiver callbacks ----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -380,7 +451,7 @@ class SQLiteSink(Sink[_Connections]):
         connection = await self._connection(staging=True)
         try:
             # Outside a transaction: each read ends with its statement.
-            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+            if (await self._fence(connection, stamp))[0] is Verdict.DUPLICATE:
                 yield None
                 return
             await connection.execute(_STAGING_TABLE)
@@ -389,18 +460,25 @@ class SQLiteSink(Sink[_Connections]):
             await connection.close()
 
     async def on_batch(self, batch: Batch) -> None:
-        resource, key = self._resource, self._custom_key
+        cluster, resource, key = self._cluster, self._resource, self._custom_key
         upserts, deleted = _base.split_batch(batch)
-        deletes = [(resource, deleted_key) for deleted_key in deleted]
+        deletes = [(cluster, resource, deleted_key) for deleted_key in deleted]
+        touched = orjson.dumps([_base.item_key(item, key) for item in upserts] + deleted).decode()
         stamp = fencing.stamp_of(batch)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+            verdict, recorded = await self._fence(connection, stamp)
+            if verdict is Verdict.DUPLICATE:
                 return
+            usage = (cluster, resource, touched)
+            before = Usage(*await _fetchone(connection, _KEYS_USAGE, usage))
             if upserts:
-                await connection.executemany(_UPSERT, _batch_rows(resource, upserts, key, now))
+                rows = _batch_rows(cluster, resource, upserts, key, now)
+                await connection.executemany(_UPSERT, rows)
             if deletes:
                 await connection.executemany(_DELETE, deletes)
+            change = Usage(*await _fetchone(connection, _KEYS_USAGE, usage)) - before
+            await self._enforce_limits(connection, recorded, recorded + change)
             await connection.execute(
                 _STATE_AFTER_BATCH,
                 (
@@ -411,17 +489,35 @@ class SQLiteSink(Sink[_Connections]):
                     batch.epoch,
                     batch.session,
                     _base.recorded_sequence(batch),
+                    cluster,
+                    change.objects,
+                    change.bytes,
                 ),
             )
 
         await self._transaction(write)
 
-    async def _fence(self, connection: aiosqlite.Connection, stamp: fencing.Stamp) -> Verdict:
-        """``fencing.decide`` on what the file recorded, inside the write's transaction."""
-        highest = (await self._fetchone(connection, _HIGHEST_EPOCH))[0]
-        row = await self._fetchone(connection, _RECORDED_STAMP, (self._resource,))
-        recorded = fencing.Stamp(*row) if row is not None else None
-        return fencing.decide(self._resource, stamp, recorded, highest)
+    async def _fence(
+        self, connection: aiosqlite.Connection, stamp: fencing.Stamp
+    ) -> tuple[Verdict, Usage]:
+        """``fencing.decide`` on what the file recorded for the cluster, inside the write's
+        transaction; and what the resource holds."""
+        highest = (await _fetchone(connection, _HIGHEST_EPOCH, (self._cluster,)))[0]
+        row = await _fetchone(connection, _RECORDED_STAMP, (self._cluster, self._resource))
+        recorded = fencing.Stamp(*row[:5]) if row is not None else None
+        usage = Usage(*row[5:]) if row is not None else Usage()
+        return fencing.decide(self._resource, stamp, recorded, highest), usage
+
+    async def _enforce_limits(
+        self, connection: aiosqlite.Connection, before: Usage, after: Usage
+    ) -> None:
+        """``enforce_limits`` in the write's transaction, against the rest of the cluster."""
+        if self.limits is None or not self.limits.any:
+            return
+        others = Usage(*await _fetchone(connection, _OTHERS_USAGE, (self._cluster, self._resource)))
+        _base.enforce_limits(
+            self.limits, self._cluster, self._resource, others=others, before=before, after=after
+        )
 
     async def _transaction(
         self, write: _Write, connection: aiosqlite.Connection | None = None
@@ -453,26 +549,31 @@ class SQLiteSink(Sink[_Connections]):
 
     async def objects(self) -> dict[str, JsonObject]:
         reader = self._opened().reader
-        async with reader.execute(_SELECT_OBJECTS, (self._resource,)) as cursor:
+        async with reader.execute(_SELECT_OBJECTS, (self._cluster, self._resource)) as cursor:
             _decode_on_fetch(cursor)
             rows = cast("list[tuple[str, JsonObject]]", await cursor.fetchall())
         return dict(rows)
 
     async def get(self, key: str) -> JsonObject | None:
         reader = self._opened().reader
-        async with reader.execute(_SELECT_OBJECT, (self._resource, key)) as cursor:
+        async with reader.execute(_SELECT_OBJECT, (self._cluster, self._resource, key)) as cursor:
             _decode_on_fetch(cursor)
             row = cast("tuple[str, JsonObject] | None", await cursor.fetchone())
         return None if row is None else row[1]
 
     async def count(self) -> int:
         reader = self._opened().reader
-        row = await self._fetchone(reader, _COUNT, (self._resource,))
+        row = await _fetchone(reader, _COUNT, (self._cluster, self._resource))
         return int(row[0])
 
     async def sync_state(self) -> SyncState | None:
         reader = self._opened().reader
-        return SyncState.from_row(await self._fetchone(reader, _SELECT_STATE, (self._resource,)))
+        row = await _fetchone(reader, _SELECT_STATE, (self._cluster, self._resource))
+        return SyncState.from_row(row)
+
+    async def cluster_usage(self) -> dict[str, Usage]:
+        rows = await self._opened().reader.execute_fetchall(_CLUSTER_USAGE, (self._cluster,))
+        return {resource: Usage(count, size) for resource, count, size in rows}
 
 
 class _SQLiteStaging(_base.Staging):
@@ -484,21 +585,25 @@ class _SQLiteStaging(_base.Staging):
         self._connection = connection
 
     async def add(self, page: Sequence[Item]) -> None:
-        resource = self._sink.resource
-        rows = ((*row, resource) for row in _rows(resource, page, self._sink._custom_key))
+        sink = self._sink
+        where = (sink.resource, sink.cluster)
+        rows = ((*row, *where) for row in _rows(sink.resource, page, sink._custom_key))
         # Each row its own statement, outside any transaction: it writes (and locks) the
         # temporary database only, and its read of the file ends with it.
         await self._connection.executemany(_STAGE, rows)
 
     async def swap(self, snapshot: Snapshot) -> None:
-        sink, resource = self._sink, self._sink.resource
+        sink, cluster, resource = self._sink, self._sink.cluster, self._sink.resource
         stamp = fencing.stamp_of(snapshot)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            if await sink._fence(connection, stamp) is Verdict.DUPLICATE:
+            verdict, recorded = await sink._fence(connection, stamp)
+            if verdict is Verdict.DUPLICATE:
                 return
+            staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
+            await sink._enforce_limits(connection, recorded, staged)
             try:
-                await connection.execute(_SWAP_UPSERT, (resource, now))
+                await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
@@ -506,7 +611,7 @@ class _SQLiteStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
-            await connection.execute(_SWAP_DELETE, (resource,))
+            await connection.execute(_SWAP_DELETE, (cluster, resource))
             await connection.execute(
                 _STATE_AFTER_LIST,
                 (
@@ -516,14 +621,20 @@ class _SQLiteStaging(_base.Staging):
                     now,
                     snapshot.epoch,
                     snapshot.session,
+                    staged.objects,
+                    cluster,
+                    staged.bytes,
                 ),
             )
 
         await sink._transaction(write, self._connection)
 
 
-def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
-    """Read one resource's mirror from a database file, synchronously (for tools and tests).
+def read_mirror(
+    path: str | os.PathLike[str], *, resource: str, cluster: str = DEFAULT_CLUSTER
+) -> Mirror:
+    """Read one resource's mirror (of ``cluster``) from a database file, synchronously (for
+    tools and tests).
 
     Opens the file read-only and reads the objects and the sync state in one transaction, so
     they agree even while a sink is writing. Raises ``FileNotFoundError`` if there is no file.
@@ -537,10 +648,10 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
         connection.isolation_level = None
         connection.execute("BEGIN")
         try:
-            rows = connection.execute(_SELECT_OBJECTS, (resource,)).fetchall()
-            state = connection.execute(_SELECT_STATE, (resource,)).fetchone()
+            rows = connection.execute(_SELECT_OBJECTS, (cluster, resource)).fetchall()
+            state = connection.execute(_SELECT_STATE, (cluster, resource)).fetchone()
         except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
+            if "no such table" not in str(exc) and "no such column" not in str(exc):
                 raise
             raise ValueError(f"{file} is not a listwatch SQLite mirror: {exc}") from exc
         finally:
@@ -551,12 +662,19 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
 
 
 class SQLiteStore(SinkStore[SQLiteSink]):
-    """One SQLite file holding several resources: a ``SQLiteSink`` per resource, opened on
-    first use (the HTTP receiver's store for ``--sqlite``). Sinks share the file, and
-    SQLite serialises their writes (``busy_timeout``)."""
+    """One SQLite file holding several resources of one cluster or many: a ``SQLiteSink``
+    per (cluster, resource), opened on first use (the HTTP receiver's store for
+    ``--sqlite``). Sinks share the file, and SQLite serialises their writes
+    (``busy_timeout``). ``legacy_cluster``: the cluster an older file's rows become."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        legacy_cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
+        super().__init__(legacy_cluster=legacy_cluster)
         self._path = Path(path)
         self._busy_timeout = busy_timeout
 
@@ -564,5 +682,18 @@ class SQLiteStore(SinkStore[SQLiteSink]):
     def path(self) -> Path:
         return self._path
 
-    def _new_sink(self, resource: str) -> SQLiteSink:
-        return SQLiteSink(self._path, resource=resource, busy_timeout=self._busy_timeout)
+    async def _prepare(self) -> None:
+        if str(self._path) in ("", ":memory:"):
+            return  # refused by the sink, with its reason
+        connection = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout
+        )
+        try:
+            await _prepare_file(connection, self._path, self._legacy_cluster)
+        finally:
+            await connection.close()
+
+    def _new_sink(self, resource: str, cluster: str) -> SQLiteSink:
+        return SQLiteSink(
+            self._path, resource=resource, cluster=cluster, busy_timeout=self._busy_timeout
+        )
