@@ -135,7 +135,8 @@ would hold a snapshot open, and the receiver's copy stale, for days. With
 LOUD_WAIT_SECONDS = 5.0
 """A wait at least this long is logged at WARNING before it starts (naming the request and
 the server's answer), so a stalled sync is never silent; shorter ones, APF's usual 1 s,
-at INFO."""
+at INFO. An outage is made of short waits (``RECONNECT_CAP``): each re-watch is at WARNING
+once the server has not answered for this long."""
 
 INITIAL_EVENTS_QUIET_SECONDS = 10.0
 """A streaming list whose server sends nothing for this long before the initial-events-end
@@ -209,6 +210,8 @@ class Waits:
 
     def __init__(self, backoff: Backoff) -> None:
         self.backoff = backoff
+        self.unanswered_since: float | None = None
+        """When the current streak of unanswered tries began (``backoff.clock``)."""
         cap = min(backoff.cap, RECONNECT_CAP)
         self._reconnect = Backoff(
             initial=min(backoff.initial, cap),
@@ -224,6 +227,8 @@ class Waits:
         """The delay before the next try after ``exc`` (at least a server's Retry-After),
         counted in the streak ``exc`` belongs to."""
         if isinstance(exc, ApiConnectionError):
+            if self.unanswered_since is None:
+                self.unanswered_since = self.backoff.clock()
             return max(at_least, self._reconnect.next_delay())
         self.answered()
         return max(at_least, self.backoff.next_delay())
@@ -231,6 +236,12 @@ class Waits:
     def answered(self) -> None:
         """The server answered: the reconnect streak is over."""
         self._reconnect.reset()
+        self.unanswered_since = None
+
+    def unanswered_for(self) -> float:
+        """Seconds the server has not answered any try (0 when it answered the last)."""
+        since = self.unanswered_since
+        return 0.0 if since is None else self.backoff.clock() - since
 
     async def sleep(self, delay: float) -> None:
         await self.backoff.sleep(delay)
@@ -688,11 +699,18 @@ async def watch_from(
         )
 
 
-def _announce_rewatch(exc: ListWatchError, delay: float) -> None:
-    """Say, before it starts, how long the re-watch waits; loudly when long (as
-    ``_announce_wait`` does for the same request)."""
-    level = logging.WARNING if delay >= LOUD_WAIT_SECONDS else logging.INFO
-    logger.log(level, "%s; re-watching in %.1f s", exc, delay)
+def _announce_rewatch(exc: ListWatchError, delay: float, *, unanswered_for: float = 0.0) -> None:
+    """Say, before it starts, how long the re-watch waits; loudly when the wait, or the
+    outage it is part of, is long (as ``_announce_wait`` does for the same request)."""
+    loud = max(delay, unanswered_for) >= LOUD_WAIT_SECONDS
+    outage = f" (no answer for {unanswered_for:.0f} s)" if loud and unanswered_for else ""
+    logger.log(
+        logging.WARNING if loud else logging.INFO,
+        "%s%s; re-watching in %.1f s",
+        exc,
+        outage,
+        delay,
+    )
 
 
 async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
@@ -703,7 +721,9 @@ async def _after_watch_error(exc: ListWatchError, waits: Waits) -> str | None:
         # is still good as far as we know. Wait by the reconnect streak, and re-watch; a
         # server that has forgotten the RV meanwhile says so with a 410.
         delay = waits.after(exc)
-        _announce_rewatch(exc, delay)
+        # Each wait is short (``RECONNECT_CAP``); an outage is long: it is loud once the
+        # server has not answered for ``LOUD_WAIT_SECONDS``, as a long wait is.
+        _announce_rewatch(exc, delay, unanswered_for=waits.unanswered_for())
         await waits.sleep(delay)
         return None
     waits.answered()

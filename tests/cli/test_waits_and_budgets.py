@@ -1,6 +1,7 @@
 """A mirror whose API server asks it to wait, or sends more than a page may hold, as a real
 process: a ``Retry-After`` of days on page 2 of a relist waits a minute at most, is a
-WARNING naming the resource and the reason before it starts, and makes ``/readyz`` false
+WARNING naming the resource and the reason before it starts, holds up no other resource
+writing into the same SQLite file, and makes ``/readyz`` false
 once the resource has gone ``--stale-after`` without a sync; a gzip LIST that inflates to
 2 GiB is refused at ``max_list_bytes`` as inflated, having read no more than that, and the
 mirror syncs at its next attempt. Every condition is awaited in the process's own lines or
@@ -16,8 +17,8 @@ import aiohttp
 
 from listwatch._kube.resource import MAX_LIST_BYTES
 from listwatch.testing import FakeApiServer, Fault
-from tests.cli.helpers import eventually
-from tests.objects import pod
+from tests.cli.helpers import eventually, mirrored
+from tests.objects import configmap, pod
 from tests.processes import running
 
 
@@ -43,6 +44,7 @@ async def test_a_retry_after_of_days_on_page_two_is_capped_warned_and_not_ready(
     args = (
         "mirror",
         "pods",
+        "configmaps",  # beside it in the same SQLite file: it keeps syncing meanwhile
         "--kubeconfig",
         str(kubeconfig),
         "--sqlite",
@@ -68,6 +70,11 @@ async def test_a_retry_after_of_days_on_page_two_is_capped_warned_and_not_ready(
             r"60 s is honoured\), attempt 1 of 10$"
         )
         assert float(warning.group(2)) == 60.0
+        # pods' relist waits with page 1 read; configmaps' writes into the same file go on
+        await server.create(configmap("during-the-wait"))
+        assert "default/during-the-wait" in await mirrored(
+            tmp_path / "m.db", "configmaps", server, "v1", "ConfigMap"
+        )
         await mirror.wait_for_line(
             r"^listwatch mirror: error: pods: not synced into \S+ for \d+ s \(since its last "
             r"sync; no attempt has failed yet: still listing or writing\): not ready until it "

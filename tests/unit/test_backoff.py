@@ -3,12 +3,13 @@ server that does not answer at all is waited for by a short streak of its own (`
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
 
 from listwatch._backoff import Backoff
-from listwatch._reflector import RECONNECT_CAP, Waits
+from listwatch._reflector import RECONNECT_CAP, Waits, _after_watch_error
 from listwatch.errors import ApiConnectionError, ResourceExpired, ServerError
 
 REFUSED = ApiConnectionError("watch /api/v1/pods: cannot connect (refused)", refused=True)
@@ -106,3 +107,31 @@ def test_the_reconnect_streak_keeps_the_jitter_and_a_smaller_backoff() -> None:
     delays = [fast.after(REFUSED) for _ in range(20)]
     assert all(0.01 <= delay < 0.1 for delay in delays)
     assert len(set(delays)) == len(delays)  # jittered: a fleet does not reconnect in lockstep
+
+
+def test_an_outage_is_timed_from_its_first_unanswered_try_until_an_answer() -> None:
+    clock = FakeClock()
+    waits = Waits(Backoff(jitter=0.0, clock=clock))
+    assert waits.unanswered_for() == 0.0
+    for _ in range(4):
+        clock.now += waits.after(REFUSED)
+    assert waits.unanswered_for() == pytest.approx(0.8 + 1.6 + 2 * RECONNECT_CAP)
+    waits.after(EXPIRED)  # the server answered, with a 410
+    assert waits.unanswered_for() == 0.0
+
+
+async def test_a_long_outage_is_announced_at_warning_though_each_wait_is_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every wait for a server that does not answer is at most ``2 * RECONNECT_CAP``: an
+    outage must still be loud once it has lasted ``LOUD_WAIT_SECONDS``."""
+    clock = FakeClock()
+    waits = Waits(Backoff(initial=0.0, cap=0.0, jitter=0.0, clock=clock))
+    caplog.set_level(logging.INFO, logger="listwatch")
+    for _ in range(4):
+        clock.now += 2.0  # each try takes a while to be refused
+        assert await _after_watch_error(REFUSED, waits) is None
+    levels = [(record.levelname, record.getMessage()) for record in caplog.records]
+    # refused at 2, 4, 6 and 8 s: the outage is timed from its first refusal
+    assert [level for level, _ in levels] == ["INFO", "INFO", "INFO", "WARNING"]
+    assert "(no answer for 6 s); re-watching in 0.0 s" in levels[3][1]
