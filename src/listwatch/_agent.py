@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
 from listwatch._aio import Signal, short
@@ -181,7 +181,12 @@ class Agent:
         longer than ``stale_after`` without a sync: a receiver that keeps its last state
         while every attempt fails is serving an ever older copy. A resource the server
         stopped serving (``SyncerStatus.served``) is not ready at once: there is nothing to
-        be current with. Each entry also says how its snapshots are listed, and why paged."""
+        be current with. Each entry also says how its snapshots are listed, and why paged.
+
+        Quarantined objects (kept by the receiver as bytes, not as JSON) are shown, counted
+        and named, but do not make a resource unready: the mirror holds them and is current,
+        and an object anyone who may create one can write must not take every replica out
+        of service (docs/architecture.md#quarantined-objects)."""
         supervisor = self._supervisor
         if self._elector is not None and supervisor is None:
             election = self._elector.status
@@ -219,6 +224,9 @@ class Agent:
                 entry["failures"] = status.failures
             if status.last_error:
                 entry["last_error"] = status.last_error
+            if status.quarantined:
+                entry["quarantined"] = len(status.quarantined)
+                entry["quarantined_objects"] = _named(status.quarantined)
             resources[name] = entry
         not_ready = sorted(name for name, entry in resources.items() if not entry["ready"])
         details = {"resources": resources}
@@ -226,4 +234,16 @@ class Agent:
             details["role"] = "leader"
         if not_ready:
             details["not_ready"] = not_ready
+        quarantined = sorted(name for name, entry in resources.items() if "quarantined" in entry)
+        if quarantined:
+            details["quarantined"] = quarantined
         return HealthReport(not not_ready, details)
+
+
+READY_QUARANTINED_NAMED = 20
+"""How many quarantined objects of a resource ``/readyz`` names (all are counted)."""
+
+
+def _named(quarantined: Mapping[str, str]) -> dict[str, str]:
+    """The first quarantined objects by key, each with why it is kept as bytes."""
+    return {key: quarantined[key] for key in sorted(quarantined)[:READY_QUARANTINED_NAMED]}

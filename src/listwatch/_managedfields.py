@@ -70,8 +70,10 @@ def strip_json(raw: bytes) -> bytes:
         return raw  # cannot hold the key, not even written with escapes
     try:
         value = _decoder.decode(raw).metadata.managedFields
-    except msgspec.DecodeError:
-        return raw  # not ours to judge: parsing it (Item.object) reports bad JSON
+    except (msgspec.DecodeError, RecursionError):
+        # Not ours to judge: parsing it (Item.object) reports bad JSON, and a receiver keeps
+        # an object nested too deep for msgspec as its bytes (_jsonparse.unreadable).
+        return raw
     if not value:
         return raw
     start = _only_member(raw, bytes(value))

@@ -403,6 +403,8 @@ class Snapshot:
         self._count = 0
         self.failure: BaseException | None = None
         """The list error raised out of the iteration, if one was (the Syncer reports it)."""
+        self.quarantined: dict[str, str] = {}
+        """What the receiver kept as bytes rather than as JSON, by key: why (``quarantine``)."""
 
     @classmethod
     def of(
@@ -470,6 +472,14 @@ class Snapshot:
                 "snapshot: a receiver must read the whole stream (or raise), or it would take "
                 "part of the cluster for all of it"
             )
+
+    def quarantine(self, key: str, reason: str) -> None:
+        """Say that the receiver keeps the object ``key`` as its bytes, not as JSON, and why
+        (in words that quote nothing of it): an object it could not store as it is, kept
+        rather than refused so that the rest of the resource goes on syncing
+        (docs/architecture.md#quarantined-objects). Call it once the snapshot is committed;
+        the Syncer reports each such object (a WARNING, a metric, ``/readyz``)."""
+        self.quarantined[key] = reason
 
     def pages(self) -> AsyncIterator[Sequence[Item]]:
         """The items, a page at a time (a LIST page, or a run of initial events)."""
@@ -547,6 +557,12 @@ class Batch:
     resource: GroupVersionResource | None = None
     session: str = ""
     sequence: int = 0
+    quarantined: dict[str, str] = field(default_factory=dict, compare=False)
+    """What the receiver kept as bytes rather than as JSON, by key: why (``quarantine``)."""
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def quarantine(self, key: str, reason: str) -> None:
+        """``Snapshot.quarantine``, for an object this batch writes; once it is committed."""
+        self.quarantined[key] = reason

@@ -22,7 +22,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import aclosing
 from typing import Any, NoReturn
 
@@ -75,6 +75,9 @@ name: a source resolves its name when the Syncer first runs, and records name it
 
 
 _RESYNC_JITTER = 0.1
+
+QUARANTINE_WARNINGS = 20
+"""Quarantined objects named one WARNING each per delivery; the rest are counted in one."""
 
 
 class ResyncDue(Exception):
@@ -405,12 +408,14 @@ class Syncer(RunsInBackground):
             if snapshot.failure is not None:
                 raise snapshot.failure from None
             raise
+        self._warn_quarantined(snapshot.quarantined)
         self._emit(
             observe.SnapshotDelivered(
                 snapshot.generation,
                 snapshot.count,
                 snapshot.resource_version,
                 time.monotonic() - started,
+                snapshot.quarantined,
             )
         )
 
@@ -475,6 +480,7 @@ class Syncer(RunsInBackground):
                 observe.ReceiverFailed("on_batch", batch.generation, time.monotonic() - started)
             )
             raise
+        self._warn_quarantined(batch.quarantined)
         self._emit(
             observe.BatchDelivered(
                 batch.generation,
@@ -482,8 +488,31 @@ class Syncer(RunsInBackground):
                 batch.received,
                 batch.resource_version,
                 time.monotonic() - started,
+                batch.quarantined,
+                batch.events.keys(),
             )
         )
+
+    def _warn_quarantined(self, kept: Mapping[str, str]) -> None:
+        """A WARNING for each object the receiver now keeps as bytes that it did not before
+        (or for another reason): once, not at every relist. Named, never quoted."""
+        held = self._tracker.quarantined
+        news = [(key, why) for key, why in kept.items() if held.get(key) != why]
+        for key, why in news[:QUARANTINE_WARNINGS]:
+            logger.warning(
+                "%s %s is quarantined: %s; the receiver keeps its bytes, not its JSON",
+                self.name,
+                key,
+                why,
+                extra={"key": key, "reason": why},
+            )
+        if len(news) > QUARANTINE_WARNINGS:
+            logger.warning(
+                "%s: %d more objects are quarantined (the receiver keeps their bytes, not "
+                "their JSON); /readyz and the listwatch_quarantined_objects gauge count them",
+                self.name,
+                len(news) - QUARANTINE_WARNINGS,
+            )
 
     async def _deliver(
         self, what: observe.ReceiverCall, generation: int, call: Awaitable[None]

@@ -251,6 +251,28 @@ async def test_malformed_line_then_the_stream_goes_on(
     ]
 
 
+async def test_a_raw_line_is_sent_as_given_then_the_stream_goes_on(
+    server: FakeApiServer, http: aiohttp.ClientSession
+):
+    """Bytes the store cannot write (nested past orjson's 255 levels, not UTF-8)."""
+    await three_pods(server)
+    deep = b'{"type":"ADDED","object":{"data":' + b"[" * 2000 + b"]" * 2000 + b"}}"
+    server.inject(Fault.raw_line(deep, after_events=1), watch=True)
+    server.inject(Fault.raw_line(b'{"bad":"\xff"}'), watch=True)
+    async with http.get(PODS, params=watch_params()) as response:
+        reader = EventReader(response)
+        lines = [await reader.next_line() for _ in range(4)]
+    assert lines[1] == deep
+    names = [orjson.loads(line)["object"]["metadata"]["name"] for line in lines if line != deep]
+    assert names == ["a", "b", "c"]
+    async with http.get(PODS, params=watch_params()) as response:
+        assert await EventReader(response).next_line() == b'{"bad":"\xff"}'
+    with pytest.raises(ValueError, match="one line"):
+        Fault.raw_line(b"a\nb")
+    with pytest.raises(ValueError, match="only applies to watch"):
+        server.inject(Fault.raw_line(b"x"), watch=False)
+
+
 async def test_empty_response_on_a_watch(server: FakeApiServer, http: aiohttp.ClientSession):
     await three_pods(server)
     server.inject(Fault.empty_response(), watch=True)

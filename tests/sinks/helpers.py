@@ -63,6 +63,23 @@ def snapshot(
     return Snapshot.of(items, rv, generation=generation, epoch=epoch)
 
 
+def raw_item(key: str, rv: str, data: bytes) -> Item:
+    """An item of the given bytes, as the API server (or a sender) gave them."""
+    return Item(key, rv, raw=data)
+
+
+def raw_event(type: EventType, key: str, rv: str, data: bytes) -> Event:
+    return Event(type, key=key, resource_version=rv, raw=data)
+
+
+def nested(depth: int, name: str = "deep", rv: str = "1") -> bytes:
+    """A ConfigMap-like object whose ``data`` nests ``depth`` - 1 levels below it: the
+    object is ``depth`` levels deep."""
+    head = b'{"metadata":{"name":"' + name.encode() + b'","namespace":"default",'
+    head += b'"resourceVersion":"' + rv.encode() + b'"},"data":'
+    return head + b'{"a":' * (depth - 2) + b"1" + b"}" * (depth - 2) + b"}"
+
+
 def one_page(page: Sequence[Item], rv: str, generation: int = 1, *, epoch: int = 0) -> Snapshot:
     """A snapshot whose single page is ``page`` itself (not a copy), so that a page that
     gates its own iteration (``GatedItems``) gates the sink's write."""
@@ -314,8 +331,9 @@ async def pg_rows(
 async def pg_objects(
     dsn: str, resource: str, schema: str = SCHEMA, cluster: str = "default"
 ) -> dict[str, dict[str, Any]]:
+    """The objects held as JSON (a quarantined one's ``object`` is the JSON null)."""
     rows = await pg_rows(dsn, resource, schema, cluster)
-    return {key: row.object for key, row in rows.items()}
+    return {key: row.object for key, row in rows.items() if row.object is not None}
 
 
 async def pg_state(

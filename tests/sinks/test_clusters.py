@@ -149,18 +149,18 @@ async def test_a_cap_refuses_a_batch_that_grows_the_cluster_past_it_and_not_one_
 # -- databases written before clusters ---------------------------------------------------
 
 
-async def test_a_postgres_schema_of_version_3_becomes_the_named_cluster(
+async def test_a_postgres_schema_of_version_4_becomes_the_named_cluster(
     postgres_dsn: str,
 ) -> None:
     a, b = configmap("a", 5), configmap("b", 6)
     async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
         await sink.on_list(snapshot(a, b, rv="10", epoch=4200))
     connection = await asyncpg.connect(postgres_dsn)
-    try:  # back to version 3, as the older listwatch left it
+    try:  # back to version 4, as the listwatch before clusters left it
         await connection.execute("DROP SCHEMA listwatch CASCADE")
         assert (
             await _postgres_schema.ensure_schema(
-                connection, "listwatch", _postgres_schema.MIGRATIONS[:3]
+                connection, "listwatch", _postgres_schema.MIGRATIONS[:4]
             )
             == 0
         )

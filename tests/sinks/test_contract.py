@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -37,6 +38,9 @@ from .helpers import (
     by_key,
     configmap,
     event,
+    nested,
+    raw_event,
+    raw_item,
     snapshot,
     write_previous,
 )
@@ -267,6 +271,65 @@ async def test_an_unserialisable_transformed_object_is_named(sink: Sink[Any]) ->
         await sink.on_list(Snapshot.of([Item.of(configmap("a", 1)), bad], "3"))
     assert await sink.count() == 0
     assert await sink.sync_state() is None
+
+
+# -- quarantine: an object no reader could read as JSON ---------------------------------------
+
+UNREADABLE = {
+    "not-utf8": b'{"metadata":{"name":"bad","namespace":"default","resourceVersion":"5"},'
+    b'"data":{"v":"\xff\xfe"}}',
+    "2000-deep": nested(2000, "bad", "5"),
+    "600-deep": nested(600, "bad", "5"),
+}
+UNREADABLE_WHY = {
+    "not-utf8": r"^its JSON is not valid UTF-8 \(byte \d+\)$",
+    "2000-deep": r"^it nests deeper than 512 levels$",
+    "600-deep": r"^it nests deeper than 512 levels$",
+}
+
+
+@pytest.mark.parametrize("kind", list(UNREADABLE))
+async def test_an_object_no_reader_could_read_as_json_is_quarantined_and_the_rest_written(
+    sink_factory: SinkFactory, sink: Sink[Any], kind: str
+) -> None:
+    """Kept byte for byte with why, beside the JSON rows, through a snapshot, a relist and
+    a batch; out of quarantine once it is JSON again, gone once deleted."""
+    raw, good = UNREADABLE[kind], [configmap("a", 1), configmap("b", 2)]
+    listed = Snapshot.of([*map(Item.of, good), raw_item("default/bad", "5", raw)], "10")
+    await sink.on_list(listed)
+    kept = await sink.quarantined()
+    assert list(kept) == ["default/bad"]
+    assert (kept["default/bad"].raw, kept["default/bad"].resource_version) == (raw, "5")
+    assert re.search(UNREADABLE_WHY[kind], kept["default/bad"].reason)
+    assert listed.quarantined == {"default/bad": kept["default/bad"].reason}
+    assert await sink.objects() == by_key(*good)
+    assert await sink.get("default/bad") is None
+    assert await sink.count() == 3
+    assert (await sink_factory.read("configmaps"))[0] == by_key(*good)
+
+    relisted_items = [Item.of(good[0]), raw_item("default/bad", "5", raw)]
+    relisted = Snapshot.of(relisted_items, "11", generation=2)
+    await sink.on_list(relisted)
+    assert relisted.quarantined == listed.quarantined
+    assert await sink.quarantined() == kept
+    assert await sink.objects() == by_key(good[0])
+
+    again = raw_event(MODIFIED, "default/bad", "12", raw[:-1] + b" }")
+    changes = Batch({"default/bad": again}, "12", 2)
+    await sink.on_batch(changes)
+    assert changes.quarantined == listed.quarantined
+    assert (await sink.quarantined())["default/bad"].raw == raw[:-1] + b" }"
+
+    fixed = Batch({"default/bad": event(MODIFIED, configmap("bad", 13))}, "13", 2)
+    await sink.on_batch(fixed)
+    assert fixed.quarantined == {}
+    assert await sink.quarantined() == {}
+    assert await sink.get("default/bad") == configmap("bad", 13)
+
+    await sink.on_batch(Batch({"default/bad": raw_event(ADDED, "default/bad", "14", raw)}, "14", 2))
+    await sink.on_list(Snapshot.of([Item.of(good[0])], "15", generation=3))
+    assert await sink.quarantined() == {}
+    assert await sink.count() == 1
 
 
 # -- on_batch --------------------------------------------------------------------------------

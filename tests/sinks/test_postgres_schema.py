@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
+from listwatch import Item, Snapshot
 from listwatch.errors import SchemaError
 from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTarget, ensure_schema
 from listwatch.sinks.postgres import PostgresSink
 
-from .helpers import by_key, configmap, snapshot
+from .helpers import by_key, configmap, raw_item, snapshot
 
 
 async def version_row(dsn: str, schema: str = "listwatch") -> asyncpg.Record | None:
@@ -112,6 +113,31 @@ async def test_a_database_of_version_2_gains_the_staging_tables_and_keeps_its_ro
         assert set(await sink.objects()) == {"default/old"}
         await sink.on_list(snapshot(configmap("a"), rv="2"))
         assert await sink.objects() == by_key(configmap("a"))
+    row = await version_row(postgres_dsn)
+    assert row is not None
+    assert row["version"] == SCHEMA_VERSION
+
+
+async def test_a_database_of_version_3_gains_the_quarantine_columns_and_keeps_its_rows(
+    postgres_dsn: str,
+) -> None:
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await ensure_schema(connection, "listwatch", MIGRATIONS[:3]) == 0
+        await connection.execute(
+            "INSERT INTO listwatch.objects (resource, key, resource_version, object, "
+            "object_sha256, updated_at) VALUES ('configmaps', 'default/old', '1', "
+            '\'{"metadata": {"name": "old"}}\', \'\\x00\', now())'
+        )
+    finally:
+        await connection.close()
+    nul = raw_item("default/nul", "3", b'{"metadata":{"name":"nul"},"data":{"v":"\\u0000"}}')
+    async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
+        assert set(await sink.objects()) == {"default/old"}
+        assert await sink.quarantined() == {}
+        await sink.on_list(Snapshot.of([Item.of(configmap("a")), nul], "3"))
+        assert await sink.objects() == by_key(configmap("a"))
+        assert set(await sink.quarantined()) == {"default/nul"}
     row = await version_row(postgres_dsn)
     assert row is not None
     assert row["version"] == SCHEMA_VERSION

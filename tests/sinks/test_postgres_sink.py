@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import socket
 import time
 import tracemalloc
@@ -23,13 +24,19 @@ from listwatch import Batch, Event, EventType, Item, Page, Snapshot
 from listwatch.sinks.postgres import PostgresSink, PostgresStore, SchemaError, SinkConnectionError
 from tests.postgres_server import PostgresServer
 
-from .helpers import batch, by_key, configmap, event, pg_objects, pg_rows, snapshot
+from .helpers import (
+    batch,
+    by_key,
+    configmap,
+    event,
+    pg_objects,
+    pg_rows,
+    raw_event,
+    raw_item,
+    snapshot,
+)
 
 ADDED, MODIFIED = EventType.ADDED, EventType.MODIFIED
-
-
-def raw_item(key: str, rv: str, data: bytes) -> Item:
-    return Item(key, rv, raw=data)
 
 
 # -- lifecycle and connection ----------------------------------------------------------------
@@ -105,6 +112,8 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
     }
     assert columns[("fence", "epoch")][0] == "bigint"
     assert columns[("staged", "object")] == ("jsonb", "NEVER")
+    assert columns[("objects", "raw")] == columns[("staged", "raw")] == ("bytea", "NEVER")
+    assert columns[("objects", "quarantined")] == ("text", "NEVER")
     assert persistence == {"stagings": b"u", "staged": b"u"}  # UNLOGGED
     assert keys == {
         "objects": ["cluster", "resource", "key"],
@@ -114,7 +123,7 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
         "staged": ["cluster", "staging", "key"],
         "schema_version": ["singleton"],
     }
-    assert version == 4
+    assert version == 5
 
 
 @pytest.mark.parametrize("dsn", ["", "mirror.db", "http://db/x", "host=db dbname=x"])
@@ -386,38 +395,62 @@ SECRET = "do-not-log-this-value"
 @pytest.mark.parametrize(
     ("raw", "why"),
     [
-        (b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'\\u0000"}}', r"U\+0000"),
-        (b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'"', "malformed"),
-        (b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'\xff"}}', "UTF-8"),
+        (
+            b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'\\u0000"}}',
+            r"^it holds the character U\+0000, which PostgreSQL's jsonb cannot store$",
+        ),
+        (
+            b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'"',
+            r"^PostgreSQL refused it as jsonb \(22P02: invalid input syntax for type json\)$",
+        ),
+        (
+            b'{"metadata":{"name":"bad"},"data":{"v":"' + SECRET.encode() + b'\\ud800"}}',
+            r"^PostgreSQL refused it as jsonb \(22P02: .*\)$",
+        ),
     ],
-    ids=["nul-escape", "truncated", "not-utf8"],
+    ids=["nul-escape", "truncated", "lone-surrogate"],
 )
-async def test_an_object_postgresql_cannot_store_is_named_and_changes_nothing(
-    pg_sink: PostgresSink, raw: bytes, why: str
+async def test_an_object_postgresql_cannot_store_as_jsonb_is_quarantined_and_the_rest_written(
+    pg_sink: PostgresSink, postgres_dsn: str, raw: bytes, why: str
 ) -> None:
-    await pg_sink.on_list(snapshot(configmap("a", 1), rv="10"))
-    previous = await pg_sink.sync_state()
+    """U+0000 is found before PostgreSQL sees the object; what only PostgreSQL knows it
+    refuses (malformed JSON from a custom source, an escaped lone surrogate) is found by
+    trying each object of the refused page alone. Either way the object is kept byte for
+    byte, with a reason that quotes nothing of it, and the rest of the page is written."""
     good = [Item.of(configmap(f"n{i}", 20 + i)) for i in range(5)]
-    with pytest.raises(ValueError, match=why) as caught:
-        await pg_sink.on_list(
-            Snapshot.of([*good, raw_item("default/bad", "30", raw)], "30", generation=2)
-        )
-    assert "default/bad" in str(caught.value)
-    assert SECRET not in str(caught.value)  # no object body in an error
-    assert await pg_sink.objects() == by_key(configmap("a", 1))
-    assert await pg_sink.sync_state() == previous
+    written = Snapshot.of([*good, raw_item("default/bad", "30", raw)], "30", generation=2)
+    await pg_sink.on_list(written)
+    assert await pg_sink.objects() == by_key(*(item.object for item in good))
+    kept = await pg_sink.quarantined()
+    assert list(kept) == ["default/bad"]
+    assert kept["default/bad"].raw == raw
+    assert kept["default/bad"].resource_version == "30"
+    assert re.search(why, kept["default/bad"].reason)
+    assert SECRET not in kept["default/bad"].reason  # no object body in a reason
+    assert written.quarantined == {"default/bad": kept["default/bad"].reason}
+    assert await pg_sink.count() == 6
+    rows = await pg_rows(postgres_dsn, "configmaps")
+    assert rows["default/bad"].object is None  # the JSON null
+    assert (await pg_sink.sync_state()) is not None
 
-    with pytest.raises(ValueError, match=why) as caught:
-        await pg_sink.on_batch(
-            Batch(
-                {"default/bad": Event(ADDED, key="default/bad", resource_version="31", raw=raw)},
-                "31",
-                2,
-            )
-        )
-    assert SECRET not in str(caught.value)
-    assert await pg_sink.objects() == by_key(configmap("a", 1))
-    assert await pg_sink.sync_state() == previous
+    changes = Batch(
+        {
+            "default/bad": raw_event(ADDED, "default/bad", "31", raw),
+            "default/n0": Event.from_object(MODIFIED, configmap("n0", 31, x="y")),
+        },
+        "31",
+        2,
+    )
+    await pg_sink.on_batch(changes)
+    assert changes.quarantined == {"default/bad": kept["default/bad"].reason}
+    assert (await pg_sink.quarantined())["default/bad"].resource_version == "31"
+    assert await pg_sink.get("default/n0") == configmap("n0", 31, x="y")
+
+    fixed = Batch({"default/bad": Event.from_object(MODIFIED, configmap("bad", 32))}, "32", 2)
+    await pg_sink.on_batch(fixed)
+    assert fixed.quarantined == {}
+    assert await pg_sink.quarantined() == {}
+    assert await pg_sink.get("default/bad") == configmap("bad", 32)
 
 
 async def test_a_nul_inside_an_escaped_backslash_is_no_nul(pg_sink: PostgresSink) -> None:

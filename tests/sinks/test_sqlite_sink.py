@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from listwatch import Snapshot
+from listwatch import Item, Snapshot
 from listwatch.sinks.sqlite import SCHEMA_VERSION, Mirror, SQLiteSink, read_mirror
 
-from .helpers import by_key, configmap, snapshot, sqlite_connect
+from .helpers import by_key, configmap, nested, raw_item, snapshot, sqlite_connect
 
 # -- lifecycle and schema --------------------------------------------------------------------
 
@@ -74,6 +74,37 @@ async def test_a_file_of_the_previous_schema_gains_the_stamp_columns(db: Path) -
         await sink.on_list(
             Snapshot.of([configmap("b", 2)], "2", generation=1, epoch=1, session="s")
         )
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        connection.close()
+
+
+async def test_a_file_of_version_2_is_read_and_gains_the_quarantine_columns(db: Path) -> None:
+    connection = sqlite3.connect(db)
+    connection.executescript(
+        """
+        CREATE TABLE objects (resource TEXT NOT NULL, key TEXT NOT NULL,
+            resource_version TEXT NOT NULL, object TEXT NOT NULL, updated_at REAL NOT NULL,
+            PRIMARY KEY (resource, key));
+        CREATE TABLE sync_state (resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL,
+            generation INTEGER NOT NULL, synced_at REAL NOT NULL, listed_at REAL,
+            epoch INTEGER NOT NULL DEFAULT 0, session TEXT NOT NULL DEFAULT '',
+            sequence INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO objects VALUES ('configmaps', 'default/a', '1', '{"metadata":{}}', 0);
+        PRAGMA user_version=2;
+        """
+    )
+    connection.close()
+    assert read_mirror(db, resource="configmaps").objects == {"default/a": {"metadata": {}}}
+    deep = raw_item("default/deep", "2", nested(600))
+    async with SQLiteSink(db, resource="configmaps") as sink:
+        assert await sink.objects() == {"default/a": {"metadata": {}}}
+        await sink.on_list(Snapshot.of([Item.of(configmap("b", 2)), deep], "2"))
+    mirror = read_mirror(db, resource="configmaps")
+    assert mirror.objects == by_key(configmap("b", 2))
+    assert mirror.quarantined["default/deep"].raw == nested(600)
     connection = sqlite3.connect(db)
     try:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -31,7 +31,7 @@ import msgspec
 import orjson
 
 from listwatch._framing import LineFramer, LineTooLong
-from listwatch._kube import http
+from listwatch._kube import http, tolerant
 from listwatch._models import PAGE_BYTES, Event, EventType, Item, Page
 from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
@@ -144,10 +144,13 @@ def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LI
     carry them; the item's JSON gets them spliced in front, so a snapshot item and a watch
     object look alike, and an item's bytes are otherwise exactly what the server sent.
     """
+    decoded: _ListBody | tolerant.ListBody | None
     try:
         decoded = _LIST_BODY.decode(body)
-    except msgspec.DecodeError as exc:
-        raise MalformedEvent(f"{what} response is not a list: {exc}") from None
+    except (msgspec.DecodeError, RecursionError) as exc:  # an item msgspec cannot skip
+        decoded = tolerant.list_body(bytes(body))
+        if decoded is None:
+            raise MalformedEvent(f"{what} response is not a list: {exc}") from None
     metadata = decoded.metadata
     rv = metadata.resourceVersion if metadata is not None else None
     if not rv:
@@ -160,12 +163,15 @@ def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LI
     prefixes: dict[tuple[bool, bool], bytes] = {}
     items: list[Item] = []
     for raw in decoded.items or ():
+        head: _ItemHead | tolerant.ObjectHead | None
         try:
             head = _ITEM_HEAD.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise MalformedEvent(
-                f"{what} response has an item that is not an object: {exc}"
-            ) from None
+        except (msgspec.DecodeError, RecursionError) as exc:
+            head = tolerant.item_head(raw)
+            if head is None:
+                raise MalformedEvent(
+                    f"{what} response has an item that is not an object: {exc}"
+                ) from None
         meta = head.metadata
         if meta is None or not meta.name:
             raise MalformedEvent(f"{what} response has an item without metadata.name")
@@ -257,7 +263,7 @@ def decode_event(line: bytes) -> Event:
     """
     try:
         wire: _WireEvent | None = _WIRE.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         wire = None
     if wire is not None:
         event_type = _CHANGE_TYPES.get(wire.type)
@@ -301,7 +307,10 @@ def _decode_general(line: bytes) -> Event:
                 status if isinstance(status, dict) else {}, request="watch ERROR event"
             )
         head = _HEAD.decode(envelope.object)
-    except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
+    except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError) as exc:
+        event = tolerant.event(line)  # an object msgspec cannot read may still be keyed
+        if event is not None:
+            return event
         raise MalformedEvent(
             f"watch line of {len(line)} bytes is not a watch event: {exc}"
         ) from None

@@ -31,11 +31,13 @@ a sender that is gone or stopped, never a slow API server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,6 +49,8 @@ from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
 
 __all__ = ["HttpSink", "HttpSyncError"]
+
+logger = logging.getLogger("listwatch")
 
 MAX_RESPONSE_BYTES = 64 * 1024
 HEARTBEAT = 5.0
@@ -146,12 +150,13 @@ class HttpSink(OpenedOnEnter):
         )
         post = asyncio.create_task(self._post(path, _drain(chunks, taken), timeout))
         try:
-            await self._watch_progress(post, chunks, taken, path)
+            answer = await self._watch_progress(post, chunks, taken, path)
         finally:
             await _stop(post)
             await _stop(encoder)
         if snapshot.failure is not None:
             raise snapshot.failure  # the stream failed while it was sent: not committed
+        _report_quarantined(snapshot, answer)
 
     def _header(
         self, kind: protocol.Kind, write: Snapshot | Batch, resource: str, *, sequence: int
@@ -184,19 +189,20 @@ class HttpSink(OpenedOnEnter):
         parts.append(encoder.flush())
         body = b"".join(parts)
         del parts
-        await self._post(
+        answer = await self._post(
             f"/sync/{resource}/batch", body, aiohttp.ClientTimeout(total=self._timeout)
         )
+        _report_quarantined(batch, answer)
 
     # -- sending ---------------------------------------------------------------------------
 
     async def _watch_progress(
         self,
-        post: asyncio.Task[None],
+        post: asyncio.Task[bytes],
         chunks: asyncio.Queue[bytes | Exception | None],
         taken: _Progress,
         path: str,
-    ) -> None:
+    ) -> bytes:
         """Await ``post``; fail it when the receiver stops taking the body.
 
         aiohttp bounds the wait for the answer (``sock_read``), but not the writing: a
@@ -208,8 +214,7 @@ class HttpSink(OpenedOnEnter):
         while True:
             done, _ = await asyncio.wait([post], timeout=self._timeout)
             if done:
-                post.result()
-                return
+                return post.result()
             if chunks.full() and time.monotonic() - taken.at > self._timeout:
                 raise HttpSyncError(
                     f"POST {self._url}{path}: the receiver took no data for {self._timeout:g} s"
@@ -268,7 +273,8 @@ class HttpSink(OpenedOnEnter):
 
     async def _post(
         self, path: str, body: bytes | AsyncIterator[bytes], limits: aiohttp.ClientTimeout
-    ) -> None:
+    ) -> bytes:
+        """The receiver's 200 answer; any other raises."""
         session = self._session
         if session is None:
             raise RuntimeError("HttpSink is not open: use 'async with HttpSink(...)'")
@@ -283,7 +289,7 @@ class HttpSink(OpenedOnEnter):
             async with session.post(
                 self._url + path, data=body, headers=headers, timeout=limits
             ) as response:
-                answer = await response.content.read(MAX_RESPONSE_BYTES)
+                answer = await _read_answer(response.content)
                 status = response.status
         except TimeoutError:
             raise HttpSyncError(f"{where}: no answer within {self._timeout:g} s") from None
@@ -294,7 +300,7 @@ class HttpSink(OpenedOnEnter):
         except (aiohttp.ClientError, OSError) as exc:
             raise HttpSyncError(f"{where}: {type(exc).__name__}") from None
         if status == 200:
-            return
+            return answer
         raise protocol.error_from_answer(
             status, answer, where, secrets=(token,) if token is not None else ()
         )
@@ -414,7 +420,34 @@ async def _with_heartbeats(
             return
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
+async def _read_answer(content: aiohttp.StreamReader) -> bytes:
+    """The answer's body, up to ``MAX_RESPONSE_BYTES``: whole, however it was cut into
+    pieces on the way (a 200 that names quarantined objects is parsed)."""
+    answer = b""
+    while len(answer) < MAX_RESPONSE_BYTES:
+        piece = await content.read(MAX_RESPONSE_BYTES - len(answer))
+        if not piece:
+            break
+        answer += piece
+    return answer
+
+
+def _report_quarantined(write: Snapshot | Batch, answer: bytes) -> None:
+    """What the receiver's store kept as bytes rather than as JSON, as an in-process sink
+    says it (``Snapshot.quarantine``); a 200 names the first ``MAX_QUARANTINED_NAMED``."""
+    named, count = protocol.quarantined_in(answer)
+    for key, why in named.items():
+        write.quarantine(key, why)
+    if count > len(named):
+        logger.warning(
+            "the receiver quarantined %d more objects of %s than its answer names (its "
+            "store's rows say which)",
+            count - len(named),
+            write.resource.qualified if write.resource is not None else "a resource",
+        )
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
     """``cancel_and_join(task)``, and its error not raised: ``post``'s was raised already by
     ``_watch_progress``, the encoder hands its errors to the body instead."""
     try:

@@ -42,7 +42,10 @@ What one sender can make it hold or wait for, each bounded (docs/http-sync-proto
   each write's transaction checks again (``listwatch.sinks._base.enforce_limits``).
 
 Malformed input of every kind is the sender's fault and is answered 4xx, naming the record,
-never echoing a header; 503 means the store failed and is worth retrying.
+never echoing a header; 503 means the store failed and is worth retrying. An object the
+store cannot keep as JSON is neither: the sink keeps its bytes (quarantined,
+``listwatch.sinks._base``), the receiver logs a WARNING naming it, and the 200 names it too,
+so that the sender reports it (``_wire.quarantine_details``).
 
 ``listwatch receiver`` serves this application (``SyncServer.runner()``);
 ``SyncServer.app()`` mounts it in yours.
@@ -54,7 +57,14 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -174,6 +184,13 @@ class _Metrics:
         self.records_in_flight = Gauge(
             "listwatch_receiver_records_in_flight",
             "Records read by requests still being applied (not committed yet).",
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "listwatch_receiver_quarantined_records",
+            "Objects the store kept as bytes, not as JSON (it could not store them as they "
+            "are), each time one was written, by resource.",
+            ("resource",),
             registry=registry,
         )
 
@@ -411,7 +428,8 @@ class SyncServer:
         snapshot.ensure_read(f"the store's sink for {resource}")
         self._metrics.objects.labels(write.client.cluster, resource, "snapshot").inc(counted.value)
         self._metrics.duration.labels("snapshot").observe(time.monotonic() - started)
-        return _status(200, "", "", records=counted.value)
+        quarantined = self._quarantined(resource, snapshot.quarantined)
+        return _status(200, "", "", records=counted.value, **quarantined)
 
     async def _snapshot_pages(
         self,
@@ -509,7 +527,33 @@ class SyncServer:
             await sink.on_batch(batch)
         self._metrics.objects.labels(write.client.cluster, resource, "batch").inc(len(events))
         self._metrics.duration.labels("batch").observe(time.monotonic() - started)
-        return _status(200, "", "", records=len(events))
+        quarantined = self._quarantined(resource, batch.quarantined)
+        return _status(200, "", "", records=len(events), **quarantined)
+
+    def _quarantined(self, resource: str, quarantined: Mapping[str, str]) -> dict[str, Any]:
+        """Report what the store kept as bytes rather than as JSON (a WARNING per object,
+        the first ``MAX_QUARANTINED_NAMED``; a metric), and the answer's details for it."""
+        if not quarantined:
+            return {}
+        self._metrics.quarantined.labels(resource).inc(len(quarantined))
+        details = protocol.quarantine_details(quarantined)
+        for entry in details["quarantined"]:
+            logger.warning(
+                "%s %s is quarantined: %s; the store keeps its bytes, not its JSON",
+                resource,
+                entry["key"],
+                entry["reason"],
+                extra={"resource": resource, "key": entry["key"], "reason": entry["reason"]},
+            )
+        unnamed = len(quarantined) - len(details["quarantined"])
+        if unnamed:
+            logger.warning(
+                "%s: %d more objects are quarantined (kept as bytes, not as JSON)",
+                resource,
+                unnamed,
+                extra={"resource": resource},
+            )
+        return details
 
     async def _lines(
         self, request: web.Request, limit: int | None, read: Counter

@@ -46,6 +46,14 @@ resourceVersion and the resource's version are matched whole (``fullmatch``: nev
 which also matches before a final newline) against the rules below; an object is a JSON
 object. Its JSON is otherwise kept as the bytes that came.
 
+**An object that cannot travel as JSON** (``_jsonparse.unreadable``: bytes that are not
+UTF-8, nesting deeper than ``MAX_DEPTH``) goes as its bytes instead, base64 in ``raw``
+rather than ``object``, so that the receiver keeps it as it is (quarantined) instead of
+refusing the record: a 400 would restart the sender's generation, and the same object would
+be refused again at every one. The receiver's store decides what it keeps as JSON (PostgreSQL
+cannot keep U+0000 in ``jsonb``); a 200 names what it quarantined (``quarantine_details``),
+and the sender reports it as its own sinks do (``Snapshot.quarantine``).
+
 **What the sender shows of an answer** (``error_from_answer``): a receiver's Status message,
 made one line, capped, and with the sender's own credentials cut out; never a body that is
 not a Status (a proxy's page, or aiohttp's own 400 for a header it could not parse, which
@@ -54,8 +62,10 @@ quotes the start of that header: it can be the bearer token).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal, NamedTuple
@@ -64,6 +74,7 @@ import msgspec
 import orjson
 
 from listwatch._framing import LineTooLong
+from listwatch._jsonparse import MAX_DEPTH, unreadable
 from listwatch._jsonparse import loads as parse_json
 from listwatch._models import Event, EventType, GroupVersionResource, Item
 from listwatch.errors import (
@@ -78,6 +89,7 @@ from listwatch.errors import (
 __all__ = [
     "CONTENT_TYPE",
     "MAX_DEPTH",
+    "MAX_QUARANTINED_NAMED",
     "MAX_RECORD_BYTES",
     "PROTOCOL_VERSION",
     "Answer",
@@ -95,6 +107,8 @@ __all__ = [
     "encode_object",
     "error_from_answer",
     "is_resource_name",
+    "quarantine_details",
+    "quarantined_in",
     "status_body",
     "status_for",
 ]
@@ -105,12 +119,9 @@ MAX_RECORD_BYTES = 17 * 1024 * 1024
 """One record (an object and its key) may be this large: the watch's 16 MiB event cap plus
 room for the envelope. A receiver refuses a longer line before it is whole."""
 
-MAX_DEPTH = 512
-"""How deep an object may nest. The receiver refuses deeper ones with 400 rather than fail
-in a parser later: msgspec and Python's json recurse (about 1,000 levels at Python's default
-recursion limit, fewer inside a server's call stack), SQLite's JSON functions stop at 1,000
-and orjson at 1,024, so 512 leaves every reader of the mirror room. No Kubernetes object
-comes near it (kube-apiserver itself accepts up to 10,000)."""
+MAX_QUARANTINED_NAMED = 50
+"""How many quarantined objects a 200 names (all are counted): the answer stays small, a
+sender reads at most 64 KiB of it."""
 MAX_INT = 2**63 - 1
 """The largest epoch, generation and sequence: they are SQLite INTEGER and PostgreSQL bigint."""
 MAX_KEY_BYTES = 512
@@ -184,16 +195,22 @@ def encode_header(header: Header) -> bytes:
 
 
 def encode_object(item: Item) -> bytes:
-    """A snapshot record; the object's JSON goes in as the bytes it is."""
+    """A snapshot record; the object's JSON goes in as the bytes it is (or, when they are
+    not JSON a receiver can keep, base64 in ``raw``)."""
     return (
         b'{"key":'
         + orjson.dumps(item.key)
         + b',"resourceVersion":'
         + orjson.dumps(item.resource_version)
-        + b',"object":'
-        + item.json
+        + _object_member(item.json)
         + b"}\n"
     )
+
+
+def _object_member(data: bytes) -> bytes:
+    if unreadable(data) is None:
+        return b',"object":' + data
+    return b',"raw":"' + base64.b64encode(data) + b'"'
 
 
 def encode_event(key: str, event: Event) -> bytes:
@@ -208,7 +225,7 @@ def encode_event(key: str, event: Event) -> bytes:
     )
     if event.type is EventType.DELETED:
         return head + b"}\n"
-    return head + b',"object":' + event.json + b"}\n"
+    return head + _object_member(event.json) + b"}\n"
 
 
 def encode_commit(count: int, resource_version: str) -> bytes:
@@ -241,7 +258,8 @@ class _Header(msgspec.Struct, forbid_unknown_fields=True):
 class _ObjectRecord(msgspec.Struct, forbid_unknown_fields=True):
     key: str
     resourceVersion: str
-    object: msgspec.Raw
+    object: msgspec.Raw = msgspec.Raw()  # empty: absent (its bytes are in raw)
+    raw: str | None = None
 
 
 class _EventRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -249,6 +267,7 @@ class _EventRecord(msgspec.Struct, forbid_unknown_fields=True):
     key: str
     resourceVersion: str
     object: msgspec.Raw = msgspec.Raw()  # empty: absent (a delete carries no object)
+    raw: str | None = None
 
 
 class _Commit(msgspec.Struct, forbid_unknown_fields=True):
@@ -385,6 +404,33 @@ def _check_object(raw: msgspec.Raw, number: int) -> memoryview:
     return view
 
 
+def _object_of(record: _ObjectRecord | _EventRecord, number: int) -> memoryview | bytes:
+    """The record's object: its JSON as it came, or the bytes of ``raw``. Raw bytes are for
+    what cannot travel as JSON; raw bytes that are a JSON object a receiver can keep are
+    taken as one, and any other raw bytes are the sender's fault."""
+    if record.raw is None:
+        if not len(record.object):
+            raise ProtocolError(f"record {number}: an object record needs object or raw")
+        return _check_object(record.object, number)
+    if len(record.object):
+        raise ProtocolError(f"record {number}: object and raw both given")
+    try:
+        data = base64.b64decode(record.raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"record {number}: raw is not base64") from None
+    if unreadable(data) is None:
+        try:
+            parsed = parse_json(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ProtocolError(
+                f"record {number}: raw holds bytes that could travel as JSON, and are no "
+                "JSON object"
+            )
+    return data
+
+
 def decode_object_record(line: bytes, number: int) -> Item:
     """A snapshot record as an ``Item`` whose JSON stays the bytes that came."""
     check_record(line, f"record {number}")
@@ -394,7 +440,7 @@ def decode_object_record(line: bytes, number: int) -> Item:
         raise ProtocolError(f"record {number} is not an object record: {exc}") from None
     _check_key(record.key, number)
     _check_word(record.resourceVersion, f"record {number}'s resourceVersion")
-    return Item(record.key, record.resourceVersion, raw=_check_object(record.object, number))
+    return Item(record.key, record.resourceVersion, raw=_object_of(record, number))
 
 
 def decode_event_record(line: bytes, number: int) -> Event:
@@ -410,12 +456,43 @@ def decode_event_record(line: bytes, number: int) -> Event:
     event_type = EventType(record.type)
     if event_type is EventType.DELETED:
         return Event(event_type, {}, record.key, record.resourceVersion)
-    if not len(record.object):
+    if not len(record.object) and record.raw is None:
         raise ProtocolError(f"record {number}: an {record.type} record needs its object")
-    _check_object(record.object, number)
     return Event(
-        event_type, None, record.key, record.resourceVersion, raw=memoryview(record.object)
+        event_type, None, record.key, record.resourceVersion, raw=_object_of(record, number)
     )
+
+
+def quarantine_details(quarantined: Mapping[str, str]) -> dict[str, Any]:
+    """What a 200 says of the objects the store quarantined: how many, and the first
+    ``MAX_QUARANTINED_NAMED`` of them by key, each with why (nothing when there are none)."""
+    if not quarantined:
+        return {}
+    named = sorted(quarantined)[:MAX_QUARANTINED_NAMED]
+    return {
+        "quarantined": [{"key": key, "reason": quarantined[key]} for key in named],
+        "quarantinedCount": len(quarantined),
+    }
+
+
+def quarantined_in(answer: bytes) -> tuple[dict[str, str], int]:
+    """The quarantined objects a receiver's 200 names (key: why), and how many it counted;
+    nothing from an answer that says nothing of them (or is not a Status)."""
+    try:
+        decoded = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return {}, 0
+    details = decoded.get("details") if isinstance(decoded, dict) else None
+    if not isinstance(details, dict):
+        return {}, 0
+    named: dict[str, str] = {}
+    for entry in details.get("quarantined") or ():
+        if isinstance(entry, dict):
+            key, why = entry.get("key"), entry.get("reason")
+            if isinstance(key, str) and isinstance(why, str):
+                named[_shown(key, (), MAX_KEY_BYTES)] = _shown(why, ())
+    count = details.get("quarantinedCount")
+    return named, count if isinstance(count, int) and count >= len(named) else len(named)
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> bytes:

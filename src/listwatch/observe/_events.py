@@ -14,8 +14,8 @@ Events carry monotonic durations; wall-clock time is the observer's business.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 logger = logging.getLogger("listwatch")
@@ -59,6 +59,9 @@ class SnapshotDelivered:
     objects: int
     resource_version: str
     seconds: float
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    """The objects the receiver keeps as bytes, not as JSON, by key: why
+    (``Snapshot.quarantine``). A snapshot says it for the whole resource."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,11 @@ class BatchDelivered:
     """The watch events the batch stands for, before merging."""
     resource_version: str
     seconds: float
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    """Those of its objects that the receiver keeps as bytes, not as JSON (``Batch.quarantine``)."""
+    written: Collection[str] = ()
+    """Every key the batch wrote (its objects that are not in ``quarantined`` are JSON now,
+    or deleted)."""
 
 
 @dataclass(frozen=True, slots=True)

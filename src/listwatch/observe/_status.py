@@ -10,8 +10,8 @@ import asyncio
 import enum
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from listwatch._aio import Signal
 from listwatch._models import GroupVersionResource
@@ -95,6 +95,9 @@ class SyncerStatus:
     paged_because: str | None = None
     """Why that snapshot is paged (None when streamed): the server refused or failed a
     streaming list (its answer), or ``list_strategy`` is ``"paged"``."""
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    """The objects the receiver keeps as bytes, not as JSON, by key: why, as the receiver
+    last said (``Snapshot.quarantine``). Kept, so not a reason to be unready; shown."""
 
 
 class StatusTracker:
@@ -132,6 +135,7 @@ class StatusTracker:
         self.served = True
         self.streamed: bool | None = None
         self.paged_because: str | None = None
+        self.quarantined: dict[str, str] = {}  # replaced, never changed in place
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class StatusTracker:
                 self._delivering_since = self._clock()
             case observe.SnapshotDelivered(objects=objects, resource_version=rv):
                 self._delivered()
+                self.quarantined = dict(event.quarantined)
                 self.snapshot_size = objects
                 self.snapshot_resource_version = self.resource_version = rv
                 self.synced = self.has_synced = self.served = True
@@ -159,6 +164,7 @@ class StatusTracker:
                 self.events += received
                 self.last_batch_at = self._wall_clock()
                 self.resource_version = rv
+                self._quarantine_after(event)
             case observe.ReceiverFailed():
                 self._delivering_since = None
             case observe.QueueFull():
@@ -198,6 +204,19 @@ class StatusTracker:
         if self._unsynced_since is None:
             self._unsynced_since = now
 
+    def _quarantine_after(self, batch: observe.BatchDelivered) -> None:
+        """A key the batch wrote is quarantined if the receiver said so, else no longer."""
+        held, kept, written = self.quarantined, batch.quarantined, batch.written
+        if len(held) <= len(written):
+            released = [key for key in held if key in written and key not in kept]
+        else:
+            released = [key for key in written if key in held and key not in kept]
+        if released or any(held.get(key) != why for key, why in kept.items()):
+            updated = {**held, **kept}
+            for key in released:
+                del updated[key]
+            self.quarantined = updated
+
     def _delivered(self) -> None:
         assert self._delivering_since is not None
         self._view_at, self._delivering_since = self._delivering_since, None
@@ -236,6 +255,7 @@ class StatusTracker:
             served=self.served,
             streamed=self.streamed,
             paged_because=self.paged_because,
+            quarantined=dict(self.quarantined) if self.quarantined else {},
         )
 
     def _since(self, moment: float | None) -> float:

@@ -21,12 +21,15 @@ Counters and histograms (labels ``group``, ``version``, ``resource``, plus those
   calls (``on_list`` includes the listing it reads);
 - ``listwatch_requests_total{verb,outcome}``: LIST pages and WATCH requests, by ``ok`` or
   the error class;
-- ``listwatch_backpressure_total``: times the watch waited for room in a full queue.
+- ``listwatch_backpressure_total``: times the watch waited for room in a full queue;
+- ``listwatch_objects_quarantined_total``: objects the receiver kept as bytes, not as JSON,
+  each time it wrote one (docs/architecture.md#quarantined-objects).
 
 Gauges, read at scrape time: ``listwatch_queue_depth``, ``listwatch_pending_keys``,
 ``listwatch_snapshot_objects``, ``listwatch_staleness_seconds`` (since the receiver last
 caught up; 0 while it has everything), ``listwatch_synced``, ``listwatch_served`` (0 once
-the server stopped serving a synced resource: its CRD was deleted), ``listwatch_epoch``, and
+the server stopped serving a synced resource: its CRD was deleted), ``listwatch_epoch``,
+``listwatch_quarantined_objects`` (the objects the receiver holds as bytes, not as JSON), and
 ``leader_election_master_status{name}`` (1 while this replica leads).
 """
 
@@ -114,6 +117,13 @@ class SyncMetrics:
             labels,
             registry=self.registry,
         )
+        self._quarantined = Counter(
+            "listwatch_objects_quarantined",
+            "Objects the receiver kept as bytes, not as JSON (it could not store them as "
+            "they are), each time it wrote one.",
+            labels,
+            registry=self.registry,
+        )
         self._requests = Counter(
             "listwatch_requests",
             "LIST pages and WATCH requests, by outcome (ok, or the error class).",
@@ -166,6 +176,7 @@ class SyncMetrics:
         on_list = self._on_list.labels(*labels)
         on_batch = self._on_batch.labels(*labels)
         backpressure = self._backpressure.labels(*labels)
+        quarantined = self._quarantined.labels(*labels)
 
         def observer(event: observe.SyncEvent) -> None:
             match event:
@@ -176,9 +187,11 @@ class SyncMetrics:
                     keys.inc(delivered)
                     events.inc(received)
                     on_batch.observe(took)
+                    quarantined.inc(len(event.quarantined))
                 case observe.SnapshotDelivered(objects=objects, seconds=took):
                     snapshot_objects.inc(objects)
                     on_list.observe(took)
+                    quarantined.inc(len(event.quarantined))
                 case observe.ReceiverFailed(call=call, seconds=took):
                     (on_list if call == "on_list" else on_batch).observe(took)
                 case observe.QueueFull():
@@ -218,6 +231,8 @@ class _StatusGauges(Collector):
             "served": "0 from a 404 after the resource had synced (no longer served: its "
             "CRD was deleted) until it syncs again; else 1.",
             "epoch": "The fencing epoch the Syncer writes with.",
+            "quarantined_objects": "Objects the receiver holds as bytes, not as JSON: it "
+            "could not store them as they are (they are kept, and named in /readyz).",
         }
         gauges = {
             name: GaugeMetricFamily(f"listwatch_{name}", text, labels=RESOURCE_LABELS)
@@ -233,6 +248,7 @@ class _StatusGauges(Collector):
                 "synced": 1.0 if status.synced else 0.0,
                 "served": 1.0 if status.served else 0.0,
                 "epoch": syncer.epoch,
+                "quarantined_objects": len(status.quarantined),
             }
             for name, value in values.items():
                 gauges[name].add_metric(list(labels), float(value))

@@ -33,6 +33,16 @@ may share a database. This is the subset of a store that a reflector needs (clie
   cluster's size), and what a writer that dies mid-staging leaves behind is nothing others
   wait for (each backend says how it is cleaned). A batch is in memory before it is
   written, so its transaction waits for nothing but the database either.
+* **One bad object never stops a resource.** An object the sink cannot store as JSON as it
+  is (bytes that are not UTF-8, nesting deeper than ``_jsonparse.MAX_DEPTH``: the rule every
+  sink shares, ``_jsonparse.unreadable``; and what only one backend refuses, such as
+  PostgreSQL's ``jsonb`` and U+0000) is *quarantined*: its row holds the JSON ``null`` as
+  ``object``, its bytes as they came in ``raw``, and why in ``quarantined``; the write goes
+  on, and the sink tells the snapshot or batch (``Snapshot.quarantine``) once it is
+  committed, so that whoever called it reports the object. Refusing it instead would fail
+  every generation for as long as the object exists, and anyone who may create a ConfigMap
+  could stop a mirror that way (docs/architecture.md#quarantined-objects). ``objects`` and
+  ``get`` read JSON rows only; ``quarantined`` reads the others, byte for byte.
 * Every write is fenced: in its transaction, before anything is written, the sink applies
   ``listwatch.fencing.decide`` to its stamp and what the database recorded. A write of an
   epoch below the highest the database holds for its cluster (over all the cluster's
@@ -62,6 +72,7 @@ import orjson
 
 from listwatch import fencing
 from listwatch._aio import OpenedOnEnter
+from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import LimitExceeded
 
@@ -107,6 +118,16 @@ class SyncState:
     def from_row(cls, row: Iterable[Any] | None) -> SyncState | None:
         """The state of a row of the fields above, in order (``None`` for no row)."""
         return None if row is None else cls(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedObject:
+    """An object a sink keeps as its bytes, not as JSON (``Sink.quarantined``): the bytes as
+    the sink was given them, and why it could not store them as JSON."""
+
+    resource_version: str
+    reason: str
+    raw: bytes
 
 
 def missing_extra(module: str, dependency: str, extra: str) -> ImportError:
@@ -222,6 +243,15 @@ def item_json(resource: str, item: Item) -> bytes:
         ) from exc
 
 
+def stored_json(
+    resource: str, item: Item, key: KeyFunc | None
+) -> tuple[str, str, bytes, str | None]:
+    """What a sink stores for ``item``: its key, its RV, its JSON bytes, and why they cannot
+    be kept as JSON (None: they can; the rule all sinks share, ``_jsonparse.unreadable``)."""
+    data = item_json(resource, item)
+    return item_key(item, key), item.resource_version, data, unreadable(data)
+
+
 def decode_objects(rows: Iterable[Any]) -> dict[str, JsonObject]:
     """``(key, JSON text)`` rows as the objects by key."""
     return {key: orjson.loads(text) for key, text in rows}
@@ -299,8 +329,9 @@ class Staging(ABC):
     """
 
     @abstractmethod
-    async def add(self, page: Sequence[Item]) -> None:
-        """Stage one page, without taking any lock another writer needs."""
+    async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
+        """Stage one page, without taking any lock another writer needs; return the
+        objects it quarantines, by key: why."""
 
     @abstractmethod
     async def swap(self, snapshot: Snapshot) -> None:
@@ -401,9 +432,12 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
             if staging is None:
                 await drain_duplicate(snapshot)
                 return
+            quarantined: dict[str, str] = {}
             async for page in snapshot.pages():
-                await staging.add(page)
+                quarantined.update(await staging.add(page))
             await staging.swap(snapshot)
+        for key, why in quarantined.items():
+            snapshot.quarantine(key, why)
 
     @abstractmethod
     def _staging(self, stamp: fencing.Stamp) -> AbstractAsyncContextManager[Staging | None]:
@@ -418,15 +452,20 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
 
     @abstractmethod
     async def objects(self) -> dict[str, JsonObject]:
-        """Every object of the resource, by key (the last committed state)."""
+        """Every object of the resource held as JSON, by key (the last committed state);
+        quarantined ones are read by ``quarantined``."""
 
     @abstractmethod
     async def get(self, key: str) -> JsonObject | None:
-        """The object stored under ``key``, or ``None``."""
+        """The object stored under ``key``, or ``None`` (also for a quarantined one)."""
+
+    @abstractmethod
+    async def quarantined(self) -> dict[str, QuarantinedObject]:
+        """Every object of the resource kept as its bytes, not as JSON, by key."""
 
     @abstractmethod
     async def count(self) -> int:
-        """How many objects of the resource the mirror holds."""
+        """How many objects of the resource the mirror holds (quarantined ones included)."""
 
     @abstractmethod
     async def sync_state(self) -> SyncState | None:

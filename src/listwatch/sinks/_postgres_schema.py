@@ -8,7 +8,8 @@ row of it scoped by its cluster::
     <schema>.schema_version(version, migrated_at)                  one row
     <schema>.fence(cluster, epoch)                                 PRIMARY KEY (cluster)
     <schema>.objects(cluster, resource, key, resource_version, object jsonb, object_sha256,
-                     uid (generated from object), updated_at, size)
+                     uid (generated from object), updated_at, raw bytea, quarantined text,
+                     size)
                                                    PRIMARY KEY (cluster, resource, key)
     <schema>.sync_state(cluster, resource, resource_version, generation, epoch, synced_at,
                         listed_at, session, sequence, object_count, object_bytes)
@@ -16,7 +17,7 @@ row of it scoped by its cluster::
     <schema>.stagings(cluster, staging, resource, started_at, touched_at)
                                                    PRIMARY KEY (cluster, staging), UNLOGGED
     <schema>.staged(cluster, staging, key, resource_version, object_sha256, object jsonb,
-                    size)                          PRIMARY KEY (cluster, staging, key), UNLOGGED
+                    raw, quarantined, size)        PRIMARY KEY (cluster, staging, key), UNLOGGED
 
 Why the cluster leads every primary key: a fleet's clusters never share a row, a lock or a
 transaction (each write touches one cluster's rows, its fence row and its sync state), so
@@ -185,19 +186,37 @@ def _version_3(target: SchemaTarget) -> Sequence[str]:
 
 
 def _version_4(target: SchemaTarget) -> Sequence[str]:
+    """Quarantined objects (``listwatch.sinks._base``): an object that cannot be stored as
+    jsonb as it is (U+0000, bytes that are not UTF-8, nesting past ``_jsonparse.MAX_DEPTH``)
+    is kept as its bytes, ``raw``, with why in ``quarantined``, its ``object`` the JSON null,
+    rather than failing every write of its resource. Existing rows are JSON: both NULL."""
+    s = target.schema
+    return (
+        f"ALTER TABLE {s}.objects ADD COLUMN raw bytea, ADD COLUMN quarantined text, "
+        "ADD CONSTRAINT objects_quarantined_raw CHECK ((raw IS NULL) = (quarantined IS NULL))",
+        f"ALTER TABLE {s}.staged ADD COLUMN raw bytea, ADD COLUMN quarantined text",
+        f"COMMENT ON COLUMN {s}.objects.raw IS "
+        "'listwatch: a quarantined object''s bytes as they came (object is then null)'",
+        f"COMMENT ON COLUMN {s}.objects.quarantined IS "
+        "'listwatch: why the object could not be stored as jsonb; NULL for the others'",
+    )
+
+
+def _version_5(target: SchemaTarget) -> Sequence[str]:
     """A fleet in one schema: the cluster leads every primary key (the module's docs say
     why), the fence is one row per cluster, and each object's size and each resource's
     counts are kept (what a cluster's caps count). Every row of the older schema becomes
     the cluster ``target.cluster``; sizes of those rows are their ``jsonb``'s text length
-    (the bytes first written are gone), each rewritten row's the bytes written. The staging
-    tables hold only snapshots in flight, which the older code's writers cannot finish
-    against this schema anyway: they are made again, empty."""
+    (the bytes first written are gone; a quarantined row's, its ``raw``), each rewritten
+    row's the bytes written. The staging tables hold only snapshots in flight, which the
+    older code's writers cannot finish against this schema anyway: they are made again,
+    empty."""
     s, cluster = target.schema, target.cluster
     return (
         f"ALTER TABLE {s}.objects ADD COLUMN cluster text NOT NULL DEFAULT {cluster}",
         f"ALTER TABLE {s}.objects ALTER COLUMN cluster DROP DEFAULT",
         f"ALTER TABLE {s}.objects ADD COLUMN size integer",
-        f"UPDATE {s}.objects SET size = octet_length(object::text)",
+        f"UPDATE {s}.objects SET size = coalesce(octet_length(raw), octet_length(object::text))",
         f"ALTER TABLE {s}.objects ALTER COLUMN size SET NOT NULL",
         f"ALTER TABLE {s}.objects DROP CONSTRAINT objects_pkey",
         f"ALTER TABLE {s}.objects ADD PRIMARY KEY (cluster, resource, key)",
@@ -241,6 +260,8 @@ def _version_4(target: SchemaTarget) -> Sequence[str]:
             -- Parsed while staging (not in the swap); NULL when the stored row held these
             -- very bytes when the page was staged.
             object           jsonb {target.compression},
+            raw              bytea,
+            quarantined      text,
             size             integer NOT NULL,
             PRIMARY KEY (cluster, staging, key)
         )
@@ -251,7 +272,13 @@ def _version_4(target: SchemaTarget) -> Sequence[str]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2, _version_3, _version_4)
+MIGRATIONS: tuple[Migration, ...] = (
+    _version_1,
+    _version_2,
+    _version_3,
+    _version_4,
+    _version_5,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""
 

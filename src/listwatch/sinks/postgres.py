@@ -12,7 +12,8 @@ one row set per (cluster, resource) (``"default"``, ``"pods"``), the cluster lea
 primary key::
 
     objects(cluster, resource, key, resource_version, object jsonb, object_sha256, uid,
-            updated_at, size)
+            updated_at, raw, quarantined, size)
+                                  raw and quarantined: NULL but for a quarantined object
     sync_state(cluster, resource, resource_version, generation, epoch, synced_at, listed_at,
                session, sequence, object_count, object_bytes)
     fence(cluster, epoch)         per cluster, the highest leader epoch that has written
@@ -34,8 +35,22 @@ application shares with the sink keeps its own codecs, and a custom ``jsonb`` co
 cannot turn an object into a JSON string by encoding it twice. Reads come back as text and
 are decoded with orjson.
 
-What every sink does (the snapshot boundary, batches, transactions, the fence) is
+What every sink does (the snapshot boundary, batches, transactions, the fence, quarantine) is
 ``listwatch.sinks._base``'s; here is how PostgreSQL does it.
+
+**Quarantine.** ``jsonb`` cannot hold U+0000 (nor can ``text``), so an object whose JSON
+holds the escape ``\u0000`` is quarantined, as is one that breaks the rule every sink
+shares (``_jsonparse.unreadable``: not UTF-8, nested past 512 levels): its row holds
+``'null'::jsonb`` as ``object``, the bytes as they came in ``raw`` (``bytea``), and why in
+``quarantined``; ``object_sha256`` is still the bytes', so an unchanged quarantined object
+is not rewritten by a relist. Both are found in Python before PostgreSQL sees the object
+(cheap: the NUL's regular expression runs only where the escape's text occurs). Should
+PostgreSQL refuse a page or a batch all the same (malformed JSON from a custom source, an
+escaped lone surrogate), each of its objects is tried alone (``SELECT …::jsonb``, only
+after a refusal), those refused are quarantined with PostgreSQL's SQLSTATE and primary
+message (never its detail, which quotes the JSON), and the statement runs once more::
+
+    SELECT key, quarantined, length(raw) FROM listwatch.objects WHERE quarantined IS NOT NULL;
 
 **A snapshot** (``on_list``) replaces the resource's rows. It is *staged* first, holding
 nothing another writer needs (no transaction, no lock, no pool connection between pages:
@@ -142,17 +157,26 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from listwatch import fencing
+from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch, StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import DEFAULT_CLUSTER, Sink, SinkStore, SyncState, Usage, Verdict
+from listwatch.sinks._base import (
+    DEFAULT_CLUSTER,
+    QuarantinedObject,
+    Sink,
+    SinkStore,
+    SyncState,
+    Usage,
+    Verdict,
+)
 
 try:
     import asyncpg
@@ -166,7 +190,14 @@ if TYPE_CHECKING:
 
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["SinkConnectionError", "PostgresSink", "PostgresStore", "SchemaError", "SyncState"]
+__all__ = [
+    "PostgresSink",
+    "PostgresStore",
+    "QuarantinedObject",
+    "SchemaError",
+    "SinkConnectionError",
+    "SyncState",
+]
 
 MIN_SERVER_VERSION = 120000
 """PostgreSQL 12: generated columns (``objects.uid``)."""
@@ -202,22 +233,33 @@ class _Statements:
         # parses the objects again nor touches their rows (ON CONFLICT would lock, and so
         # dirty, even a row it then leaves alone). The filter is a scalar subquery per row
         # (an index probe), never a join that would read every stored row for each page.
-        def upsert_changed(source: str, obj: str, where: str = "") -> str:
+        def upsert_changed(source: str, obj: str, raw: str, where: str = "") -> str:
             return f"""
                 INSERT INTO {s}.objects AS o (cluster, resource, key, resource_version, object,
-                                              object_sha256, size, updated_at)
-                SELECT $1, $2, p.key, p.resource_version, {obj}, p.object_sha256, p.size, now()
+                                              raw, quarantined, object_sha256, size, updated_at)
+                SELECT $1, $2, p.key, p.resource_version, {obj}, {raw}, p.quarantined,
+                       p.object_sha256, p.size, now()
                 FROM {source}
                 WHERE {where} {unchanged("p")} IS NOT TRUE
                 ON CONFLICT (cluster, resource, key) DO UPDATE SET
                     resource_version = excluded.resource_version,
                     object = excluded.object,
+                    raw = excluded.raw,
+                    quarantined = excluded.quarantined,
                     object_sha256 = excluded.object_sha256,
                     size = excluded.size,
                     updated_at = excluded.updated_at
                 WHERE o.resource_version <> excluded.resource_version
                    OR o.object_sha256 <> excluded.object_sha256
             """
+
+        # A quarantined object (a reason given) is the JSON null and its bytes; any other
+        # is parsed into jsonb, its bytes not kept twice.
+        as_jsonb = (
+            "CASE WHEN p.quarantined IS NULL THEN convert_from(p.object, 'UTF8')::jsonb "
+            "ELSE 'null'::jsonb END"
+        )
+        as_raw = "CASE WHEN p.quarantined IS NOT NULL THEN p.object END"
 
         def unchanged(p: str) -> str:
             """Whether the stored row holds the RV and bytes of ``p``'s (NULL: no row)."""
@@ -227,13 +269,15 @@ class _Statements:
                 FROM {s}.objects c WHERE c.cluster = $1 AND c.resource = $2 AND c.key = {p}.key
             )"""
 
-        def page(keys: str, versions: str, objects: str) -> str:
-            """A page's or a batch's rows from the arrays, with their SHA-256 and size."""
+        def page(keys: str, versions: str, objects: str, reasons: str) -> str:
+            """A page's or a batch's rows from the arrays (the objects' bytes, and why each
+            is quarantined), with their SHA-256 and size."""
             return f"""
-                SELECT u.key, u.resource_version, u.object, sha256(u.object) AS object_sha256,
-                       octet_length(u.object) AS size
-                FROM unnest({keys}::text[], {versions}::text[], {objects}::bytea[])
-                    AS u(key, resource_version, object)
+                SELECT u.key, u.resource_version, u.object, u.quarantined,
+                       sha256(u.object) AS object_sha256, octet_length(u.object) AS size
+                FROM unnest({keys}::text[], {versions}::text[], {objects}::bytea[],
+                            {reasons}::text[])
+                    AS u(key, resource_version, object, quarantined)
             """
 
         self.ensure_fence = (
@@ -266,18 +310,22 @@ class _Statements:
             WITH touched AS (
                 UPDATE {s}.stagings SET touched_at = now() WHERE cluster = $1 AND staging = $3
                 RETURNING staging
-            ), p AS MATERIALIZED ({page("$4", "$5", "$6")})
-            INSERT INTO {s}.staged AS st
-                (cluster, staging, key, resource_version, object_sha256, size, object)
+            ), p AS MATERIALIZED ({page("$4", "$5", "$6", "$7")})
+            INSERT INTO {s}.staged AS st (cluster, staging, key, resource_version,
+                                          object_sha256, size, object, raw, quarantined)
             SELECT $1, t.staging, p.key, p.resource_version, p.object_sha256, p.size,
-                   CASE WHEN {unchanged("p")} THEN NULL
-                        ELSE convert_from(p.object, 'UTF8')::jsonb END
+                   CASE WHEN {unchanged("p")} THEN NULL ELSE {as_jsonb} END,
+                   CASE WHEN p.quarantined IS NULL OR {unchanged("p")} THEN NULL
+                        ELSE p.object END,
+                   p.quarantined
             FROM p CROSS JOIN touched t
             ON CONFLICT (cluster, staging, key) DO UPDATE SET
                 resource_version = excluded.resource_version,
                 object_sha256 = excluded.object_sha256,
                 size = excluded.size,
-                object = excluded.object
+                object = excluded.object,
+                raw = excluded.raw,
+                quarantined = excluded.quarantined
         """
         self.lock_staging = (
             f"SELECT 1 FROM {s}.stagings WHERE cluster = $1 AND staging = $2 FOR UPDATE"
@@ -290,7 +338,7 @@ class _Statements:
         # now meets objects.object's NOT NULL: the swap fails rather than write a stale
         # comparison (the module's docs).
         self.swap_upsert = upsert_changed(
-            f"{s}.staged p", "p.object", "p.cluster = $1 AND p.staging = $3 AND"
+            f"{s}.staged p", "p.object", "p.raw", "p.cluster = $1 AND p.staging = $3 AND"
         )
         self.swap_delete = f"""
             DELETE FROM {s}.objects o
@@ -299,9 +347,12 @@ class _Statements:
                               WHERE p.cluster = $1 AND p.staging = $3 AND p.key = o.key)
         """
         self.upsert_many = f"""
-            WITH p AS MATERIALIZED ({page("$3", "$4", "$5")})
-            {upsert_changed("p", "convert_from(p.object, 'UTF8')::jsonb")}
+            WITH p AS MATERIALIZED ({page("$3", "$4", "$5", "$6")})
+            {upsert_changed("p", as_jsonb, as_raw)}
         """
+        # PostgreSQL's own verdict on one object, when it refused a page or a batch for a
+        # reason found nowhere else (_why_not_jsonb): each object is tried alone.
+        self.try_jsonb = "SELECT convert_from($1::bytea, 'UTF8')::jsonb IS NOT NULL"
         self.delete_many = (
             f"DELETE FROM {s}.objects "
             "WHERE cluster = $1 AND resource = $2 AND key = ANY($3::text[])"
@@ -344,12 +395,16 @@ class _Statements:
         self.lock_fence_exclusive = self.read_fence + " FOR UPDATE"
         self.raise_fence = f"UPDATE {s}.fence SET epoch = $2 WHERE cluster = $1"
         self.select_objects = (
-            f"SELECT key, object::text FROM {s}.objects WHERE cluster = $1 AND resource = $2 "
-            "ORDER BY key"
+            f"SELECT key, object::text FROM {s}.objects "
+            "WHERE cluster = $1 AND resource = $2 AND quarantined IS NULL ORDER BY key"
         )
         self.select_object = (
             f"SELECT object::text FROM {s}.objects "
-            "WHERE cluster = $1 AND resource = $2 AND key = $3"
+            "WHERE cluster = $1 AND resource = $2 AND key = $3 AND quarantined IS NULL"
+        )
+        self.select_quarantined = (
+            f"SELECT key, resource_version, quarantined, raw FROM {s}.objects "
+            "WHERE cluster = $1 AND resource = $2 AND quarantined IS NOT NULL ORDER BY key"
         )
         self.count = f"SELECT count(*) FROM {s}.objects WHERE cluster = $1 AND resource = $2"
         self.select_state = f"""
@@ -367,42 +422,44 @@ def _usage(row: asyncpg.Record | None) -> Usage:
     return Usage(int(row[0]), int(row[1]))
 
 
-_Record = tuple[str, str, bytes]
-"""A row for the staging table or the batch arrays: key, resourceVersion, JSON bytes."""
+_Record = tuple[str, str, bytes, str | None]
+"""A row for the staging table or the batch arrays: key, resourceVersion, JSON bytes, and
+why it is quarantined (None: stored as jsonb)."""
 
+_NUL = b"\\u0000"
 # A JSON \u0000 escape: preceded by an odd number of backslashes (an even number escapes
 # themselves). jsonb cannot hold U+0000, which PostgreSQL's text type cannot.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_REASON = "it holds the character U+0000, which PostgreSQL's jsonb cannot store"
+_REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+"""What PostgreSQL answers for a value it cannot take as jsonb (22xxx; 54001 for a nesting
+deeper than its stack, which _jsonparse's limit stops well before)."""
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
-def _why_unstorable(data: bytes) -> str | None:
-    """Why PostgreSQL would refuse ``data`` as jsonb, found in Python (only after it did)."""
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return "its JSON is not valid UTF-8"
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return "its JSON is malformed"
-    if _NUL_ESCAPE.search(data):
-        return "it holds the character U+0000, which PostgreSQL's jsonb cannot store"
-    return None
+def _why_not_jsonb(data: bytes) -> str | None:
+    """Why ``data`` is quarantined rather than stored as jsonb: the rule every sink shares
+    (``_jsonparse.unreadable``), and U+0000, which only PostgreSQL refuses. Cheap for an
+    ordinary object: the regular expression runs only where the escape's text occurs."""
+    why = unreadable(data)
+    # No backslash (memchr: most objects), no escape at all.
+    if why is None and data.find(b"\\") != -1 and _NUL in data and _NUL_ESCAPE.search(data):
+        why = _NUL_REASON
+    return why
 
 
-def _unstorable(resource: str, records: Sequence[_Record], exc: asyncpg.DataError) -> ValueError:
-    """The error for a page or batch PostgreSQL refused as jsonb, naming the object.
+def _refusal(exc: Exception) -> str:
+    """PostgreSQL's refusal of an object, without quoting it: the SQLSTATE and the primary
+    message only (its detail and context quote the offending JSON)."""
+    sqlstate = getattr(exc, "sqlstate", "")
+    message = " ".join(str(exc.args[0] if exc.args else "").split())[:200]
+    return f"PostgreSQL refused it as jsonb ({sqlstate}: {message})"
 
-    Only the SQLSTATE and the primary message of PostgreSQL's error are kept: its detail and
-    context quote the offending JSON, and no object body goes into an error.
-    """
-    reason = f"PostgreSQL refused it ({exc.sqlstate}: {exc.args[0] if exc.args else ''})"
-    for key, _, data in records:
-        why = _why_unstorable(data)
-        if why is not None:
-            return ValueError(f"cannot store {resource} {key!r}: {why}; {reason}")
-    return ValueError(f"cannot store a page of {resource}: {reason}")
+
+def _unstorable(resource: str, exc: Exception) -> ValueError:
+    """The error for a page or batch PostgreSQL refused even once each object it refused
+    alone was quarantined (nothing should: the statement failed for another reason)."""
+    return ValueError(f"cannot store a page of {resource}: {_refusal(exc)}")
 
 
 def _scrub(text: str, password: str | None) -> str:
@@ -486,14 +543,28 @@ async def _create_pool(dsn: str, *, max_size: int, connect_timeout: float) -> as
 
 def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[_Record]:
     """The rows for a page or a batch's upserts, one per key (the last wins, as in a mirror
-    that applied them in order)."""
-    records = [
-        (_base.item_key(item, key), item.resource_version, _base.item_json(resource, item))
-        for item in items
-    ]
+    that applied them in order), each with why it is quarantined (``_why_not_jsonb``)."""
+    records: list[_Record] = []
+    for item in items:
+        data = _base.item_json(resource, item)
+        stored_key = _base.item_key(item, key)
+        records.append((stored_key, item.resource_version, data, _why_not_jsonb(data)))
     if len({record[0] for record in records}) != len(records):
         records = list({record[0]: record for record in records}.values())
     return records
+
+
+_Columns = tuple[list[str], list[str], list[bytes], list[str | None]]
+
+
+def _columns(records: Sequence[_Record]) -> _Columns:
+    """``records`` as the arrays the statements unnest: keys, RVs, bytes, reasons."""
+    keys, versions, objects, reasons = zip(*records, strict=True)
+    return list(keys), list(versions), list(objects), list(reasons)
+
+
+def _quarantined_in(records: Sequence[_Record]) -> dict[str, str]:
+    return {key: why for key, _, _, why in records if why is not None}
 
 
 class PostgresSink(Sink[asyncpg.Pool]):
@@ -715,29 +786,36 @@ class PostgresSink(Sink[asyncpg.Pool]):
             pass
 
     async def on_batch(self, batch: Batch) -> None:
-        """The upserts are one statement over arrays, the deletes another; what the keys
-        held before and after them is the batch's change to the resource's counts."""
-        cluster, resource, sql = self._cluster, self._resource, self._sql
+        """The upserts are one statement over arrays, the deletes another. A batch that
+        PostgreSQL refuses for an object that ``_why_not_jsonb`` did not see is written
+        again, once, with each object it refuses alone quarantined (``_tried_alone``)."""
         upserts, deletes = _base.split_batch(batch)
-        records = _records(upserts, resource, self._custom_key)
-        touched = [record[0] for record in records] + deletes
+        records = _records(upserts, self._resource, self._custom_key)
+        try:
+            written = await self._write_batch(batch, records, deletes)
+        except _REFUSED:
+            records = await self._tried_alone(records)
+            try:
+                written = await self._write_batch(batch, records, deletes)
+            except _REFUSED as exc:
+                raise _unstorable(self._resource, exc) from None
+        if written:
+            for key, why in _quarantined_in(records).items():
+                batch.quarantine(key, why)
+
+    async def _write_batch(
+        self, batch: Batch, records: Sequence[_Record], deletes: Sequence[str]
+    ) -> bool:
+        """One batch's transaction; False if the fence found it applied already. What the
+        keys held before and after it is the batch's change to the resource's counts."""
+        cluster, resource, sql = self._cluster, self._resource, self._sql
+        touched = [record[0] for record in records] + list(deletes)
         async with self._write(fencing.stamp_of(batch)) as (connection, verdict, recorded):
             if verdict is Verdict.DUPLICATE:
-                return
+                return False
             before = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
             if records:
-                keys, versions, objects = zip(*records, strict=True)
-                try:
-                    await connection.execute(
-                        sql.upsert_many,
-                        cluster,
-                        resource,
-                        list(keys),
-                        list(versions),
-                        list(objects),
-                    )
-                except asyncpg.DataError as exc:
-                    raise _unstorable(resource, records, exc) from None
+                await connection.execute(sql.upsert_many, cluster, resource, *_columns(records))
             if deletes:
                 await connection.execute(sql.delete_many, cluster, resource, deletes)
             after = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
@@ -755,6 +833,24 @@ class PostgresSink(Sink[asyncpg.Pool]):
                 change.objects,
                 change.bytes,
             )
+        return True
+
+    async def _tried_alone(self, records: Sequence[_Record]) -> list[_Record]:
+        """``records``, each that PostgreSQL refuses as jsonb on its own quarantined with
+        its refusal: the way to find which object of a refused statement it was, for a
+        reason ``_why_not_jsonb`` does not know (malformed JSON from a custom source, an
+        escaped lone surrogate, ...). One statement per object, only after a refusal."""
+        tried: list[_Record] = []
+        async with self._opened().acquire() as connection:
+            for key, version, data, known in records:
+                why = known
+                if why is None:
+                    try:
+                        await connection.fetchval(self._sql.try_jsonb, data)
+                    except _REFUSED as exc:
+                        why = _refusal(exc)
+                tried.append((key, version, data, why))
+        return tried
 
     # -- readers ---------------------------------------------------------------------------
 
@@ -768,6 +864,12 @@ class PostgresSink(Sink[asyncpg.Pool]):
             self._sql.select_object, self._cluster, self._resource, key
         )
         return None if text is None else orjson.loads(text)
+
+    async def quarantined(self) -> dict[str, QuarantinedObject]:
+        rows = await self._opened().fetch(
+            self._sql.select_quarantined, self._cluster, self._resource
+        )
+        return {key: QuarantinedObject(version, why, bytes(raw)) for key, version, why, raw in rows}
 
     async def count(self) -> int:
         return int(await self._opened().fetchval(self._sql.count, self._cluster, self._resource))
@@ -795,25 +897,33 @@ class _PostgresStaging(_base.Staging):
             f"(nothing staged for {ABANDONED_AFTER:g} s, or PostgreSQL restarted)"
         )
 
-    async def add(self, page: Sequence[Item]) -> None:
+    async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
+        """One statement; a page PostgreSQL refuses for an object ``_why_not_jsonb`` did not
+        see is staged again, once, with each object it refuses alone quarantined."""
         sink = self._sink
         records = _records(page, sink.resource, sink._custom_key)
         if not records:
-            return
-        keys, versions, objects = zip(*records, strict=True)
-        async with sink._opened().acquire() as connection:
+            return {}
+        try:
+            await self._stage(records)
+        except _REFUSED:
+            records = await sink._tried_alone(records)
             try:
-                status = await connection.execute(
-                    sink._sql.stage_page,
-                    sink.cluster,
-                    sink.resource,
-                    self._staging,
-                    list(keys),
-                    list(versions),
-                    list(objects),
-                )
-            except asyncpg.DataError as exc:
-                raise _unstorable(sink.resource, records, exc) from None
+                await self._stage(records)
+            except _REFUSED as exc:
+                raise _unstorable(sink.resource, exc) from None
+        return _quarantined_in(records)
+
+    async def _stage(self, records: Sequence[_Record]) -> None:
+        sink = self._sink
+        async with sink._opened().acquire() as connection:
+            status = await connection.execute(
+                sink._sql.stage_page,
+                sink.cluster,
+                sink.resource,
+                self._staging,
+                *_columns(records),
+            )
         if status.endswith(" 0"):  # "INSERT 0 n": nothing inserted, so no staging row
             raise self._abandoned()
 

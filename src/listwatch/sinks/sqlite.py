@@ -2,8 +2,8 @@
 
 The sink keeps one row per object and one sync-state row per (cluster, resource)::
 
-    objects(cluster, resource, key, resource_version, object, size, updated_at)
-                                            PRIMARY KEY (cluster, resource, key)
+    objects(cluster, resource, key, resource_version, object, raw, quarantined, size,
+            updated_at)                     PRIMARY KEY (cluster, resource, key)
     sync_state(cluster, resource, resource_version, generation, synced_at, listed_at,
                epoch, session, sequence, object_count, object_bytes)
                                             PRIMARY KEY (cluster, resource)
@@ -14,16 +14,23 @@ without a transform it is the JSON the API server sent, stored without being par
 share one file. What every sink does (the snapshot boundary, batches, transactions, the
 fence, the clusters) is ``listwatch.sinks._base``'s; here is how SQLite does it.
 
+A *quarantined* object (``listwatch.sinks._base``: JSON that is not UTF-8, or nests deeper
+than ``_jsonparse.MAX_DEPTH``, which SQLite's JSON functions and every JSON reader of the
+mirror could not read) is kept all the same: ``object`` is the text ``null``, ``raw`` the
+object's bytes as a BLOB, byte for byte, and ``quarantined`` says why. Other rows have both
+NULL. SQLite's TEXT holds U+0000, so a NUL is no reason here. Find them with
+``SELECT key, quarantined FROM objects WHERE quarantined IS NOT NULL``.
+
 Each write commits in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs
 in WAL mode, so readers (other processes, or this sink's own readers, which use a second
 connection) see the last committed state while a write is in progress. The fence reads the
 highest epoch over every resource of the sink's cluster in the file (one agent's resources
 share one leader; another cluster's epochs are another etcd's revisions).
 
-A file of schema version 2 (before clusters) is migrated on open, in one transaction: its
-tables are rebuilt with the cluster leading each primary key, every row given the cluster
-of the sink (or ``SQLiteStore``) that opens it, and each object's size and each resource's
-counts computed once.
+A file of schema version 3 or older (before clusters) is migrated on open, in one
+transaction: its tables are rebuilt with the cluster leading each primary key, every row
+given the cluster of the sink (or ``SQLiteStore``) that opens it, and each object's size
+and each resource's counts computed once.
 
 A snapshot is *staged* first (the contract's rule: no lock across a network wait). Each
 snapshot opens a connection of its own and writes its pages, as they are listed, into a
@@ -46,8 +53,16 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -57,17 +72,34 @@ from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import DEFAULT_CLUSTER, Sink, SinkStore, SyncState, Usage, Verdict
+from listwatch.sinks._base import (
+    DEFAULT_CLUSTER,
+    QuarantinedObject,
+    Sink,
+    SinkStore,
+    SyncState,
+    Usage,
+    Verdict,
+)
 
 try:
     import aiosqlite
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise _base.missing_extra(__name__, "aiosqlite", "sqlite") from exc
 
-__all__ = ["Mirror", "SQLiteSink", "SQLiteStore", "SyncState", "read_mirror"]
+__all__ = [
+    "Mirror",
+    "QuarantinedObject",
+    "SQLiteSink",
+    "SQLiteStore",
+    "SyncState",
+    "read_mirror",
+]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str, int]
+_Row = tuple[str, str, str, bytes | None, str | None, int]
+"""key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined,
+the bytes' length."""
 
 _OBJECTS_TABLE = """
     CREATE TABLE IF NOT EXISTS {name} (
@@ -76,6 +108,8 @@ _OBJECTS_TABLE = """
         key              TEXT NOT NULL,
         resource_version TEXT NOT NULL,
         object           TEXT NOT NULL,
+        raw              BLOB,
+        quarantined      TEXT,
         size             INTEGER NOT NULL,
         updated_at       REAL NOT NULL,
         PRIMARY KEY (cluster, resource, key)
@@ -99,7 +133,17 @@ _SYNC_STATE_TABLE = """
 """
 _SCHEMA = (_OBJECTS_TABLE.format(name="objects"), _SYNC_STATE_TABLE.format(name="sync_state"))
 _COLUMNS = {
-    "objects": {"cluster", "resource", "key", "resource_version", "object", "size", "updated_at"},
+    "objects": {
+        "cluster",
+        "resource",
+        "key",
+        "resource_version",
+        "object",
+        "raw",
+        "quarantined",
+        "size",
+        "updated_at",
+    },
     "sync_state": {
         "cluster",
         "resource",
@@ -114,35 +158,42 @@ _COLUMNS = {
         "object_bytes",
     },
 }
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
-columns of ``sync_state``, which are added on open (the fence then starts at epoch 0); 2
-lacks the cluster, which leads every primary key from 3 on (``_to_clusters``)."""
-_STAMP_COLUMNS = (
-    ("epoch", "ALTER TABLE sync_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
-    ("session", "ALTER TABLE sync_state ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
-    ("sequence", "ALTER TABLE sync_state ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
-)
-# Version 2 -> 3: SQLite cannot change a primary key, so each table is built again beside
+columns of ``sync_state``, 2 the quarantine columns of ``objects``; they are added on open
+(the fence then starts at epoch 0, and no row is quarantined). 3 lacks the cluster, which
+leads every primary key from 4 on (``_TO_CLUSTERS``)."""
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    1: (
+        ("sync_state", "epoch", "ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
+        ("sync_state", "session", "ADD COLUMN session TEXT NOT NULL DEFAULT ''"),
+        ("sync_state", "sequence", "ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"),
+    ),
+    2: (
+        ("objects", "raw", "ADD COLUMN raw BLOB"),
+        ("objects", "quarantined", "ADD COLUMN quarantined TEXT"),
+    ),
+}
+# Version 3 -> 4: SQLite cannot change a primary key, so each table is built again beside
 # the old one, filled from it (the cluster given, each object's size and each resource's
 # counts computed once), and takes its name. ?1 is the cluster the rows become.
 _TO_CLUSTERS = (
-    _OBJECTS_TABLE.format(name="lw_objects_3"),
-    "INSERT INTO lw_objects_3 (cluster, resource, key, resource_version, object, size, "
-    "updated_at) SELECT ?1, resource, key, resource_version, object, "
-    "length(CAST(object AS BLOB)), updated_at FROM objects",
-    _SYNC_STATE_TABLE.format(name="lw_sync_state_3"),
-    "INSERT INTO lw_sync_state_3 (cluster, resource, resource_version, generation, synced_at, "
+    _OBJECTS_TABLE.format(name="lw_objects_4"),
+    "INSERT INTO lw_objects_4 (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) SELECT ?1, resource, key, resource_version, object, raw, "
+    "quarantined, length(coalesce(raw, CAST(object AS BLOB))), updated_at FROM objects",
+    _SYNC_STATE_TABLE.format(name="lw_sync_state_4"),
+    "INSERT INTO lw_sync_state_4 (cluster, resource, resource_version, generation, synced_at, "
     "listed_at, epoch, session, sequence, object_count, object_bytes) "
     "SELECT ?1, s.resource, s.resource_version, s.generation, s.synced_at, s.listed_at, "
     "s.epoch, s.session, s.sequence, "
-    "(SELECT count(*) FROM lw_objects_3 o WHERE o.resource = s.resource), "
-    "(SELECT coalesce(sum(o.size), 0) FROM lw_objects_3 o WHERE o.resource = s.resource) "
+    "(SELECT count(*) FROM lw_objects_4 o WHERE o.resource = s.resource), "
+    "(SELECT coalesce(sum(o.size), 0) FROM lw_objects_4 o WHERE o.resource = s.resource) "
     "FROM sync_state s",
     "DROP TABLE objects",
     "DROP TABLE sync_state",
-    "ALTER TABLE lw_objects_3 RENAME TO objects",
-    "ALTER TABLE lw_sync_state_3 RENAME TO sync_state",
+    "ALTER TABLE lw_objects_4 RENAME TO objects",
+    "ALTER TABLE lw_sync_state_4 RENAME TO sync_state",
 )
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
@@ -151,14 +202,17 @@ _ON_CONFLICT = """
     ON CONFLICT (cluster, resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
+        raw = excluded.raw,
+        quarantined = excluded.quarantined,
         size = excluded.size,
         updated_at = excluded.updated_at
     WHERE objects.object IS NOT excluded.object
+       OR objects.raw IS NOT excluded.raw
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _UPSERT = (
-    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, size, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
 _DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
 # What the keys of a batch hold (?3: a JSON array of keys), before and after the batch: its
@@ -177,20 +231,25 @@ _STAGING_TABLE = """
         key              TEXT PRIMARY KEY,
         resource_version TEXT NOT NULL,
         object           TEXT,
+        raw              BLOB,
+        quarantined      TEXT,
         size             INTEGER NOT NULL
     )
 """
+# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 resource, ?8 cluster.
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object, size)
-    SELECT ?1, ?2, CASE WHEN EXISTS (
+    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size)
+    SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?4 END,
+           ?5, ?6
+    FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE cluster = ?6 AND resource = ?5 AND key = ?1 AND resource_version = ?2
-          AND object = ?3
-    ) THEN NULL ELSE ?3 END, ?4
+        WHERE cluster = ?8 AND resource = ?7 AND key = ?1 AND resource_version = ?2
+          AND object = ?3 AND raw IS ?4
+    ) AS held)
     WHERE true
     ON CONFLICT (key) DO UPDATE SET
         resource_version = excluded.resource_version, object = excluded.object,
-        size = excluded.size
+        raw = excluded.raw, quarantined = excluded.quarantined, size = excluded.size
 """
 _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # The swap: every staged row the file does not hold as it is. A row staged without its
@@ -198,12 +257,13 @@ _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
-    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, size, "
-    "updated_at) SELECT ?3, ?1, s.key, s.resource_version, s.object, s.size, ?2 "
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) "
+    "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2 "
     "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
-    "AND o.resource_version = s.resource_version AND (s.object IS NULL OR o.object = s.object))"
-    + _ON_CONFLICT
+    "AND o.resource_version = s.resource_version "
+    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
@@ -235,8 +295,18 @@ _SELECT_STATE = """
            object_count, object_bytes, cluster
     FROM sync_state WHERE cluster = ? AND resource = ?
 """
-_SELECT_OBJECTS = "SELECT key, object FROM objects WHERE cluster = ? AND resource = ? ORDER BY key"
-_SELECT_OBJECT = "SELECT key, object FROM objects WHERE cluster = ? AND resource = ? AND key = ?"
+_SELECT_OBJECTS = (
+    "SELECT key, object FROM objects "
+    "WHERE cluster = ? AND resource = ? AND quarantined IS NULL ORDER BY key"
+)
+_SELECT_OBJECT = (
+    "SELECT key, object FROM objects "
+    "WHERE cluster = ? AND resource = ? AND key = ? AND quarantined IS NULL"
+)
+_SELECT_QUARANTINED = (
+    "SELECT key, resource_version, quarantined, raw FROM objects "
+    "WHERE cluster = ? AND resource = ? AND quarantined IS NOT NULL ORDER BY key"
+)
 _COUNT = "SELECT count(*) FROM objects WHERE cluster = ? AND resource = ?"
 
 _PAGE_SIZE = 8192
@@ -244,10 +314,12 @@ _PAGE_SIZE = 8192
 
 @dataclass(frozen=True, slots=True)
 class Mirror:
-    """One resource's objects and sync state, read in one transaction (so they agree)."""
+    """One resource's objects and sync state, read in one transaction (so they agree);
+    ``quarantined`` are the objects kept as their bytes, not as JSON."""
 
     objects: dict[str, JsonObject]
     state: SyncState | None
+    quarantined: dict[str, QuarantinedObject] = field(default_factory=dict)
 
 
 def _key_and_object(cursor: sqlite3.Cursor, row: tuple[str, str]) -> tuple[str, JsonObject]:
@@ -261,25 +333,37 @@ def _decode_on_fetch(cursor: aiosqlite.Cursor) -> None:
     cursor.row_factory = _key_and_object  # type: ignore[assignment]
 
 
-def _rows(resource: str, items: Iterable[Item], key: KeyFunc | None) -> Iterator[_Row]:
-    """``(key, resourceVersion, JSON text, its bytes)`` of each item, made as
-    ``executemany`` asks.
+def _rows(
+    resource: str, items: Iterable[Item], key: KeyFunc | None, quarantined: dict[str, str]
+) -> Iterator[_Row]:
+    """The row of each item, made as ``executemany`` asks; each object quarantined is
+    added to ``quarantined`` (key: why).
 
     Iterated on the connection's thread: turning objects into text does not block the
-    event loop, and an object that cannot be stored fails the write there (a batch's
-    transaction rolls back; a snapshot's staging is thrown away).
+    event loop, and an object that cannot be stored at all (a transform that fails) fails
+    the write there (a batch's transaction rolls back; a snapshot's staging is thrown away).
     """
     for item in items:
-        data = _base.item_json(resource, item)
-        text = data.decode()  # SQLite TEXT, for json_extract
-        yield _base.item_key(item, key), item.resource_version, text, len(data)
+        stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
+        if why is None:  # SQLite TEXT, for json_extract
+            yield stored_key, resource_version, data.decode(), None, None, len(data)
+        else:
+            quarantined[stored_key] = why
+            yield stored_key, resource_version, "null", data, why, len(data)
 
 
 def _batch_rows(
-    cluster: str, resource: str, items: Iterable[Item], key: KeyFunc | None, now: float
-) -> Iterator[tuple[str, str, str, str, str, int, float]]:
-    for stored_key, resource_version, text, size in _rows(resource, items, key):
-        yield cluster, resource, stored_key, resource_version, text, size, now
+    cluster: str,
+    resource: str,
+    items: Iterable[Item],
+    key: KeyFunc | None,
+    *,
+    now: float,
+    quarantined: dict[str, str],
+) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float]]:
+    rows = _rows(resource, items, key, quarantined)
+    for stored_key, resource_version, text, raw, why, size in rows:
+        yield cluster, resource, stored_key, resource_version, text, raw, why, size, now
 
 
 async def _fetchone(
@@ -320,12 +404,11 @@ async def _create_or_migrate(connection: aiosqlite.Connection, path: Path, clust
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
     )
     if held and version < SCHEMA_VERSION:
-        if version < 2:
-            rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
-            columns = {row[1] for row in rows}
-            for column, statement in _STAMP_COLUMNS:
-                if column not in columns:
-                    await connection.execute(statement)
+        for step in range(max(version, 1), 3):
+            for table, column, change in _MIGRATIONS[step]:
+                rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+                if rows and column not in {row[1] for row in rows}:
+                    await connection.execute(f"ALTER TABLE {table} {change}")
         rows = await connection.execute_fetchall("PRAGMA table_info(objects)")
         if "cluster" not in {row[1] for row in rows}:
             for statement in _TO_CLUSTERS:
@@ -462,6 +545,7 @@ class SQLiteSink(Sink[_Connections]):
     async def on_batch(self, batch: Batch) -> None:
         cluster, resource, key = self._cluster, self._resource, self._custom_key
         upserts, deleted = _base.split_batch(batch)
+        quarantined: dict[str, str] = {}
         deletes = [(cluster, resource, deleted_key) for deleted_key in deleted]
         touched = orjson.dumps([_base.item_key(item, key) for item in upserts] + deleted).decode()
         stamp = fencing.stamp_of(batch)
@@ -473,7 +557,9 @@ class SQLiteSink(Sink[_Connections]):
             usage = (cluster, resource, touched)
             before = Usage(*await _fetchone(connection, _KEYS_USAGE, usage))
             if upserts:
-                rows = _batch_rows(cluster, resource, upserts, key, now)
+                rows = _batch_rows(
+                    cluster, resource, upserts, key, now=now, quarantined=quarantined
+                )
                 await connection.executemany(_UPSERT, rows)
             if deletes:
                 await connection.executemany(_DELETE, deletes)
@@ -496,6 +582,8 @@ class SQLiteSink(Sink[_Connections]):
             )
 
         await self._transaction(write)
+        for quarantined_key, why in quarantined.items():
+            batch.quarantine(quarantined_key, why)
 
     async def _fence(
         self, connection: aiosqlite.Connection, stamp: fencing.Stamp
@@ -561,6 +649,11 @@ class SQLiteSink(Sink[_Connections]):
             row = cast("tuple[str, JsonObject] | None", await cursor.fetchone())
         return None if row is None else row[1]
 
+    async def quarantined(self) -> dict[str, QuarantinedObject]:
+        reader = self._opened().reader
+        where = (self._cluster, self._resource)
+        return _quarantined(await reader.execute_fetchall(_SELECT_QUARANTINED, where))
+
     async def count(self) -> int:
         reader = self._opened().reader
         row = await _fetchone(reader, _COUNT, (self._cluster, self._resource))
@@ -584,13 +677,15 @@ class _SQLiteStaging(_base.Staging):
         self._sink = sink
         self._connection = connection
 
-    async def add(self, page: Sequence[Item]) -> None:
+    async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
         sink = self._sink
         where = (sink.resource, sink.cluster)
-        rows = ((*row, *where) for row in _rows(sink.resource, page, sink._custom_key))
+        quarantined: dict[str, str] = {}
+        rows = _rows(sink.resource, page, sink._custom_key, quarantined)
         # Each row its own statement, outside any transaction: it writes (and locks) the
         # temporary database only, and its read of the file ends with it.
-        await self._connection.executemany(_STAGE, rows)
+        await self._connection.executemany(_STAGE, ((*row, *where) for row in rows))
+        return quarantined
 
     async def swap(self, snapshot: Snapshot) -> None:
         sink, cluster, resource = self._sink, self._sink.cluster, self._sink.resource
@@ -638,6 +733,8 @@ def read_mirror(
 
     Opens the file read-only and reads the objects and the sync state in one transaction, so
     they agree even while a sink is writing. Raises ``FileNotFoundError`` if there is no file.
+    A file an older listwatch wrote, not opened by a sink since, is read as it is: its rows
+    are the "default" cluster's (what a sink that opens it without a cluster makes them).
     """
     _base.check_resource(resource)
     file = Path(path)
@@ -648,8 +745,13 @@ def read_mirror(
         connection.isolation_level = None
         connection.execute("BEGIN")
         try:
-            rows = connection.execute(_SELECT_OBJECTS, (cluster, resource)).fetchall()
-            state = connection.execute(_SELECT_STATE, (cluster, resource)).fetchone()
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(objects)")}
+            if "cluster" in columns:
+                rows = connection.execute(_SELECT_OBJECTS, (cluster, resource)).fetchall()
+                kept = connection.execute(_SELECT_QUARANTINED, (cluster, resource)).fetchall()
+                state = connection.execute(_SELECT_STATE, (cluster, resource)).fetchone()
+            else:
+                rows, kept, state = _read_older(connection, resource, cluster, columns)
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc) and "no such column" not in str(exc):
                 raise
@@ -658,7 +760,39 @@ def read_mirror(
             connection.execute("COMMIT")
     finally:
         connection.close()
-    return Mirror(_base.decode_objects(rows), SyncState.from_row(state))
+    return Mirror(_base.decode_objects(rows), SyncState.from_row(state), _quarantined(kept))
+
+
+def _read_older(
+    connection: sqlite3.Connection, resource: str, cluster: str, columns: set[str]
+) -> tuple[list[Any], list[Any], Any]:
+    """What ``read_mirror`` reads of a file of an older schema (before clusters)."""
+    if cluster != DEFAULT_CLUSTER:
+        return [], [], None
+    where = "WHERE resource = ?"
+    if "quarantined" in columns:
+        rows = connection.execute(
+            f"SELECT key, object FROM objects {where} AND quarantined IS NULL ORDER BY key",
+            (resource,),
+        ).fetchall()
+        kept = connection.execute(
+            "SELECT key, resource_version, quarantined, raw FROM objects "
+            f"{where} AND quarantined IS NOT NULL ORDER BY key",
+            (resource,),
+        ).fetchall()
+    else:
+        sql = f"SELECT key, object FROM objects {where} ORDER BY key"
+        rows, kept = connection.execute(sql, (resource,)).fetchall(), []
+    state = connection.execute(
+        "SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, "
+        f"sequence FROM sync_state {where}",
+        (resource,),
+    ).fetchone()
+    return rows, kept, state
+
+
+def _quarantined(rows: Iterable[Any]) -> dict[str, QuarantinedObject]:
+    return {key: QuarantinedObject(rv, why, bytes(raw)) for key, rv, why, raw in rows}
 
 
 class SQLiteStore(SinkStore[SQLiteSink]):

@@ -1,7 +1,7 @@
 """Fault injection: the failures a list/watch client meets in production, on demand.
 
 A :class:`Fault` says *what* goes wrong (a status, a dropped connection, a cut stream, an
-ERROR event, a malformed line, an empty body, a slow stream, a stalled one); a
+ERROR event, a malformed line, a raw line, an empty body, a slow stream, a stalled one); a
 :class:`FaultRule` says *which requests* it hits (path, method, watch or not) and *how
 often* (the next N matching requests, forever, or with a probability drawn from the
 server's seeded RNG, so a failing run replays exactly with the same seed).
@@ -21,6 +21,13 @@ holds none of it.
 A rule can be narrowed to the LISTs that continue a list (``continued``: page 2 and on) and
 skip the first matching requests (``skip``): "a 429 on page 2" is
 ``inject(Fault.too_many_requests(...), watch=False, continued=True)``.
+
+A *raw line* is a watch event the store cannot write, sent as the bytes given: the fake
+serialises with orjson, which writes at most 255 levels, where kube-apiserver serves a
+custom resource nested up to 10,000 (docs/kubernetes-semantics.md#size-limits); and bytes
+that are not UTF-8, which no kube-apiserver sends (Go's encoder writes U+FFFD for them) but
+a broken proxy or a corrupted connection might. The object is not in the store: a relist
+does not list it.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class FaultKind(enum.StrEnum):
     CUT_STREAM = "cut-stream"
     ERROR_EVENT = "error-event"
     MALFORMED_LINE = "malformed-line"
+    RAW_LINE = "raw-line"
     EMPTY_RESPONSE = "empty-response"
     SLOW = "slow"
     STALL = "stall"
@@ -52,7 +60,9 @@ class FaultKind(enum.StrEnum):
 
 
 #: Faults that only make sense inside a watch stream.
-WATCH_ONLY = frozenset({FaultKind.ERROR_EVENT, FaultKind.MALFORMED_LINE, FaultKind.STALL})
+WATCH_ONLY = frozenset(
+    {FaultKind.ERROR_EVENT, FaultKind.MALFORMED_LINE, FaultKind.RAW_LINE, FaultKind.STALL}
+)
 
 _DEFAULT_MESSAGES: Mapping[int, str] = {
     400: "the server rejected our request for an unknown reason",
@@ -85,6 +95,7 @@ class Fault:
     delay: float = 0.0
     too_large: bool = False
     size: int = 0
+    line: bytes = b""
 
     # ------------------------------------------------------------ constructors
 
@@ -160,6 +171,15 @@ class Fault:
         """After ``after_events`` events, one line that is not JSON; the stream goes on."""
         _check_count(after_events)
         return cls(FaultKind.MALFORMED_LINE, after_events=after_events)
+
+    @classmethod
+    def raw_line(cls, line: bytes, after_events: int = 0) -> Fault:
+        """After ``after_events`` events, ``line`` as one more line (an event the store
+        cannot write: the module's docs); the stream goes on."""
+        _check_count(after_events)
+        if b"\n" in line or not line.strip():
+            raise ValueError("a raw line is one line: not empty, without a newline")
+        return cls(FaultKind.RAW_LINE, after_events=after_events, line=line)
 
     @classmethod
     def empty_response(cls) -> Fault:

@@ -273,6 +273,9 @@ class _EventWriter:
         if self._due(FaultKind.MALFORMED_LINE) and not self._malformed_done:
             self._malformed_done = True
             await self._response.write(b"this is not JSON {\n")
+        if self._due(FaultKind.RAW_LINE) and not self._malformed_done:
+            self._malformed_done = True
+            await self._response.write(fault.line + b"\n")
         return True
 
     def _due(self, kind: FaultKind) -> bool:
