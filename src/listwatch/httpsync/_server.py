@@ -189,8 +189,8 @@ class _Metrics:
         self.quarantined = Counter(
             "listwatch_receiver_quarantined_records",
             "Objects the store kept as bytes, not as JSON (it could not store them as they "
-            "are), each time one was written, by resource.",
-            ("resource",),
+            "are), each time one was written, by cluster and resource.",
+            ("cluster", "resource"),
             registry=registry,
         )
 
@@ -428,7 +428,7 @@ class SyncServer:
         snapshot.ensure_read(f"the store's sink for {resource}")
         self._metrics.objects.labels(write.client.cluster, resource, "snapshot").inc(counted.value)
         self._metrics.duration.labels("snapshot").observe(time.monotonic() - started)
-        quarantined = self._quarantined(resource, snapshot.quarantined)
+        quarantined = self._quarantined(write.client.cluster, resource, snapshot.quarantined)
         return _status(200, "", "", records=counted.value, **quarantined)
 
     async def _snapshot_pages(
@@ -527,31 +527,40 @@ class SyncServer:
             await sink.on_batch(batch)
         self._metrics.objects.labels(write.client.cluster, resource, "batch").inc(len(events))
         self._metrics.duration.labels("batch").observe(time.monotonic() - started)
-        quarantined = self._quarantined(resource, batch.quarantined)
+        quarantined = self._quarantined(write.client.cluster, resource, batch.quarantined)
         return _status(200, "", "", records=len(events), **quarantined)
 
-    def _quarantined(self, resource: str, quarantined: Mapping[str, str]) -> dict[str, Any]:
+    def _quarantined(
+        self, cluster: str, resource: str, quarantined: Mapping[str, str]
+    ) -> dict[str, Any]:
         """Report what the store kept as bytes rather than as JSON (a WARNING per object,
         the first ``MAX_QUARANTINED_NAMED``; a metric), and the answer's details for it."""
         if not quarantined:
             return {}
-        self._metrics.quarantined.labels(resource).inc(len(quarantined))
+        self._metrics.quarantined.labels(cluster, resource).inc(len(quarantined))
         details = protocol.quarantine_details(quarantined)
         for entry in details["quarantined"]:
             logger.warning(
-                "%s %s is quarantined: %s; the store keeps its bytes, not its JSON",
+                "cluster %s: %s %s is quarantined: %s; the store keeps its bytes, not its JSON",
+                cluster,
                 resource,
                 entry["key"],
                 entry["reason"],
-                extra={"resource": resource, "key": entry["key"], "reason": entry["reason"]},
+                extra={
+                    "cluster": cluster,
+                    "resource": resource,
+                    "key": entry["key"],
+                    "reason": entry["reason"],
+                },
             )
         unnamed = len(quarantined) - len(details["quarantined"])
         if unnamed:
             logger.warning(
-                "%s: %d more objects are quarantined (kept as bytes, not as JSON)",
+                "cluster %s: %s: %d more objects are quarantined (kept as bytes, not as JSON)",
+                cluster,
                 resource,
                 unnamed,
-                extra={"resource": resource},
+                extra={"cluster": cluster, "resource": resource},
             )
         return details
 
