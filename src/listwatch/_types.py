@@ -4,8 +4,8 @@
   async ``on_batch(batch)`` (``Receiver``). Any object or pair of functions will do.
 - A **sink** is a ready-made receiver that writes somewhere: ``SQLiteSink``,
   ``PostgresSink``, ``HttpSink`` (``listwatch.sinks``).
-- A **store** hands out one sink per resource (``Store``): the HTTP sync server and the CLI
-  write several resources through one.
+- A **store** hands out one sink per resource and cluster (``Store``): the HTTP sync server
+  and the CLI write several resources, of one cluster or a fleet, through one.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ class Receiver(Protocol):
 
 
 class Store(Protocol):
-    """A sink per resource (opened on first use), and ``close`` for them all."""
+    """A sink per resource of each cluster (opened on first use), and ``close`` for them
+    all. A store may hold a fleet: ``cluster`` scopes everything a sink writes (its rows,
+    its sync state, its epoch fence); a single cluster's mirror leaves it "default"."""
 
-    async def sink(self, resource: str) -> Receiver: ...
+    async def sink(self, resource: str, *, cluster: str = "default") -> Receiver: ...
 
     async def close(self) -> None: ...
 

@@ -29,6 +29,7 @@ The hierarchy::
     │   └── ReceiverTimeout          ... or ran past sync_timeout
     ├── StaleEpoch                   the fence: an older leader's write
     ├── StaleWrite                   the fence: an older write of the same sender
+    ├── LimitExceeded                a write would take its cluster past a cap (objects, bytes)
     ├── LeaseError                   the server's answer is not a Lease
     ├── NotLeading                   a write refused in-process: this replica's term is over
     ├── HttpSyncError                the HTTP receiver refused a write or was unreachable
@@ -65,6 +66,7 @@ __all__ = [
     "IncompleteList",
     "InvalidRequest",
     "LeaseError",
+    "LimitExceeded",
     "ListWatchError",
     "MalformedEvent",
     "NotLeading",
@@ -313,6 +315,27 @@ class StaleWrite(ListWatchError):
     """A receiver refused a write that would go back in time within one sender's session
     (an older generation, a batch without its snapshot, a batch after a missing one), or a
     snapshot that another write overtook while it was staged."""
+
+
+class LimitExceeded(ListWatchError):
+    """A receiver refused a write that would take its cluster past one of its caps.
+
+    ``limit`` names the cap (``max_objects`` or ``max_bytes``), ``maximum`` its value and
+    ``would`` what the cluster would hold after the write. Only a write that grows the
+    cluster is refused: one that shrinks a cluster already over a lowered cap applies.
+    """
+
+    def __init__(self, cluster: str, resource: str, limit: str, maximum: int, would: int) -> None:
+        self.cluster = cluster
+        self.resource = resource
+        self.limit = limit
+        self.maximum = maximum
+        self.would = would
+        unit = "objects" if limit == "max_objects" else "bytes of objects"
+        super().__init__(
+            f"cluster {cluster!r}: {resource}: refused a write that would make the cluster hold "
+            f"{would} {unit}, over its {limit} of {maximum}"
+        )
 
 
 # Leader election.

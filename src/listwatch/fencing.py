@@ -9,12 +9,12 @@ Every snapshot and batch a Syncer sends is stamped (``Stamp``) with:
 * ``generation``: which snapshot the write belongs to (each generation starts with one).
 * ``sequence``: the batch's number within its generation (1, 2, ...); 0 for the snapshot.
 
-A receiver records the stamp of its last applied write per resource and, in the same
-transaction as each new write, decides with ``decide``:
+A receiver records the stamp of its last applied write per (cluster, resource) and, in the
+same transaction as each new write, decides with ``decide``:
 
 | the write                                                    | verdict                  |
 |--------------------------------------------------------------|--------------------------|
-| epoch below the highest the receiver recorded (any resource) | ``StaleEpoch``: refused  |
+| epoch below the highest recorded for the write's cluster     | ``StaleEpoch``: refused  |
 | same session, older generation                                | ``StaleWrite``: refused  |
 | same session and generation: a snapshot, or a batch already   | ``DUPLICATE``: nothing   |
 | applied (sequence <= recorded): a retried or replayed request | to do, and not an error  |
@@ -28,10 +28,13 @@ transaction as each new write, decides with ``decide``:
 
 Why refusing is safe: the sender's receiver call raises, its generation ends, and the next
 one starts from a fresh snapshot (or, for a stale epoch, the old leader stops). Why the
-epoch check is over all the receiver's resources: one agent's resources share one leader,
+epoch check is over all of a cluster's resources: one agent's resources share one leader,
 and a leader that was paused and wakes up must not write *anything*, not even a resource
-the new leader has not written yet. A write with an empty session (made by hand, not by a
-Syncer) is checked only against the epoch.
+the new leader has not written yet. Why over one cluster's only: an epoch is a revision of
+the cluster's own etcd (docs/kubernetes-semantics.md#fencing-epoch), so two clusters'
+epochs say nothing about each other, and a cluster whose etcd is younger must write beside
+one whose etcd is older. ``highest_epoch`` is therefore the write's cluster's. A write with
+an empty session (made by hand, not by a Syncer) is checked only against the epoch.
 
 Why an older snapshot is refused within an epoch: a snapshot replaces the resource's rows,
 so one replayed from an earlier sync (another session's request retried late, or sent
@@ -44,9 +47,9 @@ leading zeros (comparable RVs: docs/kubernetes-semantics.md#resource-versions);
 anything else is not compared. Limits: a snapshot whose RV is not known when the fence
 decides (a streaming list learns it at its end; its header then says "") is judged by its
 stamp alone; across epochs the rule does not apply (the epoch orders leaders, and a new
-leader's snapshot is the truth); and a receiver pointed at a *different* cluster (a
+leader's snapshot is the truth); and a cluster name given to a *different* cluster (a
 recreated test cluster, whose RVs start low again) refuses its snapshots at the same epoch
-until its RVs pass the recorded one: start a fresh database for a new cluster.
+until its RVs pass the recorded one: give a new cluster a new name.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ def decide(
     resource: str, write: Stamp, recorded: Stamp | None, highest_epoch: int | None
 ) -> Verdict:
     """The verdict on ``write``, given the resource's last applied stamp and the highest
-    epoch the receiver has recorded; raises ``StaleEpoch`` or ``StaleWrite`` to refuse."""
+    epoch the receiver has recorded for the write's cluster; raises ``StaleEpoch`` or
+    ``StaleWrite`` to refuse."""
     if highest_epoch is not None and write.epoch < highest_epoch:
         raise StaleEpoch(resource, write.epoch, highest_epoch)
     if not write.session:

@@ -173,11 +173,11 @@ async def test_a_stale_resource_is_one_error_and_not_ready_until_it_syncs_again(
             assert await mirror.stop() == 0
         await receiver.wait_for_line(
             r"INFO listwatch\.httpsync\.requests: pods: POST /sync/pods/snapshot 200, "
-            r"1 records, [\d.]+ s$"
+            r"1 records, [\d.]+ s, cluster default$"
         )
         await receiver.wait_for_line(
             r"INFO listwatch\.httpsync\.requests: pods: POST /sync/pods/\w+ 401, [\d.]+ s, "
-            r"Unauthorized: a valid bearer token is required$"
+            r"cluster unknown, Unauthorized: a valid bearer token is required$"
         )
         assert await receiver.stop() == 0
     for process in (mirror, receiver):

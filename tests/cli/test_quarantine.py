@@ -147,8 +147,9 @@ async def test_a_configmap_holding_nul_is_quarantined_and_the_resource_keeps_syn
         await mirror.wait_for_line(warning)
         if receiver is not None:
             await receiver.wait_for_line(
-                r"WARNING listwatch\.httpsync\._server: configmaps: configmaps default/nul is "
-                rf"quarantined: {re.escape(NUL_REASON)}; the store keeps its bytes, not its JSON$"
+                r"WARNING listwatch\.httpsync\._server: configmaps: cluster default: configmaps "
+                rf"default/nul is quarantined: {re.escape(NUL_REASON)}; the store keeps its "
+                r"bytes, not its JSON$"
             )
         rows = await pg_rows(postgres_dsn)
         sent = server.get("v1", "ConfigMap", "nul")

@@ -235,7 +235,7 @@ async def test_mirror_over_http_into_postgres_survives_sigkill_churn_and_faults(
             ]
             assert len(generations) >= 3, mirror.tail()  # the first, after the kill, the 410
             assert len(want) > INITIAL_PODS
-            batches = 'listwatch_receiver_requests_total{code="200",kind="batch"}'
+            batches = 'listwatch_receiver_requests_total{cluster="default",code="200",kind="batch"}'
             assert await metric(http, url, batches) > 0
             assert await metric(http, url, "listwatch_receiver_records_in_flight") == 0
             assert await mirror.stop() == 0, mirror.tail()
@@ -252,7 +252,7 @@ async def _in_flight(http: aiohttp.ClientSession, url: str) -> bool:
 
 
 async def _snapshot_committed(http: aiohttp.ClientSession, url: str) -> bool:
-    series = 'listwatch_receiver_requests_total{code="200",kind="snapshot"}'
+    series = 'listwatch_receiver_requests_total{cluster="default",code="200",kind="snapshot"}'
     return await metric(http, url, series) >= 1
 
 

@@ -121,11 +121,15 @@ async def test_what_the_store_cannot_keep_as_json_is_kept_and_named_in_the_200(
     if kind == "postgres":
         assert kept["default/nul"].raw == NUL
     warnings = [r.getMessage() for r in caplog.records if r.name == "listwatch.httpsync._server"]
-    named = f"configmaps default/deep is quarantined: {DEEP_REASON}; the store keeps its bytes"
+    named = (
+        f"cluster default: configmaps default/deep is quarantined: {DEEP_REASON}; the store "
+        "keeps its bytes"
+    )
     assert f"{named}, not its JSON" in warnings
     assert all(SECRET not in line for line in warnings)
     scraped = server.registry.get_sample_value(
-        "listwatch_receiver_quarantined_records_total", {"resource": "configmaps"}
+        "listwatch_receiver_quarantined_records_total",
+        {"cluster": "default", "resource": "configmaps"},
     )
     assert scraped == (5.0 if kind == "postgres" else 3.0)  # fmt: skip
 

@@ -48,7 +48,8 @@ async def test_slow_and_hostile_clients_are_bounded(tmp_path: Path) -> None:
             stalled.close()
         assert (status, answer["reason"]) == (408, "RequestTimeout")
         await receiver.wait_for_line(
-            r"pods: POST /sync/pods/snapshot 408, [\d.]+ s, RequestTimeout: no byte of the "
+            r"pods: POST /sync/pods/snapshot 408, [\d.]+ s, cluster default, RequestTimeout: "
+            r"no byte of the "
             r"body came for 1 s: nothing was applied$"
         )
 

@@ -300,14 +300,18 @@ class PgRow:
     """The transaction that wrote this row version: unchanged while the row is not rewritten."""
 
 
-async def pg_rows(dsn: str, resource: str, schema: str = SCHEMA) -> dict[str, PgRow]:
-    """Every stored row of ``resource``, read on a connection of its own."""
+async def pg_rows(
+    dsn: str, resource: str, schema: str = SCHEMA, cluster: str = "default"
+) -> dict[str, PgRow]:
+    """Every stored row of ``resource`` of ``cluster``, read on a connection of its own."""
     connection = await asyncpg.connect(dsn)
     try:
         records = await connection.fetch(
             f"SELECT key, resource_version, object::text AS object, uid, updated_at, "
-            f"xmin::text AS xmin FROM {schema}.objects WHERE resource = $1 ORDER BY key",
+            f"xmin::text AS xmin FROM {schema}.objects WHERE cluster = $2 AND resource = $1 "
+            "ORDER BY key",
             resource,
+            cluster,
         )
     finally:
         await connection.close()
@@ -324,31 +328,37 @@ async def pg_rows(dsn: str, resource: str, schema: str = SCHEMA) -> dict[str, Pg
     }
 
 
-async def pg_objects(dsn: str, resource: str, schema: str = SCHEMA) -> dict[str, dict[str, Any]]:
+async def pg_objects(
+    dsn: str, resource: str, schema: str = SCHEMA, cluster: str = "default"
+) -> dict[str, dict[str, Any]]:
     """The objects held as JSON (a quarantined one's ``object`` is the JSON null)."""
-    rows = await pg_rows(dsn, resource, schema)
+    rows = await pg_rows(dsn, resource, schema, cluster)
     return {key: row.object for key, row in rows.items() if row.object is not None}
 
 
-async def pg_state(dsn: str, resource: str, schema: str = SCHEMA) -> SyncState | None:
+async def pg_state(
+    dsn: str, resource: str, schema: str = SCHEMA, cluster: str = "default"
+) -> SyncState | None:
     """The resource's sync-state row, read on a connection of its own."""
     connection = await asyncpg.connect(dsn)
     try:
         row = await connection.fetchrow(
             "SELECT resource, resource_version, generation, extract(epoch FROM synced_at)::float8,"
-            " extract(epoch FROM listed_at)::float8, epoch, session, sequence "
-            f"FROM {schema}.sync_state WHERE resource = $1",
+            " extract(epoch FROM listed_at)::float8, epoch, session, sequence, object_count,"
+            f" object_bytes, cluster FROM {schema}.sync_state WHERE cluster = $2 AND resource = $1",
             resource,
+            cluster,
         )
     finally:
         await connection.close()
     return SyncState.from_row(row)
 
 
-async def fence_epoch(dsn: str, schema: str = SCHEMA) -> int:
+async def fence_epoch(dsn: str, schema: str = SCHEMA, cluster: str = "default") -> int:
     connection = await asyncpg.connect(dsn)
     try:
-        return int(await connection.fetchval(f"SELECT epoch FROM {schema}.fence"))
+        sql = f"SELECT epoch FROM {schema}.fence WHERE cluster = $1"
+        return int(await connection.fetchval(sql, cluster))
     finally:
         await connection.close()
 
@@ -453,8 +463,10 @@ class SinkFactory(ABC):
         """Another mirror, sharing nothing with this one (an example of a property test)."""
 
     @abstractmethod
-    def sink(self, resource: str = "configmaps", *, key: KeyFunc = object_key) -> Sink[Any]:
-        """A sink of ``resource``, not yet open."""
+    def sink(
+        self, resource: str = "configmaps", *, key: KeyFunc = object_key, cluster: str = "default"
+    ) -> Sink[Any]:
+        """A sink of ``resource`` of ``cluster``, not yet open."""
 
     @abstractmethod
     async def store(self) -> SinkStore[Any]:
@@ -466,8 +478,15 @@ class SinkFactory(ABC):
         where this backend's write can be caught with its transaction open."""
 
     @abstractmethod
-    async def read(self, resource: str) -> tuple[dict[str, Any], SyncState | None]:
+    async def read(
+        self, resource: str, cluster: str = "default"
+    ) -> tuple[dict[str, Any], SyncState | None]:
         """The resource's objects and sync state, as another process reads them."""
+
+    @abstractmethod
+    async def sizes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Each (cluster, resource)'s objects and the bytes of their JSON, counted from the
+        rows themselves (as another process reads them)."""
 
     @abstractmethod
     async def stored(self, resource: str) -> dict[str, Stored]:
@@ -503,8 +522,10 @@ class SQLiteFactory(SinkFactory):
     def isolated(self, name: str) -> SQLiteFactory:
         return SQLiteFactory(self.path.with_name(f"{name}.db"))
 
-    def sink(self, resource: str = "configmaps", *, key: KeyFunc = object_key) -> SQLiteSink:
-        return SQLiteSink(self.path, resource=resource, key=key)
+    def sink(
+        self, resource: str = "configmaps", *, key: KeyFunc = object_key, cluster: str = "default"
+    ) -> SQLiteSink:
+        return SQLiteSink(self.path, resource=resource, key=key, cluster=cluster)
 
     async def store(self) -> SQLiteStore:
         return SQLiteStore(self.path)
@@ -512,9 +533,22 @@ class SQLiteFactory(SinkFactory):
     def gate(self, objects: Sequence[dict[str, Any]], *, epoch: int = 0) -> GatedItems:
         return GatedItems(objects, at=len(objects) // 2, epoch=epoch)
 
-    async def read(self, resource: str) -> tuple[dict[str, Any], SyncState | None]:
-        mirror = read_mirror(self.path, resource=resource)
+    async def read(
+        self, resource: str, cluster: str = "default"
+    ) -> tuple[dict[str, Any], SyncState | None]:
+        mirror = read_mirror(self.path, resource=resource, cluster=cluster)
         return mirror.objects, mirror.state
+
+    async def sizes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        connection = sqlite_connect(self.path)
+        try:
+            rows = connection.execute(
+                "SELECT cluster, resource, count(*), sum(length(CAST(object AS BLOB))) "
+                "FROM objects GROUP BY cluster, resource"
+            ).fetchall()
+        finally:
+            connection.close()
+        return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
     async def stored(self, resource: str) -> dict[str, Stored]:
         return {
@@ -569,8 +603,12 @@ class PostgresFactory(SinkFactory):
     def isolated(self, name: str) -> PostgresFactory:
         return PostgresFactory(self.dsn, schema=name)  # a schema is a mirror
 
-    def sink(self, resource: str = "configmaps", *, key: KeyFunc = object_key) -> PostgresSink:
-        return PostgresSink(self.dsn, resource=resource, key=key, schema=self.schema)
+    def sink(
+        self, resource: str = "configmaps", *, key: KeyFunc = object_key, cluster: str = "default"
+    ) -> PostgresSink:
+        return PostgresSink(
+            self.dsn, resource=resource, key=key, schema=self.schema, cluster=cluster
+        )
 
     async def store(self) -> PostgresStore:
         return await PostgresStore.connect(self.dsn, schema=self.schema)
@@ -582,9 +620,24 @@ class PostgresFactory(SinkFactory):
         half = len(items) // 2
         return GatedSnapshot([items[:half], items[half:]], pause_after=1, epoch=epoch)
 
-    async def read(self, resource: str) -> tuple[dict[str, Any], SyncState | None]:
-        objects = await pg_objects(self.dsn, resource, self.schema)
-        return objects, await pg_state(self.dsn, resource, self.schema)
+    async def read(
+        self, resource: str, cluster: str = "default"
+    ) -> tuple[dict[str, Any], SyncState | None]:
+        objects = await pg_objects(self.dsn, resource, self.schema, cluster)
+        return objects, await pg_state(self.dsn, resource, self.schema, cluster)
+
+    async def sizes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        # The bytes written are gone once parsed into jsonb: what the sink received is what
+        # the test wrote, so the test compares its own JSON's sizes with the counts.
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            rows = await connection.fetch(
+                f"SELECT cluster, resource, count(*), sum(size) FROM {self.schema}.objects "
+                "GROUP BY cluster, resource"
+            )
+        finally:
+            await connection.close()
+        return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
     async def stored(self, resource: str) -> dict[str, Stored]:
         return {

@@ -69,6 +69,19 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
             "SELECT attcompression FROM pg_attribute "
             "WHERE attrelid = 'listwatch.objects'::regclass AND attname = 'object'"
         )
+        # Each table's primary key, its columns in order (what a distributed PostgreSQL
+        # shards on: the cluster first).
+        keys = {
+            r["relname"]: r["columns"]
+            for r in await connection.fetch(
+                "SELECT c.relname, array_agg(a.attname ORDER BY k.n) AS columns "
+                "FROM pg_constraint p JOIN pg_class c ON c.oid = p.conrelid "
+                "CROSS JOIN unnest(p.conkey) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+                "WHERE p.contype = 'p' AND c.relnamespace = 'listwatch'::regnamespace "
+                "GROUP BY c.relname"
+            )
+        }
         try:  # whether this server was built with LZ4, asked otherwise than the sink asks
             await connection.execute("SET default_toast_compression = 'lz4'")
             has_lz4 = True
@@ -83,7 +96,9 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
     assert compression == (b"l" if has_lz4 else b"\x00")
     assert columns[("objects", "uid")] == ("text", "ALWAYS")
     assert columns[("objects", "updated_at")][0] == "timestamp with time zone"
+    assert columns[("objects", "size")][0] == "integer"
     assert {name for table, name in columns if table == "sync_state"} == {
+        "cluster",
         "resource",
         "resource_version",
         "generation",
@@ -92,13 +107,23 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
         "listed_at",
         "session",
         "sequence",
+        "object_count",
+        "object_bytes",
     }
     assert columns[("fence", "epoch")][0] == "bigint"
     assert columns[("staged", "object")] == ("jsonb", "NEVER")
     assert columns[("objects", "raw")] == columns[("staged", "raw")] == ("bytea", "NEVER")
     assert columns[("objects", "quarantined")] == ("text", "NEVER")
     assert persistence == {"stagings": b"u", "staged": b"u"}  # UNLOGGED
-    assert version == 4
+    assert keys == {
+        "objects": ["cluster", "resource", "key"],
+        "sync_state": ["cluster", "resource"],
+        "fence": ["cluster"],
+        "stagings": ["cluster", "staging"],
+        "staged": ["cluster", "staging", "key"],
+        "schema_version": ["singleton"],
+    }
+    assert version == 5
 
 
 @pytest.mark.parametrize("dsn", ["", "mirror.db", "http://db/x", "host=db dbname=x"])

@@ -208,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         "receivers to fail over to, in order",
     )
     mirror.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NAME",
+        help="the cluster the rows belong to, with --sqlite or --postgres: one database may "
+        "hold a fleet (default: default); over --http the receiver knows the cluster from "
+        "the credential",
+    )
+    mirror.add_argument(
         "--http-token-file",
         type=Path,
         metavar="FILE",
@@ -355,14 +363,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="receive `mirror --http` syncs into SQLite or PostgreSQL",
         description="Serve the HTTP sync protocol: apply each full sync (atomically, at its "
         "commit record) and each delta (in one transaction) to an SQLite file or a "
-        "PostgreSQL database, refusing stale epochs and generations with 409.",
+        "PostgreSQL database, refusing stale epochs and generations with 409. Each "
+        "credential writes one cluster: a fleet's receivers take --clients, and any number "
+        "of them may serve one PostgreSQL database at once (they keep no state of their own).",
     )
     receiver.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to serve")
     store = receiver.add_mutually_exclusive_group(required=True)
     store.add_argument("--sqlite", type=Path, metavar="PATH", help="the SQLite file to write")
     store.add_argument("--postgres", metavar="DSN", help="the PostgreSQL database to write")
+    credentials = receiver.add_mutually_exclusive_group()
+    credentials.add_argument(
+        "--clients",
+        type=Path,
+        metavar="FILE",
+        help="a fleet's credentials, each writing one cluster: a TOML file of [[cluster]] "
+        "entries (name, token_sha256 = hex SHA-256 of the bearer token or a list of them, "
+        "optional certificate_cn, and max_objects, max_bytes: caps past which a write is "
+        "refused with 413); re-read on SIGHUP and when it changes (a broken file is logged "
+        "and the previous one kept)",
+    )
+    credentials.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="one cluster's bearer token (the cluster of --cluster), needed by every request",
+    )
     receiver.add_argument(
-        "--token-file", type=Path, metavar="FILE", help="the bearer token every request needs"
+        "--cluster",
+        default="default",
+        metavar="NAME",
+        help="the cluster that --token-file's token (or, with --client-ca alone, every client "
+        "certificate) writes, and the cluster the rows of a database written before "
+        "clusters existed become (default: default)",
     )
     receiver.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: cert")
     receiver.add_argument("--tls-key", type=Path, metavar="FILE", help="serve HTTPS: its key")
@@ -591,11 +623,14 @@ async def _run_receiver(
 ) -> int:
     from listwatch.cli import _receiver as receiver  # noqa: PLC0415 - its stores import on use
 
+    cluster = _cluster(args.cluster)
     options = receiver.ReceiverOptions(
         listen=args.listen,
-        store=SQLiteStoreSpec(args.sqlite)
+        store=SQLiteStoreSpec(args.sqlite, cluster)
         if args.sqlite is not None
-        else PostgresStoreSpec(args.postgres),
+        else PostgresStoreSpec(args.postgres, cluster),
+        clients=args.clients,
+        cluster=cluster,
         token_file=args.token_file,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -630,6 +665,15 @@ async def _run_fake_cluster(
     return await fake.run_fake_cluster(options, stop)
 
 
+def _cluster(name: str) -> str:
+    from listwatch.sinks._base import check_cluster  # noqa: PLC0415 - its layer's rule
+
+    try:
+        return check_cluster(name)
+    except ValueError as exc:
+        raise CliError(f"--cluster: {exc}") from None
+
+
 def _store_spec(args: argparse.Namespace) -> StoreSpec:
     http_flags = [
         args.http_token_file,
@@ -641,10 +685,16 @@ def _store_spec(args: argparse.Namespace) -> StoreSpec:
         any(f is not None for f in http_flags) or args.http_insecure_skip_tls_verify
     ):
         raise CliError("the --http-* options go with --http URL")
+    if args.http is not None and args.cluster is not None:
+        raise CliError(
+            "--cluster goes with --sqlite or --postgres: over --http the receiver knows the "
+            "cluster from the credential"
+        )
+    cluster = _cluster(args.cluster or "default")
     if args.sqlite is not None:
-        return SQLiteStoreSpec(args.sqlite)
+        return SQLiteStoreSpec(args.sqlite, cluster)
     if args.postgres is not None:
-        return PostgresStoreSpec(args.postgres)
+        return PostgresStoreSpec(args.postgres, cluster)
     return HttpStoreSpec(
         tuple(args.http),
         token_file=args.http_token_file,

@@ -1,18 +1,26 @@
 """``listwatch receiver``: the reference receiver of the HTTP sync protocol, as a server.
 
 ``listwatch mirror --http URL`` sends each resource's snapshots and batches here; they are
-applied to an SQLite file or a PostgreSQL database (``listwatch.httpsync._server``). Every request
-must carry the bearer token of ``--token-file`` (re-read when the file changes), and/or a
-client certificate signed by ``--client-ca`` when serving TLS (``--tls-cert``/``--tls-key``).
-A receiver without either refuses to start: it would accept writes from anyone.
-``--header-timeout`` and ``--idle-timeout`` bound how long a client may take to send a
-request's header and each byte of its body (``SyncServer.runner``).
+applied to an SQLite file or a PostgreSQL database (``listwatch.httpsync._server``), into the
+cluster the request's credential names. A fleet's receivers take ``--clients FILE`` (every
+cluster's token digests, certificate names and caps; re-read on SIGHUP and when it
+changes); one cluster's, ``--token-file`` (re-read when the file changes), whose cluster is
+``--cluster`` ("default" unless named), and/or a client certificate signed by
+``--client-ca`` when serving TLS (``--tls-cert``/``--tls-key``). A receiver without any
+refuses to start: it would accept writes from anyone. ``--cluster`` also names the cluster
+that the rows of a database written before clusters existed become. ``--header-timeout``
+and ``--idle-timeout`` bound how long a client may take to send a request's header and
+each byte of its body (``SyncServer.runner``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import ssl
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +29,7 @@ from aiohttp import web
 from listwatch.cli._logging import cli_logger as logger
 from listwatch.cli._runtime import CliError, one_line
 from listwatch.cli._stores import PostgresStoreSpec, SQLiteStoreSpec, open_store
-from listwatch.httpsync import SyncServer, TokenFile
+from listwatch.httpsync import ClientsFile, SyncServer, TokenFile
 from listwatch.observe.health import parse_address
 
 
@@ -29,6 +37,8 @@ from listwatch.observe.health import parse_address
 class ReceiverOptions:
     listen: str
     store: SQLiteStoreSpec | PostgresStoreSpec
+    clients: Path | None = None
+    cluster: str = "default"
     token_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -65,22 +75,28 @@ async def run_receiver(
         raise CliError(f"--listen: {exc}") from None
     context = _ssl(options)
     token: TokenFile | None = None
+    clients: ClientsFile | None = None
     if options.token_file is not None:
         try:
             token = TokenFile(options.token_file)
         except (OSError, ValueError) as exc:
             raise CliError(f"--token-file: {one_line(exc)}") from None
-    if token is None and context is not None and options.client_ca is None:
-        raise CliError("give --token-file or --client-ca: a receiver authenticates every request")
-    if token is None and context is None:
+    if options.clients is not None:
+        try:
+            clients = ClientsFile(options.clients)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--clients {options.clients}: {one_line(exc)}") from None
+    if token is None and clients is None and options.client_ca is None:
         raise CliError(
-            "give --token-file (or serve TLS with --client-ca): a receiver "
+            "give --clients or --token-file (or serve TLS with --client-ca): a receiver "
             "authenticates every request"
         )
     async with open_store(options.store) as store:
         receiver = SyncServer(
             store,
             token=token,
+            clients=clients,
+            cluster=options.cluster,
             client_certificate=options.client_ca is not None,
             header_timeout=options.header_timeout,
             idle_timeout=options.idle_timeout,
@@ -100,13 +116,49 @@ async def run_receiver(
             bound = sockets[0].getsockname()[1] if sockets else port
             scheme = "https" if context is not None else "http"
             where = options.store.describe()
-            if started is not None:
-                started.set()
-            logger.info(
-                "serving %s://%s:%d into %s; Ctrl-C or SIGTERM stops", scheme, host, bound, where
-            )
-            await stop.wait()
+            with _reloaded_on_hangup(clients):
+                if started is not None:
+                    started.set()
+                whose = (
+                    f"{len(clients.current().clusters)} clusters of {clients.path}"
+                    if clients is not None
+                    else f"cluster {options.cluster}"
+                )
+                logger.info(
+                    "serving %s://%s:%d into %s for %s; Ctrl-C or SIGTERM stops",
+                    scheme,
+                    host,
+                    bound,
+                    where,
+                    whose,
+                )
+                await stop.wait()
         finally:
             await runner.cleanup()
     logger.info("stopped")
     return 0
+
+
+@contextlib.contextmanager
+def _reloaded_on_hangup(clients: ClientsFile | None) -> Iterator[None]:
+    """While inside, SIGHUP reads the clients file again (as daemons reload their
+    configuration); a file that cannot be used is logged and the previous one stays."""
+    if clients is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        if clients.reload():
+            count = len(clients.current().clusters)
+            logger.info("SIGHUP: clients file %s read again: %d clusters", clients.path, count)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)

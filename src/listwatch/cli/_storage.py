@@ -38,11 +38,14 @@ def _check_openable(path: str) -> None:
         connection.close()
 
 
-async def open_sink(path: str | os.PathLike[str], *, resource: str) -> SQLiteSink:
-    """An open ``SQLiteSink`` for ``resource`` in ``path``; the caller closes it."""
+async def open_sink(
+    path: str | os.PathLike[str], *, resource: str, cluster: str = "default"
+) -> SQLiteSink:
+    """An open ``SQLiteSink`` for ``resource`` of ``cluster`` in ``path``; the caller closes
+    it."""
     try:
         await asyncio.to_thread(_check_openable, os.fspath(path))
-        sink = SQLiteSink(path, resource=resource)
+        sink = SQLiteSink(path, resource=resource, cluster=cluster)
         await sink.open()
     except (sqlite3.Error, OSError, RuntimeError) as exc:
         raise CliError(f"cannot open the SQLite database {path}: {one_line(exc)}") from None

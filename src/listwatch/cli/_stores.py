@@ -37,6 +37,9 @@ class HttpStoreSpec:
 @dataclass(frozen=True, slots=True)
 class SQLiteStoreSpec:
     path: Path
+    cluster: str = "default"
+    """``mirror``: the cluster it writes; ``receiver``: the cluster an older file's rows
+    become."""
 
     def describe(self) -> str:
         return str(self.path)
@@ -45,6 +48,9 @@ class SQLiteStoreSpec:
 @dataclass(frozen=True, slots=True)
 class PostgresStoreSpec:
     dsn: str
+    cluster: str = "default"
+    """``mirror``: the cluster it writes; ``receiver``: the cluster an older schema's rows
+    become."""
 
     def describe(self) -> str:
         """``postgresql://user@host:port/db``: the DSN without its password and its query
@@ -90,7 +96,7 @@ async def open_receivers(
 
             stack.enter_context(removed_if_unwritten(spec.path))  # exits after the sinks
             for name in names:
-                sink = await open_sink(spec.path, resource=name)
+                sink = await open_sink(spec.path, resource=name, cluster=spec.cluster)
                 stack.push_async_callback(sink.close)
                 receivers[name] = sink
         elif isinstance(spec, HttpStoreSpec):
@@ -156,7 +162,7 @@ async def _open_postgres(
     receivers: dict[str, Receiver] = {}
     for name in names:
         try:
-            receivers[name] = await store.sink(name)
+            receivers[name] = await store.sink(name, cluster=spec.cluster)
         except (SchemaError, SinkConnectionError) as exc:
             raise CliError(f"PostgreSQL: {one_line(exc)}") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -175,7 +181,7 @@ async def _connect_postgres(spec: PostgresStoreSpec) -> PostgresStore:
     )
 
     try:
-        return await PostgresStore.connect(spec.dsn)
+        return await PostgresStore.connect(spec.dsn, legacy_cluster=spec.cluster)
     except (SinkConnectionError, ValueError) as exc:
         raise CliError(one_line(exc)) from None
 
@@ -188,7 +194,7 @@ async def open_store(spec: SQLiteStoreSpec | PostgresStoreSpec) -> AsyncIterator
 
         if not spec.path.parent.is_dir():
             raise CliError(f"--sqlite {spec.path}: no such directory")
-        store: Store = SQLiteStore(spec.path)
+        store: Store = SQLiteStore(spec.path, legacy_cluster=spec.cluster)
     else:
         store = await _connect_postgres(spec)
     try:

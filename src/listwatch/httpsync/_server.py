@@ -8,7 +8,16 @@ the connection dropped) ends the stream early, the sink rolls back, nothing chan
 batch request is one ``Batch`` in one transaction. The sinks apply the fencing rules
 (``listwatch.fencing``) in the same transaction as the write, and the receiver answers a
 refused write with 409 and a Status naming why. Every request is authenticated (a bearer
-token, and/or a client certificate the TLS layer verified) before its body is read.
+token, and/or a client certificate the TLS layer verified) before its body is read, and
+its credential names its cluster (``listwatch.httpsync._clients``): the sender never does,
+so a credential writes its own cluster's rows and nothing else. Everything the store keeps
+is scoped by that cluster: rows, sync state, the fence.
+
+The receiver keeps nothing of its own between requests (every decision is the store's, in
+the store's transactions), so any number of receivers may serve one PostgreSQL database at
+once, a sender may send each request to another one, and a receiver may die at any moment:
+a request it was applying either committed or left nothing, and the sender's retry, to
+whichever receiver, meets the fence (a duplicate changes nothing).
 
 What one sender can make it hold or wait for, each bounded (docs/http-sync-protocol.md,
 "Timeouts and sizes"):
@@ -25,8 +34,12 @@ What one sender can make it hold or wait for, each bounded (docs/http-sync-proto
 * time: a body that sends no byte for ``idle_timeout`` is answered 408 and applies nothing;
   served through ``runner()``, a connection that sends no whole request header within
   ``header_timeout`` is closed;
-* resources: ``MAX_RESOURCES``, counted when a request with a valid header first opens one,
-  so requests refused before that (a bad path, a bad header, no token) count nothing.
+* resources: ``MAX_RESOURCES`` per cluster, counted when a request with a valid header first
+  opens one, so requests refused before that (a bad path, a bad header, no token) count
+  nothing;
+* a cluster's caps (its clients-file entry's ``max_objects``, ``max_bytes``): a snapshot
+  is refused (413) as soon as the records streamed in would take the cluster past one, and
+  each write's transaction checks again (``listwatch.sinks._base.enforce_limits``).
 
 Malformed input of every kind is the sender's fault and is answered 4xx, naming the record,
 never echoing a header; 503 means the store failed and is worth retrying. An object the
@@ -41,7 +54,6 @@ so that the sender reports it (``_wire.quarantine_details``).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 import zlib
@@ -54,8 +66,8 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import aclosing
+from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -66,19 +78,21 @@ from listwatch._aio import short
 from listwatch._framing import LineFramer
 from listwatch._models import Batch, Event, Item, Page, PageStream, Snapshot
 from listwatch._types import Receiver, Store
-from listwatch.errors import ProtocolError
+from listwatch.errors import LimitExceeded, ProtocolError, StaleEpoch, StaleWrite
 from listwatch.fencing import Stamp, decide
 from listwatch.httpsync import _wire as protocol
+from listwatch.httpsync._clients import Client, ClientsFile, SingleCluster, TokenFile
 from listwatch.httpsync._wire import Header
-from listwatch.sinks._base import Sink
+from listwatch.sinks._base import DEFAULT_CLUSTER, Limits, Sink, Usage
 
 __all__ = ["SyncServer", "TokenFile"]
 
 logger = logging.getLogger("listwatch.httpsync._server")
 requests_log = logging.getLogger("listwatch.httpsync.requests")
-"""One line per request: method, path, status, records, duration and the client's name
-(its certificate's common name), never a body or a credential. Sync requests at INFO, the
-probes and scrapes (``/metrics``, ``/healthz``) at DEBUG: every few seconds, not news."""
+"""One line per request: method, path, status, records, duration, the cluster its credential
+names and the client's name (its certificate's common name), never a body or a credential.
+Sync requests at INFO (refusals included, each with its cluster), the probes and scrapes
+(``/metrics``, ``/healthz``) at DEBUG: every few seconds, not news."""
 
 PAGE_SIZE = 500
 PAGE_BYTES = 8 * 1024 * 1024
@@ -96,7 +110,8 @@ MAX_BLANK_BYTES = 1024 * 1024
 few seconds), up to this many bytes per request: the bytes a request may carry that no
 other limit counts (400 beyond)."""
 MAX_RESOURCES = 256
-"""Distinct resources one receiver serves: each has a sink (connections, statements)."""
+"""Distinct resources one receiver serves per cluster: each has a sink (connections,
+statements)."""
 HEADER_TIMEOUT = 10.0
 """Seconds a connection has to send a whole request header, from its opening or from the
 previous answer on it (``runner()``): a client that sends nothing, or a header a byte at a
@@ -108,41 +123,50 @@ trips it."""
 _CHUNK = 64 * 1024
 """Read, and inflate, at most this much at a time; other requests run in between."""
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class TokenFile:
-    """A bearer token read from a file, and read again when the file changes (rotated
-    secrets are picked up without a restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._stamp: tuple[int, int] | None = None
-        self._token = ""
-        self.read()
-
-    def read(self) -> str:
-        stat = self._path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            token = self._path.read_text().strip()
-            if not token:
-                raise ValueError(f"token file {self._path} is empty")
-            self._token, self._stamp = token, stamp
-        return self._token
+_CLUSTER = web.RequestKey("listwatch.cluster", str)
+"""The request's key for the cluster its credential names (for the log line and metrics)."""
+_RESOURCE = web.RequestKey("listwatch.resource", str)
+"""The request's key for the resource it writes, once its header was valid."""
 
 
 class _Metrics:
+    """The receiver's series. ``cluster`` is the cluster the request's credential names ("" for
+    a request refused before it was known): one label value per clients-file entry, so a
+    noisy or stale cluster shows at a glance. Several receivers behind one Service each count
+    their own requests: sum the counters, take the max of the last-sync times."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "listwatch_receiver_requests",
-            "Sync requests, by kind and HTTP status answered.",
-            ("kind", "code"),
+            "Sync requests, by cluster, kind and HTTP status answered.",
+            ("cluster", "kind", "code"),
             registry=registry,
         )
         self.objects = Counter(
             "listwatch_receiver_records",
-            "Object and event records applied (committed), by resource and kind.",
-            ("resource", "kind"),
+            "Object and event records applied (committed), by cluster, resource and kind.",
+            ("cluster", "resource", "kind"),
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "listwatch_receiver_body_bytes",
+            "Bytes of sync request bodies read (after gzip), applied or not, by cluster, "
+            "resource and kind.",
+            ("cluster", "resource", "kind"),
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "listwatch_receiver_refusals",
+            "Requests refused (4xx), by cluster and why: the Status reason, or the fence's "
+            "cause (StaleEpoch, StaleWrite), or LimitExceeded.",
+            ("cluster", "reason"),
+            registry=registry,
+        )
+        self.last_sync = Gauge(
+            "listwatch_receiver_last_sync_timestamp_seconds",
+            "When a sync request of the cluster's resource was last answered 200 by this "
+            "receiver (seconds since the epoch).",
+            ("cluster", "resource"),
             registry=registry,
         )
         self.duration = Histogram(
@@ -165,8 +189,8 @@ class _Metrics:
         self.quarantined = Counter(
             "listwatch_receiver_quarantined_records",
             "Objects the store kept as bytes, not as JSON (it could not store them as they "
-            "are), each time one was written, by resource.",
-            ("resource",),
+            "are), each time one was written, by cluster and resource.",
+            ("cluster", "resource"),
             registry=registry,
         )
 
@@ -174,11 +198,15 @@ class _Metrics:
 class SyncServer:
     """The receiving side: ``POST /sync/{resource}/snapshot`` and ``/batch`` into ``store``.
 
-    ``token`` (a string or a ``TokenFile``) is required from every request (``/metrics``
-    and ``/healthz`` too) as a bearer token; ``client_certificate=True`` says the TLS
-    layer verifies a client certificate (mutual TLS) on every connection, which then
-    suffices. One of the two is required. ``idle_timeout`` bounds the wait for each byte of
-    a body; ``header_timeout`` the wait for a request's header, in ``runner()``.
+    Every request (``/metrics`` and ``/healthz`` too) is authenticated, and its credential
+    names the cluster it writes: ``clients`` (a ``ClientsFile``) maps each bearer token and
+    client certificate of a fleet to its cluster and caps. Without it, the receiver serves
+    the one cluster ``cluster``: ``token`` (a string or a ``TokenFile``) is required from
+    every request as a bearer token, and ``client_certificate=True`` says the TLS layer
+    verifies a client certificate (mutual TLS) on every connection, which then suffices
+    without a token. One of the three is required. ``idle_timeout`` bounds the wait for
+    each byte of a body; ``header_timeout`` the wait for a request's header, in
+    ``runner()``.
     """
 
     def __init__(
@@ -187,25 +215,33 @@ class SyncServer:
         *,
         token: str | TokenFile | None = None,
         client_certificate: bool = False,
+        clients: ClientsFile | None = None,
+        cluster: str = DEFAULT_CLUSTER,
         registry: CollectorRegistry | None = None,
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        if token is None and not client_certificate:
+        if clients is not None and token is not None:
+            raise ValueError("give a clients file or a token, not both")
+        if token is None and clients is None and not client_certificate:
             raise ValueError(
-                "a receiver authenticates every request: give a token, or serve with "
-                "client-certificate TLS"
+                "a receiver authenticates every request: give a clients file, a token, or "
+                "serve with client-certificate TLS"
             )
         if not (header_timeout > 0 and idle_timeout > 0):
             raise ValueError("header_timeout and idle_timeout must be positive")
         self._header_timeout = header_timeout
         self._idle_timeout = idle_timeout
         self._store = store
-        self._token = token
+        self._credentials: ClientsFile | SingleCluster = (
+            clients
+            if clients is not None
+            else SingleCluster(token, cluster=cluster, client_certificate=client_certificate)
+        )
         self._client_certificate = client_certificate
         self.registry = registry if registry is not None else CollectorRegistry()
         self._metrics = _Metrics(self.registry)
-        self._resources: set[str] = set()
+        self._resources: dict[str, set[str]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
@@ -243,32 +279,55 @@ class SyncServer:
         except Exception as exc:  # answered as the wire's table says (protocol.status_for)
             answer = protocol.status_for(exc)
             if answer.code >= 500:  # the store failed: the sender retries with backoff
-                logger.warning("%s %s: the store failed: %s", request.method, request.path, exc)
+                logger.warning(
+                    "%s %s: cluster %s: the store failed: %s",
+                    request.method,
+                    request.path,
+                    request.get(_CLUSTER) or "unknown",
+                    exc,
+                )
+            else:
+                self._metrics.refusals.labels(request.get(_CLUSTER, ""), _why(exc, answer)).inc()
             response = _status(answer.code, answer.reason, answer.message, **answer.details)
             error = f"{answer.reason}: {answer.message}"
         if kind in ("snapshot", "batch"):
-            self._metrics.requests.labels(kind, str(response.status)).inc()
+            cluster = request.get(_CLUSTER, "")
+            self._metrics.requests.labels(cluster, kind, str(response.status)).inc()
+            resource = request.match_info.get("resource", "")
+            if response.status == 200 and request.get(_RESOURCE):
+                self._metrics.last_sync.labels(cluster, resource).set(time.time())
         records = response.records if isinstance(response, _Answer) else None
         _log_request(request, response.status, records, time.monotonic() - started, error)
         return response
 
-    def _authenticate(self, request: web.Request) -> None:
-        if self._client_certificate:
-            transport = request.transport
-            certificate = transport.get_extra_info("peercert") if transport else None
-            if not certificate:
+    def _authenticate(self, request: web.Request) -> Client:
+        """The client (its cluster) the request's credential names, or 401.
+
+        A bearer token, when one is sent, decides (a client certificate naming another
+        cluster beside it is refused: one request, one cluster); without one, a verified
+        client certificate does, by its common name. The cluster is kept on the request for
+        the log line and the metrics."""
+        clients = self._credentials.current()
+        transport = request.transport
+        certificate = transport.get_extra_info("peercert") if transport else None
+        if self._client_certificate and not certificate:
+            raise ProtocolError("a client certificate is required", code=401, reason="Unauthorized")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        by_certificate = clients.for_certificate(_common_name(certificate)) if certificate else None
+        if scheme.lower() == "bearer" and credentials.strip():
+            client = clients.for_token(credentials.strip())
+            if client is not None and by_certificate not in (None, client):
                 raise ProtocolError(
-                    "a client certificate is required", code=401, reason="Unauthorized"
+                    "the bearer token and the client certificate name different clusters",
+                    code=401,
+                    reason="Unauthorized",
                 )
-        if self._token is not None:
-            expected = self._token.read() if isinstance(self._token, TokenFile) else self._token
-            scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                credentials.strip().encode(), expected.encode()
-            ):
-                raise ProtocolError(
-                    "a valid bearer token is required", code=401, reason="Unauthorized"
-                )
+        else:
+            client = by_certificate
+        if client is None:
+            raise ProtocolError("a valid bearer token is required", code=401, reason="Unauthorized")
+        request[_CLUSTER] = client.cluster
+        return client
 
     @staticmethod
     def _resource(request: web.Request) -> str:
@@ -279,24 +338,33 @@ class SyncServer:
             )
         return resource
 
-    async def _sink(self, resource: str) -> Receiver:
-        """The resource's sink, opened on its first valid request: what ``MAX_RESOURCES``
-        counts (a request refused before its header was read counts nothing)."""
-        new = resource not in self._resources
+    async def _sink(self, client: Client, resource: str) -> Receiver:
+        """The cluster's resource's sink, opened on its first valid request: what
+        ``MAX_RESOURCES`` counts (a request refused before its header was read counts
+        nothing). It is given the cluster's caps as they are now (the clients file may
+        have changed them)."""
+        resources = self._resources.setdefault(client.cluster, set())
+        new = resource not in resources
         if new:
-            if len(self._resources) >= MAX_RESOURCES:
+            if len(resources) >= MAX_RESOURCES:
                 raise ProtocolError(
-                    f"this receiver serves at most {MAX_RESOURCES} resources",
+                    f"this receiver serves at most {MAX_RESOURCES} resources per cluster",
                     code=403,
                     reason="Forbidden",
                 )
-            self._resources.add(resource)
+            resources.add(resource)
         try:
-            return await self._store.sink(resource)
+            if client.cluster == DEFAULT_CLUSTER:  # as a Store written before clusters takes it
+                sink = await self._store.sink(resource)
+            else:
+                sink = await self._store.sink(resource, cluster=client.cluster)
         except BaseException:
             if new:  # it could not be opened: it takes no place
-                self._resources.discard(resource)
+                resources.discard(resource)
             raise
+        if isinstance(sink, Sink):
+            sink.limits = client.limits if client.limits.any else None
+        return sink
 
     @staticmethod
     def _check_content_type(request: web.Request) -> None:
@@ -321,29 +389,31 @@ class SyncServer:
         self,
         request: web.Request,
         kind: protocol.Kind,
-        apply: Callable[[Receiver, Header, AsyncIterator[bytes], float], Awaitable[web.Response]],
+        apply: Callable[[_Request, AsyncIterator[bytes]], Awaitable[web.Response]],
     ) -> web.Response:
-        """What every write request goes through before its body is read: authentication,
-        the resource named by the path, the body's media type, its header record and the
-        fence on it; then its records, in order."""
-        self._authenticate(request)
+        """What every write request goes through before its body is read: authentication
+        (which names the cluster), the resource named by the path, the body's media type,
+        its header record and the fence on it; then its records, in order."""
+        client = self._authenticate(request)
         resource = self._resource(request)
         self._check_content_type(request)
         started = time.monotonic()
         limit = MAX_BATCH_BYTES if kind == "batch" else None
-        async with aclosing(self._lines(request, limit)) as lines:
+        read = self._metrics.bytes.labels(client.cluster, resource, kind)
+        async with aclosing(self._lines(request, limit, read)) as lines:
             header = protocol.decode_header(await _first(lines), kind=kind, resource=resource)
-            sink = await self._sink(resource)
+            sink = await self._sink(client, resource)
+            request[_RESOURCE] = resource
             await _refuse_early(resource, sink, header)
-            return await apply(sink, header, lines, started)
+            return await apply(_Request(client, sink, header, started), lines)
 
-    async def _apply_snapshot(
-        self, sink: Receiver, header: Header, lines: AsyncIterator[bytes], started: float
-    ) -> web.Response:
+    async def _apply_snapshot(self, write: _Request, lines: AsyncIterator[bytes]) -> web.Response:
+        sink, header, started = write.sink, write.header, write.started
         resource = header.resource.qualified
         counted = _Count()
+        allowed = await _allowance(write.client.limits, sink, resource)
         snapshot = Snapshot(
-            self._snapshot_pages(lines, header, counted),
+            self._snapshot_pages(lines, header, counted, write.client, allowed),
             resource_version=header.resource_version,
             generation=header.generation,
             epoch=header.epoch,
@@ -356,18 +426,26 @@ class SyncServer:
             finally:
                 self._metrics.records_in_flight.dec(counted.value)
         snapshot.ensure_read(f"the store's sink for {resource}")
-        self._metrics.objects.labels(resource, "snapshot").inc(counted.value)
+        self._metrics.objects.labels(write.client.cluster, resource, "snapshot").inc(counted.value)
         self._metrics.duration.labels("snapshot").observe(time.monotonic() - started)
-        quarantined = self._quarantined(resource, snapshot.quarantined)
+        quarantined = self._quarantined(write.client.cluster, resource, snapshot.quarantined)
         return _status(200, "", "", records=counted.value, **quarantined)
 
     async def _snapshot_pages(
-        self, lines: AsyncIterator[bytes], header: Header, counted: _Count
+        self,
+        lines: AsyncIterator[bytes],
+        header: Header,
+        counted: _Count,
+        client: Client,
+        allowed: _Allowance | None,
     ) -> PageStream:
         """The records as pages for the sink, cut by count and bytes. The keys seen are
-        kept to refuse one that comes twice (about 100 bytes a key: 5 MB for 50,000)."""
+        kept to refuse one that comes twice (about 100 bytes a key: 5 MB for 50,000). A
+        snapshot that would take its cluster past a cap is refused as soon as its records
+        say so, not after it was staged whole."""
         page: list[Item] = []
         size = 0
+        stored = 0
         keys: set[str] = set()
         async for line in lines:
             if protocol.is_commit(line):
@@ -390,6 +468,9 @@ class SyncServer:
             size += len(line)
             counted.value += 1
             self._metrics.records_in_flight.inc()
+            if allowed is not None:
+                stored += len(item.json)
+                allowed.check(client.cluster, header.resource.qualified, counted.value, stored)
             if len(page) >= PAGE_SIZE or size >= PAGE_BYTES:
                 yield Page(page, "")
                 page, size = [], 0
@@ -401,9 +482,8 @@ class SyncServer:
     async def _batch(self, request: web.Request) -> web.Response:
         return await self._write(request, "batch", self._apply_batch)
 
-    async def _apply_batch(
-        self, sink: Receiver, header: Header, lines: AsyncIterator[bytes], started: float
-    ) -> web.Response:
+    async def _apply_batch(self, write: _Request, lines: AsyncIterator[bytes]) -> web.Response:
+        sink, header, started = write.sink, write.header, write.started
         resource = header.resource.qualified
         events: dict[str, Event] = {}
         resource_version = header.resource_version
@@ -445,45 +525,58 @@ class SyncServer:
         )
         with self._metrics.in_progress.labels("batch").track_inprogress():
             await sink.on_batch(batch)
-        self._metrics.objects.labels(resource, "batch").inc(len(events))
+        self._metrics.objects.labels(write.client.cluster, resource, "batch").inc(len(events))
         self._metrics.duration.labels("batch").observe(time.monotonic() - started)
-        quarantined = self._quarantined(resource, batch.quarantined)
+        quarantined = self._quarantined(write.client.cluster, resource, batch.quarantined)
         return _status(200, "", "", records=len(events), **quarantined)
 
-    def _quarantined(self, resource: str, quarantined: Mapping[str, str]) -> dict[str, Any]:
+    def _quarantined(
+        self, cluster: str, resource: str, quarantined: Mapping[str, str]
+    ) -> dict[str, Any]:
         """Report what the store kept as bytes rather than as JSON (a WARNING per object,
         the first ``MAX_QUARANTINED_NAMED``; a metric), and the answer's details for it."""
         if not quarantined:
             return {}
-        self._metrics.quarantined.labels(resource).inc(len(quarantined))
+        self._metrics.quarantined.labels(cluster, resource).inc(len(quarantined))
         details = protocol.quarantine_details(quarantined)
         for entry in details["quarantined"]:
             logger.warning(
-                "%s %s is quarantined: %s; the store keeps its bytes, not its JSON",
+                "cluster %s: %s %s is quarantined: %s; the store keeps its bytes, not its JSON",
+                cluster,
                 resource,
                 entry["key"],
                 entry["reason"],
-                extra={"resource": resource, "key": entry["key"], "reason": entry["reason"]},
+                extra={
+                    "cluster": cluster,
+                    "resource": resource,
+                    "key": entry["key"],
+                    "reason": entry["reason"],
+                },
             )
         unnamed = len(quarantined) - len(details["quarantined"])
         if unnamed:
             logger.warning(
-                "%s: %d more objects are quarantined (kept as bytes, not as JSON)",
+                "cluster %s: %s: %d more objects are quarantined (kept as bytes, not as JSON)",
+                cluster,
                 resource,
                 unnamed,
-                extra={"resource": resource},
+                extra={"cluster": cluster, "resource": resource},
             )
         return details
 
-    async def _lines(self, request: web.Request, limit: int | None) -> AsyncGenerator[bytes, None]:
+    async def _lines(
+        self, request: web.Request, limit: int | None, read: Counter
+    ) -> AsyncGenerator[bytes, None]:
         """The body's non-blank lines, each capped (a line over ``MAX_RECORD_BYTES`` is
         refused before it is whole), every inflated byte counted: against ``limit`` (a
-        batch's), and the blank ones against ``MAX_BLANK_BYTES``. Other requests run between
-        two pieces of the body, however fast they arrive."""
+        batch's), the blank ones against ``MAX_BLANK_BYTES``, and all in ``read`` (the
+        cluster's body bytes). Other requests run between two pieces of the body, however
+        fast they arrive."""
         framer = LineFramer(protocol.MAX_RECORD_BYTES)
         received = kept = 0
         async for chunk in self._body(request):
             received += len(chunk)
+            read.inc(len(chunk))
             if limit is not None and received > limit:
                 raise ProtocolError(
                     f"a batch holds at most {limit} bytes (after gzip)",
@@ -558,6 +651,55 @@ class SyncServer:
 
 class _Count:
     value = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A write request past its header: whose, into which sink, what, since when."""
+
+    client: Client
+    sink: Receiver
+    header: Header
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowance:
+    """What one snapshot of a resource may hold under its cluster's caps (-1: no cap), and
+    what the rest of the cluster holds, for the message."""
+
+    limits: Limits
+    allowed: Usage
+    others: Usage
+
+    def check(self, cluster: str, resource: str, objects: int, stored: int) -> None:
+        """Refuse (``LimitExceeded``) once the records so far are past what is allowed."""
+        limits, allowed, others = self.limits, self.allowed, self.others
+        if limits.max_objects is not None and 0 <= allowed.objects < objects:
+            would = others.objects + objects
+            raise LimitExceeded(cluster, resource, "max_objects", limits.max_objects, would)
+        if limits.max_bytes is not None and 0 <= allowed.bytes < stored:
+            would = others.bytes + stored
+            raise LimitExceeded(cluster, resource, "max_bytes", limits.max_bytes, would)
+
+
+async def _allowance(limits: Limits, sink: Receiver, resource: str) -> _Allowance | None:
+    """The allowance of a snapshot of ``resource`` under ``limits``, from what the cluster
+    holds now (read without a lock: the swap's transaction checks again); ``None`` without
+    caps, or for a store whose sinks keep no counts."""
+    if not limits.any or not isinstance(sink, Sink):
+        return None
+    usage = await sink.cluster_usage()
+    current = usage.get(resource, Usage())
+    others = sum(usage.values(), Usage()) - current
+    return _Allowance(limits, limits.allowed(others, current), others)
+
+
+def _why(exc: Exception, answer: protocol.Answer) -> str:
+    """A refusal's reason for the metrics: the fence's cause or a cap, else the Status's."""
+    if isinstance(exc, StaleEpoch | StaleWrite | LimitExceeded):
+        return type(exc).__name__
+    return answer.reason
 
 
 class _Inflater:
@@ -686,6 +828,7 @@ def _log_request(
     if not requests_log.isEnabledFor(level):
         return
     identity = _client_name(request)
+    cluster = request.get(_CLUSTER)
     path = request.rel_url.raw_path  # still percent-encoded: one line, whatever was sent
     resource = request.match_info.get("resource") if sync else None
     if resource is not None and not protocol.is_resource_name(resource):
@@ -694,6 +837,7 @@ def _log_request(
     if records is not None:
         parts.append(f"{records} records")
     parts.append(f"{seconds:.3f} s")
+    parts.append(f"cluster {cluster}" if cluster else "cluster unknown")
     if identity:
         parts.append(f"client {identity}")
     if error:
@@ -710,6 +854,7 @@ def _log_request(
             "records": records,
             "duration": round(seconds, 6),
             "client": identity,
+            "cluster": cluster,
             "error": error or None,
         },
     )
@@ -720,6 +865,11 @@ def _client_name(request: web.Request) -> str | None:
     bearer token has no name, and is never logged."""
     transport = request.transport
     certificate = transport.get_extra_info("peercert") if transport is not None else None
+    return _common_name(certificate)
+
+
+def _common_name(certificate: object) -> str | None:
+    """The common name of a certificate as ``ssl`` gives it (``getpeercert()``), or None."""
     if not isinstance(certificate, dict):
         return None
     for entry in certificate.get("subject", ()):

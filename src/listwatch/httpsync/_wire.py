@@ -30,6 +30,9 @@ exception, both here: ``status_for`` (the receiver) and ``error_from_answer`` (t
 | no credentials, a bad path, ...)     | 401, 403, 404, 408, 413, 415         |                   |
 | ``LineTooLong`` (a record over       | 413 RequestEntityTooLarge            | ``HttpSyncError`` |
 | ``MAX_RECORD_BYTES``)                |                                      |                   |
+| ``LimitExceeded`` (the write would   | 413 RequestEntityTooLarge, cause     | ``HttpSyncError`` |
+| take its cluster past a cap)         | ``LimitExceeded``, ``cluster``,      |                   |
+|                                      | ``limit``, ``max``, ``would``        |                   |
 | anything else (the store failed)     | 503 ServiceUnavailable               | ``HttpSyncError`` |
 
 Only the fence's refusals keep their class across the wire: a sender (and the leader behind
@@ -74,7 +77,14 @@ from listwatch._framing import LineTooLong
 from listwatch._jsonparse import MAX_DEPTH, unreadable
 from listwatch._jsonparse import loads as parse_json
 from listwatch._models import Event, EventType, GroupVersionResource, Item
-from listwatch.errors import HttpSyncError, ListWatchError, ProtocolError, StaleEpoch, StaleWrite
+from listwatch.errors import (
+    HttpSyncError,
+    LimitExceeded,
+    ListWatchError,
+    ProtocolError,
+    StaleEpoch,
+    StaleWrite,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -523,6 +533,10 @@ def status_for(exc: Exception) -> Answer:
         return Answer(409, "Conflict", str(exc), {"causes": [{"reason": "StaleEpoch"}], **details})
     if isinstance(exc, StaleWrite):
         return Answer(409, "Conflict", str(exc), {"causes": [{"reason": "StaleWrite"}]})
+    if isinstance(exc, LimitExceeded):  # the cluster's cap, named; not worth retrying at once
+        details = {"cluster": exc.cluster, "limit": exc.limit, "max": exc.maximum}
+        details |= {"would": exc.would, "causes": [{"reason": "LimitExceeded"}]}
+        return Answer(413, "RequestEntityTooLarge", str(exc), details)
     if isinstance(exc, LineTooLong):
         message = f"a record is larger than {MAX_RECORD_BYTES} bytes (at least {exc.size})"
         return Answer(413, "RequestEntityTooLarge", message, {})

@@ -1,9 +1,16 @@
 """What every sink shares: the mirror contract, written once (the backends keep their storage).
 
-A sink mirrors one resource: one row per object and one sync-state row (``SyncState``) per
-resource; several sinks (one per resource) may share a database. This is the subset of a
-store that a reflector needs (client-go's ``ReflectorStore``, kube-rs ``reflector::store``):
+A sink mirrors one resource of one cluster: one row per object and one sync-state row
+(``SyncState``) per (cluster, resource); several sinks (one per resource, and per cluster)
+may share a database. This is the subset of a store that a reflector needs (client-go's
+``ReflectorStore``, kube-rs ``reflector::store``):
 
+* **Everything is scoped by cluster.** A database may hold a fleet: every row, sync state
+  and fence belongs to a cluster (``cluster``, "default" unless named), a snapshot replaces
+  exactly its (cluster, resource) rows, and epochs are compared only within a cluster (each
+  is the revision of its own cluster's etcd, so a cluster with a younger etcd writes beside
+  one with an older). A database written before clusters existed is migrated on open: its
+  rows become the cluster of the sink (or store) that opens it first.
 * ``on_list`` is the snapshot boundary, the only moment the sink learns that an object is
   *gone* without a DELETED event (it was deleted while no watch was running, or during a
   410 gap). So it replaces the resource's rows: every listed object is upserted, every row
@@ -38,17 +45,23 @@ store that a reflector needs (client-go's ``ReflectorStore``, kube-rs ``reflecto
   ``get`` read JSON rows only; ``quarantined`` reads the others, byte for byte.
 * Every write is fenced: in its transaction, before anything is written, the sink applies
   ``listwatch.fencing.decide`` to its stamp and what the database recorded. A write of an
-  epoch below the highest the database holds (over all its resources) is refused, an older
-  generation of the same sender is refused, and a write already applied changes nothing.
-  A snapshot is also checked before it is staged, without locking anything, so a refused
-  one is refused at once rather than after its whole stream; the check at the swap is the
-  one that counts.
+  epoch below the highest the database holds for its cluster (over all the cluster's
+  resources) is refused, an older generation of the same sender is refused, and a write
+  already applied changes nothing. A snapshot is also checked before it is staged, without
+  locking anything, so a refused one is refused at once rather than after its whole stream;
+  the check at the swap is the one that counts.
+* **Usage and caps.** Each sync-state row counts the resource's objects and the bytes of
+  their JSON (``object_count``, ``object_bytes``), moved in each write's transaction, so a
+  cluster's size is a sum over a few rows. A sink given ``limits`` (the HTTP receiver sets
+  them per cluster) refuses, in that transaction, a write that would take the cluster past
+  a cap and grows it (``enforce_limits``): ``LimitExceeded``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -61,10 +74,16 @@ from listwatch import fencing
 from listwatch._aio import OpenedOnEnter
 from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch.errors import LimitExceeded
 
 Verdict = fencing.Verdict
 
 _UPSERT_TYPES = frozenset({EventType.ADDED, EventType.MODIFIED})
+
+DEFAULT_CLUSTER = "default"
+"""The cluster of a sink or store that is not told one (a single cluster's mirror), and of
+the rows of a database written before clusters existed, unless the opener names another."""
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +97,9 @@ class SyncState:
     ever written); ``epoch`` the fencing token of the leader that wrote last (0 without
     leader election), and ``session``/``sequence`` the writing Syncer and its last batch
     (``listwatch.fencing``). SQLite's times are the writer's clock at the write, PostgreSQL's
-    the database server's at the start of the write's transaction.
+    the database server's at the start of the write's transaction. ``object_count`` and
+    ``object_bytes`` are how many objects the resource holds and the bytes of their JSON
+    (what a cluster's caps count); ``cluster`` is the cluster the row belongs to.
     """
 
     resource: str
@@ -89,6 +110,9 @@ class SyncState:
     epoch: int = 0
     session: str = ""
     sequence: int = 0
+    object_count: int = 0
+    object_bytes: int = 0
+    cluster: str = DEFAULT_CLUSTER
 
     @classmethod
     def from_row(cls, row: Iterable[Any] | None) -> SyncState | None:
@@ -118,6 +142,90 @@ def check_resource(resource: str) -> str:
     if not isinstance(resource, str) or not resource:
         raise ValueError("resource must be a non-empty string, such as 'pods'")
     return resource
+
+
+def check_cluster(cluster: str) -> str:
+    """``cluster`` if it is a usable cluster name: 1 to 63 letters, digits, ``.``, ``_`` or
+    ``-``, starting and ending with a letter or digit. It goes into every row, metric label
+    and log line of the cluster, so it is kept to what an operator types and reads."""
+    if not isinstance(cluster, str) or not _CLUSTER_NAME.fullmatch(cluster):
+        raise ValueError(
+            f"cluster must be 1 to 63 letters, digits, '.', '_' or '-', starting and ending "
+            f"with a letter or digit, not {str(cluster)[:80]!r}"
+        )
+    return cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a resource (or a whole cluster) holds: objects, and the bytes of their JSON."""
+
+    objects: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.objects + other.objects, self.bytes + other.bytes)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.objects - other.objects, self.bytes - other.bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A cluster's caps (``None``: no cap): how many objects, and how many bytes of their
+    JSON, it may hold over all its resources."""
+
+    max_objects: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("max_objects", self.max_objects), ("max_bytes", self.max_bytes)):
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be zero or a positive whole number, not {value}")
+
+    @property
+    def any(self) -> bool:
+        return self.max_objects is not None or self.max_bytes is not None
+
+    def allowed(self, others: Usage, current: Usage) -> Usage:
+        """What one resource may hold, given the rest of its cluster (``others``) and what it
+        holds now (``current``, always allowed: a write that does not grow is never refused).
+        A cap of ``None`` allows anything (-1)."""
+
+        def one(cap: int | None, used: int, now: int) -> int:
+            return -1 if cap is None else max(cap - used, now)
+
+        return Usage(
+            one(self.max_objects, others.objects, current.objects),
+            one(self.max_bytes, others.bytes, current.bytes),
+        )
+
+
+def enforce_limits(
+    limits: Limits | None,
+    cluster: str,
+    resource: str,
+    *,
+    others: Usage,
+    before: Usage,
+    after: Usage,
+) -> None:
+    """Raise ``LimitExceeded`` if a write taking ``resource`` from ``before`` to ``after``
+    leaves the cluster (the rest of it: ``others``) over a cap, and grows it.
+
+    Why only a growing write: one that shrinks a cluster already over a lowered cap moves it
+    towards the cap, and refusing it would keep a staler, larger mirror. Checked in the
+    write's transaction against what other writes committed, so two writes of one cluster's
+    different resources in flight at once may together pass a cap by one write each."""
+    if limits is None:
+        return
+    for name, cap, was, will in (
+        ("max_objects", limits.max_objects, before.objects, after.objects),
+        ("max_bytes", limits.max_bytes, before.bytes, after.bytes),
+    ):
+        total = (others.objects if name == "max_objects" else others.bytes) + will
+        if cap is not None and total > cap and will > was:
+            raise LimitExceeded(cluster, resource, name, cap, total)
 
 
 def item_key(item: Item, key: KeyFunc | None) -> str:
@@ -150,25 +258,31 @@ def decode_objects(rows: Iterable[Any]) -> dict[str, JsonObject]:
 
 
 _STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(SyncState))
+_STATE_KEY = ("cluster", "resource")
 
 
 def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> str:
     """The statement that records a write in the resource's sync-state row.
 
     ``values`` are the dialect's expressions for ``SyncState``'s fields, in order (the
-    sequence is 0 for a snapshot). A snapshot sets every field. A batch leaves ``listed_at``
-    alone (it is not a snapshot), and a batch without an RV (there should be none) must not
-    move the resume point back to "".
+    sequence is 0 for a snapshot). A snapshot sets every field, its ``object_count`` and
+    ``object_bytes`` what it holds. A batch gives those two as the *change* it made (added to
+    the row's), leaves ``listed_at`` alone (it is not a snapshot), and a batch without an RV
+    (there should be none) must not move the resume point back to "".
     """
-    updates = {column: f"excluded.{column}" for column in _STATE_COLUMNS if column != "resource"}
+    updates = {
+        column: f"excluded.{column}" for column in _STATE_COLUMNS if column not in _STATE_KEY
+    }
     if not snapshot:
         updates["resource_version"] = (
             "COALESCE(NULLIF(excluded.resource_version, ''), recorded.resource_version)"
         )
         del updates["listed_at"]
+        for column in ("object_count", "object_bytes"):
+            updates[column] = f"recorded.{column} + excluded.{column}"
     return (
         f"INSERT INTO {table} AS recorded ({', '.join(_STATE_COLUMNS)}) "
-        f"VALUES ({', '.join(values)}) ON CONFLICT (resource) DO UPDATE SET "
+        f"VALUES ({', '.join(values)}) ON CONFLICT ({', '.join(_STATE_KEY)}) DO UPDATE SET "
         + ", ".join(f"{column} = {value}" for column, value in updates.items())
     )
 
@@ -243,19 +357,30 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
     behind it (or seeing it half done).
     """
 
-    def __init__(self, resource: str, key: KeyFunc) -> None:
+    def __init__(self, resource: str, key: KeyFunc, cluster: str = DEFAULT_CLUSTER) -> None:
         self._resource = check_resource(resource)
+        self._cluster = check_cluster(cluster)
         self._key = key
         self._lock = asyncio.Lock()
         self._handle: H | None = None
+        self.limits: Limits | None = None
+        """The cluster's caps, checked by every write of this sink (``enforce_limits``);
+        ``None``: none. The HTTP receiver sets them from its clients file."""
 
     def __repr__(self) -> str:
         state = "open" if self._handle is not None else "closed"
-        return f"{type(self).__name__}({self._location()}, resource={self._resource!r}, {state})"
+        return (
+            f"{type(self).__name__}({self._location()}, cluster={self._cluster!r}, "
+            f"resource={self._resource!r}, {state})"
+        )
 
     @property
     def resource(self) -> str:
         return self._resource
+
+    @property
+    def cluster(self) -> str:
+        return self._cluster
 
     @property
     def _custom_key(self) -> KeyFunc | None:
@@ -346,32 +471,51 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
     async def sync_state(self) -> SyncState | None:
         """The resource's sync state, or ``None`` before its first write."""
 
+    @abstractmethod
+    async def cluster_usage(self) -> Mapping[str, Usage]:
+        """What each resource of the sink's cluster holds (its sync-state rows), read
+        without a lock: the last committed state."""
+
 
 S = TypeVar("S", bound=Sink[Any])
 
 
 class SinkStore(OpenedOnEnter, ABC, Generic[S]):
-    """One database holding several resources: a sink per resource, opened on first use
-    (``listwatch.Store``: the HTTP sync server's and the CLI's), all closed by ``close``."""
+    """One database holding several resources of several clusters: a sink per (cluster,
+    resource), opened on first use (``listwatch.Store``: the HTTP sync server's and the
+    CLI's), all closed by ``close``.
 
-    def __init__(self) -> None:
-        self._sinks: dict[str, S] = {}
+    ``legacy_cluster`` is the cluster that the rows of a database written before clusters
+    existed become, when this store is the first to open it (``_prepare``, before any sink).
+    """
+
+    def __init__(self, *, legacy_cluster: str = DEFAULT_CLUSTER) -> None:
+        self._sinks: dict[tuple[str, str], S] = {}
         self._lock = asyncio.Lock()
+        self._legacy_cluster = check_cluster(legacy_cluster)
+        self._prepared = False
 
     @abstractmethod
-    def _new_sink(self, resource: str) -> S:
-        """A sink of ``resource`` in this store's database, not yet open."""
+    def _new_sink(self, resource: str, cluster: str) -> S:
+        """A sink of ``resource`` of ``cluster`` in this store's database, not yet open."""
+
+    async def _prepare(self) -> None:
+        """Create or migrate the database's schema, once, before the first sink opens
+        (the rows of an older schema become ``legacy_cluster``'s)."""
 
     async def _release(self) -> None:
         """Release what the sinks shared, once they are closed (nothing, unless overridden)."""
 
-    async def sink(self, resource: str) -> S:
+    async def sink(self, resource: str, *, cluster: str = DEFAULT_CLUSTER) -> S:
         async with self._lock:
-            sink = self._sinks.get(resource)
+            sink = self._sinks.get((cluster, resource))
             if sink is None:
-                sink = self._new_sink(resource)
+                if not self._prepared:
+                    await self._prepare()
+                    self._prepared = True
+                sink = self._new_sink(resource, cluster)
                 await sink.open()
-                self._sinks[resource] = sink
+                self._sinks[cluster, resource] = sink
             return sink
 
     async def close(self) -> None:

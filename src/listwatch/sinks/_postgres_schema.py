@@ -2,19 +2,30 @@
 transaction).
 
 Everything lives in one schema (``listwatch`` unless the sink is told otherwise), so the
-mirror never mixes with an application's own tables and several agents can keep separate
-mirrors (and separate epoch fences) in one database::
+mirror never mixes with an application's own tables; one schema holds a whole fleet, every
+row of it scoped by its cluster::
 
-    <schema>.schema_version(version, migrated_at)                      one row
-    <schema>.fence(epoch)                                              one row
-    <schema>.objects(resource, key, resource_version, object jsonb, object_sha256,
-                     uid (generated from object), updated_at,
-                     raw bytea, quarantined text)                      PRIMARY KEY (resource, key)
-    <schema>.sync_state(resource, resource_version, generation, epoch,
-                        synced_at, listed_at)                          PRIMARY KEY (resource)
-    <schema>.stagings(staging, resource, started_at, touched_at)       UNLOGGED
-    <schema>.staged(staging, key, resource_version, object_sha256,
-                    object jsonb, raw, quarantined)                    UNLOGGED
+    <schema>.schema_version(version, migrated_at)                  one row
+    <schema>.fence(cluster, epoch)                                 PRIMARY KEY (cluster)
+    <schema>.objects(cluster, resource, key, resource_version, object jsonb, object_sha256,
+                     uid (generated from object), updated_at, raw bytea, quarantined text,
+                     size)
+                                                   PRIMARY KEY (cluster, resource, key)
+    <schema>.sync_state(cluster, resource, resource_version, generation, epoch, synced_at,
+                        listed_at, session, sequence, object_count, object_bytes)
+                                                   PRIMARY KEY (cluster, resource)
+    <schema>.stagings(cluster, staging, resource, started_at, touched_at)
+                                                   PRIMARY KEY (cluster, staging), UNLOGGED
+    <schema>.staged(cluster, staging, key, resource_version, object_sha256, object jsonb,
+                    raw, quarantined, size)        PRIMARY KEY (cluster, staging, key), UNLOGGED
+
+Why the cluster leads every primary key: a fleet's clusters never share a row, a lock or a
+transaction (each write touches one cluster's rows, its fence row and its sync state), so
+a distributed PostgreSQL can shard the schema by cluster as it is. With Citus, distribute
+every table but ``schema_version`` on ``cluster`` (``create_distributed_table(...,
+'cluster')``, co-located), and make ``schema_version`` a reference table: every statement
+of the sink names its cluster, so each is routed to one node (the one exception is the
+clean-up of abandoned stagings, a rare multi-shard ``DELETE``).
 
 Versioning: ``schema_version.version`` is the number of migrations applied. Opening a sink
 applies the missing ones, all in one transaction with the version update (PostgreSQL's DDL is
@@ -63,6 +74,8 @@ class SchemaTarget:
     schema: str
     compression: str
     """``"COMPRESSION lz4"`` where the server has LZ4, else ``""`` (its default, pglz)."""
+    cluster: str = "'default'"
+    """The cluster (an SQL literal) that the rows of a schema older than clusters become."""
 
 
 Migration = Callable[[SchemaTarget], Sequence[str]]
@@ -74,6 +87,13 @@ def quote(identifier: str) -> str:
     if not identifier or "\x00" in identifier:
         raise ValueError(f"not a usable SQL identifier: {identifier!r}")
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """``text`` as an SQL string literal (DDL takes no parameters)."""
+    if "\x00" in text:
+        raise ValueError(f"not a usable SQL literal: {text!r}")
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _version_1(target: SchemaTarget) -> Sequence[str]:
@@ -182,7 +202,83 @@ def _version_4(target: SchemaTarget) -> Sequence[str]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_version_1, _version_2, _version_3, _version_4)
+def _version_5(target: SchemaTarget) -> Sequence[str]:
+    """A fleet in one schema: the cluster leads every primary key (the module's docs say
+    why), the fence is one row per cluster, and each object's size and each resource's
+    counts are kept (what a cluster's caps count). Every row of the older schema becomes
+    the cluster ``target.cluster``; sizes of those rows are their ``jsonb``'s text length
+    (the bytes first written are gone; a quarantined row's, its ``raw``), each rewritten
+    row's the bytes written. The staging tables hold only snapshots in flight, which the
+    older code's writers cannot finish against this schema anyway: they are made again,
+    empty."""
+    s, cluster = target.schema, target.cluster
+    return (
+        f"ALTER TABLE {s}.objects ADD COLUMN cluster text NOT NULL DEFAULT {cluster}",
+        f"ALTER TABLE {s}.objects ALTER COLUMN cluster DROP DEFAULT",
+        f"ALTER TABLE {s}.objects ADD COLUMN size integer",
+        f"UPDATE {s}.objects SET size = coalesce(octet_length(raw), octet_length(object::text))",
+        f"ALTER TABLE {s}.objects ALTER COLUMN size SET NOT NULL",
+        f"ALTER TABLE {s}.objects DROP CONSTRAINT objects_pkey",
+        f"ALTER TABLE {s}.objects ADD PRIMARY KEY (cluster, resource, key)",
+        f"ALTER TABLE {s}.sync_state ADD COLUMN cluster text NOT NULL DEFAULT {cluster}",
+        f"ALTER TABLE {s}.sync_state ALTER COLUMN cluster DROP DEFAULT",
+        f"ALTER TABLE {s}.sync_state ADD COLUMN object_count bigint NOT NULL DEFAULT 0",
+        f"ALTER TABLE {s}.sync_state ADD COLUMN object_bytes bigint NOT NULL DEFAULT 0",
+        f"""
+        UPDATE {s}.sync_state t SET object_count = u.n, object_bytes = u.b
+        FROM (SELECT resource, count(*) AS n, sum(size) AS b FROM {s}.objects GROUP BY resource) u
+        WHERE u.resource = t.resource
+        """,
+        f"ALTER TABLE {s}.sync_state DROP CONSTRAINT sync_state_pkey",
+        f"ALTER TABLE {s}.sync_state ADD PRIMARY KEY (cluster, resource)",
+        f"ALTER TABLE {s}.fence ADD COLUMN cluster text NOT NULL DEFAULT {cluster}",
+        f"ALTER TABLE {s}.fence ALTER COLUMN cluster DROP DEFAULT",
+        f"ALTER TABLE {s}.fence DROP COLUMN singleton",
+        f"ALTER TABLE {s}.fence ADD PRIMARY KEY (cluster)",
+        f"COMMENT ON TABLE {s}.fence IS "
+        "'listwatch: per cluster, the highest leader epoch that has written; lower ones are "
+        "refused'",
+        f"DROP TABLE {s}.staged, {s}.stagings",
+        f"""
+        CREATE UNLOGGED TABLE {s}.stagings (
+            cluster    text NOT NULL,
+            staging    uuid NOT NULL,
+            resource   text NOT NULL,
+            started_at timestamptz NOT NULL,
+            -- Each staged page moves it: a staging left alone too long was abandoned.
+            touched_at timestamptz NOT NULL,
+            PRIMARY KEY (cluster, staging)
+        )
+        """,
+        f"""
+        CREATE UNLOGGED TABLE {s}.staged (
+            cluster          text NOT NULL,
+            staging          uuid NOT NULL,
+            key              text NOT NULL,
+            resource_version text NOT NULL,
+            object_sha256    bytea NOT NULL,
+            -- Parsed while staging (not in the swap); NULL when the stored row held these
+            -- very bytes when the page was staged.
+            object           jsonb {target.compression},
+            raw              bytea,
+            quarantined      text,
+            size             integer NOT NULL,
+            PRIMARY KEY (cluster, staging, key)
+        )
+        """,
+        f"COMMENT ON TABLE {s}.stagings IS "
+        "'listwatch: snapshots being received, before they replace their resource''s rows'",
+        f"COMMENT ON TABLE {s}.staged IS 'listwatch: the objects of the snapshots in stagings'",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _version_1,
+    _version_2,
+    _version_3,
+    _version_4,
+    _version_5,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""
 
@@ -234,8 +330,11 @@ async def ensure_schema(
     connection: Connection,
     schema: str,
     migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    cluster: str = "default",
 ) -> int:
     """Bring ``schema`` up to ``len(migrations)``; return the version it was at (0: new).
+    The rows of a schema older than clusters become ``cluster``'s.
 
     Refuses a newer version with ``SchemaError`` before changing anything.
     """
@@ -269,7 +368,7 @@ async def ensure_schema(
             )
             version = 0
         start = version
-        where = SchemaTarget(s, await _compression(connection))
+        where = SchemaTarget(s, await _compression(connection), literal(cluster))
         for migration in migrations[start:]:
             for statement in migration(where):
                 try:

@@ -7,13 +7,16 @@
         await syncer.run()
 
 Tables (see ``listwatch.sinks._postgres_schema``, created and versioned on first use), in the
-schema ``listwatch`` unless told otherwise; several resources and several sinks share them,
-one row set per resource (``"pods"``, ``"deployments.apps"``)::
+schema ``listwatch`` unless told otherwise; several resources, clusters and sinks share them,
+one row set per (cluster, resource) (``"default"``, ``"pods"``), the cluster leading every
+primary key::
 
-    objects(resource, key, resource_version, object jsonb, object_sha256, uid, updated_at,
-            raw, quarantined)     raw and quarantined: NULL but for a quarantined object
-    sync_state(resource, resource_version, generation, epoch, synced_at, listed_at)
-    fence(epoch)                  the highest leader epoch that has written
+    objects(cluster, resource, key, resource_version, object jsonb, object_sha256, uid,
+            updated_at, raw, quarantined, size)
+                                  raw and quarantined: NULL but for a quarantined object
+    sync_state(cluster, resource, resource_version, generation, epoch, synced_at, listed_at,
+               session, sequence, object_count, object_bytes)
+    fence(cluster, epoch)         per cluster, the highest leader epoch that has written
     stagings, staged              snapshots on their way in (UNLOGGED; below)
     schema_version(version, migrated_at)
 
@@ -23,7 +26,8 @@ PostgreSQL as bytes and PostgreSQL parses it into ``jsonb``; Python never parses
 derives from the ``jsonb``; ``object_sha256`` is the SHA-256 of the bytes written, which
 PostgreSQL computes too. Readers query the table directly::
 
-    SELECT key, object #>> '{status,phase}' FROM listwatch.objects WHERE resource = 'pods';
+    SELECT key, object #>> '{status,phase}' FROM listwatch.objects
+    WHERE cluster = 'default' AND resource = 'pods';
 
 No codec is set on any connection: the bytes travel as ``bytea`` (parameters, or COPY's
 binary format) and the SQL converts them (``convert_from(…, 'UTF8')::jsonb``). So a pool the
@@ -106,8 +110,10 @@ batch; a delete and a re-creation in successive batches apply in order.
 
 **The epoch fence** (a receiver that has recorded epoch E never applies a write of an epoch
 below E, so a paused leader that wakes up after another replica took over cannot overwrite
-anything). The highest epoch is one row, ``fence.epoch``, shared
-by every resource in the schema (one agent's resources share one leader):
+anything). The highest epoch is one row per cluster, ``fence.epoch``, shared by every
+resource of the cluster (one agent's resources share one leader; another cluster's epochs
+are another etcd's revisions, never compared with these). A sink creates its cluster's row
+when it opens:
 
 * first in every write transaction, before anything is written, the write takes the row
   ``FOR SHARE`` and is refused with ``StaleEpoch`` if the recorded epoch is higher than its
@@ -162,7 +168,15 @@ from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch, StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import QuarantinedObject, Sink, SinkStore, SyncState, Verdict
+from listwatch.sinks._base import (
+    DEFAULT_CLUSTER,
+    QuarantinedObject,
+    Sink,
+    SinkStore,
+    SyncState,
+    Usage,
+    Verdict,
+)
 
 try:
     import asyncpg
@@ -207,7 +221,9 @@ LIST page or an HTTP sender's next bytes, which are bounded well below it."""
 
 
 class _Statements:
-    """Every statement the sink runs, with its schema spliced in (quoted) once."""
+    """Every statement the sink runs, with its schema spliced in (quoted) once. In every
+    statement ``$1`` is the cluster and ``$2`` the resource: each is routed to one cluster's
+    rows (with Citus, to one node)."""
 
     def __init__(self, schema: str) -> None:
         s = quote(schema)
@@ -219,19 +235,19 @@ class _Statements:
         # (an index probe), never a join that would read every stored row for each page.
         def upsert_changed(source: str, obj: str, raw: str, where: str = "") -> str:
             return f"""
-                INSERT INTO {s}.objects AS o
-                    (resource, key, resource_version, object, raw, quarantined, object_sha256,
-                     updated_at)
-                SELECT $1, p.key, p.resource_version, {obj}, {raw}, p.quarantined,
-                       p.object_sha256, now()
+                INSERT INTO {s}.objects AS o (cluster, resource, key, resource_version, object,
+                                              raw, quarantined, object_sha256, size, updated_at)
+                SELECT $1, $2, p.key, p.resource_version, {obj}, {raw}, p.quarantined,
+                       p.object_sha256, p.size, now()
                 FROM {source}
                 WHERE {where} {unchanged("p")} IS NOT TRUE
-                ON CONFLICT (resource, key) DO UPDATE SET
+                ON CONFLICT (cluster, resource, key) DO UPDATE SET
                     resource_version = excluded.resource_version,
                     object = excluded.object,
                     raw = excluded.raw,
                     quarantined = excluded.quarantined,
                     object_sha256 = excluded.object_sha256,
+                    size = excluded.size,
                     updated_at = excluded.updated_at
                 WHERE o.resource_version <> excluded.resource_version
                    OR o.object_sha256 <> excluded.object_sha256
@@ -250,24 +266,41 @@ class _Statements:
             return f"""(
                 SELECT c.resource_version = {p}.resource_version
                        AND c.object_sha256 = {p}.object_sha256
-                FROM {s}.objects c WHERE c.resource = $1 AND c.key = {p}.key
+                FROM {s}.objects c WHERE c.cluster = $1 AND c.resource = $2 AND c.key = {p}.key
             )"""
 
+        def page(keys: str, versions: str, objects: str, reasons: str) -> str:
+            """A page's or a batch's rows from the arrays (the objects' bytes, and why each
+            is quarantined), with their SHA-256 and size."""
+            return f"""
+                SELECT u.key, u.resource_version, u.object, u.quarantined,
+                       sha256(u.object) AS object_sha256, octet_length(u.object) AS size
+                FROM unnest({keys}::text[], {versions}::text[], {objects}::bytea[],
+                            {reasons}::text[])
+                    AS u(key, resource_version, object, quarantined)
+            """
+
+        self.ensure_fence = (
+            f"INSERT INTO {s}.fence (cluster, epoch) VALUES ($1, 0) "
+            "ON CONFLICT (cluster) DO NOTHING"
+        )
         self.register_staging = f"""
-            INSERT INTO {s}.stagings (staging, resource, started_at, touched_at)
-            VALUES ($1, $2, now(), now())
+            INSERT INTO {s}.stagings (cluster, staging, resource, started_at, touched_at)
+            VALUES ($1, $3, $2, now(), now())
         """
+        # Any cluster's: the one statement that is not routed to one cluster (rare, and
+        # nobody waits for it: abandoned stagings hold no lock).
         self.drop_abandoned = f"""
             WITH gone AS (
                 DELETE FROM {s}.stagings
                 WHERE touched_at < now() - $1::float8 * interval '1 second'
-                RETURNING staging
+                RETURNING cluster, staging
             )
-            DELETE FROM {s}.staged WHERE staging IN (SELECT staging FROM gone)
+            DELETE FROM {s}.staged WHERE (cluster, staging) IN (SELECT cluster, staging FROM gone)
         """
         self.drop_staging = f"""
-            WITH gone AS (DELETE FROM {s}.stagings WHERE staging = $1)
-            DELETE FROM {s}.staged WHERE staging = $1
+            WITH gone AS (DELETE FROM {s}.stagings WHERE cluster = $1 AND staging = $2)
+            DELETE FROM {s}.staged WHERE cluster = $1 AND staging = $2
         """
         # One statement per page, in a transaction of its own: touch the staging (no row:
         # it was dropped as abandoned, and nothing is inserted), then stage the page's rows,
@@ -275,88 +308,118 @@ class _Statements:
         # last.
         self.stage_page = f"""
             WITH touched AS (
-                UPDATE {s}.stagings SET touched_at = now() WHERE staging = $2 RETURNING staging
-            ), p AS MATERIALIZED (
-                SELECT u.key, u.resource_version, u.object, u.quarantined,
-                       sha256(u.object) AS object_sha256
-                FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[])
-                    AS u(key, resource_version, object, quarantined)
-            )
-            INSERT INTO {s}.staged AS st
-                (staging, key, resource_version, object_sha256, object, raw, quarantined)
-            SELECT t.staging, p.key, p.resource_version, p.object_sha256,
+                UPDATE {s}.stagings SET touched_at = now() WHERE cluster = $1 AND staging = $3
+                RETURNING staging
+            ), p AS MATERIALIZED ({page("$4", "$5", "$6", "$7")})
+            INSERT INTO {s}.staged AS st (cluster, staging, key, resource_version,
+                                          object_sha256, size, object, raw, quarantined)
+            SELECT $1, t.staging, p.key, p.resource_version, p.object_sha256, p.size,
                    CASE WHEN {unchanged("p")} THEN NULL ELSE {as_jsonb} END,
                    CASE WHEN p.quarantined IS NULL OR {unchanged("p")} THEN NULL
                         ELSE p.object END,
                    p.quarantined
             FROM p CROSS JOIN touched t
-            ON CONFLICT (staging, key) DO UPDATE SET
+            ON CONFLICT (cluster, staging, key) DO UPDATE SET
                 resource_version = excluded.resource_version,
                 object_sha256 = excluded.object_sha256,
+                size = excluded.size,
                 object = excluded.object,
                 raw = excluded.raw,
                 quarantined = excluded.quarantined
         """
-        self.lock_staging = f"SELECT 1 FROM {s}.stagings WHERE staging = $1 FOR UPDATE"
+        self.lock_staging = (
+            f"SELECT 1 FROM {s}.stagings WHERE cluster = $1 AND staging = $2 FOR UPDATE"
+        )
+        self.staged_usage = (
+            f"SELECT count(*), coalesce(sum(size), 0)::bigint FROM {s}.staged "
+            "WHERE cluster = $1 AND staging = $2"
+        )
         # A row staged without a body (NULL: unchanged when staged) that is not unchanged
         # now meets objects.object's NOT NULL: the swap fails rather than write a stale
         # comparison (the module's docs).
         self.swap_upsert = upsert_changed(
-            f"{s}.staged p", "p.object", "p.raw", "p.staging = $2 AND"
+            f"{s}.staged p", "p.object", "p.raw", "p.cluster = $1 AND p.staging = $3 AND"
         )
         self.swap_delete = f"""
             DELETE FROM {s}.objects o
-            WHERE o.resource = $1
-              AND NOT EXISTS (SELECT 1 FROM {s}.staged p WHERE p.staging = $2 AND p.key = o.key)
+            WHERE o.cluster = $1 AND o.resource = $2
+              AND NOT EXISTS (SELECT 1 FROM {s}.staged p
+                              WHERE p.cluster = $1 AND p.staging = $3 AND p.key = o.key)
         """
         self.upsert_many = f"""
-            WITH p AS MATERIALIZED (
-                SELECT u.key, u.resource_version, u.object, u.quarantined,
-                       sha256(u.object) AS object_sha256
-                FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[])
-                    AS u(key, resource_version, object, quarantined)
-            )
+            WITH p AS MATERIALIZED ({page("$3", "$4", "$5", "$6")})
             {upsert_changed("p", as_jsonb, as_raw)}
         """
         # PostgreSQL's own verdict on one object, when it refused a page or a batch for a
         # reason found nowhere else (_why_not_jsonb): each object is tried alone.
         self.try_jsonb = "SELECT convert_from($1::bytea, 'UTF8')::jsonb IS NOT NULL"
-        self.delete_many = f"DELETE FROM {s}.objects WHERE resource = $1 AND key = ANY($2::text[])"
+        self.delete_many = (
+            f"DELETE FROM {s}.objects "
+            "WHERE cluster = $1 AND resource = $2 AND key = ANY($3::text[])"
+        )
+        # What a batch's keys hold, before and after it: its change to the resource's counts,
+        # one index probe per key.
+        self.keys_usage = (
+            f"SELECT count(*), coalesce(sum(size), 0)::bigint FROM {s}.objects "
+            "WHERE cluster = $1 AND resource = $2 AND key = ANY($3::text[])"
+        )
+        self.others_usage = (
+            "SELECT coalesce(sum(object_count), 0)::bigint, "
+            f"coalesce(sum(object_bytes), 0)::bigint FROM {s}.sync_state "
+            "WHERE cluster = $1 AND resource <> $2"
+        )
+        self.cluster_usage = (
+            f"SELECT resource, object_count, object_bytes FROM {s}.sync_state WHERE cluster = $1"
+        )
+        # SyncState's fields, in order.
         self.state_after_list = _base.record_state_sql(
-            f"{s}.sync_state", ("$1", "$2", "$3", "now()", "now()", "$4", "$5", "0"), snapshot=True
+            f"{s}.sync_state",
+            ("$2", "$3", "$4", "now()", "now()", "$5", "$6", "0", "$7", "$8", "$1"),
+            snapshot=True,
         )
         self.state_after_batch = _base.record_state_sql(
-            f"{s}.sync_state", ("$1", "$2", "$3", "now()", "NULL", "$4", "$5", "$6"), snapshot=False
+            f"{s}.sync_state",
+            ("$2", "$3", "$4", "now()", "NULL", "$5", "$6", "$7", "$8", "$9", "$1"),
+            snapshot=False,
         )
-        # The resource's last stamp, locked: writers of one resource go one at a time.
+        # The resource's last stamp and counts; locked: writers of one resource go one at a
+        # time.
         self.read_stamp = f"""
-            SELECT epoch, session, generation, sequence, resource_version FROM {s}.sync_state
-            WHERE resource = $1
+            SELECT epoch, session, generation, sequence, resource_version, object_count,
+                   object_bytes
+            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2
         """
         self.recorded_stamp = self.read_stamp + " FOR UPDATE"
-        self.read_fence = f"SELECT epoch FROM {s}.fence"
-        self.lock_fence_shared = f"SELECT epoch FROM {s}.fence FOR SHARE"
-        self.lock_fence_exclusive = f"SELECT epoch FROM {s}.fence FOR UPDATE"
-        self.raise_fence = f"UPDATE {s}.fence SET epoch = $1"
+        self.read_fence = f"SELECT epoch FROM {s}.fence WHERE cluster = $1"
+        self.lock_fence_shared = self.read_fence + " FOR SHARE"
+        self.lock_fence_exclusive = self.read_fence + " FOR UPDATE"
+        self.raise_fence = f"UPDATE {s}.fence SET epoch = $2 WHERE cluster = $1"
         self.select_objects = (
             f"SELECT key, object::text FROM {s}.objects "
-            "WHERE resource = $1 AND quarantined IS NULL ORDER BY key"
+            "WHERE cluster = $1 AND resource = $2 AND quarantined IS NULL ORDER BY key"
         )
         self.select_object = (
             f"SELECT object::text FROM {s}.objects "
-            "WHERE resource = $1 AND key = $2 AND quarantined IS NULL"
+            "WHERE cluster = $1 AND resource = $2 AND key = $3 AND quarantined IS NULL"
         )
         self.select_quarantined = (
             f"SELECT key, resource_version, quarantined, raw FROM {s}.objects "
-            "WHERE resource = $1 AND quarantined IS NOT NULL ORDER BY key"
+            "WHERE cluster = $1 AND resource = $2 AND quarantined IS NOT NULL ORDER BY key"
         )
-        self.count = f"SELECT count(*) FROM {s}.objects WHERE resource = $1"
+        self.count = f"SELECT count(*) FROM {s}.objects WHERE cluster = $1 AND resource = $2"
         self.select_state = f"""
             SELECT resource, resource_version, generation,
                    extract(epoch FROM synced_at)::float8,
-                   extract(epoch FROM listed_at)::float8, epoch, session, sequence
-            FROM {s}.sync_state WHERE resource = $1
+                   extract(epoch FROM listed_at)::float8, epoch, session, sequence,
+                   object_count, object_bytes, cluster
+            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2
         """
+
+
+def _usage(row: asyncpg.Record | None) -> Usage:
+    """A row of (objects, bytes) as ``Usage`` (an aggregate's row is never missing)."""
+    assert row is not None
+    return Usage(int(row[0]), int(row[1]))
 
 
 _Record = tuple[str, str, bytes, str | None]
@@ -511,9 +574,11 @@ class PostgresSink(Sink[asyncpg.Pool]):
     of up to four connections and closes it with the sink) or an ``asyncpg.Pool`` (used as
     it is and never closed here; it needs at least two connections for readers to answer
     while a write is in progress). ``resource`` names the row set (``"pods"``,
-    ``"deployments.apps"``). ``key`` must be the key function the Syncer uses. ``schema``
-    is where the tables live: sinks sharing a schema share the epoch fence.
-    ``connect_timeout`` bounds each connection attempt (seconds).
+    ``"deployments.apps"``) and ``cluster`` the cluster it belongs to (a schema may hold a
+    fleet; a schema older than clusters, opened first by this sink, becomes this cluster's).
+    ``key`` must be the key function the Syncer uses. ``schema`` is where the tables live:
+    sinks of one cluster sharing a schema share its epoch fence. ``connect_timeout`` bounds
+    each connection attempt (seconds).
 
     Readers (:meth:`objects`, :meth:`get`, :meth:`count`, :meth:`sync_state`) use other
     connections of the pool than the writer, so they see the last committed state while a
@@ -525,11 +590,12 @@ class PostgresSink(Sink[asyncpg.Pool]):
         database: str | asyncpg.Pool,
         *,
         resource: str,
+        cluster: str = DEFAULT_CLUSTER,
         key: KeyFunc = object_key,
         schema: str = DEFAULT_SCHEMA,
         connect_timeout: float = 10.0,
     ) -> None:
-        super().__init__(resource, key)
+        super().__init__(resource, key, cluster)
         if isinstance(database, str):
             self._dsn: str | None = _check_dsn(database)
             self._given_pool: asyncpg.Pool | None = None
@@ -569,7 +635,8 @@ class PostgresSink(Sink[asyncpg.Pool]):
         try:
             async with pool.acquire() as connection:
                 await self._check_server(connection)
-                await ensure_schema(connection, self._schema)
+                await ensure_schema(connection, self._schema, cluster=self._cluster)
+                await connection.execute(self._sql.ensure_fence, self._cluster)
         except BaseException:
             if pool is not self._given_pool:
                 await pool.close()
@@ -596,7 +663,9 @@ class PostgresSink(Sink[asyncpg.Pool]):
             )
 
     @contextlib.asynccontextmanager
-    async def _write(self, stamp: fencing.Stamp) -> AsyncIterator[tuple[Connection, Verdict]]:
+    async def _write(
+        self, stamp: fencing.Stamp
+    ) -> AsyncIterator[tuple[Connection, Verdict, Usage]]:
         """One write transaction, fenced, one at a time; rolled back unless the body returns.
 
         Whatever ends the body early (an error, a list error out of the snapshot, a
@@ -611,7 +680,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
                 await self._raise_fence(connection, stamp.epoch)
                 async with connection.transaction():
                     await connection.execute(_BOUNDED_TRANSACTION)
-                    yield connection, await self._check_fence(connection, stamp)
+                    yield connection, *await self._check_fence(connection, stamp)
 
     async def _raise_fence(self, connection: Connection, epoch: int) -> None:
         """Record a new leader's epoch, in a short transaction of its own, before its write.
@@ -624,37 +693,62 @@ class PostgresSink(Sink[asyncpg.Pool]):
         for this one's snapshot. A write of an epoch not above the recorded one does nothing
         here.
         """
-        sql = self._sql
-        recorded = await connection.fetchval(sql.read_fence)
+        sql, cluster = self._sql, self._cluster
+        recorded = await connection.fetchval(sql.read_fence, cluster)
         if recorded is None:
-            raise SchemaError(f"schema {self._schema!r}: the fence row is missing")
+            raise SchemaError(
+                f"schema {self._schema!r}: the fence row of cluster {cluster!r} is missing"
+            )
         if epoch <= recorded:
             return
         async with connection.transaction():
             await connection.execute(_BOUNDED_TRANSACTION)
-            recorded = await connection.fetchval(sql.lock_fence_exclusive)
+            recorded = await connection.fetchval(sql.lock_fence_exclusive, cluster)
             if epoch > recorded:
-                await connection.execute(sql.raise_fence, epoch)
+                await connection.execute(sql.raise_fence, cluster, epoch)
 
     async def _peek_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
         """``fencing.decide`` on what the database recorded, read without locking anything:
         the early check before a snapshot is staged (the swap checks again, locked)."""
-        highest = await connection.fetchval(self._sql.read_fence)
-        row = await connection.fetchrow(self._sql.read_stamp, self._resource)
-        recorded = fencing.Stamp(*row) if row is not None else None
+        highest = await connection.fetchval(self._sql.read_fence, self._cluster)
+        row = await connection.fetchrow(self._sql.read_stamp, self._cluster, self._resource)
+        recorded = fencing.Stamp(*row[:5]) if row is not None else None
         return fencing.decide(self._resource, stamp, recorded, int(highest))
 
-    async def _check_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
+    async def _check_fence(
+        self, connection: Connection, stamp: fencing.Stamp
+    ) -> tuple[Verdict, Usage]:
         """First in the write's transaction: ``fencing.decide`` on the recorded epoch (the
         fence row, held shared until the write commits, so that no newer epoch can be
         recorded, and no newer leader can write, in between; writers of the recorded epoch
-        share it) and on the resource's last stamp (its row locked: one writer at a time)."""
-        highest = await connection.fetchval(self._sql.lock_fence_shared)
+        share it) and on the resource's last stamp (its row locked: one writer at a time).
+        Also what the resource holds, by that row."""
+        cluster, resource = self._cluster, self._resource
+        highest = await connection.fetchval(self._sql.lock_fence_shared, cluster)
+        if highest is None:
+            raise SchemaError(
+                f"schema {self._schema!r}: the fence row of cluster {cluster!r} is missing"
+            )
         if stamp.epoch < highest:  # at once: not after waiting for the newer leader's write
-            raise StaleEpoch(self._resource, stamp.epoch, int(highest))
-        row = await connection.fetchrow(self._sql.recorded_stamp, self._resource)
-        recorded = fencing.Stamp(*row) if row is not None else None
-        return fencing.decide(self._resource, stamp, recorded, int(highest))
+            raise StaleEpoch(resource, stamp.epoch, int(highest))
+        row = await connection.fetchrow(self._sql.recorded_stamp, cluster, resource)
+        recorded = fencing.Stamp(*row[:5]) if row is not None else None
+        usage = Usage(*row[5:]) if row is not None else Usage()
+        return fencing.decide(resource, stamp, recorded, int(highest)), usage
+
+    async def _enforce_limits(self, connection: Connection, before: Usage, after: Usage) -> None:
+        """``enforce_limits`` in the write's transaction, against the rest of the cluster."""
+        if self.limits is None or not self.limits.any:
+            return
+        row = await connection.fetchrow(self._sql.others_usage, self._cluster, self._resource)
+        _base.enforce_limits(
+            self.limits,
+            self._cluster,
+            self._resource,
+            others=_usage(row),
+            before=before,
+            after=after,
+        )
 
     # -- receiver callbacks ----------------------------------------------------------------
 
@@ -671,7 +765,9 @@ class PostgresSink(Sink[asyncpg.Pool]):
             duplicate = await self._peek_fence(connection, stamp) is Verdict.DUPLICATE
             if not duplicate:
                 await connection.execute(sql.drop_abandoned, ABANDONED_AFTER)
-                await connection.execute(sql.register_staging, staging, self._resource)
+                await connection.execute(
+                    sql.register_staging, self._cluster, self._resource, staging
+                )
         if duplicate:
             yield None
             return
@@ -685,7 +781,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
         gone, the sink closed), the staging is abandoned and a later snapshot deletes it."""
         try:
             async with self._opened().acquire() as connection:
-                await connection.execute(self._sql.drop_staging, staging)
+                await connection.execute(self._sql.drop_staging, self._cluster, staging)
         except (RuntimeError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass
 
@@ -710,23 +806,32 @@ class PostgresSink(Sink[asyncpg.Pool]):
     async def _write_batch(
         self, batch: Batch, records: Sequence[_Record], deletes: Sequence[str]
     ) -> bool:
-        """One batch's transaction; False if the fence found it applied already."""
-        resource, sql = self._resource, self._sql
-        async with self._write(fencing.stamp_of(batch)) as (connection, verdict):
+        """One batch's transaction; False if the fence found it applied already. What the
+        keys held before and after it is the batch's change to the resource's counts."""
+        cluster, resource, sql = self._cluster, self._resource, self._sql
+        touched = [record[0] for record in records] + list(deletes)
+        async with self._write(fencing.stamp_of(batch)) as (connection, verdict, recorded):
             if verdict is Verdict.DUPLICATE:
                 return False
+            before = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
             if records:
-                await connection.execute(sql.upsert_many, resource, *_columns(records))
+                await connection.execute(sql.upsert_many, cluster, resource, *_columns(records))
             if deletes:
-                await connection.execute(sql.delete_many, resource, deletes)
+                await connection.execute(sql.delete_many, cluster, resource, deletes)
+            after = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
+            change = after - before
+            await self._enforce_limits(connection, recorded, recorded + change)
             await connection.execute(
                 sql.state_after_batch,
+                cluster,
                 resource,
                 batch.resource_version,
                 batch.generation,
                 batch.epoch,
                 batch.session,
                 _base.recorded_sequence(batch),
+                change.objects,
+                change.bytes,
             )
         return True
 
@@ -750,25 +855,33 @@ class PostgresSink(Sink[asyncpg.Pool]):
     # -- readers ---------------------------------------------------------------------------
 
     async def objects(self) -> dict[str, JsonObject]:
-        rows = await self._opened().fetch(self._sql.select_objects, self._resource)
+        rows = await self._opened().fetch(self._sql.select_objects, self._cluster, self._resource)
         # Decoding tens of megabytes of JSON would stall the event loop: a thread does it.
         return await asyncio.to_thread(_base.decode_objects, rows)
 
     async def get(self, key: str) -> JsonObject | None:
-        text = await self._opened().fetchval(self._sql.select_object, self._resource, key)
+        text = await self._opened().fetchval(
+            self._sql.select_object, self._cluster, self._resource, key
+        )
         return None if text is None else orjson.loads(text)
 
     async def quarantined(self) -> dict[str, QuarantinedObject]:
-        rows = await self._opened().fetch(self._sql.select_quarantined, self._resource)
+        rows = await self._opened().fetch(
+            self._sql.select_quarantined, self._cluster, self._resource
+        )
         return {key: QuarantinedObject(version, why, bytes(raw)) for key, version, why, raw in rows}
 
     async def count(self) -> int:
-        return int(await self._opened().fetchval(self._sql.count, self._resource))
+        return int(await self._opened().fetchval(self._sql.count, self._cluster, self._resource))
 
     async def sync_state(self) -> SyncState | None:
         return SyncState.from_row(
-            await self._opened().fetchrow(self._sql.select_state, self._resource)
+            await self._opened().fetchrow(self._sql.select_state, self._cluster, self._resource)
         )
+
+    async def cluster_usage(self) -> dict[str, Usage]:
+        rows = await self._opened().fetch(self._sql.cluster_usage, self._cluster)
+        return {row[0]: Usage(row[1], row[2]) for row in rows}
 
 
 class _PostgresStaging(_base.Staging):
@@ -805,43 +918,60 @@ class _PostgresStaging(_base.Staging):
         sink = self._sink
         async with sink._opened().acquire() as connection:
             status = await connection.execute(
-                sink._sql.stage_page, sink.resource, self._staging, *_columns(records)
+                sink._sql.stage_page,
+                sink.cluster,
+                sink.resource,
+                self._staging,
+                *_columns(records),
             )
         if status.endswith(" 0"):  # "INSERT 0 n": nothing inserted, so no staging row
             raise self._abandoned()
 
     async def swap(self, snapshot: Snapshot) -> None:
-        sink, resource, sql = self._sink, self._sink.resource, self._sink._sql
-        async with sink._write(fencing.stamp_of(snapshot)) as (connection, verdict):
+        sink, sql = self._sink, self._sink._sql
+        cluster, resource = sink.cluster, sink.resource
+        async with sink._write(fencing.stamp_of(snapshot)) as (connection, verdict, recorded):
             if verdict is Verdict.DUPLICATE:
                 return
-            if await connection.fetchval(sql.lock_staging, self._staging) is None:
+            if await connection.fetchval(sql.lock_staging, cluster, self._staging) is None:
                 raise self._abandoned()
+            staged = _usage(await connection.fetchrow(sql.staged_usage, cluster, self._staging))
+            await sink._enforce_limits(connection, recorded, staged)
             try:
-                await connection.execute(sql.swap_upsert, resource, self._staging)
+                await connection.execute(sql.swap_upsert, cluster, resource, self._staging)
             except asyncpg.NotNullViolationError:
                 raise StaleWrite(
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
-            await connection.execute(sql.swap_delete, resource, self._staging)
+            await connection.execute(sql.swap_delete, cluster, resource, self._staging)
             await connection.execute(
                 sql.state_after_list,
+                cluster,
                 resource,
                 snapshot.resource_version,
                 snapshot.generation,
                 snapshot.epoch,
                 snapshot.session,
+                staged.objects,
+                staged.bytes,
             )
 
 
 class PostgresStore(SinkStore[PostgresSink]):
-    """One PostgreSQL schema holding several resources: a ``PostgresSink`` per resource over
-    one shared pool, opened on first use (the HTTP receiver's store for ``--postgres``).
-    ``close`` closes the pool too."""
+    """One PostgreSQL schema holding several resources of one cluster or a fleet: a
+    ``PostgresSink`` per (cluster, resource) over one shared pool, opened on first use (the
+    HTTP receiver's store for ``--postgres``). ``close`` closes the pool too.
+    ``legacy_cluster``: the cluster the rows of a schema older than clusters become."""
 
-    def __init__(self, pool: asyncpg.Pool, *, schema: str = DEFAULT_SCHEMA) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        legacy_cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
+        super().__init__(legacy_cluster=legacy_cluster)
         self._pool = pool
         self._schema = schema
 
@@ -853,15 +983,21 @@ class PostgresStore(SinkStore[PostgresSink]):
         schema: str = DEFAULT_SCHEMA,
         max_size: int = 10,
         connect_timeout: float = 10.0,
+        legacy_cluster: str = DEFAULT_CLUSTER,
     ) -> PostgresStore:
         """A store over a pool of its own (``_create_pool``)."""
         return cls(
             await _create_pool(_check_dsn(dsn), max_size=max_size, connect_timeout=connect_timeout),
             schema=schema,
+            legacy_cluster=legacy_cluster,
         )
 
-    def _new_sink(self, resource: str) -> PostgresSink:
-        return PostgresSink(self._pool, resource=resource, schema=self._schema)
+    async def _prepare(self) -> None:
+        async with self._pool.acquire() as connection:
+            await ensure_schema(connection, self._schema, cluster=self._legacy_cluster)
+
+    def _new_sink(self, resource: str, cluster: str) -> PostgresSink:
+        return PostgresSink(self._pool, resource=resource, cluster=cluster, schema=self._schema)
 
     async def _release(self) -> None:
         await self._pool.close()

@@ -1,14 +1,18 @@
 """``SQLiteSink``: a receiver that mirrors one resource into an SQLite file.
 
-The sink keeps one row per object and one sync-state row per resource::
+The sink keeps one row per object and one sync-state row per (cluster, resource)::
 
-    objects(resource, key, resource_version, object, raw, quarantined, updated_at)
-                                                                   PRIMARY KEY (resource, key)
-    sync_state(resource, resource_version, generation, synced_at, listed_at,
-               epoch, session, sequence)
+    objects(cluster, resource, key, resource_version, object, raw, quarantined, size,
+            updated_at)                     PRIMARY KEY (cluster, resource, key)
+    sync_state(cluster, resource, resource_version, generation, synced_at, listed_at,
+               epoch, session, sequence, object_count, object_bytes)
+                                            PRIMARY KEY (cluster, resource)
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
+``size`` is the bytes of that JSON. Several sinks (one per resource, and per cluster) may
+share one file. What every sink does (the snapshot boundary, batches, transactions, the
+fence, the clusters) is ``listwatch.sinks._base``'s; here is how SQLite does it.
 
 A *quarantined* object (``listwatch.sinks._base``: JSON that is not UTF-8, or nests deeper
 than ``_jsonparse.MAX_DEPTH``, which SQLite's JSON functions and every JSON reader of the
@@ -16,14 +20,17 @@ mirror could not read) is kept all the same: ``object`` is the text ``null``, ``
 object's bytes as a BLOB, byte for byte, and ``quarantined`` says why. Other rows have both
 NULL. SQLite's TEXT holds U+0000, so a NUL is no reason here. Find them with
 ``SELECT key, quarantined FROM objects WHERE quarantined IS NOT NULL``.
-Several sinks (one per resource) may share one file. What every sink does (the snapshot
-boundary, batches, transactions, the fence) is ``listwatch.sinks._base``'s; here is how SQLite
-does it.
 
 Each write commits in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs
 in WAL mode, so readers (other processes, or this sink's own readers, which use a second
 connection) see the last committed state while a write is in progress. The fence reads the
-highest epoch over every resource of the file (one agent's resources share one leader).
+highest epoch over every resource of the sink's cluster in the file (one agent's resources
+share one leader; another cluster's epochs are another etcd's revisions).
+
+A file of schema version 3 or older (before clusters) is migrated on open, in one
+transaction: its tables are rebuilt with the cluster leading each primary key, every row
+given the cluster of the sink (or ``SQLiteStore``) that opens it, and each object's size
+and each resource's counts computed once.
 
 A snapshot is *staged* first (the contract's rule: no lock across a network wait). Each
 snapshot opens a connection of its own and writes its pages, as they are listed, into a
@@ -65,7 +72,15 @@ from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
-from listwatch.sinks._base import QuarantinedObject, Sink, SinkStore, SyncState, Verdict
+from listwatch.sinks._base import (
+    DEFAULT_CLUSTER,
+    QuarantinedObject,
+    Sink,
+    SinkStore,
+    SyncState,
+    Usage,
+    Verdict,
+)
 
 try:
     import aiosqlite
@@ -82,46 +97,55 @@ __all__ = [
 ]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str, bytes | None, str | None]
-"""key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined."""
+_Row = tuple[str, str, str, bytes | None, str | None, int]
+"""key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined,
+the bytes' length."""
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS objects (
+_OBJECTS_TABLE = """
+    CREATE TABLE IF NOT EXISTS {name} (
+        cluster          TEXT NOT NULL,
         resource         TEXT NOT NULL,
         key              TEXT NOT NULL,
         resource_version TEXT NOT NULL,
         object           TEXT NOT NULL,
-        updated_at       REAL NOT NULL,
         raw              BLOB,
         quarantined      TEXT,
-        PRIMARY KEY (resource, key)
+        size             INTEGER NOT NULL,
+        updated_at       REAL NOT NULL,
+        PRIMARY KEY (cluster, resource, key)
     )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS sync_state (
-        resource         TEXT PRIMARY KEY,
+"""
+_SYNC_STATE_TABLE = """
+    CREATE TABLE IF NOT EXISTS {name} (
+        cluster          TEXT NOT NULL,
+        resource         TEXT NOT NULL,
         resource_version TEXT NOT NULL,
         generation       INTEGER NOT NULL,
         synced_at        REAL NOT NULL,
         listed_at        REAL,
         epoch            INTEGER NOT NULL DEFAULT 0,
         session          TEXT NOT NULL DEFAULT '',
-        sequence         INTEGER NOT NULL DEFAULT 0
+        sequence         INTEGER NOT NULL DEFAULT 0,
+        object_count     INTEGER NOT NULL DEFAULT 0,
+        object_bytes     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (cluster, resource)
     )
-    """,
-)
+"""
+_SCHEMA = (_OBJECTS_TABLE.format(name="objects"), _SYNC_STATE_TABLE.format(name="sync_state"))
 _COLUMNS = {
     "objects": {
+        "cluster",
         "resource",
         "key",
         "resource_version",
         "object",
-        "updated_at",
         "raw",
         "quarantined",
+        "size",
+        "updated_at",
     },
     "sync_state": {
+        "cluster",
         "resource",
         "resource_version",
         "generation",
@@ -130,12 +154,15 @@ _COLUMNS = {
         "epoch",
         "session",
         "sequence",
+        "object_count",
+        "object_bytes",
     },
 }
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
 columns of ``sync_state``, 2 the quarantine columns of ``objects``; they are added on open
-(the fence then starts at epoch 0, and no row is quarantined)."""
+(the fence then starts at epoch 0, and no row is quarantined). 3 lacks the cluster, which
+leads every primary key from 4 on (``_TO_CLUSTERS``)."""
 _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     1: (
         ("sync_state", "epoch", "ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
@@ -147,26 +174,53 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("objects", "quarantined", "ADD COLUMN quarantined TEXT"),
     ),
 }
+# Version 3 -> 4: SQLite cannot change a primary key, so each table is built again beside
+# the old one, filled from it (the cluster given, each object's size and each resource's
+# counts computed once), and takes its name. ?1 is the cluster the rows become.
+_TO_CLUSTERS = (
+    _OBJECTS_TABLE.format(name="lw_objects_4"),
+    "INSERT INTO lw_objects_4 (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) SELECT ?1, resource, key, resource_version, object, raw, "
+    "quarantined, length(coalesce(raw, CAST(object AS BLOB))), updated_at FROM objects",
+    _SYNC_STATE_TABLE.format(name="lw_sync_state_4"),
+    "INSERT INTO lw_sync_state_4 (cluster, resource, resource_version, generation, synced_at, "
+    "listed_at, epoch, session, sequence, object_count, object_bytes) "
+    "SELECT ?1, s.resource, s.resource_version, s.generation, s.synced_at, s.listed_at, "
+    "s.epoch, s.session, s.sequence, "
+    "(SELECT count(*) FROM lw_objects_4 o WHERE o.resource = s.resource), "
+    "(SELECT coalesce(sum(o.size), 0) FROM lw_objects_4 o WHERE o.resource = s.resource) "
+    "FROM sync_state s",
+    "DROP TABLE objects",
+    "DROP TABLE sync_state",
+    "ALTER TABLE lw_objects_4 RENAME TO objects",
+    "ALTER TABLE lw_sync_state_4 RENAME TO sync_state",
+)
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
 _ON_CONFLICT = """
-    ON CONFLICT (resource, key) DO UPDATE SET
+    ON CONFLICT (cluster, resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
         raw = excluded.raw,
         quarantined = excluded.quarantined,
+        size = excluded.size,
         updated_at = excluded.updated_at
     WHERE objects.object IS NOT excluded.object
        OR objects.raw IS NOT excluded.raw
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _UPSERT = (
-    "INSERT INTO main.objects "
-    "(resource, key, resource_version, object, raw, quarantined, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
-_DELETE = "DELETE FROM main.objects WHERE resource = ? AND key = ?"
+_DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
+# What the keys of a batch hold (?3: a JSON array of keys), before and after the batch: its
+# change to the resource's counts, in one index probe per key.
+_KEYS_USAGE = (
+    "SELECT count(*), coalesce(sum(size), 0) FROM main.objects "
+    "WHERE cluster = ?1 AND resource = ?2 AND key IN (SELECT value FROM json_each(?3))"
+)
 # A snapshot's rows, staged on its own connection (in SQLite's temporary database, which
 # locks nothing of the main file). The key is unique: a key listed twice keeps the last. An
 # object whose RV and JSON the file holds already is staged without its JSON (NULL): the
@@ -178,65 +232,82 @@ _STAGING_TABLE = """
         resource_version TEXT NOT NULL,
         object           TEXT,
         raw              BLOB,
-        quarantined      TEXT
+        quarantined      TEXT,
+        size             INTEGER NOT NULL
     )
 """
+# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 resource, ?8 cluster.
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined)
-    SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?5 END, ?6
+    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size)
+    SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?4 END,
+           ?5, ?6
     FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE resource = ?4 AND key = ?1 AND resource_version = ?2 AND object = ?3 AND raw IS ?5
+        WHERE cluster = ?8 AND resource = ?7 AND key = ?1 AND resource_version = ?2
+          AND object = ?3 AND raw IS ?4
     ) AS held)
     WHERE true
     ON CONFLICT (key) DO UPDATE SET
         resource_version = excluded.resource_version, object = excluded.object,
-        raw = excluded.raw, quarantined = excluded.quarantined
+        raw = excluded.raw, quarantined = excluded.quarantined, size = excluded.size
 """
+_STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # The swap: every staged row the file does not hold as it is. A row staged without its
 # JSON is still held if its RV is (an object's RV names its content); if another write
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
-    "INSERT INTO main.objects "
-    "(resource, key, resource_version, object, raw, quarantined, updated_at) "
-    "SELECT ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, ?2 "
-    "FROM temp.lw_staged s "
-    "WHERE NOT EXISTS (SELECT 1 FROM main.objects o WHERE o.resource = ?1 AND o.key = s.key "
+    "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
+    "quarantined, size, updated_at) "
+    "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2 "
+    "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
+    "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
     "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
-    WHERE resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
+    WHERE cluster = ? AND resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
 """
-_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state"
+_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state WHERE cluster = ?"
 _RECORDED_STAMP = (
-    "SELECT epoch, session, generation, sequence, resource_version FROM sync_state "
-    "WHERE resource = ?"
+    "SELECT epoch, session, generation, sequence, resource_version, object_count, "
+    "object_bytes FROM sync_state WHERE cluster = ? AND resource = ?"
 )
+_OTHERS_USAGE = (
+    "SELECT coalesce(sum(object_count), 0), coalesce(sum(object_bytes), 0) FROM sync_state "
+    "WHERE cluster = ? AND resource <> ?"
+)
+_CLUSTER_USAGE = "SELECT resource, object_count, object_bytes FROM sync_state WHERE cluster = ?"
+# SyncState's fields in order; ?1 resource, ?8 cluster.
 _STATE_AFTER_LIST = _base.record_state_sql(
-    "sync_state", ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0"), snapshot=True
+    "sync_state",
+    ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0", "?7", "?9", "?8"),
+    snapshot=True,
 )
 _STATE_AFTER_BATCH = _base.record_state_sql(
-    "sync_state", ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7"), snapshot=False
+    "sync_state",
+    ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7", "?9", "?10", "?8"),
+    snapshot=False,
 )
 _SELECT_STATE = """
-    SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence
-    FROM sync_state WHERE resource = ?
+    SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence,
+           object_count, object_bytes, cluster
+    FROM sync_state WHERE cluster = ? AND resource = ?
 """
 _SELECT_OBJECTS = (
-    "SELECT key, object FROM objects WHERE resource = ? AND quarantined IS NULL ORDER BY key"
+    "SELECT key, object FROM objects "
+    "WHERE cluster = ? AND resource = ? AND quarantined IS NULL ORDER BY key"
 )
 _SELECT_OBJECT = (
-    "SELECT key, object FROM objects WHERE resource = ? AND key = ? AND quarantined IS NULL"
+    "SELECT key, object FROM objects "
+    "WHERE cluster = ? AND resource = ? AND key = ? AND quarantined IS NULL"
 )
 _SELECT_QUARANTINED = (
     "SELECT key, resource_version, quarantined, raw FROM objects "
-    "WHERE resource = ? AND quarantined IS NOT NULL ORDER BY key"
+    "WHERE cluster = ? AND resource = ? AND quarantined IS NOT NULL ORDER BY key"
 )
-_SELECT_ALL_OBJECTS = "SELECT key, object FROM objects WHERE resource = ? ORDER BY key"
-_COUNT = "SELECT count(*) FROM objects WHERE resource = ?"
+_COUNT = "SELECT count(*) FROM objects WHERE cluster = ? AND resource = ?"
 
 _PAGE_SIZE = 8192
 
@@ -275,21 +346,76 @@ def _rows(
     for item in items:
         stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
         if why is None:  # SQLite TEXT, for json_extract
-            yield stored_key, resource_version, data.decode(), None, None
+            yield stored_key, resource_version, data.decode(), None, None, len(data)
         else:
             quarantined[stored_key] = why
-            yield stored_key, resource_version, "null", data, why
+            yield stored_key, resource_version, "null", data, why, len(data)
 
 
 def _batch_rows(
+    cluster: str,
     resource: str,
     items: Iterable[Item],
     key: KeyFunc | None,
+    *,
     now: float,
     quarantined: dict[str, str],
-) -> Iterator[tuple[str, str, str, str, bytes | None, str | None, float]]:
-    for stored_key, resource_version, text, raw, why in _rows(resource, items, key, quarantined):
-        yield resource, stored_key, resource_version, text, raw, why, now
+) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float]]:
+    rows = _rows(resource, items, key, quarantined)
+    for stored_key, resource_version, text, raw, why, size in rows:
+        yield cluster, resource, stored_key, resource_version, text, raw, why, size, now
+
+
+async def _fetchone(
+    connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
+) -> Any:
+    async with connection.execute(sql, parameters) as cursor:
+        return await cursor.fetchone()
+
+
+async def _prepare_file(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
+    """Create the tables, or bring a file of an older listwatch up to this schema (its rows
+    becoming ``cluster``'s), in one transaction; then check that the tables are ours."""
+    await connection.execute("BEGIN IMMEDIATE")
+    try:
+        await _create_or_migrate(connection, path, cluster)
+        await connection.execute("COMMIT")
+    except BaseException:
+        await connection.rollback()
+        raise
+    for table, required in _COLUMNS.items():
+        rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+        missing = required - {row[1] for row in rows}
+        if missing:
+            raise RuntimeError(
+                f"{path}: table {table!r} lacks columns {sorted(missing)}; "
+                "the file holds a table of that name that listwatch did not create"
+            )
+
+
+async def _create_or_migrate(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
+    version = int((await _fetchone(connection, "PRAGMA user_version"))[0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: schema version {version} is newer than this listwatch's "
+            f"({SCHEMA_VERSION}); upgrade listwatch"
+        )
+    held = await connection.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
+    )
+    if held and version < SCHEMA_VERSION:
+        for step in range(max(version, 1), 3):
+            for table, column, change in _MIGRATIONS[step]:
+                rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+                if rows and column not in {row[1] for row in rows}:
+                    await connection.execute(f"ALTER TABLE {table} {change}")
+        rows = await connection.execute_fetchall("PRAGMA table_info(objects)")
+        if "cluster" not in {row[1] for row in rows}:
+            for statement in _TO_CLUSTERS:
+                await connection.execute(statement, (cluster,) if "?1" in statement else ())
+    for statement in _SCHEMA:
+        await connection.execute(statement)
+    await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 class _Connections(NamedTuple):
@@ -308,8 +434,10 @@ class SQLiteSink(Sink[_Connections]):
             ...
             pod = await sink.get("default/web-0")
 
-    ``key`` must be the key function the Syncer uses. ``busy_timeout`` (seconds) is how long a
-    write waits for another writer of the same file (another sink) before it fails.
+    ``cluster`` names the cluster the rows belong to (a file may hold a fleet; a file of an
+    older schema, opened first by this sink, becomes this cluster's). ``key`` must be the
+    key function the Syncer uses. ``busy_timeout`` (seconds) is how long a write waits for
+    another writer of the same file (another sink) before it fails.
 
     The sink holds two connections: a writer, and a reader for :meth:`objects`, :meth:`get`,
     :meth:`count` and :meth:`sync_state`, so those never queue behind a write; and each
@@ -322,6 +450,7 @@ class SQLiteSink(Sink[_Connections]):
         path: str | os.PathLike[str],
         *,
         resource: str,
+        cluster: str = DEFAULT_CLUSTER,
         key: KeyFunc = object_key,
         busy_timeout: float = 10.0,
     ) -> None:
@@ -333,7 +462,7 @@ class SQLiteSink(Sink[_Connections]):
             )
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0")
-        super().__init__(resource, key)
+        super().__init__(resource, key, cluster)
         self._path = Path(path_str)
         self._busy_timeout = busy_timeout
 
@@ -355,21 +484,14 @@ class SQLiteSink(Sink[_Connections]):
             # a 2.5 KB pod fills a page alone, 8 KiB pages hold three (half the file size, and
             # a 50k-pod snapshot writes twice as fast).
             await writer.execute(f"PRAGMA page_size={_PAGE_SIZE}")
-            mode = await self._fetchone(writer, "PRAGMA journal_mode=WAL")
+            mode = await _fetchone(writer, "PRAGMA journal_mode=WAL")
             if mode is None or str(mode[0]).lower() != "wal":
                 raise RuntimeError(
                     f"{self._path}: cannot switch to WAL mode (journal_mode is "
                     f"{mode[0] if mode else None!r}); readers could not query while the sink "
                     "writes"
                 )
-            await writer.execute("BEGIN IMMEDIATE")
-            try:
-                await self._create_or_migrate(writer)
-                await writer.execute("COMMIT")
-            except BaseException:
-                await writer.rollback()
-                raise
-            await self._check_schema(writer)
+            await _prepare_file(writer, self._path, self._cluster)
             reader = await self._connection(query_only=True)
         except BaseException:
             await writer.close()
@@ -402,44 +524,6 @@ class SQLiteSink(Sink[_Connections]):
             raise
         return connection
 
-    async def _create_or_migrate(self, connection: aiosqlite.Connection) -> None:
-        """Create the tables, or bring a file of an older listwatch up to this schema."""
-        version = int((await self._fetchone(connection, "PRAGMA user_version"))[0])
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self._path}: schema version {version} is newer than this listwatch's "
-                f"({SCHEMA_VERSION}); upgrade listwatch"
-            )
-        held = await connection.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'"
-        )
-        if held and version < SCHEMA_VERSION:
-            for step in range(max(version, 1), SCHEMA_VERSION):
-                for table, column, change in _MIGRATIONS[step]:
-                    rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
-                    if rows and column not in {row[1] for row in rows}:
-                        await connection.execute(f"ALTER TABLE {table} {change}")
-        for statement in _SCHEMA:
-            await connection.execute(statement)
-        await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    async def _check_schema(self, connection: aiosqlite.Connection) -> None:
-        for table, required in _COLUMNS.items():
-            rows = await connection.execute_fetchall(f"PRAGMA table_info({table})")
-            missing = required - {row[1] for row in rows}
-            if missing:
-                raise RuntimeError(
-                    f"{self._path}: table {table!r} lacks columns {sorted(missing)}; "
-                    "the file holds a table of that name that listwatch did not create"
-                )
-
-    @staticmethod
-    async def _fetchone(
-        connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
-    ) -> Any:
-        async with connection.execute(sql, parameters) as cursor:
-            return await cursor.fetchone()
-
     # -- receiver callbacks ----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -450,7 +534,7 @@ class SQLiteSink(Sink[_Connections]):
         connection = await self._connection(staging=True)
         try:
             # Outside a transaction: each read ends with its statement.
-            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+            if (await self._fence(connection, stamp))[0] is Verdict.DUPLICATE:
                 yield None
                 return
             await connection.execute(_STAGING_TABLE)
@@ -459,20 +543,28 @@ class SQLiteSink(Sink[_Connections]):
             await connection.close()
 
     async def on_batch(self, batch: Batch) -> None:
-        resource, key = self._resource, self._custom_key
+        cluster, resource, key = self._cluster, self._resource, self._custom_key
         upserts, deleted = _base.split_batch(batch)
-        deletes = [(resource, deleted_key) for deleted_key in deleted]
-        stamp = fencing.stamp_of(batch)
         quarantined: dict[str, str] = {}
+        deletes = [(cluster, resource, deleted_key) for deleted_key in deleted]
+        touched = orjson.dumps([_base.item_key(item, key) for item in upserts] + deleted).decode()
+        stamp = fencing.stamp_of(batch)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            if await self._fence(connection, stamp) is Verdict.DUPLICATE:
+            verdict, recorded = await self._fence(connection, stamp)
+            if verdict is Verdict.DUPLICATE:
                 return
+            usage = (cluster, resource, touched)
+            before = Usage(*await _fetchone(connection, _KEYS_USAGE, usage))
             if upserts:
-                rows = _batch_rows(resource, upserts, key, now, quarantined)
+                rows = _batch_rows(
+                    cluster, resource, upserts, key, now=now, quarantined=quarantined
+                )
                 await connection.executemany(_UPSERT, rows)
             if deletes:
                 await connection.executemany(_DELETE, deletes)
+            change = Usage(*await _fetchone(connection, _KEYS_USAGE, usage)) - before
+            await self._enforce_limits(connection, recorded, recorded + change)
             await connection.execute(
                 _STATE_AFTER_BATCH,
                 (
@@ -483,6 +575,9 @@ class SQLiteSink(Sink[_Connections]):
                     batch.epoch,
                     batch.session,
                     _base.recorded_sequence(batch),
+                    cluster,
+                    change.objects,
+                    change.bytes,
                 ),
             )
 
@@ -490,12 +585,27 @@ class SQLiteSink(Sink[_Connections]):
         for quarantined_key, why in quarantined.items():
             batch.quarantine(quarantined_key, why)
 
-    async def _fence(self, connection: aiosqlite.Connection, stamp: fencing.Stamp) -> Verdict:
-        """``fencing.decide`` on what the file recorded, inside the write's transaction."""
-        highest = (await self._fetchone(connection, _HIGHEST_EPOCH))[0]
-        row = await self._fetchone(connection, _RECORDED_STAMP, (self._resource,))
-        recorded = fencing.Stamp(*row) if row is not None else None
-        return fencing.decide(self._resource, stamp, recorded, highest)
+    async def _fence(
+        self, connection: aiosqlite.Connection, stamp: fencing.Stamp
+    ) -> tuple[Verdict, Usage]:
+        """``fencing.decide`` on what the file recorded for the cluster, inside the write's
+        transaction; and what the resource holds."""
+        highest = (await _fetchone(connection, _HIGHEST_EPOCH, (self._cluster,)))[0]
+        row = await _fetchone(connection, _RECORDED_STAMP, (self._cluster, self._resource))
+        recorded = fencing.Stamp(*row[:5]) if row is not None else None
+        usage = Usage(*row[5:]) if row is not None else Usage()
+        return fencing.decide(self._resource, stamp, recorded, highest), usage
+
+    async def _enforce_limits(
+        self, connection: aiosqlite.Connection, before: Usage, after: Usage
+    ) -> None:
+        """``enforce_limits`` in the write's transaction, against the rest of the cluster."""
+        if self.limits is None or not self.limits.any:
+            return
+        others = Usage(*await _fetchone(connection, _OTHERS_USAGE, (self._cluster, self._resource)))
+        _base.enforce_limits(
+            self.limits, self._cluster, self._resource, others=others, before=before, after=after
+        )
 
     async def _transaction(
         self, write: _Write, connection: aiosqlite.Connection | None = None
@@ -527,31 +637,36 @@ class SQLiteSink(Sink[_Connections]):
 
     async def objects(self) -> dict[str, JsonObject]:
         reader = self._opened().reader
-        async with reader.execute(_SELECT_OBJECTS, (self._resource,)) as cursor:
+        async with reader.execute(_SELECT_OBJECTS, (self._cluster, self._resource)) as cursor:
             _decode_on_fetch(cursor)
             rows = cast("list[tuple[str, JsonObject]]", await cursor.fetchall())
         return dict(rows)
 
     async def get(self, key: str) -> JsonObject | None:
         reader = self._opened().reader
-        async with reader.execute(_SELECT_OBJECT, (self._resource, key)) as cursor:
+        async with reader.execute(_SELECT_OBJECT, (self._cluster, self._resource, key)) as cursor:
             _decode_on_fetch(cursor)
             row = cast("tuple[str, JsonObject] | None", await cursor.fetchone())
         return None if row is None else row[1]
 
     async def quarantined(self) -> dict[str, QuarantinedObject]:
         reader = self._opened().reader
-        rows = await reader.execute_fetchall(_SELECT_QUARANTINED, (self._resource,))
-        return _quarantined(rows)
+        where = (self._cluster, self._resource)
+        return _quarantined(await reader.execute_fetchall(_SELECT_QUARANTINED, where))
 
     async def count(self) -> int:
         reader = self._opened().reader
-        row = await self._fetchone(reader, _COUNT, (self._resource,))
+        row = await _fetchone(reader, _COUNT, (self._cluster, self._resource))
         return int(row[0])
 
     async def sync_state(self) -> SyncState | None:
         reader = self._opened().reader
-        return SyncState.from_row(await self._fetchone(reader, _SELECT_STATE, (self._resource,)))
+        row = await _fetchone(reader, _SELECT_STATE, (self._cluster, self._resource))
+        return SyncState.from_row(row)
+
+    async def cluster_usage(self) -> dict[str, Usage]:
+        rows = await self._opened().reader.execute_fetchall(_CLUSTER_USAGE, (self._cluster,))
+        return {resource: Usage(count, size) for resource, count, size in rows}
 
 
 class _SQLiteStaging(_base.Staging):
@@ -563,28 +678,27 @@ class _SQLiteStaging(_base.Staging):
         self._connection = connection
 
     async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
-        resource = self._sink.resource
+        sink = self._sink
+        where = (sink.resource, sink.cluster)
         quarantined: dict[str, str] = {}
-        rows = (
-            (key, version, text, resource, raw, why)
-            for key, version, text, raw, why in _rows(
-                resource, page, self._sink._custom_key, quarantined
-            )
-        )
+        rows = _rows(sink.resource, page, sink._custom_key, quarantined)
         # Each row its own statement, outside any transaction: it writes (and locks) the
         # temporary database only, and its read of the file ends with it.
-        await self._connection.executemany(_STAGE, rows)
+        await self._connection.executemany(_STAGE, ((*row, *where) for row in rows))
         return quarantined
 
     async def swap(self, snapshot: Snapshot) -> None:
-        sink, resource = self._sink, self._sink.resource
+        sink, cluster, resource = self._sink, self._sink.cluster, self._sink.resource
         stamp = fencing.stamp_of(snapshot)
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
-            if await sink._fence(connection, stamp) is Verdict.DUPLICATE:
+            verdict, recorded = await sink._fence(connection, stamp)
+            if verdict is Verdict.DUPLICATE:
                 return
+            staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
+            await sink._enforce_limits(connection, recorded, staged)
             try:
-                await connection.execute(_SWAP_UPSERT, (resource, now))
+                await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
@@ -592,7 +706,7 @@ class _SQLiteStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
-            await connection.execute(_SWAP_DELETE, (resource,))
+            await connection.execute(_SWAP_DELETE, (cluster, resource))
             await connection.execute(
                 _STATE_AFTER_LIST,
                 (
@@ -602,17 +716,25 @@ class _SQLiteStaging(_base.Staging):
                     now,
                     snapshot.epoch,
                     snapshot.session,
+                    staged.objects,
+                    cluster,
+                    staged.bytes,
                 ),
             )
 
         await sink._transaction(write, self._connection)
 
 
-def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
-    """Read one resource's mirror from a database file, synchronously (for tools and tests).
+def read_mirror(
+    path: str | os.PathLike[str], *, resource: str, cluster: str = DEFAULT_CLUSTER
+) -> Mirror:
+    """Read one resource's mirror (of ``cluster``) from a database file, synchronously (for
+    tools and tests).
 
     Opens the file read-only and reads the objects and the sync state in one transaction, so
     they agree even while a sink is writing. Raises ``FileNotFoundError`` if there is no file.
+    A file an older listwatch wrote, not opened by a sink since, is read as it is: its rows
+    are the "default" cluster's (what a sink that opens it without a cluster makes them).
     """
     _base.check_resource(resource)
     file = Path(path)
@@ -624,15 +746,14 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
         connection.execute("BEGIN")
         try:
             columns = {row[1] for row in connection.execute("PRAGMA table_info(objects)")}
-            if "quarantined" in columns:
-                rows = connection.execute(_SELECT_OBJECTS, (resource,)).fetchall()
-                kept = connection.execute(_SELECT_QUARANTINED, (resource,)).fetchall()
-            else:  # a file an older listwatch wrote, not opened by a sink since
-                rows = connection.execute(_SELECT_ALL_OBJECTS, (resource,)).fetchall()
-                kept = []
-            state = connection.execute(_SELECT_STATE, (resource,)).fetchone()
+            if "cluster" in columns:
+                rows = connection.execute(_SELECT_OBJECTS, (cluster, resource)).fetchall()
+                kept = connection.execute(_SELECT_QUARANTINED, (cluster, resource)).fetchall()
+                state = connection.execute(_SELECT_STATE, (cluster, resource)).fetchone()
+            else:
+                rows, kept, state = _read_older(connection, resource, cluster, columns)
         except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
+            if "no such table" not in str(exc) and "no such column" not in str(exc):
                 raise
             raise ValueError(f"{file} is not a listwatch SQLite mirror: {exc}") from exc
         finally:
@@ -642,17 +763,52 @@ def read_mirror(path: str | os.PathLike[str], *, resource: str) -> Mirror:
     return Mirror(_base.decode_objects(rows), SyncState.from_row(state), _quarantined(kept))
 
 
+def _read_older(
+    connection: sqlite3.Connection, resource: str, cluster: str, columns: set[str]
+) -> tuple[list[Any], list[Any], Any]:
+    """What ``read_mirror`` reads of a file of an older schema (before clusters)."""
+    if cluster != DEFAULT_CLUSTER:
+        return [], [], None
+    where = "WHERE resource = ?"
+    if "quarantined" in columns:
+        rows = connection.execute(
+            f"SELECT key, object FROM objects {where} AND quarantined IS NULL ORDER BY key",
+            (resource,),
+        ).fetchall()
+        kept = connection.execute(
+            "SELECT key, resource_version, quarantined, raw FROM objects "
+            f"{where} AND quarantined IS NOT NULL ORDER BY key",
+            (resource,),
+        ).fetchall()
+    else:
+        sql = f"SELECT key, object FROM objects {where} ORDER BY key"
+        rows, kept = connection.execute(sql, (resource,)).fetchall(), []
+    state = connection.execute(
+        "SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, "
+        f"sequence FROM sync_state {where}",
+        (resource,),
+    ).fetchone()
+    return rows, kept, state
+
+
 def _quarantined(rows: Iterable[Any]) -> dict[str, QuarantinedObject]:
     return {key: QuarantinedObject(rv, why, bytes(raw)) for key, rv, why, raw in rows}
 
 
 class SQLiteStore(SinkStore[SQLiteSink]):
-    """One SQLite file holding several resources: a ``SQLiteSink`` per resource, opened on
-    first use (the HTTP receiver's store for ``--sqlite``). Sinks share the file, and
-    SQLite serialises their writes (``busy_timeout``)."""
+    """One SQLite file holding several resources of one cluster or many: a ``SQLiteSink``
+    per (cluster, resource), opened on first use (the HTTP receiver's store for
+    ``--sqlite``). Sinks share the file, and SQLite serialises their writes
+    (``busy_timeout``). ``legacy_cluster``: the cluster an older file's rows become."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        legacy_cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
+        super().__init__(legacy_cluster=legacy_cluster)
         self._path = Path(path)
         self._busy_timeout = busy_timeout
 
@@ -660,5 +816,18 @@ class SQLiteStore(SinkStore[SQLiteSink]):
     def path(self) -> Path:
         return self._path
 
-    def _new_sink(self, resource: str) -> SQLiteSink:
-        return SQLiteSink(self._path, resource=resource, busy_timeout=self._busy_timeout)
+    async def _prepare(self) -> None:
+        if str(self._path) in ("", ":memory:"):
+            return  # refused by the sink, with its reason
+        connection = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout
+        )
+        try:
+            await _prepare_file(connection, self._path, self._legacy_cluster)
+        finally:
+            await connection.close()
+
+    def _new_sink(self, resource: str, cluster: str) -> SQLiteSink:
+        return SQLiteSink(
+            self._path, resource=resource, cluster=cluster, busy_timeout=self._busy_timeout
+        )
