@@ -31,8 +31,10 @@ from tests.receiver.test_processes import (
     start_receiver,
 )
 
-SNAPSHOTS_COMMITTED = 'listwatch_receiver_requests_total{code="200",kind="snapshot"}'
-BATCHES_COMMITTED = 'listwatch_receiver_requests_total{code="200",kind="batch"}'
+SNAPSHOTS_COMMITTED = (
+    'listwatch_receiver_requests_total{cluster="default",code="200",kind="snapshot"}'
+)
+BATCHES_COMMITTED = 'listwatch_receiver_requests_total{cluster="default",code="200",kind="batch"}'
 
 
 def failing_over(old: str, new: str) -> str:
