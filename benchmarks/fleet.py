@@ -1,10 +1,10 @@
 """The fleet: C clusters x P pods through R receivers into one PostgreSQL, for R = 1 and 2.
 
 ``python -m benchmarks.fleet --clusters 100 --pods 2000`` writes
-``benchmarks/results/fleet.{md,json}``; the defaults (4 x 500, 10 s of churn) are a quick
-run. Per R, on a fresh database of one PostgreSQL server (the tests' throwaway server with
-PostgreSQL's default settings, fsync on, or ``--postgres-dsn`` of a server where databases
-may be created):
+``benchmarks/results/fleet.{md,json}`` (``--report NAME``: ``NAME.{md,json}``); the
+defaults (4 x 500, 10 s of churn) are a quick run. Per R, on a fresh database of one
+PostgreSQL server (the tests' throwaway server with PostgreSQL's default settings, fsync
+on, or ``--postgres-dsn`` of a server where databases may be created):
 
 * **the clusters**: one process (``serve``) holds C fake API servers, each at its own path
   prefix (``/c007/api/v1/pods``), each with P pods of ~7 KB (``benchmarks.cluster``: paged
@@ -710,6 +710,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--senders", type=int, default=1, help="sender processes")
     p.add_argument("--postgres-dsn", default=None, help="a server where databases may be made")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--report", default="fleet", help="the results' name: NAME.md, NAME.json")
     return p
 
 
@@ -740,8 +741,8 @@ def main(argv: list[str] | None = None) -> None:
     args.argv = _without_dsn(given)
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fleet.json").write_text(json.dumps(report, indent=2))
-    (args.out / "fleet.md").write_text(markdown(report))
+    (args.out / f"{args.report}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"{args.report}.md").write_text(markdown(report))
     print(markdown(report))
 
 
