@@ -7,8 +7,10 @@ wrong cluster, or a snapshot that deleted beyond its own, would show; each churn
 throughout. Along the way:
 
 * one receiver is SIGKILLed while a cluster's first snapshot streams into it (its LIST
-  pages held back by the fake): nothing of that snapshot lands; the receiver is restarted
-  on its port and the cluster's next generation lands;
+  pages held back by the fake): nothing of that snapshot lands; the mirrors using it fail
+  over to the next receiver (each mirror has all three, ``--http URL1 --http URL2 --http
+  URL3``, starting on its own), where the cluster's next generation lands; the killed
+  receiver is restarted on its port;
 * one cluster's token writes an empty snapshot (as a rogue agent of that cluster could):
   it empties that cluster's rows only, and that cluster's mirror, refused by the fence
   from then on, lists again and converges;
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import re
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -186,9 +189,11 @@ class Receivers:
         return process, found.group(1)
 
     def urls_for(self, index: int) -> list[str]:
-        """The receivers a mirror sends to: one each, spread over the three (a mirror that
-        fails over between several is the sender's own tests' business)."""
-        return [self.urls[index % RECEIVERS]]
+        """The receivers a mirror sends to: all three, each mirror starting on its own (so
+        the fleet is spread over them), as the README advises outside Kubernetes; a mirror
+        whose receiver dies fails over to the next."""
+        start = index % RECEIVERS
+        return self.urls[start:] + self.urls[:start]
 
 
 @contextlib.asynccontextmanager
@@ -253,7 +258,7 @@ async def test_a_fleet_of_ten_clusters_through_three_receivers_into_one_postgres
                 cluster.mirror = await ListwatchProcess.start(cluster.name, *args)
 
             # The slow cluster's mirror streams into the first receiver.
-            assert receivers.urls_for(0) == [receivers.urls[0]]
+            assert receivers.urls_for(0)[0] == receivers.urls[0]
             await asyncio.gather(*(start_mirror(i, c) for i, c in enumerate(clusters)))
             for cluster in clusters:
                 tasks.create_task(cluster.churn())
@@ -271,6 +276,9 @@ async def test_a_fleet_of_ten_clusters_through_three_receivers_into_one_postgres
             assert await started[0][0].stop(signal.SIGKILL) == -signal.SIGKILL
             assert SLOW not in await rows(postgres_dsn), "a cut snapshot left rows behind"
             slow.server.clear_faults()
+            assert slow.mirror is not None
+            first, second = (re.escape(url) for url in receivers.urls[:2])
+            await slow.mirror.wait_for_line(rf"failing over from {first} to {second}$")
             port = int(receivers.urls[0].rsplit(":", 1)[1])
             _, restarted = await receivers.start(port)
             assert restarted == receivers.urls[0]

@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--postgres", metavar="DSN", help="the PostgreSQL database to write (postgresql://...)"
     )
     store.add_argument(
-        "--http", metavar="URL", help="send to a listwatch receiver (the HTTP sync protocol)"
+        "--http",
+        action="append",
+        metavar="URL",
+        help="send to a listwatch receiver (the HTTP sync protocol); give it again for "
+        "receivers to fail over to, in order",
     )
     mirror.add_argument(
         "--cluster",
@@ -692,7 +696,7 @@ def _store_spec(args: argparse.Namespace) -> StoreSpec:
     if args.postgres is not None:
         return PostgresStoreSpec(args.postgres, cluster)
     return HttpStoreSpec(
-        args.http,
+        tuple(args.http),
         token_file=args.http_token_file,
         ca_file=args.http_ca,
         client_cert=args.http_client_cert,

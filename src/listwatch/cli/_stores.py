@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class HttpStoreSpec:
-    url: str
+    urls: tuple[str, ...]
+    """Every ``--http``, in order: the receivers the mirror fails over between."""
     token_file: Path | None = None
     ca_file: Path | None = None
     client_cert: Path | None = None
@@ -30,7 +31,7 @@ class HttpStoreSpec:
     verify: bool = True
 
     def describe(self) -> str:
-        return without_userinfo(self.url)
+        return ", ".join(without_userinfo(url) for url in self.urls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,20 +111,27 @@ async def _open_http(
 ) -> dict[str, Receiver]:
     from listwatch.httpsync._client import (  # noqa: PLC0415 - its TLS setup on use
         HttpSink,
+        ReceiverUrls,
         receiver_url,
     )
 
-    try:  # the URL is printed in every failure line and in /readyz: nothing secret in it
-        receiver_url(spec.url)
+    for url in spec.urls:  # printed in every failure line and in /readyz: nothing secret
+        try:
+            receiver_url(url)
+        except ValueError as exc:
+            raise CliError(f"--http {without_userinfo(url)}: {exc}") from None
+    try:
+        # One for all the resources: a receiver one of them found dead is left by all.
+        urls = ReceiverUrls(spec.urls)
     except ValueError as exc:
-        raise CliError(f"--http {spec.describe()}: {exc}") from None
+        raise CliError(f"--http: {exc}") from None
     if spec.token_file is not None and not spec.token_file.is_file():
         raise CliError(f"--http-token-file {spec.token_file}: no such file")
     receivers: dict[str, Receiver] = {}
     for name in names:
         try:
             sink = HttpSink(
-                spec.url,
+                urls,
                 token_file=spec.token_file,
                 ca_file=spec.ca_file,
                 client_cert=spec.client_cert,

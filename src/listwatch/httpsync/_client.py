@@ -26,6 +26,12 @@ a Status message is shown, capped, without the token (``_wire.error_from_answer`
 While a snapshot's listing is slow (a LIST page that takes long, a 429's wait), the body
 carries a blank line every ``HEARTBEAT`` seconds: the receiver's idle timeout then ends only
 a sender that is gone or stopped, never a slow API server.
+
+Several receivers may be given (``ReceiverUrls``): the sender uses one at a time and moves
+to the next when the one in use cannot be reached, does not answer in time, or answers 5xx
+(the rules, each with its reason, are ``ReceiverUrls``'s). A batch is sent again at once
+to the next receiver; a snapshot, which is read from the API server as it is sent, is not:
+its failure ends the generation and the next one's snapshot goes to the next receiver.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from listwatch.errors import HttpSyncError
 from listwatch.httpsync import _wire as protocol
 from listwatch.httpsync._wire import Header
 
-__all__ = ["HttpSink", "HttpSyncError"]
+__all__ = ["HttpSink", "HttpSyncError", "ReceiverUrls"]
 
 logger = logging.getLogger("listwatch")
 
@@ -71,6 +77,91 @@ or three records of the largest objects, whatever the page size (it was three wh
 _QUEUED_CHUNKS = 2
 
 
+class ReceiverUrls:
+    """The receivers a sender may write to, in order of preference, and the one in use.
+
+    ::
+
+        receivers = ReceiverUrls(["https://sync-a:8443", "https://sync-b:8443"])
+        pods = HttpSink(receivers, token_file=path, resource="pods")
+        nodes = HttpSink(receivers, token_file=path, resource="nodes")
+
+    Sinks given one ``ReceiverUrls`` move together: a receiver one of them found dead is
+    left by all, with one WARNING. The rules, each for a reason:
+
+    * **The first URL first.** The order is the operator's preference (the nearer
+      receiver, or an order per agent that spreads a fleet over the receivers); a sender
+      that started on a random one could not be told where to write.
+    * **Move on only for what another receiver may not share**: no connection, no answer
+      (or no reading of the body) within the sink's ``timeout``, or a 5xx (the receiver's
+      own store or pool failed, or a proxy in front of it). A 4xx is never failed over: it
+      is the sender's fault (a bad token, a malformed record) or the fence's answer (409),
+      and every receiver of the same store gives the same one.
+    * **Stay on the receiver that works**: a receiver the sender left is not tried again
+      until the others have failed, so a receiver that comes back does not pull every
+      sender back at once, and a flapping one is not hit at every recovery.
+    * **Round the list**: after the last URL comes the first again (a receiver that
+      restarted serves again); with one URL there is nothing to move to.
+    * **A failure moves on only from the receiver it came from**: requests in flight on
+      the same dead receiver (several resources, a batch and a snapshot) move the sender
+      once, not once each, and never past a receiver that has not failed.
+
+    Sending a write again to another receiver is safe because every receiver of one store
+    judges it by the same fence in the store's own transaction: a batch another receiver
+    already applied is answered 200 and changes nothing (same stamp), and a snapshot cut
+    short applied nothing where it was staged (an abandoned staging is dropped later).
+    """
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        given = [urls] if isinstance(urls, str) else list(urls)
+        if not given:
+            raise ValueError("give at least one receiver URL")
+        checked = tuple(receiver_url(url) for url in given)
+        for index, url in enumerate(checked):
+            if url in checked[:index]:  # checked: nothing secret in it, so it may be named
+                raise ValueError(f"the receiver URL {url} is given twice")
+        self._urls = checked
+        self._at = 0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._urls
+
+    @property
+    def current(self) -> str:
+        """The receiver the next request goes to."""
+        return self._urls[self._at]
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    def failed(self, url: str, error: HttpSyncError) -> None:
+        """``url`` failed a request with ``error``: the next request goes to the next
+        receiver, unless ``url`` is no longer the one in use (see the rules above)."""
+        if len(self._urls) == 1 or self._urls[self._at] != url:
+            return
+        self._at = (self._at + 1) % len(self._urls)
+        logger.warning(
+            "%s; failing over from %s to %s",
+            error,
+            url,
+            self.current,
+            extra={"receiver": url, "next_receiver": self.current},
+        )
+
+    def __repr__(self) -> str:
+        return f"ReceiverUrls({list(self._urls)!r})"
+
+
+class _Unavailable(Exception):
+    """A request failed in a way another receiver may not share: ``error`` is what the
+    caller raises (never this class, which no user sees), once it has moved on."""
+
+    def __init__(self, error: HttpSyncError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class HttpSink(OpenedOnEnter):
     """Send snapshots and batches of one resource to ``url`` (the receiver's base URL).
 
@@ -78,6 +169,12 @@ class HttpSink(OpenedOnEnter):
 
         async with HttpSink("https://mirror.example:8443", token_file=path) as sink:
             syncer = Syncer(source, on_list=sink.on_list, on_batch=sink.on_batch)
+
+    ``url`` may also be several receivers' URLs, or a ``ReceiverUrls`` shared with other
+    sinks: the sink writes to one and fails over to the next as ``ReceiverUrls`` says; a
+    batch that failed that way is sent again at once to the next receiver, each receiver
+    at most once per batch (so a batch may take up to one ``timeout`` per receiver).
+    Credentials and TLS settings are the same for every receiver.
 
     ``timeout`` bounds a batch request; during a snapshot (which may stream for as long as
     the listing takes; bound it whole with the Syncer's ``sync_timeout``) it bounds the
@@ -87,7 +184,7 @@ class HttpSink(OpenedOnEnter):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str] | ReceiverUrls,
         *,
         token: str | None = None,
         token_file: str | Path | None = None,
@@ -108,7 +205,7 @@ class HttpSink(OpenedOnEnter):
             raise ValueError("timeout must be positive")
         if not 0 <= compress_level <= 9:
             raise ValueError("compress_level is 0 (no gzip) to 9")
-        self._url = receiver_url(url)
+        self._urls = url if isinstance(url, ReceiverUrls) else ReceiverUrls(url)
         self._token = token
         self._token_file = Path(token_file) if token_file is not None else None
         self._ssl = _ssl_context(ca_file, client_cert, client_key, verify)
@@ -145,12 +242,20 @@ class HttpSink(OpenedOnEnter):
         chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
         taken = _Progress()
         path = f"/sync/{resource}/snapshot"
+        url = self._urls.current
         encoder = asyncio.create_task(
-            self._encode_snapshot(header, snapshot, chunks), name=f"encode {resource} snapshot"
+            self._encode_snapshot(header, snapshot, chunks, taken),
+            name=f"encode {resource} snapshot",
         )
-        post = asyncio.create_task(self._post(path, _drain(chunks, taken), timeout))
+        post = asyncio.create_task(self._post(url, path, _drain(chunks, taken), timeout))
         try:
-            answer = await self._watch_progress(post, chunks, taken, path)
+            answer = await self._watch_progress(url, post, chunks, taken, path)
+        except _Unavailable as unavailable:
+            # Not sent again here: its pages were read from the API server as they went.
+            # The generation ends; the next one's snapshot goes to the next receiver.
+            if taken.cut is None:  # else we cut it (the listing failed): not the receiver
+                self._urls.failed(url, unavailable.error)
+            raise unavailable.error from None
         finally:
             await _stop(post)
             await _stop(encoder)
@@ -189,15 +294,29 @@ class HttpSink(OpenedOnEnter):
         parts.append(encoder.flush())
         body = b"".join(parts)
         del parts
-        answer = await self._post(
-            f"/sync/{resource}/batch", body, aiohttp.ClientTimeout(total=self._timeout)
-        )
-        _report_quarantined(batch, answer)
+        path = f"/sync/{resource}/batch"
+        for attempt in range(1, len(self._urls) + 1):
+            url = self._urls.current
+            try:
+                answer = await self._post(
+                    url, path, body, aiohttp.ClientTimeout(total=self._timeout)
+                )
+            except _Unavailable as unavailable:
+                # Sent again to the next receiver, as it is: the fence applies it once
+                # (one that the failed receiver did apply is a duplicate, answered 200),
+                # and the generation goes on without a fresh snapshot.
+                self._urls.failed(url, unavailable.error)
+                if attempt == len(self._urls):
+                    raise unavailable.error from None
+            else:
+                _report_quarantined(batch, answer)
+                return
 
     # -- sending ---------------------------------------------------------------------------
 
     async def _watch_progress(
         self,
+        url: str,
         post: asyncio.Task[bytes],
         chunks: asyncio.Queue[bytes | Exception | None],
         taken: _Progress,
@@ -216,8 +335,10 @@ class HttpSink(OpenedOnEnter):
             if done:
                 return post.result()
             if chunks.full() and time.monotonic() - taken.at > self._timeout:
-                raise HttpSyncError(
-                    f"POST {self._url}{path}: the receiver took no data for {self._timeout:g} s"
+                raise _Unavailable(
+                    HttpSyncError(
+                        f"POST {url}{path}: the receiver took no data for {self._timeout:g} s"
+                    )
                 )
 
     async def _encode_snapshot(
@@ -225,12 +346,14 @@ class HttpSink(OpenedOnEnter):
         header: Header,
         snapshot: Snapshot,
         chunks: asyncio.Queue[bytes | Exception | None],
+        progress: _Progress,
     ) -> None:
         """Fill ``chunks`` with the body; a list error goes in too, to cut the request."""
         try:
             async for chunk in self._snapshot_body(header, snapshot):
                 await chunks.put(chunk)
         except Exception as exc:  # handed to the body, which raises it in aiohttp's writer
+            progress.cut = exc
             await chunks.put(exc)
         else:
             await chunks.put(None)
@@ -272,9 +395,14 @@ class HttpSink(OpenedOnEnter):
         yield b"".join(parts)
 
     async def _post(
-        self, path: str, body: bytes | AsyncIterator[bytes], limits: aiohttp.ClientTimeout
+        self,
+        url: str,
+        path: str,
+        body: bytes | AsyncIterator[bytes],
+        limits: aiohttp.ClientTimeout,
     ) -> bytes:
-        """The receiver's 200 answer; any other raises."""
+        """The 200 answer of ``url``; raises ``_Unavailable`` for what another receiver may
+        not share (no connection, no answer in time, a 5xx), any other error itself."""
         session = self._session
         if session is None:
             raise RuntimeError("HttpSink is not open: use 'async with HttpSink(...)'")
@@ -284,26 +412,29 @@ class HttpSink(OpenedOnEnter):
         token = self._read_token()
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        where = f"POST {self._url}{path}"
+        where = f"POST {url}{path}"
         try:
             async with session.post(
-                self._url + path, data=body, headers=headers, timeout=limits
+                url + path, data=body, headers=headers, timeout=limits
             ) as response:
                 answer = await _read_answer(response.content)
                 status = response.status
         except TimeoutError:
-            raise HttpSyncError(f"{where}: no answer within {self._timeout:g} s") from None
+            failure = f"no answer within {self._timeout:g} s"
+            raise _Unavailable(HttpSyncError(f"{where}: {failure}")) from None
         except aiohttp.ClientConnectorError as exc:
-            raise HttpSyncError(
-                f"{where}: cannot connect ({type(exc.os_error).__name__})"
-            ) from None
+            failure = f"cannot connect ({type(exc.os_error).__name__})"
+            raise _Unavailable(HttpSyncError(f"{where}: {failure}")) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise HttpSyncError(f"{where}: {type(exc).__name__}") from None
+            raise _Unavailable(HttpSyncError(f"{where}: {type(exc).__name__}")) from None
         if status == 200:
             return answer
-        raise protocol.error_from_answer(
+        error = protocol.error_from_answer(
             status, answer, where, secrets=(token,) if token is not None else ()
         )
+        if status >= 500 and isinstance(error, HttpSyncError):
+            raise _Unavailable(error)
+        raise error
 
     def _read_token(self) -> str | None:
         if self._token_file is None:
@@ -333,7 +464,8 @@ class HttpSink(OpenedOnEnter):
         return GroupVersionResource(group, "", plural)
 
     def __repr__(self) -> str:
-        return f"HttpSink({self._url!r})"
+        urls = self._urls.urls
+        return f"HttpSink({urls[0] if len(urls) == 1 else list(urls)!r})"
 
 
 class _Encoder:
@@ -356,10 +488,12 @@ class _Encoder:
 
 class _Progress:
     """When the request body last took a chunk (aiohttp asks for the next one only once
-    the previous one is written, or buffered within its limit)."""
+    the previous one is written, or buffered within its limit), and the error with which
+    the sender cut it, if it did."""
 
     def __init__(self) -> None:
         self.at = time.monotonic()
+        self.cut: Exception | None = None
 
 
 async def _drain(
