@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from listwatch.sinks.sqlite import read_mirror
+from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer
 from tests.objects import key_of
 
@@ -92,3 +92,40 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+_SQLITE_AUDIT = """
+CREATE TABLE audit (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT, epoch INTEGER, session TEXT,
+    generation INTEGER, sequence INTEGER
+);
+CREATE TRIGGER audit_insert AFTER INSERT ON sync_state BEGIN
+    INSERT INTO audit (resource, epoch, session, generation, sequence)
+    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
+END;
+CREATE TRIGGER audit_update AFTER UPDATE ON sync_state BEGIN
+    INSERT INTO audit (resource, epoch, session, generation, sequence)
+    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
+END;
+"""
+
+
+async def audit_sqlite(db: Path) -> None:
+    """Give the mirror file ``db`` an audit trail: a row per write of a sync state (its
+    epoch, session, generation and sequence), in the writing transaction, by a trigger."""
+    async with SQLiteSink(db, resource="pods"):
+        pass  # the schema, so that the audit trigger can be attached to it
+    connection = sqlite3.connect(db)
+    try:
+        connection.executescript(_SQLITE_AUDIT)
+    finally:
+        connection.close()
+
+
+def sqlite_audit(db: Path, columns: str = "n, epoch, session, generation, sequence") -> list[Any]:
+    """The audit trail of ``db`` (``audit_sqlite``), oldest first."""
+    connection = sqlite3.connect(db, timeout=10)
+    try:
+        return connection.execute(f"SELECT {columns} FROM audit ORDER BY n").fetchall()
+    finally:
+        connection.close()

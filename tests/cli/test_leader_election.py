@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,29 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from listwatch.sinks.sqlite import SQLiteSink
 from listwatch.testing import FakeApiServer
-from tests.cli.helpers import mirrored
+from tests.cli.helpers import audit_sqlite, mirrored, sqlite_audit
 from tests.objects import pod
 from tests.processes import ListwatchProcess
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]
-
-AUDIT = """
-CREATE TABLE audit (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT, epoch INTEGER, session TEXT,
-    generation INTEGER, sequence INTEGER
-);
-CREATE TRIGGER audit_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-CREATE TRIGGER audit_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-"""
 
 
 METRICS_LINE = r"metrics and health on (http://[\d.]+:\d+)/metrics"
@@ -60,13 +43,7 @@ async def leading(http: aiohttp.ClientSession, replica: ListwatchProcess) -> boo
 
 
 def audit(db: Path) -> list[tuple[int, int, str, int, int]]:
-    connection = sqlite3.connect(db, timeout=10)
-    try:
-        return connection.execute(
-            "SELECT n, epoch, session, generation, sequence FROM audit ORDER BY n"
-        ).fetchall()
-    finally:
-        connection.close()
+    return sqlite_audit(db)
 
 
 def holder(server: FakeApiServer) -> tuple[str, str]:
@@ -126,11 +103,7 @@ async def replicas(kubeconfig: Path, db: Path, count: int) -> AsyncIterator[list
 @pytest.fixture
 async def audited_db(tmp_path: Path) -> Path:
     db = tmp_path / "mirror.db"
-    async with SQLiteSink(db, resource="pods"):
-        pass  # the schema, so that the audit trigger can be attached to it
-    connection = sqlite3.connect(db)
-    connection.executescript(AUDIT)
-    connection.close()
+    await audit_sqlite(db)
     return db
 
 

@@ -30,9 +30,9 @@ import asyncpg
 import pytest
 
 from listwatch.sinks.postgres import PostgresSink
-from listwatch.sinks.sqlite import SQLiteSink, read_mirror
+from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault, RecordedRequest
-from tests.cli.helpers import eventually, server_objects, versions
+from tests.cli.helpers import audit_sqlite, eventually, server_objects, sqlite_audit, versions
 from tests.objects import pod
 from tests.processes import ListwatchProcess
 
@@ -52,20 +52,6 @@ it (once the page is asked for and, over HTTP, page 1 has reached the receiver),
 page is sent while the leader is stopped, so the leader may find it when it wakes."""
 TOKEN = "stalled-leader-token"
 
-SQLITE_AUDIT = """
-CREATE TABLE audit (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT, epoch INTEGER, session TEXT,
-    generation INTEGER, sequence INTEGER
-);
-CREATE TRIGGER audit_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-CREATE TRIGGER audit_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-"""
 POSTGRES_AUDIT = (
     """
     CREATE TABLE public.audit (
@@ -107,11 +93,7 @@ class Target:
 
 
 def _sqlite_audit(db: Path) -> Audit:
-    connection = sqlite3.connect(db, timeout=10)
-    try:
-        return connection.execute("SELECT n, epoch FROM audit ORDER BY n").fetchall()
-    finally:
-        connection.close()
+    return sqlite_audit(db, "n, epoch")
 
 
 def _sqlite_objects(db: Path) -> dict[str, str] | None:
@@ -123,11 +105,7 @@ def _sqlite_objects(db: Path) -> dict[str, str] | None:
 
 
 async def _audited_sqlite(db: Path) -> None:
-    async with SQLiteSink(db, resource="pods"):
-        pass  # the schema, so that the audit trigger can be attached to it
-    connection = sqlite3.connect(db)
-    connection.executescript(SQLITE_AUDIT)
-    connection.close()
+    await audit_sqlite(db)
 
 
 def _sqlite_target(name: str, db: Path, args: list[str]) -> Target:
