@@ -130,16 +130,7 @@ def configmap_server(count: int, size: int, workdir: Path) -> Iterator[Path]:
         )
         yield kubeconfig
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+        harness.stop_server(server)
 
 
 # -- the processes measured ---------------------------------------------------------------

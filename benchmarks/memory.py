@@ -279,16 +279,7 @@ def cluster_server(size: int) -> Iterator[Server]:
         harness.log(f"cluster server: pid {server.pid}, port {port}, ready in {built:.1f} s")
         yield Server(f"http://127.0.0.1:{port}", token, server.pid, built)
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+        harness.stop_server(server)
 
 
 # -- one mirror run -----------------------------------------------------------------------

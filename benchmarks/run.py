@@ -120,14 +120,22 @@ def payload_server(plan: Plan) -> Iterator[str]:
         log(f"payload server: pid {server.pid}, port {port}, {ready.split()[2]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen[Any]) -> None:
+    """End a server process the benchmark started: its stdin closed (its cue to stop),
+    SIGTERM, SIGKILL after 10 s; its stdout pipe closed."""
+    if server.stdin is not None:
+        server.stdin.close()
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    if server.stdout is not None:
+        server.stdout.close()
 
 
 def run_client(spec: dict[str, Any], *, wrapper: list[str] | None = None) -> dict[str, Any]:
