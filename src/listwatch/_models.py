@@ -23,6 +23,7 @@ import orjson
 
 from listwatch import _jsonparse as jsonparse
 from listwatch._managedfields import strip_json, strip_managed_fields
+from listwatch._shard import Shard
 from listwatch.errors import ReceiverError
 
 JsonObject = dict[str, Any]
@@ -389,6 +390,7 @@ class Snapshot:
         epoch: int = 0,
         resource: GroupVersionResource | None = None,
         session: str = "",
+        shard: Shard | None = None,
     ) -> None:
         self._pages = pages
         self._resource_version = resource_version
@@ -398,6 +400,9 @@ class Snapshot:
         self.session = session
         """The sending Syncer's random id: generations are ordered within a session (see
         ``listwatch.fencing``); "" for snapshots no Syncer sent."""
+        self.shard = shard
+        """The shard this snapshot is the whole of (``listwatch._shard``): it replaces only
+        the objects whose uid hashes into the shard's range. None: the whole collection."""
         self._started = False
         self._complete = False
         self._count = 0
@@ -417,6 +422,7 @@ class Snapshot:
         resource: GroupVersionResource | None = None,
         session: str = "",
         page_size: int = 500,
+        shard: Shard | None = None,
     ) -> Snapshot:
         """A snapshot of objects already in memory (tests, custom sources, replays)."""
         materialized = [i if isinstance(i, Item) else Item.of(i) for i in items]
@@ -432,6 +438,7 @@ class Snapshot:
             epoch=epoch,
             resource=resource,
             session=session,
+            shard=shard,
         )
 
     # -- what the receiver reads -----------------------------------------------------------
@@ -557,6 +564,8 @@ class Batch:
     resource: GroupVersionResource | None = None
     session: str = ""
     sequence: int = 0
+    shard: Shard | None = None
+    """The shard whose changes these are (``Snapshot.shard``); None: the whole collection."""
     quarantined: dict[str, str] = field(default_factory=dict, compare=False)
     """What the receiver kept as bytes rather than as JSON, by key: why (``quarantine``)."""
 
