@@ -102,9 +102,9 @@ __all__ = [
 ]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str, bytes | None, str | None, int, int]
+_Row = tuple[str, str, str, bytes | None, str | None, int]
 """key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined,
-the bytes' length, the uid hash (``_base.uid_hash``)."""
+the bytes' length."""
 
 _OBJECTS_TABLE = """
     CREATE TABLE IF NOT EXISTS {name} (
@@ -270,18 +270,20 @@ _STAGING_TABLE = """
         raw              BLOB,
         quarantined      TEXT,
         size             INTEGER NOT NULL,
-        uid_hash         INTEGER NOT NULL
+        uid_hash         INTEGER
     )
 """
-# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 uid hash,
-# ?8 resource, ?9 cluster.
+# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 resource, ?8 cluster.
+# The uid hash is computed (``lw_uid_hash``, ``_base.uid_hash``) only for a row the file does
+# not hold as it is, the only kind the swap writes: a relist of a quiet cluster hashes
+# nothing.
 _STAGE = """
     INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size, uid_hash)
     SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?4 END,
-           ?5, ?6, ?7
+           ?5, ?6, CASE WHEN held THEN NULL ELSE lw_uid_hash(coalesce(?4, ?3)) END
     FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE cluster = ?9 AND resource = ?8 AND key = ?1 AND resource_version = ?2
+        WHERE cluster = ?8 AND resource = ?7 AND key = ?1 AND resource_version = ?2
           AND object = ?3 AND raw IS ?4
     ) AS held)
     WHERE true
@@ -397,12 +399,11 @@ def _rows(
     """
     for item in items:
         stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
-        hashed = _base.uid_hash(data)
         if why is None:  # SQLite TEXT, for json_extract
-            yield stored_key, resource_version, data.decode(), None, None, len(data), hashed
+            yield stored_key, resource_version, data.decode(), None, None, len(data)
         else:
             quarantined[stored_key] = why
-            yield stored_key, resource_version, "null", data, why, len(data), hashed
+            yield stored_key, resource_version, "null", data, why, len(data)
 
 
 def _batch_rows(
@@ -415,7 +416,8 @@ def _batch_rows(
     quarantined: dict[str, str],
 ) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float, int]]:
     rows = _rows(resource, items, key, quarantined)
-    for stored_key, resource_version, text, raw, why, size, hashed in rows:
+    for stored_key, resource_version, text, raw, why, size in rows:
+        hashed = _base.uid_hash(text if raw is None else raw)
         yield cluster, resource, stored_key, resource_version, text, raw, why, size, now, hashed
 
 
@@ -583,6 +585,9 @@ class SQLiteSink(Sink[_Connections]):
                 await connection.execute("PRAGMA query_only=ON")
             if staging:  # a snapshot's pages go to a file, never to memory: bounded
                 await connection.execute("PRAGMA temp_store=FILE")
+                await connection.create_function(
+                    "lw_uid_hash", 1, _base.uid_hash, deterministic=True
+                )
         except BaseException:
             await connection.close()
             raise
