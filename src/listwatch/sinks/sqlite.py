@@ -228,9 +228,26 @@ _TO_SHARDS = (
     "ALTER TABLE lw_sync_state_5 RENAME TO sync_state",
 )
 
-# An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
-# costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
-_ON_CONFLICT = """
+_COMPARABLE = "({rv} GLOB '[1-9]*' AND {rv} NOT GLOB '*[^0-9]*')"
+_NEWER = (
+    "(NOT ("
+    + _COMPARABLE.format(rv="excluded.resource_version")
+    + " AND "
+    + _COMPARABLE.format(rv="objects.resource_version")
+    + ") "
+    "OR length(excluded.resource_version) > length(objects.resource_version) "
+    "OR (length(excluded.resource_version) = length(objects.resource_version) "
+    "AND excluded.resource_version > objects.resource_version))"
+)
+
+
+def _on_conflict(low: str, high: str) -> str:
+    """The upsert's conflict clause; ``low`` and ``high`` the parameters of the write's
+    ``_base.scope_bounds``. An unchanged object (same JSON, same RV) is not rewritten: a
+    relist of a quiet cluster then costs reads, not a rewrite of every page, and
+    ``updated_at`` says when the row last changed. Another shard's row under the key is
+    overwritten only by a newer RV (``_base.NEWER_ACROSS_SHARDS`` says why)."""
+    return f"""
     ON CONFLICT (cluster, resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
@@ -239,13 +256,18 @@ _ON_CONFLICT = """
         size = excluded.size,
         updated_at = excluded.updated_at,
         uid_hash = excluded.uid_hash
-    WHERE objects.object IS NOT excluded.object
-       OR objects.raw IS NOT excluded.raw
-       OR objects.resource_version IS NOT excluded.resource_version
+    WHERE (objects.object IS NOT excluded.object
+           OR objects.raw IS NOT excluded.raw
+           OR objects.resource_version IS NOT excluded.resource_version)
+      AND (objects.uid_hash BETWEEN {low} AND {high} OR {_NEWER})
 """
+
+
+# ?11, ?12: the write's scope_bounds.
 _UPSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
-    "quarantined, size, updated_at, uid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "quarantined, size, updated_at, uid_hash) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)" + _on_conflict("?11", "?12")
 )
 _DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
 # A shard's batch deletes a key only if the row is its shard's: the name may have been
@@ -305,7 +327,7 @@ _SWAP_UPSERT = (
     "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
-    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
+    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _on_conflict("?4", "?5")
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
@@ -632,7 +654,8 @@ class SQLiteSink(Sink[_Connections]):
                 rows = _batch_rows(
                     cluster, resource, upserts, key, now=now, quarantined=quarantined
                 )
-                await connection.executemany(_UPSERT, rows)
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.executemany(_UPSERT, ((*row, *bounds) for row in rows))
             if deletes:
                 await connection.executemany(delete, deletes)
             change = Usage(*await _fetchone(connection, _KEYS_USAGE, usage)) - before
@@ -778,7 +801,8 @@ class _SQLiteStaging(_base.Staging):
             staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
             await sink._enforce_limits(connection, stamp, recorded, staged)
             try:
-                await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.execute(_SWAP_UPSERT, (resource, now, cluster, *bounds))
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
