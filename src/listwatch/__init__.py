@@ -25,6 +25,7 @@ from listwatch._models import (
     object_key,
 )
 from listwatch._reflector import ListStrategy
+from listwatch._shard import Shard
 from listwatch._source import ListWatch
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
@@ -118,6 +119,7 @@ __all__ = [
     "ResourceVersionTooLarge",
     "ResponseTooLarge",
     "Restart",
+    "Shard",
     "ServerError",
     "Snapshot",
     "StaleEpoch",

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Self
 
 from listwatch._kube.discovery import ResourceName, parse_resource_name, resolve_name
 from listwatch._kube.resource import MAX_EVENT_BYTES, MAX_LIST_BYTES, ResourceClient
+from listwatch._kube.sharding import ShardFilter, Sharding
 from listwatch._models import Event, GroupVersionResource, Page
+from listwatch._shard import Shard
 from listwatch._types import ListFunc, ListOptions, WatchFunc, WatchOptions
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class _ClientOptions:
     metadata_only: bool
     max_event_bytes: int
     max_list_bytes: int
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         if self.max_event_bytes < 1 or self.max_list_bytes < 1:
@@ -70,6 +73,7 @@ class _ClientOptions:
             metadata_only=self.metadata_only,
             max_event_bytes=self.max_event_bytes,
             max_list_bytes=self.max_list_bytes,
+            shard=self.shard,
         )
 
 
@@ -86,6 +90,10 @@ class ListWatch:
     ``resource`` names the collection for receivers and metrics. ``watch_list`` declares
     that ``watch_func`` honours ``WatchOptions.send_initial_events`` (the API server does;
     a custom source usually does not, and then ``list_strategy="auto"`` pages).
+    ``shard`` declares that the source serves that shard of the collection alone: the
+    Syncer's snapshots and batches say so (``Snapshot.shard``), so that a receiver replaces
+    only that shard's objects. A custom source filters by itself; ``from_client(shard=)``
+    has the API server filter, or filters where the server does not.
     """
 
     def __init__(
@@ -96,13 +104,24 @@ class ListWatch:
         description: str = "custom source",
         resource: GroupVersionResource | None = None,
         watch_list: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         self._list_func = list_func
         self._watch_func = watch_func
         self.description = description
         self.resource = resource
         self.watch_list = watch_list
+        self.shard = shard
         self._unresolved: _Unresolved | None = None
+        self._shard_filter: ShardFilter | None = None
+
+    @property
+    def sharding(self) -> Sharding | None:
+        """Who filtered the last response of a sharded ``from_client`` source: ``"server"``
+        (the API server echoed the shard selector) or ``"client"`` (it did not: listwatch
+        dropped the objects outside the shard); None for an unsharded or custom source, and
+        before the first response (docs/architecture.md#sharded-sources)."""
+        return None if self._shard_filter is None else self._shard_filter.mode
 
     @classmethod
     def from_client(
@@ -119,6 +138,7 @@ class ListWatch:
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_list_bytes: int = MAX_LIST_BYTES,
         idle_timeout: float | None = None,
+        shard: Shard | str | None = None,
     ) -> ListWatch:
         """Any listable resource, through the client's config, auth, TLS and proxies.
 
@@ -142,6 +162,12 @@ class ListWatch:
         ``max_event_bytes`` caps one watch event (16 MiB) and ``max_list_bytes`` one LIST
         response (32 MiB), both as inflated; LIST pages aim at ``listwatch._models.PAGE_BYTES``
         (8 MiB) whatever the page size asks (docs/kubernetes-semantics.md#size-limits).
+
+        ``shard`` (a ``Shard``, or its text: ``"1/4"``, ``"0x…-0x…"``) lists and watches one
+        shard of the collection, the objects whose uid's 64-bit FNV-1a hash lies in its
+        range: every request asks the server for it (``shardSelector``, Kubernetes 1.36's
+        ``ShardedListAndWatch``), and where the server does not filter, listwatch does
+        (``sharding`` says which: docs/kubernetes-semantics.md#sharded-list-and-watch).
         """
         if idle_timeout is not None:
             warnings.warn(
@@ -158,6 +184,7 @@ class ListWatch:
             metadata_only=metadata_only,
             max_event_bytes=max_event_bytes,
             max_list_bytes=max_list_bytes,
+            shard=Shard.parse(shard) if isinstance(shard, str) else shard,
         )
         if version is not None:
             if "." in resource:
@@ -167,13 +194,16 @@ class ListWatch:
                 )
             gvr = GroupVersionResource(group or "", version, resource)
             client = options.client(api_client, gvr)
-            return cls(
+            built = cls(
                 list_func=client.list_page,
                 watch_func=client.watch_events,
                 description=client.description,
                 resource=gvr,
                 watch_list=True,
+                shard=options.shard,
             )
+            built._shard_filter = client.shard_filter
+            return built
         name = parse_resource_name(resource)
         if group is not None:
             if name.group is not None:
@@ -187,6 +217,7 @@ class ListWatch:
             description=f"{name} (not resolved yet)",
             resource=GroupVersionResource(name.group or "", name.version or "", name.name),
             watch_list=True,
+            shard=options.shard,
         )
         source._unresolved = _Unresolved(api_client, name, options)
         return source
@@ -218,6 +249,7 @@ class ListWatch:
         self._watch_func = client.watch_events
         self.description = client.description
         self.resource = served.gvr
+        self._shard_filter = client.shard_filter
         self._unresolved = None
         return self
 

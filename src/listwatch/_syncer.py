@@ -165,6 +165,7 @@ class Syncer(RunsInBackground):
         self._has_synced = False
         self._merger: EventMerger | None = None
         self._tracker = StatusTracker(source.resource)
+        self._tracker.shard = source.shard
         self._emit = observe.Observers([self._tracker, *observers])
         # Receivers order this Syncer's generations, and the batches within each, by it.
         self._session = secrets.token_hex(8)
@@ -201,8 +202,10 @@ class Syncer(RunsInBackground):
     def status(self) -> SyncerStatus:
         merger = self._merger
         if merger is None:
-            return self._tracker.status()
-        return self._tracker.status(queued=merger.queued, pending=merger.pending)
+            return self._tracker.status(sharding=self._source.sharding)
+        return self._tracker.status(
+            queued=merger.queued, pending=merger.pending, sharding=self._source.sharding
+        )
 
     async def wait_until(self, predicate: Callable[[SyncerStatus], bool]) -> SyncerStatus:
         """Wait for a status that satisfies ``predicate``.
@@ -336,6 +339,7 @@ class Syncer(RunsInBackground):
                 epoch=self._epoch,
                 resource=self._source.resource,
                 session=self._session,
+                shard=self._source.shard,
             )
             self._sequence = 0
             await self._deliver_snapshot(snapshot)
@@ -471,7 +475,9 @@ class Syncer(RunsInBackground):
 
     async def _deliver_batch(self, batch: Batch) -> None:
         self._sequence += 1
-        batch = dataclasses.replace(batch, session=self._session, sequence=self._sequence)
+        batch = dataclasses.replace(
+            batch, session=self._session, sequence=self._sequence, shard=self._source.shard
+        )
         started = time.monotonic()
         try:
             await self._deliver("on_batch", batch.generation, self._on_batch(batch))

@@ -32,7 +32,9 @@ import orjson
 
 from listwatch._framing import LineFramer, LineTooLong
 from listwatch._kube import http, tolerant
+from listwatch._kube.sharding import ShardFilter, echoed_selector
 from listwatch._models import PAGE_BYTES, Event, EventType, Item, Page
+from listwatch._shard import Shard
 from listwatch._types import ListOptions, WatchOptions
 from listwatch.errors import (
     ConnectionLost,
@@ -497,6 +499,7 @@ class ResourceClient:
         metadata_only: bool,
         max_event_bytes: int,
         max_list_bytes: int,
+        shard: Shard | None = None,
     ) -> None:
         if max_event_bytes < 1 or max_list_bytes < 1:
             raise ValueError("max_event_bytes and max_list_bytes must be positive")
@@ -507,6 +510,9 @@ class ResourceClient:
             self._selectors.append(("labelSelector", label_selector))
         if field_selector:
             self._selectors.append(("fieldSelector", field_selector))
+        self.shard_filter = None if shard is None else ShardFilter(shard, self._path)
+        if self.shard_filter is not None:
+            self._selectors.append(("shardSelector", self.shard_filter.selector))
         self._max_event_bytes = max_event_bytes
         self._max_list_bytes = max_list_bytes
         self._page_limit = PageLimit()
@@ -516,6 +522,8 @@ class ResourceClient:
         self._list_accept = _METADATA_LIST_ACCEPT if metadata_only else http.JSON
         self._watch_accept = _METADATA_WATCH_ACCEPT if metadata_only else http.JSON
         self.description = self._path + (" (metadata only)" if metadata_only else "")
+        if shard is not None:
+            self.description += f" (shard {shard.name})"
 
     async def list_page(self, options: ListOptions) -> Page:
         """One page of at most ``options.limit`` objects, fewer when they are big
@@ -560,6 +568,8 @@ class ResourceClient:
         )
         page = page_from_list_body(body, what=f"LIST {self._path}")
         self._page_limit.observed(len(body), len(page.items))
+        if self.shard_filter is not None:
+            return self.shard_filter.page(page, echoed_selector(body))
         return page
 
     def watch_events(self, options: WatchOptions) -> WatchStream:
@@ -591,6 +601,9 @@ class ResourceClient:
         timeout = options.timeout_seconds or _SERVER_WATCH_TIMEOUT
         silent_until = loop.time() + timeout + WATCH_END_GRACE
         decoder = WatchDecoder(self._max_event_bytes, what=request)
+        shard_filter = self.shard_filter
+        if shard_filter is not None:
+            shard_filter.watch_started()
         try:
             http.keep_alive(response)
             async with aclosing(http.chunks(response, request=request)) as reading:
@@ -612,9 +625,13 @@ class ResourceClient:
                     try:
                         decoder.feed(chunk, events)
                     except ListWatchError:
+                        if shard_filter is not None:
+                            events = shard_filter.events(events)
                         if events:  # sent before the error: delivered before it is raised
                             yield events
                         raise
+                    if shard_filter is not None:
+                        events = shard_filter.events(events)
                     if events:
                         yield events
             decoder.finish()

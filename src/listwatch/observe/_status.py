@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from listwatch._aio import Signal
 from listwatch._models import GroupVersionResource
+from listwatch._shard import Shard
 from listwatch.errors import ResourceNotFound
 from listwatch.observe import _events as observe
 
@@ -98,6 +99,12 @@ class SyncerStatus:
     quarantined: Mapping[str, str] = field(default_factory=dict)
     """The objects the receiver keeps as bytes, not as JSON, by key: why, as the receiver
     last said (``Snapshot.quarantine``). Kept, so not a reason to be unready; shown."""
+    shard: Shard | None = None
+    """The shard of the collection the source serves (``ListWatch.shard``); None: all."""
+    sharding: str | None = None
+    """Who filtered the source's last response to the shard: ``"server"`` (the API server
+    echoed the shard selector) or ``"client"`` (listwatch did); None unsharded or before
+    the first response (``ListWatch.sharding``)."""
 
 
 class StatusTracker:
@@ -111,6 +118,7 @@ class StatusTracker:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.resource = resource  # a source resolves its name when its Syncer first runs
+        self.shard: Shard | None = None
         self._clock = clock
         self._wall_clock = wall_clock
         self._changed = Signal()
@@ -223,8 +231,11 @@ class StatusTracker:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def status(self, *, queued: int = 0, pending: int = 0) -> SyncerStatus:
-        """The status now; ``queued``/``pending`` are the live merger's sizes."""
+    def status(
+        self, *, queued: int = 0, pending: int = 0, sharding: str | None = None
+    ) -> SyncerStatus:
+        """The status now; ``queued``/``pending`` are the live merger's sizes, ``sharding``
+        the source's word on who filters its shard."""
         caught_up = (
             self.phase is Phase.WATCHING
             and self._delivering_since is None
@@ -256,6 +267,8 @@ class StatusTracker:
             streamed=self.streamed,
             paged_because=self.paged_because,
             quarantined=dict(self.quarantined) if self.quarantined else {},
+            shard=self.shard,
+            sharding=sharding,
         )
 
     def _since(self, moment: float | None) -> float:
