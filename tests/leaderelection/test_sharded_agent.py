@@ -1,0 +1,141 @@
+"""``ShardedAgent`` in one process against the fake: replicas share N shard Leases fairly.
+
+Each replica is an agent over its own ApiClient, building, for every shard it holds, one
+Syncer of that shard writing into a per-shard mirror (``tests.core.helpers.Mirror``). The
+assertions are on the Leases and on what each shard's receiver holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from kubernetes_asyncio.client import ApiClient
+
+from listwatch import ListWatch, Syncer
+from listwatch._agent import WriteGate, gated
+from listwatch._shard import Shard
+from listwatch._sharding import ShardedAgent
+from listwatch.testing import FakeApiServer
+from tests.core.helpers import Mirror
+from tests.objects import pod
+
+SHARDS = 4
+TIMING = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.2}
+
+
+def holders(server: FakeApiServer) -> dict[int, str]:
+    found = {}
+    for index in range(SHARDS):
+        lease = server.get("coordination.k8s.io/v1", "Lease", f"lw-shard-{index}", "default")
+        found[index] = "" if lease is None else str(lease["spec"].get("holderIdentity") or "")
+    return found
+
+
+class Replica:
+    def __init__(self, server: FakeApiServer, identity: str) -> None:
+        self.api: ApiClient = server.api_client()
+        self.mirrors: dict[str, Mirror] = {}
+        self.agent = ShardedAgent(
+            self.build,
+            self.api,
+            shards=SHARDS,
+            lease_name="lw",
+            lease_namespace="default",
+            identity=identity,
+            settle=0.5,
+            **TIMING,
+        )
+
+    def build(self, shard: Shard, epoch: int, gate: WriteGate) -> Sequence[Syncer]:
+        mirror = self.mirrors[shard.name] = Mirror()
+        source = ListWatch.from_client(self.api, "pods", version="v1", shard=shard)
+        return [
+            Syncer(
+                source,
+                on_list=gated(mirror.on_list, gate),
+                on_batch=gated(mirror.on_batch, gate),
+                merge_interval=0.02,
+                epoch=epoch,
+            )
+        ]
+
+
+@contextlib.asynccontextmanager
+async def running(server: FakeApiServer, identity: str) -> AsyncIterator[Replica]:
+    replica = Replica(server, identity)
+    task = asyncio.create_task(replica.agent.run())
+    try:
+        yield replica
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await replica.api.close()
+
+
+async def test_a_joining_replica_is_given_shards_and_a_stopped_ones_are_taken_over(
+    server: FakeApiServer,
+) -> None:
+    for i in range(30):
+        await server.create(pod(f"p{i:02d}"))
+    async with running(server, "a") as a:
+        await asyncio.wait_for(a.agent.wait_until(lambda g: len(g.leading()) == SHARDS), 20)
+        assert set(holders(server).values()) == {"a"}
+        async with running(server, "b") as b:
+            # The share halves: a gives two back (one per round), b takes them.
+            both = asyncio.gather(
+                a.agent.wait_until(lambda g: len(g.leading()) == 2),
+                b.agent.wait_until(lambda g: len(g.leading()) == 2),
+            )
+            await asyncio.wait_for(both, 20)
+            held = holders(server)
+            assert sorted(held.values()) == ["a", "a", "b", "b"]
+            assert a.agent.share == b.agent.share == 2
+            # b's shards, synced by b, hold exactly b's objects.
+            for shard in b.agent.leading():
+                mirror = b.mirrors[shard.name]
+                await asyncio.wait_for(b.agent.wait_until(lambda g, s=shard: _synced(g, s)), 20)
+                uids = {obj["metadata"]["uid"] for obj in mirror.objects.values()}
+                want = {
+                    o["metadata"]["uid"]
+                    for o in server.objects("v1", "Pod")
+                    if shard.holds_uid(o["metadata"]["uid"])
+                }
+                assert uids == want
+        # b stopped (its Leases released): a takes all four back.
+        await asyncio.wait_for(a.agent.wait_until(lambda g: len(g.leading()) == SHARDS), 20)
+        assert set(holders(server).values()) == {"a"}
+        report = a.agent.readiness()
+        assert report.details["fair_share"] == SHARDS
+        assert sorted(report.details["shards"]) == [f"{i}/{SHARDS}" for i in range(SHARDS)]
+
+
+async def test_a_replica_that_holds_no_shard_is_ready_and_says_so(server: FakeApiServer) -> None:
+    async with running(server, "a") as a, running(server, "b") as b:
+        both = asyncio.gather(
+            a.agent.wait_until(lambda g: len(g.leading()) == 2 and g.share == 2),
+            b.agent.wait_until(lambda g: len(g.leading()) == 2 and g.share == 2),
+        )
+        await asyncio.wait_for(both, 20)
+        async with running(server, "c") as c:
+            # 3 replicas, 4 shards: the share stays ceil(4 / 3) = 2, so nothing moves.
+            await asyncio.wait_for(c.agent.wait_until(lambda g: len(g.live) == 3), 20)
+            await asyncio.wait_for(
+                a.agent.wait_until(lambda g: len(g.live) == 3 and g.share == 2), 20
+            )
+            assert c.agent.leading() == []
+            report = c.agent.readiness()
+            assert report.ok
+            assert report.details["note"] == "this replica holds no shard"
+            assert report.details["shards"] == {}
+            assert report.details["live_replicas"] == ["a", "b", "c"]
+            assert len(a.agent.leading()) == len(b.agent.leading()) == 2
+
+
+def _synced(agent: ShardedAgent, shard: Shard) -> bool:
+    for held in agent.held:
+        if held.shard == shard and held.supervisor is not None:
+            return all(s.synced for s in held.supervisor.statuses().values())
+    return False
