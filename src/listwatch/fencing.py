@@ -9,12 +9,17 @@ Every snapshot and batch a Syncer sends is stamped (``Stamp``) with:
 * ``generation``: which snapshot the write belongs to (each generation starts with one).
 * ``sequence``: the batch's number within its generation (1, 2, ...); 0 for the snapshot.
 
-A receiver records the stamp of its last applied write per (cluster, resource) and, in the
-same transaction as each new write, decides with ``decide``:
+* ``shard``: the scope the write replaces (``Snapshot.shard``): a range of the uid hash
+  (``listwatch._shard``), or None for the whole collection.
+
+A receiver records the stamp of its last applied write per (cluster, resource, scope) (the
+scope as ``scope_text``: "" for the whole collection) and, in the same transaction as each
+new write, decides with ``decide``:
 
 | the write                                                    | verdict                  |
 |--------------------------------------------------------------|--------------------------|
 | epoch below the highest recorded for the write's cluster     | ``StaleEpoch``: refused  |
+| over the scopes that overlap the write's (``highest_epoch``)  |                          |
 | same session, older generation                                | ``StaleWrite``: refused  |
 | same session and generation: a snapshot, or a batch already   | ``DUPLICATE``: nothing   |
 | applied (sequence <= recorded): a retried or replayed request | to do, and not an error  |
@@ -36,6 +41,20 @@ epochs say nothing about each other, and a cluster whose etcd is younger must wr
 one whose etcd is older. ``highest_epoch`` is therefore the write's cluster's. A write with
 an empty session (made by hand, not by a Syncer) is checked only against the epoch.
 
+Why over the scopes that *overlap* the write's, and over all of the cluster's resources
+(``highest_epoch``): a sharded agent holds one Lease per shard (``<lease>-shard-<i>``, for
+all the resources it mirrors), each with its own epoch, so a shard's leader is fenced by
+the Lease of its shard, over all its resources, as an unsharded leader is by its one Lease.
+Shards of one layout are disjoint: a new leader of shard 2 (epoch 900) never fences shard
+1's current leader (epoch 700), and shards fail over independently. Writers whose scopes
+overlap write the same rows, and are ordered by their epochs exactly as one leader's
+successive terms are: an unsharded scope overlaps every shard (so an unsharded write is
+checked against every epoch of its cluster, as before shards existed), and when the shard
+count changes (4 to 8) the new layout's leaders, whose Leases were taken later and whose
+epochs (etcd revisions) are therefore higher, fence the old layout's leaders of the
+overlapping ranges, and only those. Within one scope, the rows below apply to the
+scope's own recorded stamp.
+
 Why an older snapshot is refused within an epoch: a snapshot replaces the resource's rows,
 so one replayed from an earlier sync (another session's request retried late, or sent
 again by hand) would take the mirror back in time (RV 301 back to 200) although every write
@@ -56,12 +75,23 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from listwatch._models import Batch, Snapshot
+from listwatch._shard import Shard
 from listwatch.errors import StaleEpoch, StaleWrite
 
-__all__ = ["Stamp", "StaleWrite", "Verdict", "decide", "stamp_of"]
+__all__ = [
+    "Stamp",
+    "StaleWrite",
+    "Verdict",
+    "decide",
+    "highest_epoch",
+    "scope_shard",
+    "scope_text",
+    "stamp_of",
+]
 
 
 class Verdict(enum.Enum):
@@ -80,6 +110,9 @@ class Stamp:
     resource_version: str = ""
     """The write's resourceVersion (a recorded stamp: the resource's current one); "" when
     not known yet."""
+    shard: Shard | None = None
+    """The scope the write replaces (None: the whole collection). Not compared by
+    ``decide``: a recorded stamp is the one of the write's own scope."""
 
     @property
     def snapshot(self) -> bool:
@@ -87,18 +120,55 @@ class Stamp:
 
 
 def stamp_of(write: Snapshot | Batch) -> Stamp:
-    if isinstance(write, Snapshot):
-        return Stamp(write.epoch, write.session, write.generation, 0, write.resource_version)
-    sequence = max(write.sequence, 1)
-    return Stamp(write.epoch, write.session, write.generation, sequence, write.resource_version)
+    shard = None if write.shard is None or write.shard.everything else write.shard
+    sequence = 0 if isinstance(write, Snapshot) else max(write.sequence, 1)
+    return Stamp(
+        write.epoch, write.session, write.generation, sequence, write.resource_version, shard
+    )
+
+
+def scope_text(shard: Shard | None) -> str:
+    """The scope as receivers record it: "" for the whole collection (also a shard that is
+    the whole hash space: it replaces the same rows), else the range, ``0xSTART-0xEND``
+    (never ``I/N``: two layouts may name one range differently, and the range is what the
+    rows and the fence depend on)."""
+    if shard is None or shard.everything:
+        return ""
+    return f"0x{shard.start:016x}-0x{shard.end:016x}"
+
+
+def scope_shard(text: str) -> Shard | None:
+    """The shard of a recorded scope (``scope_text``'s inverse)."""
+    return Shard.parse(text) if text else None
+
+
+def overlap(a: Shard | None, b: Shard | None) -> bool:
+    if a is None or b is None:
+        return True
+    """Whether two scopes share objects (None: the whole collection, overlapping all)."""
+    return a.start < b.end and b.start < a.end
+
+
+def highest_epoch(shard: Shard | None, recorded: Iterable[tuple[str, int]]) -> int | None:
+    """The highest epoch that fences a write of ``shard``: over the cluster's recorded
+    ``(scope_text, epoch)`` pairs (all its resources), those whose scope overlaps the
+    write's (the module's doc says why). None if there is none."""
+    epochs = [epoch for text, epoch in recorded if overlap(shard, scope_shard(text))]
+    return max(epochs, default=None)
+
+
+def _named(resource: str, shard: Shard | None) -> str:
+    return resource if shard is None else f"{resource} (shard {shard.name})"
 
 
 def decide(
     resource: str, write: Stamp, recorded: Stamp | None, highest_epoch: int | None
 ) -> Verdict:
     """The verdict on ``write``, given the resource's last applied stamp and the highest
-    epoch the receiver has recorded for the write's cluster; raises ``StaleEpoch`` or
-    ``StaleWrite`` to refuse."""
+    epoch the receiver has recorded for the write's cluster (for a sharded write, over the
+    scopes that overlap its own: ``highest_epoch``); raises ``StaleEpoch`` or ``StaleWrite``
+    to refuse."""
+    resource = _named(resource, write.shard)
     if highest_epoch is not None and write.epoch < highest_epoch:
         raise StaleEpoch(resource, write.epoch, highest_epoch)
     if not write.session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 import listwatch
 from listwatch import Batch, Event, EventType, Item, Page, Snapshot, object_key
 from listwatch._models import KeyFunc
+from listwatch._shard import Shard
 from listwatch.sinks._base import Sink, SinkStore, SyncState
 from listwatch.sinks.postgres import PostgresSink, PostgresStore
 from listwatch.sinks.sqlite import SQLiteSink, SQLiteStore, read_mirror
@@ -55,6 +57,17 @@ def configmap(
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(rv)},
         "data": data,
     }
+
+
+def in_shard(shard: Shard, name: str, rv: int = 1, **data: str) -> dict[str, Any]:
+    """A ConfigMap named ``name`` whose uid hashes into ``shard``."""
+    for attempt in itertools.count():
+        uid = f"{name}-uid-{attempt}"
+        if shard.holds_uid(uid):
+            obj = configmap(name, rv, **data)
+            obj["metadata"]["uid"] = uid
+            return obj
+    raise AssertionError("unreachable")
 
 
 def snapshot(

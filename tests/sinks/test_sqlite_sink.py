@@ -7,12 +7,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
-from listwatch import Item, Snapshot
+from listwatch import Item, Snapshot, object_key
+from listwatch._shard import Shard, fnv1a64
 from listwatch.sinks.sqlite import SCHEMA_VERSION, Mirror, SQLiteSink, read_mirror
 
-from .helpers import by_key, configmap, nested, raw_item, snapshot, sqlite_connect
+from .helpers import by_key, configmap, in_shard, nested, raw_item, snapshot, sqlite_connect
 
 # -- lifecycle and schema --------------------------------------------------------------------
 
@@ -168,3 +170,52 @@ def test_read_mirror_errors(tmp_path: Path) -> None:
     sqlite3.connect(other).close()
     with pytest.raises(ValueError, match="not a listwatch"):
         read_mirror(other, resource="pods")
+
+
+SCHEMA_4 = """
+    CREATE TABLE objects (cluster TEXT NOT NULL, resource TEXT NOT NULL, key TEXT NOT NULL,
+        resource_version TEXT NOT NULL, object TEXT NOT NULL, raw BLOB, quarantined TEXT,
+        size INTEGER NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (cluster, resource, key));
+    CREATE TABLE sync_state (cluster TEXT NOT NULL, resource TEXT NOT NULL,
+        resource_version TEXT NOT NULL, generation INTEGER NOT NULL, synced_at REAL NOT NULL,
+        listed_at REAL, epoch INTEGER NOT NULL DEFAULT 0, session TEXT NOT NULL DEFAULT '',
+        sequence INTEGER NOT NULL DEFAULT 0, object_count INTEGER NOT NULL DEFAULT 0,
+        object_bytes INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, resource));
+    PRAGMA user_version=4;
+"""
+
+
+async def test_a_file_of_version_4_gains_each_objects_uid_hash_and_the_shard_scope(
+    db: Path,
+) -> None:
+    first, second = Shard.of(0, 2), Shard.of(1, 2)
+    a, b = in_shard(first, "a", 1), in_shard(second, "b", 2)
+    connection = sqlite3.connect(db)
+    connection.executescript(SCHEMA_4)
+    for obj in (a, b):
+        text = orjson.dumps(obj).decode()
+        connection.execute(
+            "INSERT INTO objects VALUES ('default', 'configmaps', ?, ?, ?, NULL, NULL, ?, 0)",
+            (object_key(obj), obj["metadata"]["resourceVersion"], text, len(text)),
+        )
+    connection.execute(
+        "INSERT INTO sync_state VALUES ('default', 'configmaps', '2', 3, 0, 0, 7, 's', 1, 2, 9)"
+    )
+    connection.commit()
+    connection.close()
+    assert read_mirror(db, resource="configmaps").state is not None  # read as it is
+
+    async with SQLiteSink(db, resource="configmaps") as sink:
+        state = await sink.sync_state()
+        assert state is not None
+        assert (state.epoch, state.generation, state.shard, state.object_count) == (7, 3, "", 2)
+        # The old rows have their hashes: shard 1's empty snapshot deletes a only.
+        await sink.on_list(Snapshot.of([], "5", epoch=7, session="t", shard=first))
+        assert await sink.objects() == by_key(b)
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        hashes = connection.execute("SELECT uid_hash FROM objects").fetchall()
+        assert hashes == [(fnv1a64(b["metadata"]["uid"]) - 2**63,)]
+    finally:
+        connection.close()

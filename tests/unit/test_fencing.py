@@ -6,9 +6,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listwatch import StaleEpoch
+from listwatch import Batch, Snapshot, StaleEpoch
+from listwatch._shard import Shard
 from listwatch.errors import StaleWrite
-from listwatch.fencing import Stamp, Verdict, decide
+from listwatch.fencing import (
+    Stamp,
+    Verdict,
+    decide,
+    highest_epoch,
+    scope_shard,
+    scope_text,
+    stamp_of,
+)
 
 S = "session-a"
 
@@ -150,3 +159,54 @@ def test_within_an_epoch_the_applied_snapshots_never_go_back(
             if state is not None:
                 assert rv >= int(state.resource_version)
             state = write
+
+
+# -- the scope of a sharded write (issue 23) ---------------------------------------------------
+
+QUARTERS = [scope_text(Shard.of(i, 4)) for i in range(4)]
+
+
+def test_a_shards_epoch_does_not_fence_another_shard() -> None:
+    recorded_epochs = [(QUARTERS[1], 900), (QUARTERS[0], 700)]
+    assert highest_epoch(Shard.of(0, 4), recorded_epochs) == 700
+    assert decide("pods", Stamp(700, S, 2, shard=Shard.of(0, 4)), None, 700) is Verdict.APPLY
+
+
+def test_an_old_leader_of_a_shard_is_fenced_by_its_shards_new_leader() -> None:
+    highest = highest_epoch(Shard.of(0, 4), [(QUARTERS[0], 1000), (QUARTERS[1], 900)])
+    with pytest.raises(StaleEpoch, match=r"pods \(shard 0/4\): refused a write of epoch 700"):
+        decide("pods", Stamp(700, S, 2, shard=Shard.of(0, 4)), None, highest)
+
+
+def test_an_unsharded_write_is_fenced_by_every_epoch_of_its_cluster() -> None:
+    assert highest_epoch(None, [(QUARTERS[2], 900), ("", 5), (QUARTERS[0], 700)]) == 900
+
+
+def test_a_shard_is_fenced_by_an_unsharded_writers_epoch() -> None:
+    assert highest_epoch(Shard.of(3, 4), [("", 800), (QUARTERS[0], 900)]) == 800
+
+
+def test_a_new_layouts_shard_is_fenced_only_by_the_old_ranges_it_overlaps() -> None:
+    # 0/8 lies inside 0/4; 1/4 is beside it.
+    recorded_epochs = [(QUARTERS[0], 700), (QUARTERS[1], 950)]
+    assert highest_epoch(Shard.of(0, 8), recorded_epochs) == 700
+    assert highest_epoch(Shard.of(2, 8), recorded_epochs) == 950
+
+
+def test_no_recorded_epoch_fences_nothing() -> None:
+    assert highest_epoch(Shard.of(0, 2), []) is None
+    assert highest_epoch(Shard.of(0, 2), [(scope_text(Shard.of(1, 2)), 5)]) is None
+
+
+def test_a_scope_is_the_range_whatever_the_layout_calls_it() -> None:
+    assert scope_text(Shard.of(1, 2)) == "0x8000000000000000-0x10000000000000000"
+    assert scope_text(Shard.of(2, 4)) == scope_text(Shard(2**63, 3 * 2**62))
+    assert scope_text(Shard.of(0, 1)) == scope_text(None) == ""
+    assert scope_shard(scope_text(Shard.of(3, 8))) == Shard(3 * 2**61, 4 * 2**61)
+    assert scope_shard("") is None
+
+
+def test_a_write_is_stamped_with_its_shard() -> None:
+    assert stamp_of(Snapshot.of([], "1", shard=Shard.of(1, 2))).shard == Shard.of(1, 2)
+    assert stamp_of(Snapshot.of([], "1", shard=Shard.of(0, 1))).shard is None
+    assert stamp_of(Batch({}, "1", 1, shard=Shard.of(1, 2))).shard == Shard.of(1, 2)

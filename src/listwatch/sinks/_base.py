@@ -68,12 +68,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import msgspec
 import orjson
 
 from listwatch import fencing
 from listwatch._aio import OpenedOnEnter
 from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch._shard import Shard, fnv1a64
 from listwatch.errors import LimitExceeded
 
 Verdict = fencing.Verdict
@@ -113,6 +115,9 @@ class SyncState:
     object_count: int = 0
     object_bytes: int = 0
     cluster: str = DEFAULT_CLUSTER
+    shard: str = ""
+    """The scope whose state this is (``fencing.scope_text``): "" for the whole resource,
+    else the range of a shard's writes, ``0xSTART-0xEND``."""
 
     @classmethod
     def from_row(cls, row: Iterable[Any] | None) -> SyncState | None:
@@ -258,7 +263,7 @@ def decode_objects(rows: Iterable[Any]) -> dict[str, JsonObject]:
 
 
 _STATE_COLUMNS = tuple(field.name for field in dataclasses.fields(SyncState))
-_STATE_KEY = ("cluster", "resource")
+_STATE_KEY = ("cluster", "resource", "shard")
 
 
 def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> str:
@@ -285,6 +290,46 @@ def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> st
         f"VALUES ({', '.join(values)}) ON CONFLICT ({', '.join(_STATE_KEY)}) DO UPDATE SET "
         + ", ".join(f"{column} = {value}" for column, value in updates.items())
     )
+
+
+class _UidMetadata(msgspec.Struct):
+    uid: str = ""
+
+
+class _UidHead(msgspec.Struct):
+    metadata: _UidMetadata | None = None
+
+
+_UID_HEAD = msgspec.json.Decoder(_UidHead)
+_UID_IN_TEXT = re.compile(rb'"uid"\s*:\s*"([^"\\]{1,128})"')
+_SIGNED_OFFSET = 1 << 63
+
+
+def uid_hash(data: bytes | str) -> int:
+    """The row's ``uid_hash``: FNV-1a 64 of the object's ``metadata.uid`` (``""`` when it
+    has none, as the API server hashes a missing field), minus 2**63.
+
+    Why shifted: both databases' integers are signed 64-bit, and ``h - 2**63`` keeps the
+    hash's order, so that a shard ``[start, end)`` is one range of the index
+    (``hash_bounds``). Read by msgspec, which builds nothing but the uid (about 3 us for a
+    7 KB pod, the hash as much again); JSON that msgspec cannot read (a quarantined
+    object's) is searched for its first ``"uid"`` member instead.
+    """
+    uid = ""
+    try:
+        head = _UID_HEAD.decode(data)
+        if head.metadata is not None:
+            uid = head.metadata.uid
+    except (msgspec.DecodeError, RecursionError):
+        found = _UID_IN_TEXT.search(data.encode() if isinstance(data, str) else data)
+        uid = found[1].decode("utf-8", "replace") if found else ""
+    return fnv1a64(uid) - _SIGNED_OFFSET
+
+
+def hash_bounds(shard: Shard) -> tuple[int, int]:
+    """The ``uid_hash`` values of ``shard``'s objects: ``BETWEEN`` these two, inclusive
+    (an exclusive end of 2**64 would not fit a signed 64-bit integer)."""
+    return shard.start - _SIGNED_OFFSET, shard.end - 1 - _SIGNED_OFFSET
 
 
 def split_batch(batch: Batch) -> tuple[list[Item], list[str]]:
@@ -468,8 +513,9 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
         """How many objects of the resource the mirror holds (quarantined ones included)."""
 
     @abstractmethod
-    async def sync_state(self) -> SyncState | None:
-        """The resource's sync state, or ``None`` before its first write."""
+    async def sync_state(self, shard: Shard | None = None) -> SyncState | None:
+        """The sync state of the resource's scope ``shard`` (None: of the writes of the whole
+        resource), or ``None`` before its first write."""
 
     @abstractmethod
     async def cluster_usage(self) -> Mapping[str, Usage]:

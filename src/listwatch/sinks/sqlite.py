@@ -70,6 +70,7 @@ import orjson
 
 from listwatch import fencing
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch._shard import Shard
 from listwatch.errors import StaleWrite
 from listwatch.sinks import _base
 from listwatch.sinks._base import (
@@ -97,9 +98,9 @@ __all__ = [
 ]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str, bytes | None, str | None, int]
+_Row = tuple[str, str, str, bytes | None, str | None, int, int]
 """key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined,
-the bytes' length."""
+the bytes' length, the uid hash (``_base.uid_hash``)."""
 
 _OBJECTS_TABLE = """
     CREATE TABLE IF NOT EXISTS {name} (
@@ -112,6 +113,7 @@ _OBJECTS_TABLE = """
         quarantined      TEXT,
         size             INTEGER NOT NULL,
         updated_at       REAL NOT NULL,
+        uid_hash         INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (cluster, resource, key)
     )
 """
@@ -128,9 +130,14 @@ _SYNC_STATE_TABLE = """
         sequence         INTEGER NOT NULL DEFAULT 0,
         object_count     INTEGER NOT NULL DEFAULT 0,
         object_bytes     INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (cluster, resource)
+        shard            TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (cluster, resource, shard)
     )
 """
+# A shard's snapshot deletes the rows of its range it lacks: one range of this index.
+_HASH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS objects_by_uid_hash ON objects (cluster, resource, uid_hash)"
+)
 _SCHEMA = (_OBJECTS_TABLE.format(name="objects"), _SYNC_STATE_TABLE.format(name="sync_state"))
 _COLUMNS = {
     "objects": {
@@ -143,6 +150,7 @@ _COLUMNS = {
         "quarantined",
         "size",
         "updated_at",
+        "uid_hash",
     },
     "sync_state": {
         "cluster",
@@ -156,13 +164,17 @@ _COLUMNS = {
         "sequence",
         "object_count",
         "object_bytes",
+        "shard",
     },
 }
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """``PRAGMA user_version`` of the file. 1 (or 0: a file of listwatch 0.1) lacks the stamp
 columns of ``sync_state``, 2 the quarantine columns of ``objects``; they are added on open
 (the fence then starts at epoch 0, and no row is quarantined). 3 lacks the cluster, which
-leads every primary key from 4 on (``_TO_CLUSTERS``)."""
+leads every primary key from 4 on (``_TO_CLUSTERS``). 4 lacks the shard scope: each
+object's ``uid_hash`` (computed on open from its JSON: ``lw_uid_hash``) and the ``shard`` of
+``sync_state``'s primary key (``_TO_SHARDS``; the rows recorded become the whole resource's,
+"")."""
 _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     1: (
         ("sync_state", "epoch", "ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"),
@@ -180,8 +192,9 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
 _TO_CLUSTERS = (
     _OBJECTS_TABLE.format(name="lw_objects_4"),
     "INSERT INTO lw_objects_4 (cluster, resource, key, resource_version, object, raw, "
-    "quarantined, size, updated_at) SELECT ?1, resource, key, resource_version, object, raw, "
-    "quarantined, length(coalesce(raw, CAST(object AS BLOB))), updated_at FROM objects",
+    "quarantined, size, updated_at, uid_hash) SELECT ?1, resource, key, resource_version, "
+    "object, raw, quarantined, length(coalesce(raw, CAST(object AS BLOB))), updated_at, "
+    "lw_uid_hash(coalesce(raw, object)) FROM objects",
     _SYNC_STATE_TABLE.format(name="lw_sync_state_4"),
     "INSERT INTO lw_sync_state_4 (cluster, resource, resource_version, generation, synced_at, "
     "listed_at, epoch, session, sequence, object_count, object_bytes) "
@@ -195,6 +208,21 @@ _TO_CLUSTERS = (
     "ALTER TABLE lw_objects_4 RENAME TO objects",
     "ALTER TABLE lw_sync_state_4 RENAME TO sync_state",
 )
+# Version 4 -> 5: each object's uid hash, computed once from its JSON; and sync_state built
+# again with the shard in its primary key (its rows the whole resource's, "").
+_TO_HASHES = (
+    "ALTER TABLE objects ADD COLUMN uid_hash INTEGER NOT NULL DEFAULT 0",
+    "UPDATE objects SET uid_hash = lw_uid_hash(coalesce(raw, object))",
+)
+_TO_SHARDS = (
+    _SYNC_STATE_TABLE.format(name="lw_sync_state_5"),
+    "INSERT INTO lw_sync_state_5 (cluster, resource, resource_version, generation, synced_at, "
+    "listed_at, epoch, session, sequence, object_count, object_bytes) "
+    "SELECT cluster, resource, resource_version, generation, synced_at, listed_at, epoch, "
+    "session, sequence, object_count, object_bytes FROM sync_state",
+    "DROP TABLE sync_state",
+    "ALTER TABLE lw_sync_state_5 RENAME TO sync_state",
+)
 
 # An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
 # costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
@@ -205,16 +233,20 @@ _ON_CONFLICT = """
         raw = excluded.raw,
         quarantined = excluded.quarantined,
         size = excluded.size,
-        updated_at = excluded.updated_at
+        updated_at = excluded.updated_at,
+        uid_hash = excluded.uid_hash
     WHERE objects.object IS NOT excluded.object
        OR objects.raw IS NOT excluded.raw
        OR objects.resource_version IS NOT excluded.resource_version
 """
 _UPSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
-    "quarantined, size, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "quarantined, size, updated_at, uid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
 _DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
+# A shard's batch deletes a key only if the row is its shard's: the name may have been
+# taken since by an object (a new uid) of another shard, which that shard wrote.
+_DELETE_IN_SHARD = _DELETE + " AND uid_hash BETWEEN ? AND ?"
 # What the keys of a batch hold (?3: a JSON array of keys), before and after the batch: its
 # change to the resource's counts, in one index probe per key.
 _KEYS_USAGE = (
@@ -233,23 +265,26 @@ _STAGING_TABLE = """
         object           TEXT,
         raw              BLOB,
         quarantined      TEXT,
-        size             INTEGER NOT NULL
+        size             INTEGER NOT NULL,
+        uid_hash         INTEGER NOT NULL
     )
 """
-# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 resource, ?8 cluster.
+# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 uid hash,
+# ?8 resource, ?9 cluster.
 _STAGE = """
-    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size)
+    INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size, uid_hash)
     SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?4 END,
-           ?5, ?6
+           ?5, ?6, ?7
     FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE cluster = ?8 AND resource = ?7 AND key = ?1 AND resource_version = ?2
+        WHERE cluster = ?9 AND resource = ?8 AND key = ?1 AND resource_version = ?2
           AND object = ?3 AND raw IS ?4
     ) AS held)
     WHERE true
     ON CONFLICT (key) DO UPDATE SET
         resource_version = excluded.resource_version, object = excluded.object,
-        raw = excluded.raw, quarantined = excluded.quarantined, size = excluded.size
+        raw = excluded.raw, quarantined = excluded.quarantined, size = excluded.size,
+        uid_hash = excluded.uid_hash
 """
 _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # The swap: every staged row the file does not hold as it is. A row staged without its
@@ -258,8 +293,9 @@ _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # refused rather than keep a comparison that went stale.
 _SWAP_UPSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
-    "quarantined, size, updated_at) "
-    "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2 "
+    "quarantined, size, updated_at, uid_hash) "
+    "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2, "
+    "s.uid_hash "
     "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
@@ -269,31 +305,43 @@ _SWAP_DELETE = """
     DELETE FROM main.objects
     WHERE cluster = ? AND resource = ? AND key NOT IN (SELECT key FROM temp.lw_staged)
 """
-_HIGHEST_EPOCH = "SELECT max(epoch) FROM sync_state WHERE cluster = ?"
+# A shard's snapshot replaces its range only: the rows of other shards are not its to delete.
+_SWAP_DELETE_IN_SHARD = _SWAP_DELETE + " AND uid_hash BETWEEN ? AND ?"
+# Every scope's highest epoch in the cluster (``fencing.highest_epoch`` picks the ones that
+# overlap the write's); a few rows: one per shard of the layouts written.
+_SCOPE_EPOCHS = "SELECT shard, max(epoch) FROM sync_state WHERE cluster = ? GROUP BY shard"
 _RECORDED_STAMP = (
     "SELECT epoch, session, generation, sequence, resource_version, object_count, "
-    "object_bytes FROM sync_state WHERE cluster = ? AND resource = ?"
+    "object_bytes FROM sync_state WHERE cluster = ? AND resource = ? AND shard = ?"
 )
 _OTHERS_USAGE = (
     "SELECT coalesce(sum(object_count), 0), coalesce(sum(object_bytes), 0) FROM sync_state "
-    "WHERE cluster = ? AND resource <> ?"
+    "WHERE cluster = ? AND NOT (resource = ? AND shard = ?)"
 )
-_CLUSTER_USAGE = "SELECT resource, object_count, object_bytes FROM sync_state WHERE cluster = ?"
-# SyncState's fields in order; ?1 resource, ?8 cluster.
+_OTHER_SCOPES = "SELECT shard FROM sync_state WHERE cluster = ? AND resource = ? AND shard <> ?"
+_SUPERSEDED = (
+    "UPDATE sync_state SET object_count = 0, object_bytes = 0 "
+    "WHERE cluster = ? AND resource = ? AND shard = ?"
+)
+_CLUSTER_USAGE = (
+    "SELECT resource, sum(object_count), sum(object_bytes) FROM sync_state WHERE cluster = ? "
+    "GROUP BY resource"
+)
+# SyncState's fields in order; ?1 resource, ?8 cluster, ?10 shard.
 _STATE_AFTER_LIST = _base.record_state_sql(
     "sync_state",
-    ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0", "?7", "?9", "?8"),
+    ("?1", "?2", "?3", "?4", "?4", "?5", "?6", "0", "?7", "?9", "?8", "?10"),
     snapshot=True,
 )
 _STATE_AFTER_BATCH = _base.record_state_sql(
     "sync_state",
-    ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7", "?9", "?10", "?8"),
+    ("?1", "?2", "?3", "?4", "NULL", "?5", "?6", "?7", "?9", "?10", "?8", "?11"),
     snapshot=False,
 )
 _SELECT_STATE = """
     SELECT resource, resource_version, generation, synced_at, listed_at, epoch, session, sequence,
-           object_count, object_bytes, cluster
-    FROM sync_state WHERE cluster = ? AND resource = ?
+           object_count, object_bytes, cluster, shard
+    FROM sync_state WHERE cluster = ? AND resource = ? AND shard = ?
 """
 _SELECT_OBJECTS = (
     "SELECT key, object FROM objects "
@@ -345,11 +393,12 @@ def _rows(
     """
     for item in items:
         stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
+        hashed = _base.uid_hash(data)
         if why is None:  # SQLite TEXT, for json_extract
-            yield stored_key, resource_version, data.decode(), None, None, len(data)
+            yield stored_key, resource_version, data.decode(), None, None, len(data), hashed
         else:
             quarantined[stored_key] = why
-            yield stored_key, resource_version, "null", data, why, len(data)
+            yield stored_key, resource_version, "null", data, why, len(data), hashed
 
 
 def _batch_rows(
@@ -360,10 +409,10 @@ def _batch_rows(
     *,
     now: float,
     quarantined: dict[str, str],
-) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float]]:
+) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float, int]]:
     rows = _rows(resource, items, key, quarantined)
-    for stored_key, resource_version, text, raw, why, size in rows:
-        yield cluster, resource, stored_key, resource_version, text, raw, why, size, now
+    for stored_key, resource_version, text, raw, why, size, hashed in rows:
+        yield cluster, resource, stored_key, resource_version, text, raw, why, size, now, hashed
 
 
 async def _fetchone(
@@ -376,6 +425,8 @@ async def _fetchone(
 async def _prepare_file(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
     """Create the tables, or bring a file of an older listwatch up to this schema (its rows
     becoming ``cluster``'s), in one transaction; then check that the tables are ours."""
+    # A migration computes each object's uid hash from its JSON, in the statement.
+    await connection.create_function("lw_uid_hash", 1, _base.uid_hash, deterministic=True)
     await connection.execute("BEGIN IMMEDIATE")
     try:
         await _create_or_migrate(connection, path, cluster)
@@ -391,6 +442,7 @@ async def _prepare_file(connection: aiosqlite.Connection, path: Path, cluster: s
                 f"{path}: table {table!r} lacks columns {sorted(missing)}; "
                 "the file holds a table of that name that listwatch did not create"
             )
+    await connection.execute(_HASH_INDEX)  # once the columns are known to be there
 
 
 async def _create_or_migrate(connection: aiosqlite.Connection, path: Path, cluster: str) -> None:
@@ -413,6 +465,14 @@ async def _create_or_migrate(connection: aiosqlite.Connection, path: Path, clust
         if "cluster" not in {row[1] for row in rows}:
             for statement in _TO_CLUSTERS:
                 await connection.execute(statement, (cluster,) if "?1" in statement else ())
+        rows = await connection.execute_fetchall("PRAGMA table_info(objects)")
+        if "uid_hash" not in {row[1] for row in rows}:
+            for statement in _TO_HASHES:
+                await connection.execute(statement)
+        rows = await connection.execute_fetchall("PRAGMA table_info(sync_state)")
+        if "shard" not in {row[1] for row in rows}:
+            for statement in _TO_SHARDS:
+                await connection.execute(statement)
     for statement in _SCHEMA:
         await connection.execute(statement)
     await connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -538,7 +598,7 @@ class SQLiteSink(Sink[_Connections]):
                 yield None
                 return
             await connection.execute(_STAGING_TABLE)
-            yield _SQLiteStaging(self, connection)
+            yield _SQLiteStaging(self, connection, stamp.shard)
         finally:
             await connection.close()
 
@@ -546,9 +606,12 @@ class SQLiteSink(Sink[_Connections]):
         cluster, resource, key = self._cluster, self._resource, self._custom_key
         upserts, deleted = _base.split_batch(batch)
         quarantined: dict[str, str] = {}
-        deletes = [(cluster, resource, deleted_key) for deleted_key in deleted]
-        touched = orjson.dumps([_base.item_key(item, key) for item in upserts] + deleted).decode()
         stamp = fencing.stamp_of(batch)
+        delete, in_shard = _DELETE, cast("tuple[int, ...]", ())
+        if stamp.shard is not None:
+            delete, in_shard = _DELETE_IN_SHARD, _base.hash_bounds(stamp.shard)
+        deletes = [(cluster, resource, deleted_key, *in_shard) for deleted_key in deleted]
+        touched = orjson.dumps([_base.item_key(item, key) for item in upserts] + deleted).decode()
 
         async def write(connection: aiosqlite.Connection, now: float) -> None:
             verdict, recorded = await self._fence(connection, stamp)
@@ -562,9 +625,9 @@ class SQLiteSink(Sink[_Connections]):
                 )
                 await connection.executemany(_UPSERT, rows)
             if deletes:
-                await connection.executemany(_DELETE, deletes)
+                await connection.executemany(delete, deletes)
             change = Usage(*await _fetchone(connection, _KEYS_USAGE, usage)) - before
-            await self._enforce_limits(connection, recorded, recorded + change)
+            await self._enforce_limits(connection, stamp, recorded, recorded + change)
             await connection.execute(
                 _STATE_AFTER_BATCH,
                 (
@@ -578,6 +641,7 @@ class SQLiteSink(Sink[_Connections]):
                     cluster,
                     change.objects,
                     change.bytes,
+                    fencing.scope_text(stamp.shard),
                 ),
             )
 
@@ -589,20 +653,23 @@ class SQLiteSink(Sink[_Connections]):
         self, connection: aiosqlite.Connection, stamp: fencing.Stamp
     ) -> tuple[Verdict, Usage]:
         """``fencing.decide`` on what the file recorded for the cluster, inside the write's
-        transaction; and what the resource holds."""
-        highest = (await _fetchone(connection, _HIGHEST_EPOCH, (self._cluster,)))[0]
-        row = await _fetchone(connection, _RECORDED_STAMP, (self._cluster, self._resource))
+        transaction; and what the write's scope of the resource holds."""
+        epochs = await connection.execute_fetchall(_SCOPE_EPOCHS, (self._cluster,))
+        highest = fencing.highest_epoch(stamp.shard, epochs)  # type: ignore[arg-type]
+        scope = (self._cluster, self._resource, fencing.scope_text(stamp.shard))
+        row = await _fetchone(connection, _RECORDED_STAMP, scope)
         recorded = fencing.Stamp(*row[:5]) if row is not None else None
         usage = Usage(*row[5:]) if row is not None else Usage()
         return fencing.decide(self._resource, stamp, recorded, highest), usage
 
     async def _enforce_limits(
-        self, connection: aiosqlite.Connection, before: Usage, after: Usage
+        self, connection: aiosqlite.Connection, stamp: fencing.Stamp, before: Usage, after: Usage
     ) -> None:
         """``enforce_limits`` in the write's transaction, against the rest of the cluster."""
         if self.limits is None or not self.limits.any:
             return
-        others = Usage(*await _fetchone(connection, _OTHERS_USAGE, (self._cluster, self._resource)))
+        scope = (self._cluster, self._resource, fencing.scope_text(stamp.shard))
+        others = Usage(*await _fetchone(connection, _OTHERS_USAGE, scope))
         _base.enforce_limits(
             self.limits, self._cluster, self._resource, others=others, before=before, after=after
         )
@@ -659,9 +726,10 @@ class SQLiteSink(Sink[_Connections]):
         row = await _fetchone(reader, _COUNT, (self._cluster, self._resource))
         return int(row[0])
 
-    async def sync_state(self) -> SyncState | None:
+    async def sync_state(self, shard: Shard | None = None) -> SyncState | None:
         reader = self._opened().reader
-        row = await _fetchone(reader, _SELECT_STATE, (self._cluster, self._resource))
+        scope = (self._cluster, self._resource, fencing.scope_text(shard))
+        row = await _fetchone(reader, _SELECT_STATE, scope)
         return SyncState.from_row(row)
 
     async def cluster_usage(self) -> dict[str, Usage]:
@@ -673,9 +741,12 @@ class _SQLiteStaging(_base.Staging):
     """A snapshot's pages in ``temp.lw_staged`` of its own connection; the swap runs on that
     connection too, the only one that sees the table."""
 
-    def __init__(self, sink: SQLiteSink, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self, sink: SQLiteSink, connection: aiosqlite.Connection, shard: Shard | None
+    ) -> None:
         self._sink = sink
         self._connection = connection
+        self._shard = shard
 
     async def add(self, page: Sequence[Item]) -> Mapping[str, str]:
         sink = self._sink
@@ -696,7 +767,7 @@ class _SQLiteStaging(_base.Staging):
             if verdict is Verdict.DUPLICATE:
                 return
             staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
-            await sink._enforce_limits(connection, recorded, staged)
+            await sink._enforce_limits(connection, stamp, recorded, staged)
             try:
                 await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
             except sqlite3.IntegrityError as exc:
@@ -706,7 +777,13 @@ class _SQLiteStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
-            await connection.execute(_SWAP_DELETE, (cluster, resource))
+            scope = fencing.scope_text(stamp.shard)
+            if stamp.shard is None:
+                await connection.execute(_SWAP_DELETE, (cluster, resource))
+            else:
+                bounds = _base.hash_bounds(stamp.shard)
+                await connection.execute(_SWAP_DELETE_IN_SHARD, (cluster, resource, *bounds))
+            await _supersede(connection, cluster, resource, stamp.shard)
             await connection.execute(
                 _STATE_AFTER_LIST,
                 (
@@ -719,14 +796,30 @@ class _SQLiteStaging(_base.Staging):
                     staged.objects,
                     cluster,
                     staged.bytes,
+                    scope,
                 ),
             )
 
         await sink._transaction(write, self._connection)
 
 
+async def _supersede(
+    connection: aiosqlite.Connection, cluster: str, resource: str, shard: Shard | None
+) -> None:
+    """Zero the counts of the resource's other scopes that overlap ``shard``, whose rows a
+    snapshot of ``shard`` just replaced (docs/architecture.md#shards: a changed layout)."""
+    scope = fencing.scope_text(shard)
+    for (other,) in await connection.execute_fetchall(_OTHER_SCOPES, (cluster, resource, scope)):
+        if fencing.overlap(shard, fencing.scope_shard(other)):
+            await connection.execute(_SUPERSEDED, (cluster, resource, other))
+
+
 def read_mirror(
-    path: str | os.PathLike[str], *, resource: str, cluster: str = DEFAULT_CLUSTER
+    path: str | os.PathLike[str],
+    *,
+    resource: str,
+    cluster: str = DEFAULT_CLUSTER,
+    shard: Shard | None = None,
 ) -> Mirror:
     """Read one resource's mirror (of ``cluster``) from a database file, synchronously (for
     tools and tests).
@@ -735,6 +828,8 @@ def read_mirror(
     they agree even while a sink is writing. Raises ``FileNotFoundError`` if there is no file.
     A file an older listwatch wrote, not opened by a sink since, is read as it is: its rows
     are the "default" cluster's (what a sink that opens it without a cluster makes them).
+    ``objects`` are all the resource's; ``state`` is the sync state of the scope ``shard``
+    (None: the whole resource's, written by unsharded writers).
     """
     _base.check_resource(resource)
     file = Path(path)
@@ -749,7 +844,7 @@ def read_mirror(
             if "cluster" in columns:
                 rows = connection.execute(_SELECT_OBJECTS, (cluster, resource)).fetchall()
                 kept = connection.execute(_SELECT_QUARANTINED, (cluster, resource)).fetchall()
-                state = connection.execute(_SELECT_STATE, (cluster, resource)).fetchone()
+                state = _read_state(connection, cluster, resource, fencing.scope_text(shard))
             else:
                 rows, kept, state = _read_older(connection, resource, cluster, columns)
         except sqlite3.OperationalError as exc:
@@ -761,6 +856,16 @@ def read_mirror(
     finally:
         connection.close()
     return Mirror(_base.decode_objects(rows), SyncState.from_row(state), _quarantined(kept))
+
+
+def _read_state(connection: sqlite3.Connection, cluster: str, resource: str, scope: str) -> Any:
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(sync_state)")}
+    if "shard" in columns:
+        return connection.execute(_SELECT_STATE, (cluster, resource, scope)).fetchone()
+    if scope:  # a file from before shards holds no shard's state
+        return None
+    sql = _SELECT_STATE.replace(", shard\n", "\n").replace(" AND shard = ?", "")
+    return connection.execute(sql, (cluster, resource)).fetchone()
 
 
 def _read_older(
