@@ -25,6 +25,7 @@ from tests.conformance.script import (
     PrepareNamespace,
     Ref,
     Relation,
+    ShardAround,
     WatchRead,
 )
 
@@ -536,4 +537,205 @@ WATCHLIST_OFF = Group(
     fake_options={"watch_list": False, "bookmark_interval": 0.2},
 )
 
-GROUPS = {group.name: group for group in (MAIN, WATCHLIST_OFF)}
+# ----------------------------------------------------------------------------- sharding
+
+ALL_PODS = "/api/v1/pods"
+WHOLE_SPACE = "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"
+HALVES = (
+    "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000') || "
+    "shardRange(object.metadata.uid, '0x8000000000000000', '0x10000000000000000')"
+)
+POD_A_UID = Ref("create_pod_a", "metadata.uid")
+POD_B_UID = Ref("create_pod_b", "metadata.uid")
+POD_C_UID = Ref("create_pod_c", "metadata.uid")
+#: The shard holding exactly pod-a (its uid's hash): the same object on any server.
+AROUND_A = ShardAround((POD_A_UID,))
+AROUND_A_C = ShardAround((POD_A_UID, POD_C_UID))
+#: Refusals: each of parser.go's checks, and the empty selector (a space: an empty
+#: parameter is no parameter at all).
+BAD_SELECTORS = {
+    "empty": "   ",
+    "short_bound": "shardRange(object.metadata.uid, '0x0', '0x8000000000000000')",
+    "upper_case_hex": "shardRange(object.metadata.uid, '0x00000000000000AA', '0x8000000000000000')",
+    "no_prefix": "shardRange(object.metadata.uid, '0000000000000000', '0x8000000000000000')",
+    "too_long": "shardRange(object.metadata.uid, '0x0000000000000000', '0x100000000000000000')",
+    "seventeen_digits": (
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x20000000000000000')"
+    ),
+    "start_not_below_end": (
+        "shardRange(object.metadata.uid, '0x8000000000000000', '0x8000000000000000')"
+    ),
+    "unsupported_field": (
+        "shardRange(object.metadata.name, '0x0000000000000000', '0x8000000000000000')"
+    ),
+    "mixed_fields": (
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000') || "
+        "shardRange(object.metadata.namespace, '0x8000000000000000', '0x10000000000000000')"
+    ),
+    "two_arguments": "shardRange(object.metadata.uid, '0x0000000000000000')",
+    "number_bound": "shardRange(object.metadata.uid, 0, '0x8000000000000000')",
+    "quoted_field": "shardRange('object.metadata.uid', '0x0000000000000000', '0x8000000000000000')",
+    "and": (
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000') && "
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000')"
+    ),
+    "identifier": "uid",
+    "syntax": "shardRange((",
+}
+
+
+def patch_pod(name: str, pod_name: str, revision: str) -> Exchange:
+    return Exchange(
+        name,
+        "PATCH",
+        f"{PODS}/{pod_name}",
+        body={"metadata": {"labels": {"rev": revision}}},
+        content_type=MERGE_PATCH,
+        client="official",
+        record=False,
+    )
+
+
+SHARD_SETUP = (
+    create("create_namespace", "/api/v1/namespaces", {"metadata": {"name": "{ns}"}}),
+    PrepareNamespace(),
+    create("create_pod_a", PODS, pod("pod-a", "web")),
+    create("create_pod_b", PODS, pod("pod-b", "web")),
+    create("create_pod_c", PODS, pod("pod-c", "web")),
+)
+
+SHARDING = Group(
+    "sharding",
+    "kube-apiserver with --feature-gates=ShardedListAndWatch=true (KEP-5866)",
+    (
+        *SHARD_SETUP,
+        list_pods(
+            "list_shard_of_pod_a",
+            ("limit", "500"),
+            ("shardSelector", AROUND_A),
+            note="only the pod whose uid hashes into the range; the selector echoed",
+        ),
+        list_pods(
+            "list_shard_whole_space",
+            ("shardSelector", WHOLE_SPACE),
+            note="the whole space, up to 0x10000000000000000 (2**64): every pod",
+        ),
+        list_pods(
+            "list_shard_or_ranges",
+            ("shardSelector", AROUND_A_C),
+            note="ranges OR-ed: pod-a and pod-c; the echo joins them with ' || '",
+        ),
+        list_pods(
+            "list_shard_halves_spaced",
+            (
+                "shardSelector",
+                "  shardRange( object.metadata.uid ,'0x0000000000000000','0x8000000000000000' )"
+                '||shardRange(object.metadata.uid, "0x8000000000000000", '
+                "'0x10000000000000000')  ",
+            ),
+            note="the echo is the parsed selector written out, not the request's text",
+        ),
+        list_pods(
+            "list_shard_page1",
+            ("limit", "1"),
+            ("shardSelector", AROUND_A_C),
+            note="a shard's page: remainingItemCount counts every pod after the page start "
+            "less the limit, in or out of the shard (the predicate's Empty() leaves the "
+            "shard selector out)",
+        ),
+        list_pods(
+            "list_shard_page2",
+            ("limit", "1"),
+            ("continue", Ref("list_shard_page1", "metadata.continue")),
+            ("shardSelector", AROUND_A_C),
+            note="the continue token carries no shard; the request does",
+        ),
+        list_pods(
+            "list_shard_page_whole_space",
+            ("limit", "2"),
+            ("shardSelector", WHOLE_SPACE),
+        ),
+        Exchange(
+            "list_shard_namespace_field",
+            "GET",
+            ALL_PODS,
+            query=(
+                (
+                    "shardSelector",
+                    ShardAround(
+                        (Ref("create_namespace", "metadata.name"),), "object.metadata.namespace"
+                    ),
+                ),
+            ),
+            note="object.metadata.namespace: every pod of the run's namespace, from all",
+        ),
+        list_pods(
+            "list_shard_metadata_only",
+            ("shardSelector", HALVES),
+            accept=METADATA_LIST,
+            note="PartialObjectMetadataList keeps resourceVersion and continue, not shardInfo",
+        ),
+        list_pods(
+            "list_shard_empty_parameter",
+            ("shardSelector", ""),
+            note="an empty shardSelector is no selector: no echo",
+        ),
+        *(
+            list_pods(f"list_shard_refused_{name}", ("shardSelector", text))
+            for name, text in BAD_SELECTORS.items()
+        ),
+        watch_pods(
+            "watch_shard_refused",
+            ("shardSelector", BAD_SELECTORS["short_bound"]),
+            ("resourceVersion", Ref("list_shard_whole_space", "metadata.resourceVersion")),
+            read=WatchRead("end"),
+            note="a watch is refused as a list is: 500 before the stream",
+        ),
+        watch_pods(
+            "streaming_list_shard",
+            *streaming_list(("shardSelector", AROUND_A), ("timeoutSeconds", "300")),
+            read=INITIAL_END,
+            note="only the shard's objects as initial events, then initial-events-end",
+        ),
+        watch_pods(
+            "watch_shard",
+            ("resourceVersion", Ref("list_shard_whole_space", "metadata.resourceVersion")),
+            ("shardSelector", AROUND_A),
+            ("timeoutSeconds", "300"),
+            read=WatchRead("count", 1),
+            during=(patch_pod("patch_pod_b", "pod-b", "2"), patch_pod("patch_pod_a", "pod-a", "2")),
+            note="pod-b changes first, outside the shard: the first event is pod-a's",
+        ),
+    ),
+    requires={"ShardedListAndWatch": True},
+    server_args="--feature-gates=ShardedListAndWatch=true",
+    fake_options={"bookmark_interval": 0.2},
+)
+
+SHARDING_OFF = Group(
+    "sharding-off",
+    "kube-apiserver 1.36 without the ShardedListAndWatch gate (its default)",
+    (
+        *SHARD_SETUP,
+        list_pods(
+            "list_shard_gate_off",
+            ("shardSelector", AROUND_A),
+            note="the parameter is ignored: every pod, no shardInfo",
+        ),
+        list_pods(
+            "list_shard_refused_gate_off",
+            ("shardSelector", BAD_SELECTORS["syntax"]),
+            note="not even parsed: a bad selector is no error",
+        ),
+        watch_pods(
+            "streaming_list_shard_gate_off",
+            *streaming_list(("shardSelector", AROUND_A), ("timeoutSeconds", "300")),
+            read=INITIAL_END,
+            note="every pod as initial events",
+        ),
+    ),
+    requires={"ShardedListAndWatch": False},
+    fake_options={"sharding": False, "bookmark_interval": 0.2},
+)
+
+GROUPS = {group.name: group for group in (MAIN, WATCHLIST_OFF, SHARDING, SHARDING_OFF)}

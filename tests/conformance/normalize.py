@@ -42,6 +42,9 @@ _RV_MESSAGES = (
     re.compile(r"Too large resource version: (\d+), current: (\d+)"),
 )
 _PLACEHOLDER = re.compile(r"^<([a-z]+)(?::(\d+))?>$")
+#: A shard selector's bound that is not one of equal shards' (a multiple of 2**62): one
+#: made from an object's uid hash (``script.ShardAround``), which no two servers share.
+_HASH_BOUND = re.compile(r"'0x([0-9a-f]{16})'")
 
 
 def normalize(exchange: Exchange, raw: Raw, *, namespace: str, address: str) -> dict[str, Any]:
@@ -83,6 +86,10 @@ class _Abstractor:
         rvs = sorted({int(rv) for rv in _resource_versions(entry)})
         self._rv_rank = {rv: rank for rank, rv in enumerate(rvs, 1)}
         self._numbered: dict[str, dict[str, int]] = {"uid": {}, "continue": {}}
+        bounds = sorted(
+            {int(b, 16) for _, s in _strings(entry, "") for b in _HASH_BOUND.findall(s)}
+        )
+        self._hash_rank = {b: rank for rank, b in enumerate((b for b in bounds if b % 2**62), 1)}
         self.result: dict[str, Any] = self._walk(entry, key="")
 
     def _walk(self, value: Any, key: str) -> Any:
@@ -106,6 +113,7 @@ class _Abstractor:
         for pattern in _RV_MESSAGES:
             text = pattern.sub(self._rv_in_message, text)
         text = _UID.sub(lambda m: self._number("uid", m.group(0)), text)
+        text = _HASH_BOUND.sub(self._hash_bound, text)
         return _TIME.sub("<time>", text)
 
     def _rv_in_message(self, match: re.Match[str]) -> str:
@@ -113,6 +121,10 @@ class _Abstractor:
         for rv in sorted(match.groups(), key=len, reverse=True):
             text = text.replace(rv, self._rv(rv))
         return text
+
+    def _hash_bound(self, match: re.Match[str]) -> str:
+        rank = self._hash_rank.get(int(match.group(1), 16))
+        return match.group(0) if rank is None else f"'<hash:{rank}>'"
 
     def _rv(self, value: str) -> str:
         return f"<rv:{self._rv_rank[int(value)]}>"

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from listwatch._shard import fnv1a64
 from tests.conformance.script import (
     USER_AGENTS,
     Compact,
@@ -26,6 +27,7 @@ from tests.conformance.script import (
     Group,
     PrepareNamespace,
     Ref,
+    ShardAround,
     Value,
     WatchRead,
 )
@@ -224,6 +226,11 @@ def render(exchange: Exchange, run: Run) -> dict[str, Any]:
 
 
 def _value(value: Value, run: Run) -> str:
+    if isinstance(value, ShardAround):
+        hashes = sorted(fnv1a64(str(lookup(run, ref))) for ref in value.uids)
+        return " || ".join(
+            f"shardRange({value.field}, '0x{h:016x}', '0x{h + 1:016x}')" for h in hashes
+        )
     if isinstance(value, Ref):
         resolved = lookup(run, value)
         if not isinstance(resolved, str):

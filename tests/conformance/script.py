@@ -55,7 +55,18 @@ class Ref:
     path: str
 
 
-Value = str | Ref
+@dataclass(frozen=True)
+class ShardAround:
+    """A ``shardSelector`` of one-hash-wide ranges, OR-ed: each holds exactly the 64-bit
+    FNV-1a hash of the ``metadata.uid`` an earlier answer carries (``Ref``), so it selects
+    that object on any server whatever uids the server made. Its bounds are abstracted in
+    the corpus (``<hash:N>``, normalize.py)."""
+
+    uids: tuple[Ref, ...]
+    field: str = "object.metadata.uid"
+
+
+Value = str | Ref | ShardAround
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class ApiHandler:
         store: ObjectStore,
         watch_config: WatchConfig,
         watch_list: bool,
+        sharding: bool,
         faults: FaultInjector,
         log: RequestLog,
         token: str,
@@ -78,6 +79,7 @@ class ApiHandler:
         self._objects = ObjectHandlers(store)
         self._watch_config = watch_config
         self._watch_list = watch_list
+        self._sharding = sharding
         self._faults = faults
         self._log = log
         self._token = token
@@ -220,6 +222,8 @@ class ApiHandler:
         opts = options.apply_watch_list_default(opts, watch_list=self._watch_list)
         options.validate(opts, watch_list=self._watch_list)
         selection = options.selection(opts, name=target.name)
+        if self._sharding:
+            selection = options.sharded(selection, query.get("shardSelector", ""))
         if opts.watch:
             stream = WatchStream(
                 request=request,

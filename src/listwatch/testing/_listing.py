@@ -116,14 +116,22 @@ class ListResult:
     resource_version: int
     continue_token: str | None
     remaining_item_count: int | None
+    shard_selector: str | None = None
 
     def body(self, resource: ResourceType) -> JsonDict:
-        """The ``<Kind>List`` document; built-in items go without ``kind``/``apiVersion``."""
+        """The ``<Kind>List`` document; built-in items go without ``kind``/``apiVersion``.
+
+        A shard's list echoes its selector (``shardInfo``) only if it is a built-in list:
+        ``UnstructuredList`` (a custom resource's) has no ``SetShardInfo``, so its items are
+        filtered and nothing says so (docs/kubernetes-semantics.md#sharded-list-and-watch).
+        """
         metadata: JsonDict = {"resourceVersion": str(self.resource_version)}
         if self.continue_token:
             metadata["continue"] = self.continue_token
         if self.remaining_item_count is not None:
             metadata["remainingItemCount"] = self.remaining_item_count
+        if self.shard_selector is not None and resource.builtin:
+            metadata["shardInfo"] = {"selector": self.shard_selector}
         items = self.items
         if resource.builtin:
             items = [
@@ -219,7 +227,13 @@ class Lister:
         items: list[JsonDict] = []
         last_key = ""
         more = False
-        remaining = 0
+        # Every key from the page's start, matching or not: remainingItemCount is that less
+        # the limit, which only a shard selector (not in the predicate's Empty()) makes
+        # differ from the count of keys after the page
+        # (docs/kubernetes-semantics.md#sharded-list-and-watch).
+        seen = 0
+        shards = selection.shards
+        echo = None if shards is None else shards.text
         for key, obj in store.items(resource, namespace, at=at, start=prefix + plan.start):
             if plan.limit and len(items) >= plan.limit:
                 # etcd reports more data when any key follows, matching or not, so a
@@ -228,12 +242,14 @@ class Lister:
                 more = True
                 if not selection.empty:
                     break
-                remaining += 1
+                seen += 1
                 continue
+            seen += 1
             if selection.matches(obj):
                 items.append(obj)
                 last_key = key
         if not more:
-            return ListResult(items, served_rv, None, None)
+            return ListResult(items, served_rv, None, None, echo)
         token = ContinueToken(served_rv, last_key[len(prefix) :] + "\x00").encode()
-        return ListResult(items, served_rv, token, remaining if selection.empty else None)
+        remaining = seen - plan.limit if selection.empty else None
+        return ListResult(items, served_rv, token, remaining, echo)

@@ -31,6 +31,7 @@ from listwatch.testing._selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from listwatch.testing._sharding import ShardSelectorError, parse_shard_selector, shard_refusal
 from listwatch.testing._status import FieldError
 
 EXACT = "Exact"
@@ -190,6 +191,18 @@ def selection(options: ListOptions, *, name: str | None = None) -> Selection:
         ):
             raise status.bad_request("fieldSelector metadata.name doesn't match requested name")
     return Selection(labels, fields)
+
+
+def sharded(selection: Selection, shard_selector: str) -> Selection:
+    """The registry's parse of ``shardSelector`` (with the ``ShardedListAndWatch`` gate):
+    after the handler's checks, before storage reads anything; an empty parameter is
+    no parameter (docs/kubernetes-semantics.md#sharded-list-and-watch)."""
+    if not shard_selector:
+        return selection
+    try:
+        return replace(selection, shards=parse_shard_selector(shard_selector))
+    except ShardSelectorError as exc:
+        raise shard_refusal(exc) from None
 
 
 def _escape_field_value(value: str) -> str:

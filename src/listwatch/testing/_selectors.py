@@ -21,6 +21,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from listwatch.testing._sharding import ShardSelector
+
 DEFAULT_FIELD_LABELS = frozenset({"metadata.name", "metadata.namespace"})
 
 _NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -101,12 +103,18 @@ class Selection:
 
     labels: LabelSelector = LabelSelector()
     fields: FieldSelector = FieldSelector()
+    shards: ShardSelector | None = None
+    """The shard selector, if the request has one (``_sharding``)."""
 
     @property
     def empty(self) -> bool:
+        """No label or field selector: the predicate's ``Empty()``, which leaves the shard
+        selector out (a paged shard's LIST still counts ``remainingItemCount``)."""
         return self.labels.empty and self.fields.empty
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
+        if self.shards is not None and not self.shards.matches(obj):
+            return False
         metadata = obj.get("metadata") or {}
         labels = metadata.get("labels") or {}
         if not self.labels.matches(labels):

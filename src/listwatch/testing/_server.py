@@ -102,6 +102,7 @@ class FakeApiServer:
         history_limit: int | None = None,
         stale_watch: Literal["error-event", "http-410", "empty-200"] = "error-event",
         watch_list: bool = True,
+        sharding: bool = True,
         request_watch_progress: bool = True,
         too_large_wait: float = 3.0,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
@@ -149,6 +150,7 @@ class FakeApiServer:
                 bookmark_interval, stale, too_large_wait, request_watch_progress
             ),
             watch_list=watch_list,
+            sharding=sharding,
             faults=self._faults,
             log=self._log,
             token=self._token,
