@@ -236,6 +236,8 @@ def resource_entries(
         }
         if not status.served:
             entry["served"] = False
+        if status.sharding is not None:
+            entry["filtered_by"] = status.sharding  # the shard: by the server, or by us
         if status.streamed is not None:
             entry["snapshots"] = "streamed" if status.streamed else "paged"
         if status.paged_because:

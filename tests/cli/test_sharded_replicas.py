@@ -51,6 +51,26 @@ METRICS_LINE = r"metrics and health on (http://[\d.]+:\d+)/metrics"
 LEADING = re.compile(r'leader_election_master_status\{name="listwatch-shard-(\d+)"\} 1\.0')
 
 
+@pytest.fixture(params=["server", "client"])
+def filtered_by(request: pytest.FixtureRequest) -> str:
+    """Who filters the shards: the fake (it applies shardSelector as kube-apiserver 1.36
+    does, and echoes it) or the replicas (the fake ignores it, as a server without the
+    feature does)."""
+    return str(request.param)
+
+
+SAID = {"server": "API server", "client": "client"}
+"""How the replicas' lines name who filtered: ``shard 2/4: filtered by the API server``."""
+
+
+@pytest.fixture
+async def server(filtered_by: str) -> AsyncIterator[FakeApiServer]:
+    async with FakeApiServer(
+        bookmark_interval=0.05, too_large_wait=0.2, tls=False, sharding=filtered_by == "server"
+    ) as fake:
+        yield fake
+
+
 @pytest.fixture(params=["sqlite"])
 def target_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -166,7 +186,7 @@ class Holdings:
 
 @pytest.mark.timeout(120)
 async def test_replicas_share_the_shards_and_take_over_a_killed_replicas_within_the_lease(
-    kubeconfig: Path, server: FakeApiServer, target: Target
+    kubeconfig: Path, server: FakeApiServer, target: Target, filtered_by: str
 ) -> None:
     for i in range(40):
         await server.create(pod(f"p{i:02d}"))
@@ -227,6 +247,13 @@ async def test_replicas_share_the_shards_and_take_over_a_killed_replicas_within_
 
     assert holdings.violations == []
     assert await target.foreign_writes() == []
+    said = {
+        replica.name: set(
+            re.findall(r"shard \d/4: filtered by the (API server|client)", replica.text())
+        )
+        for replica in group
+    }
+    assert set().union(*said.values()) == {SAID[filtered_by]}, said
 
 
 def tails(group: list[ListwatchProcess]) -> str:
@@ -234,7 +261,7 @@ def tails(group: list[ListwatchProcess]) -> str:
 
 
 async def test_one_static_shard_mirrors_exactly_its_objects_and_replaces_only_them(
-    kubeconfig: Path, server: FakeApiServer, tmp_path: Path
+    kubeconfig: Path, server: FakeApiServer, tmp_path: Path, filtered_by: str
 ) -> None:
     db = tmp_path / "mirror.db"
     await audited_sqlite(db)
@@ -251,6 +278,7 @@ async def test_one_static_shard_mirrors_exactly_its_objects_and_replaces_only_th
 
     async with running_mirror(kubeconfig, db, "--shard", "1/4") as replica:
         await replica.wait_for_line(r"mirroring shard 1/4 of pods into")
+        await replica.wait_for_line(rf"shard 1/4: filtered by the {SAID[filtered_by]}")
         await server.delete(next(iter(server.objects("v1", "Pod"))))
         await server.create(pod("late"))
 
@@ -281,6 +309,7 @@ async def running_mirror(
         str(kubeconfig),
         "--merge-interval",
         "0.05",
+        "-v",
         *flags,
     )
     try:
