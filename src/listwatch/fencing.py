@@ -157,7 +157,8 @@ def highest_epoch(shard: Shard | None, recorded: Iterable[tuple[str, int]]) -> i
     return max(epochs, default=None)
 
 
-def _named(resource: str, shard: Shard | None) -> str:
+def named(resource: str, shard: Shard | None) -> str:
+    """How refusals name the write's resource: with its shard, if it has one."""
     return resource if shard is None else f"{resource} (shard {shard.name})"
 
 
@@ -168,7 +169,7 @@ def decide(
     epoch the receiver has recorded for the write's cluster (for a sharded write, over the
     scopes that overlap its own: ``highest_epoch``); raises ``StaleEpoch`` or ``StaleWrite``
     to refuse."""
-    resource = _named(resource, write.shard)
+    resource = named(resource, write.shard)
     if highest_epoch is not None and write.epoch < highest_epoch:
         raise StaleEpoch(resource, write.epoch, highest_epoch)
     if not write.session:

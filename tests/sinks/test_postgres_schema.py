@@ -7,14 +7,27 @@ import asyncio
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 import pytest
 
-from listwatch import Item, Snapshot
+from listwatch import Item, Snapshot, StaleEpoch
+from listwatch._shard import Shard, fnv1a64
 from listwatch.errors import SchemaError
-from listwatch.sinks._postgres_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTarget, ensure_schema
+from listwatch.sinks._postgres_schema import (
+    _FNV_FUNCTION,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SchemaTarget,
+    ensure_schema,
+)
 from listwatch.sinks.postgres import PostgresSink
 
-from .helpers import by_key, configmap, raw_item, snapshot
+from .helpers import by_key, configmap, in_shard, raw_item, snapshot
+
+
+def _version_6_function(schema: str) -> list[str]:
+    """The statement that creates migration 6's hash function, in ``schema``."""
+    return [_FNV_FUNCTION.format(s=schema)]
 
 
 async def version_row(dsn: str, schema: str = "listwatch") -> asyncpg.Record | None:
@@ -203,3 +216,69 @@ async def test_sinks_opening_a_new_database_at_once_create_it_once(postgres_dsn:
         assert await connection.fetchval("SELECT count(*) FROM listwatch.objects") == 6
     finally:
         await connection.close()
+
+
+async def test_a_database_of_version_5_gains_each_objects_uid_hash_and_the_shard_scope(
+    postgres_dsn: str,
+) -> None:
+    first, second = Shard.of(0, 2), Shard.of(1, 2)
+    a, b = in_shard(first, "a", 1), in_shard(second, "b", 2)
+    kept = in_shard(first, "kept", 3)
+    quarantined = orjson.dumps(in_shard(second, "q", 4)) + b"\xff"  # its uid only in raw
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await ensure_schema(connection, "listwatch", MIGRATIONS[:5]) == 0
+        await connection.execute(
+            "INSERT INTO listwatch.objects (cluster, resource, key, resource_version, object, "
+            "object_sha256, updated_at, size) SELECT 'default', 'configmaps', k, '1', "
+            "o::jsonb, '\\x00', now(), 1 FROM unnest($1::text[], $2::text[]) AS u(k, o)",
+            ["default/a", "default/b", "default/kept"],
+            [orjson.dumps(obj).decode() for obj in (a, b, kept)],
+        )
+        await connection.execute(
+            "INSERT INTO listwatch.objects (cluster, resource, key, resource_version, object, "
+            "object_sha256, updated_at, size, raw, quarantined) VALUES ('default', "
+            "'configmaps', 'default/q', '4', 'null', '\\x00', now(), 1, $1, 'not UTF-8')",
+            quarantined,
+        )
+        await connection.execute(
+            "INSERT INTO listwatch.sync_state (cluster, resource, resource_version, generation, "
+            "epoch, synced_at, listed_at, session, sequence, object_count, object_bytes) "
+            "VALUES ('default', 'configmaps', '4', 2, 700, now(), now(), 's', 0, 4, 4)"
+        )
+        await connection.execute("UPDATE listwatch.fence SET epoch = 700")
+    finally:
+        await connection.close()
+
+    async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
+        state = await sink.sync_state()
+        assert state is not None
+        assert (state.epoch, state.shard, state.object_count) == (700, "", 4)
+        with pytest.raises(StaleEpoch):  # the old fence is the whole resource's, over all
+            await sink.on_list(Snapshot.of([], "5", epoch=699, shard=second))
+        # The rows of version 5 have their hashes: shard 1's snapshot replaces a alone,
+        # shard 2's the JSON row b and the quarantined q.
+        await sink.on_list(Snapshot.of([kept], "5", epoch=700, session="t", shard=first))
+        assert set(await sink.objects()) == {"default/b", "default/kept"}
+        assert set(await sink.quarantined()) == {"default/q"}
+        await sink.on_list(Snapshot.of([], "6", epoch=700, session="t", shard=second))
+        assert await sink.objects() == by_key(kept)
+        assert await sink.quarantined() == {}
+    row = await version_row(postgres_dsn)
+    assert row is not None
+    assert row["version"] == SCHEMA_VERSION
+
+
+async def test_the_migrations_hash_is_the_sinks(postgres_dsn: str) -> None:
+    """Version 6 computes each stored row's hash in SQL once: the same FNV-1a as Python's,
+    for ASCII and multi-byte uids and the empty one."""
+    uids = ["", "a", "0f8c4a1e-3b57-4c5e-9e0a-2d1f6b7c8d9e", "ünï-çødé", "x" * 100]
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute("CREATE SCHEMA hashing")
+        for statement in _version_6_function("hashing"):
+            await connection.execute(statement)
+        hashed = [await connection.fetchval("SELECT hashing.lw_uid_hash($1)", u) for u in uids]
+    finally:
+        await connection.close()
+    assert hashed == [fnv1a64(uid) - 2**63 for uid in uids]

@@ -109,21 +109,23 @@ async def test_open_creates_the_schema(postgres_dsn: str) -> None:
         "sequence",
         "object_count",
         "object_bytes",
+        "shard",
     }
     assert columns[("fence", "epoch")][0] == "bigint"
+    assert columns[("objects", "uid_hash")][0] == columns[("staged", "uid_hash")][0] == "bigint"
     assert columns[("staged", "object")] == ("jsonb", "NEVER")
     assert columns[("objects", "raw")] == columns[("staged", "raw")] == ("bytea", "NEVER")
     assert columns[("objects", "quarantined")] == ("text", "NEVER")
     assert persistence == {"stagings": b"u", "staged": b"u"}  # UNLOGGED
     assert keys == {
         "objects": ["cluster", "resource", "key"],
-        "sync_state": ["cluster", "resource"],
-        "fence": ["cluster"],
+        "sync_state": ["cluster", "resource", "shard"],
+        "fence": ["cluster", "shard"],
         "stagings": ["cluster", "staging"],
         "staged": ["cluster", "staging", "key"],
         "schema_version": ["singleton"],
     }
-    assert version == 5
+    assert version == 6
 
 
 @pytest.mark.parametrize("dsn", ["", "mirror.db", "http://db/x", "host=db dbname=x"])

@@ -6,18 +6,23 @@ mirror never mixes with an application's own tables; one schema holds a whole fl
 row of it scoped by its cluster::
 
     <schema>.schema_version(version, migrated_at)                  one row
-    <schema>.fence(cluster, epoch)                                 PRIMARY KEY (cluster)
+    <schema>.fence(cluster, shard, epoch)                          PRIMARY KEY (cluster, shard)
     <schema>.objects(cluster, resource, key, resource_version, object jsonb, object_sha256,
                      uid (generated from object), updated_at, raw bytea, quarantined text,
-                     size)
+                     size, uid_hash)
                                                    PRIMARY KEY (cluster, resource, key)
     <schema>.sync_state(cluster, resource, resource_version, generation, epoch, synced_at,
-                        listed_at, session, sequence, object_count, object_bytes)
-                                                   PRIMARY KEY (cluster, resource)
+                        listed_at, session, sequence, object_count, object_bytes, shard)
+                                                   PRIMARY KEY (cluster, resource, shard)
     <schema>.stagings(cluster, staging, resource, started_at, touched_at)
                                                    PRIMARY KEY (cluster, staging), UNLOGGED
     <schema>.staged(cluster, staging, key, resource_version, object_sha256, object jsonb,
-                    raw, quarantined, size)        PRIMARY KEY (cluster, staging, key), UNLOGGED
+                    raw, quarantined, size, uid_hash)
+                                                   PRIMARY KEY (cluster, staging, key), UNLOGGED
+
+``shard`` is a write's scope (``listwatch.fencing.scope_text``: "" for the whole resource,
+else the range of a shard); ``uid_hash`` is FNV-1a 64 of the object's uid minus 2**63
+(``listwatch.sinks._base.uid_hash``), so that a shard is one range of its index.
 
 Why the cluster leads every primary key: a fleet's clusters never share a row, a lock or a
 transaction (each write touches one cluster's rows, its fence row and its sync state), so
@@ -272,12 +277,67 @@ def _version_5(target: SchemaTarget) -> Sequence[str]:
     )
 
 
+# FNV-1a 64 of a text's UTF-8 bytes, minus 2**63 (``_base.uid_hash``), for the migration to
+# version 6 only (the sink computes it in Python for every write): numeric arithmetic,
+# since bigint's would overflow; the XOR touches the low byte only.
+_FNV_FUNCTION = """
+    CREATE FUNCTION {s}.lw_uid_hash(uid text) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+    DECLARE
+        bytes bytea := convert_to(uid, 'UTF8');
+        h numeric := 14695981039346656037;
+        low integer;
+    BEGIN
+        FOR i IN 0 .. octet_length(bytes) - 1 LOOP
+            low := mod(h, 256)::integer;
+            h := mod((h - low + (low # get_byte(bytes, i))) * 1099511628211,
+                     18446744073709551616);
+        END LOOP;
+        RETURN (h - 9223372036854775808)::bigint;
+    END
+    $$
+"""
+_UID_IN_RAW = """substring(encode(raw, 'escape') from '"uid"\\s*:\\s*"([^"\\\\]{1,128})"')"""
+
+
+def _version_6(target: SchemaTarget) -> Sequence[str]:
+    """Shards (issue 23): a write replaces only its scope's rows, and is fenced by the
+    epochs of the scopes that overlap its own (``listwatch.fencing``). Each object gets its
+    uid's hash (computed once here, from the stored ``uid``, or from a quarantined row's
+    bytes), indexed with its cluster and resource so that a shard's delete is one range;
+    ``sync_state`` and ``fence`` gain the scope in their keys, their rows becoming the whole
+    resource's (""). Staged rows carry the hash too (the tables hold only snapshots in
+    flight, which older code cannot finish against this schema: they are emptied)."""
+    s = target.schema
+    return (
+        _FNV_FUNCTION.format(s=s),
+        f"ALTER TABLE {s}.objects ADD COLUMN uid_hash bigint",
+        f"UPDATE {s}.objects SET uid_hash = "
+        f"{s}.lw_uid_hash(coalesce(uid, CASE WHEN raw IS NOT NULL THEN {_UID_IN_RAW} END, ''))",
+        f"ALTER TABLE {s}.objects ALTER COLUMN uid_hash SET NOT NULL",
+        f"DROP FUNCTION {s}.lw_uid_hash(text)",
+        f"CREATE INDEX objects_uid_hash ON {s}.objects (cluster, resource, uid_hash)",
+        f"ALTER TABLE {s}.sync_state ADD COLUMN shard text NOT NULL DEFAULT ''",
+        f"ALTER TABLE {s}.sync_state DROP CONSTRAINT sync_state_pkey",
+        f"ALTER TABLE {s}.sync_state ADD PRIMARY KEY (cluster, resource, shard)",
+        f"ALTER TABLE {s}.fence ADD COLUMN shard text NOT NULL DEFAULT ''",
+        f"ALTER TABLE {s}.fence DROP CONSTRAINT fence_pkey",
+        f"ALTER TABLE {s}.fence ADD PRIMARY KEY (cluster, shard)",
+        f"COMMENT ON TABLE {s}.fence IS "
+        "'listwatch: per cluster and scope, the highest leader epoch that has written; a "
+        "write is refused below any epoch of a scope overlapping its own'",
+        f"TRUNCATE {s}.staged, {s}.stagings",
+        f"ALTER TABLE {s}.staged ADD COLUMN uid_hash bigint NOT NULL",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _version_1,
     _version_2,
     _version_3,
     _version_4,
     _version_5,
+    _version_6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes: the number of migrations."""

@@ -166,6 +166,7 @@ import orjson
 from listwatch import fencing
 from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, Item, JsonObject, KeyFunc, Snapshot, object_key
+from listwatch._shard import Shard
 from listwatch.errors import SchemaError, SinkConnectionError, StaleEpoch, StaleWrite
 from listwatch.sinks import _base
 from listwatch.sinks._base import (
@@ -236,9 +237,10 @@ class _Statements:
         def upsert_changed(source: str, obj: str, raw: str, where: str = "") -> str:
             return f"""
                 INSERT INTO {s}.objects AS o (cluster, resource, key, resource_version, object,
-                                              raw, quarantined, object_sha256, size, updated_at)
+                                              raw, quarantined, object_sha256, size, updated_at,
+                                              uid_hash)
                 SELECT $1, $2, p.key, p.resource_version, {obj}, {raw}, p.quarantined,
-                       p.object_sha256, p.size, now()
+                       p.object_sha256, p.size, now(), p.uid_hash
                 FROM {source}
                 WHERE {where} {unchanged("p")} IS NOT TRUE
                 ON CONFLICT (cluster, resource, key) DO UPDATE SET
@@ -248,7 +250,8 @@ class _Statements:
                     quarantined = excluded.quarantined,
                     object_sha256 = excluded.object_sha256,
                     size = excluded.size,
-                    updated_at = excluded.updated_at
+                    updated_at = excluded.updated_at,
+                    uid_hash = excluded.uid_hash
                 WHERE o.resource_version <> excluded.resource_version
                    OR o.object_sha256 <> excluded.object_sha256
             """
@@ -269,20 +272,23 @@ class _Statements:
                 FROM {s}.objects c WHERE c.cluster = $1 AND c.resource = $2 AND c.key = {p}.key
             )"""
 
-        def page(keys: str, versions: str, objects: str, reasons: str) -> str:
-            """A page's or a batch's rows from the arrays (the objects' bytes, and why each
-            is quarantined), with their SHA-256 and size."""
+        def page(keys: str, versions: str, objects: str, reasons: str, hashes: str) -> str:
+            """A page's or a batch's rows from the arrays (the objects' bytes, why each is
+            quarantined, their uid hashes), with their SHA-256 and size."""
             return f"""
-                SELECT u.key, u.resource_version, u.object, u.quarantined,
+                SELECT u.key, u.resource_version, u.object, u.quarantined, u.uid_hash,
                        sha256(u.object) AS object_sha256, octet_length(u.object) AS size
                 FROM unnest({keys}::text[], {versions}::text[], {objects}::bytea[],
-                            {reasons}::text[])
-                    AS u(key, resource_version, object, quarantined)
+                            {reasons}::text[], {hashes}::bigint[])
+                    AS u(key, resource_version, object, quarantined, uid_hash)
             """
 
+        # The scope's fence row ($2), made by its first write (not on open: a row of the
+        # whole resource, "", would overlap every shard, and tie every shard's new leader
+        # to the writes in flight of all the others).
         self.ensure_fence = (
-            f"INSERT INTO {s}.fence (cluster, epoch) VALUES ($1, 0) "
-            "ON CONFLICT (cluster) DO NOTHING"
+            f"INSERT INTO {s}.fence (cluster, shard, epoch) VALUES ($1, $2, 0) "
+            "ON CONFLICT (cluster, shard) DO NOTHING"
         )
         self.register_staging = f"""
             INSERT INTO {s}.stagings (cluster, staging, resource, started_at, touched_at)
@@ -310,14 +316,15 @@ class _Statements:
             WITH touched AS (
                 UPDATE {s}.stagings SET touched_at = now() WHERE cluster = $1 AND staging = $3
                 RETURNING staging
-            ), p AS MATERIALIZED ({page("$4", "$5", "$6", "$7")})
+            ), p AS MATERIALIZED ({page("$4", "$5", "$6", "$7", "$8")})
             INSERT INTO {s}.staged AS st (cluster, staging, key, resource_version,
-                                          object_sha256, size, object, raw, quarantined)
+                                          object_sha256, size, object, raw, quarantined,
+                                          uid_hash)
             SELECT $1, t.staging, p.key, p.resource_version, p.object_sha256, p.size,
                    CASE WHEN {unchanged("p")} THEN NULL ELSE {as_jsonb} END,
                    CASE WHEN p.quarantined IS NULL OR {unchanged("p")} THEN NULL
                         ELSE p.object END,
-                   p.quarantined
+                   p.quarantined, p.uid_hash
             FROM p CROSS JOIN touched t
             ON CONFLICT (cluster, staging, key) DO UPDATE SET
                 resource_version = excluded.resource_version,
@@ -325,7 +332,8 @@ class _Statements:
                 size = excluded.size,
                 object = excluded.object,
                 raw = excluded.raw,
-                quarantined = excluded.quarantined
+                quarantined = excluded.quarantined,
+                uid_hash = excluded.uid_hash
         """
         self.lock_staging = (
             f"SELECT 1 FROM {s}.stagings WHERE cluster = $1 AND staging = $2 FOR UPDATE"
@@ -346,8 +354,10 @@ class _Statements:
               AND NOT EXISTS (SELECT 1 FROM {s}.staged p
                               WHERE p.cluster = $1 AND p.staging = $3 AND p.key = o.key)
         """
+        # A shard's snapshot replaces its range only ($4, $5: ``_base.hash_bounds``).
+        self.swap_delete_in_shard = self.swap_delete + " AND o.uid_hash BETWEEN $4 AND $5"
         self.upsert_many = f"""
-            WITH p AS MATERIALIZED ({page("$3", "$4", "$5", "$6")})
+            WITH p AS MATERIALIZED ({page("$3", "$4", "$5", "$6", "$7")})
             {upsert_changed("p", as_jsonb, as_raw)}
         """
         # PostgreSQL's own verdict on one object, when it refused a page or a batch for a
@@ -357,6 +367,9 @@ class _Statements:
             f"DELETE FROM {s}.objects "
             "WHERE cluster = $1 AND resource = $2 AND key = ANY($3::text[])"
         )
+        # A shard's batch deletes only its own rows: the key may name a newer object (another
+        # uid) of another shard.
+        self.delete_many_in_shard = self.delete_many + " AND uid_hash BETWEEN $4 AND $5"
         # What a batch's keys hold, before and after it: its change to the resource's counts,
         # one index probe per key.
         self.keys_usage = (
@@ -366,20 +379,28 @@ class _Statements:
         self.others_usage = (
             "SELECT coalesce(sum(object_count), 0)::bigint, "
             f"coalesce(sum(object_bytes), 0)::bigint FROM {s}.sync_state "
-            "WHERE cluster = $1 AND resource <> $2"
+            "WHERE cluster = $1 AND NOT (resource = $2 AND shard = $3)"
         )
         self.cluster_usage = (
-            f"SELECT resource, object_count, object_bytes FROM {s}.sync_state WHERE cluster = $1"
+            f"SELECT resource, sum(object_count)::bigint, sum(object_bytes)::bigint "
+            f"FROM {s}.sync_state WHERE cluster = $1 GROUP BY resource"
+        )
+        self.other_scopes = (
+            f"SELECT shard FROM {s}.sync_state WHERE cluster = $1 AND resource = $2 AND shard <> $3"
+        )
+        self.supersede = (
+            f"UPDATE {s}.sync_state SET object_count = 0, object_bytes = 0 "
+            "WHERE cluster = $1 AND resource = $2 AND shard = ANY($3::text[])"
         )
         # SyncState's fields, in order.
         self.state_after_list = _base.record_state_sql(
             f"{s}.sync_state",
-            ("$2", "$3", "$4", "now()", "now()", "$5", "$6", "0", "$7", "$8", "$1"),
+            ("$2", "$3", "$4", "now()", "now()", "$5", "$6", "0", "$7", "$8", "$1", "$9"),
             snapshot=True,
         )
         self.state_after_batch = _base.record_state_sql(
             f"{s}.sync_state",
-            ("$2", "$3", "$4", "now()", "NULL", "$5", "$6", "$7", "$8", "$9", "$1"),
+            ("$2", "$3", "$4", "now()", "NULL", "$5", "$6", "$7", "$8", "$9", "$1", "$10"),
             snapshot=False,
         )
         # The resource's last stamp and counts; locked: writers of one resource go one at a
@@ -387,13 +408,19 @@ class _Statements:
         self.read_stamp = f"""
             SELECT epoch, session, generation, sequence, resource_version, object_count,
                    object_bytes
-            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2
+            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2 AND shard = $3
         """
         self.recorded_stamp = self.read_stamp + " FOR UPDATE"
-        self.read_fence = f"SELECT epoch FROM {s}.fence WHERE cluster = $1"
-        self.lock_fence_shared = self.read_fence + " FOR SHARE"
-        self.lock_fence_exclusive = self.read_fence + " FOR UPDATE"
-        self.raise_fence = f"UPDATE {s}.fence SET epoch = $2 WHERE cluster = $1"
+        # Every scope's epoch in the cluster: a few rows, one per shard of the layouts
+        # written (``fencing.highest_epoch`` picks those that overlap a write's scope).
+        self.read_fences = f"SELECT shard, epoch FROM {s}.fence WHERE cluster = $1"
+        # Rows locked in one order (by shard) by every writer and raiser: no deadlock.
+        lock_some = f"SELECT 1 FROM {s}.fence WHERE cluster = $1 AND shard = ANY($2::text[])"
+        self.lock_fences_shared = lock_some + " ORDER BY shard FOR SHARE"
+        self.lock_fences_exclusive = lock_some + " ORDER BY shard FOR UPDATE"
+        self.raise_fence = (
+            f"UPDATE {s}.fence SET epoch = $3 WHERE cluster = $1 AND shard = $2 AND epoch < $3"
+        )
         self.select_objects = (
             f"SELECT key, object::text FROM {s}.objects "
             "WHERE cluster = $1 AND resource = $2 AND quarantined IS NULL ORDER BY key"
@@ -411,8 +438,8 @@ class _Statements:
             SELECT resource, resource_version, generation,
                    extract(epoch FROM synced_at)::float8,
                    extract(epoch FROM listed_at)::float8, epoch, session, sequence,
-                   object_count, object_bytes, cluster
-            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2
+                   object_count, object_bytes, cluster, shard
+            FROM {s}.sync_state WHERE cluster = $1 AND resource = $2 AND shard = $3
         """
 
 
@@ -422,9 +449,9 @@ def _usage(row: asyncpg.Record | None) -> Usage:
     return Usage(int(row[0]), int(row[1]))
 
 
-_Record = tuple[str, str, bytes, str | None]
-"""A row for the staging table or the batch arrays: key, resourceVersion, JSON bytes, and
-why it is quarantined (None: stored as jsonb)."""
+_Record = tuple[str, str, bytes, str | None, int]
+"""A row for the staging table or the batch arrays: key, resourceVersion, JSON bytes, why
+it is quarantined (None: stored as jsonb), and the uid hash (``_base.uid_hash``)."""
 
 _NUL = b"\\u0000"
 # A JSON \u0000 escape: preceded by an odd number of backslashes (an even number escapes
@@ -548,23 +575,29 @@ def _records(items: Iterable[Item], resource: str, key: KeyFunc | None) -> list[
     for item in items:
         data = _base.item_json(resource, item)
         stored_key = _base.item_key(item, key)
-        records.append((stored_key, item.resource_version, data, _why_not_jsonb(data)))
+        why = _why_not_jsonb(data)
+        records.append((stored_key, item.resource_version, data, why, _base.uid_hash(data)))
     if len({record[0] for record in records}) != len(records):
         records = list({record[0]: record for record in records}.values())
     return records
 
 
-_Columns = tuple[list[str], list[str], list[bytes], list[str | None]]
+_Columns = tuple[list[str], list[str], list[bytes], list[str | None], list[int]]
 
 
 def _columns(records: Sequence[_Record]) -> _Columns:
-    """``records`` as the arrays the statements unnest: keys, RVs, bytes, reasons."""
-    keys, versions, objects, reasons = zip(*records, strict=True)
-    return list(keys), list(versions), list(objects), list(reasons)
+    """``records`` as the arrays the statements unnest: keys, RVs, bytes, reasons, hashes."""
+    keys, versions, objects, reasons, hashes = zip(*records, strict=True)
+    return list(keys), list(versions), list(objects), list(reasons), list(hashes)
+
+
+def _overlapping(shard: Shard | None, scopes: Iterable[str]) -> list[str]:
+    """The scopes (``fencing.scope_text``) that share objects with ``shard``."""
+    return [scope for scope in scopes if fencing.overlap(shard, fencing.scope_shard(scope))]
 
 
 def _quarantined_in(records: Sequence[_Record]) -> dict[str, str]:
-    return {key: why for key, _, _, why in records if why is not None}
+    return {key: why for key, _, _, why, _ in records if why is not None}
 
 
 class PostgresSink(Sink[asyncpg.Pool]):
@@ -636,7 +669,6 @@ class PostgresSink(Sink[asyncpg.Pool]):
             async with pool.acquire() as connection:
                 await self._check_server(connection)
                 await ensure_schema(connection, self._schema, cluster=self._cluster)
-                await connection.execute(self._sql.ensure_fence, self._cluster)
         except BaseException:
             if pool is not self._given_pool:
                 await pool.close()
@@ -677,70 +709,79 @@ class PostgresSink(Sink[asyncpg.Pool]):
         async with self._lock:
             pool = self._opened()
             async with pool.acquire() as connection:
-                await self._raise_fence(connection, stamp.epoch)
+                await self._raise_fence(connection, stamp)
                 async with connection.transaction():
                     await connection.execute(_BOUNDED_TRANSACTION)
                     yield connection, *await self._check_fence(connection, stamp)
 
-    async def _raise_fence(self, connection: Connection, epoch: int) -> None:
+    async def _raise_fence(self, connection: Connection, stamp: fencing.Stamp) -> None:
         """Record a new leader's epoch, in a short transaction of its own, before its write.
 
-        ``FOR UPDATE`` waits until every write of an older epoch in flight has ended, and
-        once this commits, every write of an older epoch that starts is refused. Raising it
-        apart from the write costs nothing in safety (a recorded epoch only refuses older
-        ones, and this leader's write is checked again in its own transaction) and keeps
-        the exclusive lock short: the new leader's writers of other resources need not wait
-        for this one's snapshot. A write of an epoch not above the recorded one does nothing
-        here.
+        The write's scope has a fence row of its own (made here by its first write). ``FOR
+        UPDATE`` on the rows of every scope that overlaps it waits until every write in
+        flight that could be fenced by the new epoch has ended (each holds the rows of its
+        overlapping scopes shared), and once this commits, every such write that starts is
+        refused. Raising it apart from the write costs nothing in safety (a recorded epoch
+        only refuses older ones, and this leader's write is checked again in its own
+        transaction) and keeps the exclusive lock short: the new leader's writers of other
+        resources need not wait for this one's snapshot, and writers of disjoint shards are
+        not waited for at all. A write of an epoch not above its scope's recorded one does
+        nothing here.
         """
-        sql, cluster = self._sql, self._cluster
-        recorded = await connection.fetchval(sql.read_fence, cluster)
-        if recorded is None:
-            raise SchemaError(
-                f"schema {self._schema!r}: the fence row of cluster {cluster!r} is missing"
-            )
-        if epoch <= recorded:
+        sql, cluster, scope = self._sql, self._cluster, fencing.scope_text(stamp.shard)
+        await connection.execute(sql.ensure_fence, cluster, scope)
+        fences = {row[0]: int(row[1]) for row in await connection.fetch(sql.read_fences, cluster)}
+        if stamp.epoch <= fences.get(scope, 0):
             return
+        overlapping = _overlapping(stamp.shard, fences)
         async with connection.transaction():
             await connection.execute(_BOUNDED_TRANSACTION)
-            recorded = await connection.fetchval(sql.lock_fence_exclusive, cluster)
-            if epoch > recorded:
-                await connection.execute(sql.raise_fence, cluster, epoch)
+            await connection.execute(sql.lock_fences_exclusive, cluster, overlapping)
+            await connection.execute(sql.raise_fence, cluster, scope, stamp.epoch)
 
     async def _peek_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
         """``fencing.decide`` on what the database recorded, read without locking anything:
         the early check before a snapshot is staged (the swap checks again, locked)."""
-        highest = await connection.fetchval(self._sql.read_fence, self._cluster)
-        row = await connection.fetchrow(self._sql.read_stamp, self._cluster, self._resource)
+        sql, scope = self._sql, fencing.scope_text(stamp.shard)
+        fences = await connection.fetch(sql.read_fences, self._cluster)
+        highest = fencing.highest_epoch(stamp.shard, [(row[0], row[1]) for row in fences])
+        row = await connection.fetchrow(sql.read_stamp, self._cluster, self._resource, scope)
         recorded = fencing.Stamp(*row[:5]) if row is not None else None
-        return fencing.decide(self._resource, stamp, recorded, int(highest))
+        return fencing.decide(self._resource, stamp, recorded, highest)
 
     async def _check_fence(
         self, connection: Connection, stamp: fencing.Stamp
     ) -> tuple[Verdict, Usage]:
-        """First in the write's transaction: ``fencing.decide`` on the recorded epoch (the
-        fence row, held shared until the write commits, so that no newer epoch can be
-        recorded, and no newer leader can write, in between; writers of the recorded epoch
-        share it) and on the resource's last stamp (its row locked: one writer at a time).
-        Also what the resource holds, by that row."""
-        cluster, resource = self._cluster, self._resource
-        highest = await connection.fetchval(self._sql.lock_fence_shared, cluster)
-        if highest is None:
-            raise SchemaError(
-                f"schema {self._schema!r}: the fence row of cluster {cluster!r} is missing"
-            )
-        if stamp.epoch < highest:  # at once: not after waiting for the newer leader's write
-            raise StaleEpoch(resource, stamp.epoch, int(highest))
-        row = await connection.fetchrow(self._sql.recorded_stamp, cluster, resource)
+        """First in the write's transaction: ``fencing.decide`` on the recorded epochs of the
+        scopes that overlap the write's (their fence rows held shared until the write
+        commits, so that no newer epoch of them can be recorded, and no newer leader can
+        write, in between; writers of the same epochs share them) and on the scope's last
+        stamp (its row locked: one writer at a time). Also what the scope holds, by that
+        row. The epochs are read again once the rows are locked: a scope whose first write
+        committed in between (a new layout's shard) has its row seen then."""
+        sql, cluster, resource = self._sql, self._cluster, self._resource
+        fences = {row[0]: int(row[1]) for row in await connection.fetch(sql.read_fences, cluster)}
+        await connection.execute(sql.lock_fences_shared, cluster, _overlapping(stamp.shard, fences))
+        rows = await connection.fetch(sql.read_fences, cluster)
+        highest = fencing.highest_epoch(stamp.shard, [(row[0], row[1]) for row in rows])
+        if highest is not None and stamp.epoch < highest:  # at once: not after waiting
+            raise StaleEpoch(fencing.named(resource, stamp.shard), stamp.epoch, highest)
+        scope = fencing.scope_text(stamp.shard)
+        row = await connection.fetchrow(sql.recorded_stamp, cluster, resource, scope)
         recorded = fencing.Stamp(*row[:5]) if row is not None else None
         usage = Usage(*row[5:]) if row is not None else Usage()
-        return fencing.decide(resource, stamp, recorded, int(highest)), usage
+        return fencing.decide(resource, stamp, recorded, highest), usage
 
-    async def _enforce_limits(self, connection: Connection, before: Usage, after: Usage) -> None:
+    async def _enforce_limits(
+        self, connection: Connection, stamp: fencing.Stamp, before: Usage, after: Usage
+    ) -> None:
         """``enforce_limits`` in the write's transaction, against the rest of the cluster."""
         if self.limits is None or not self.limits.any:
             return
-        row = await connection.fetchrow(self._sql.others_usage, self._cluster, self._resource)
+        scope = fencing.scope_text(stamp.shard)
+        row = await connection.fetchrow(
+            self._sql.others_usage, self._cluster, self._resource, scope
+        )
         _base.enforce_limits(
             self.limits,
             self._cluster,
@@ -761,7 +802,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
         async with pool.acquire() as connection:
             # A new leader's epoch is recorded now: the old leader's writes, its snapshots
             # in flight included, are refused from here on, before this one is even staged.
-            await self._raise_fence(connection, stamp.epoch)
+            await self._raise_fence(connection, stamp)
             duplicate = await self._peek_fence(connection, stamp) is Verdict.DUPLICATE
             if not duplicate:
                 await connection.execute(sql.drop_abandoned, ABANDONED_AFTER)
@@ -810,17 +851,23 @@ class PostgresSink(Sink[asyncpg.Pool]):
         keys held before and after it is the batch's change to the resource's counts."""
         cluster, resource, sql = self._cluster, self._resource, self._sql
         touched = [record[0] for record in records] + list(deletes)
-        async with self._write(fencing.stamp_of(batch)) as (connection, verdict, recorded):
+        stamp = fencing.stamp_of(batch)
+        async with self._write(stamp) as (connection, verdict, recorded):
             if verdict is Verdict.DUPLICATE:
                 return False
             before = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
             if records:
                 await connection.execute(sql.upsert_many, cluster, resource, *_columns(records))
-            if deletes:
+            if deletes and stamp.shard is not None:
+                bounds = _base.hash_bounds(stamp.shard)
+                await connection.execute(
+                    sql.delete_many_in_shard, cluster, resource, deletes, *bounds
+                )
+            elif deletes:
                 await connection.execute(sql.delete_many, cluster, resource, deletes)
             after = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
             change = after - before
-            await self._enforce_limits(connection, recorded, recorded + change)
+            await self._enforce_limits(connection, stamp, recorded, recorded + change)
             await connection.execute(
                 sql.state_after_batch,
                 cluster,
@@ -832,6 +879,7 @@ class PostgresSink(Sink[asyncpg.Pool]):
                 _base.recorded_sequence(batch),
                 change.objects,
                 change.bytes,
+                fencing.scope_text(stamp.shard),
             )
         return True
 
@@ -842,14 +890,14 @@ class PostgresSink(Sink[asyncpg.Pool]):
         escaped lone surrogate, ...). One statement per object, only after a refusal."""
         tried: list[_Record] = []
         async with self._opened().acquire() as connection:
-            for key, version, data, known in records:
+            for key, version, data, known, hashed in records:
                 why = known
                 if why is None:
                     try:
                         await connection.fetchval(self._sql.try_jsonb, data)
                     except _REFUSED as exc:
                         why = _refusal(exc)
-                tried.append((key, version, data, why))
+                tried.append((key, version, data, why, hashed))
         return tried
 
     # -- readers ---------------------------------------------------------------------------
@@ -874,9 +922,12 @@ class PostgresSink(Sink[asyncpg.Pool]):
     async def count(self) -> int:
         return int(await self._opened().fetchval(self._sql.count, self._cluster, self._resource))
 
-    async def sync_state(self) -> SyncState | None:
+    async def sync_state(self, shard: Shard | None = None) -> SyncState | None:
+        scope = fencing.scope_text(shard)
         return SyncState.from_row(
-            await self._opened().fetchrow(self._sql.select_state, self._cluster, self._resource)
+            await self._opened().fetchrow(
+                self._sql.select_state, self._cluster, self._resource, scope
+            )
         )
 
     async def cluster_usage(self) -> dict[str, Usage]:
@@ -930,13 +981,15 @@ class _PostgresStaging(_base.Staging):
     async def swap(self, snapshot: Snapshot) -> None:
         sink, sql = self._sink, self._sink._sql
         cluster, resource = sink.cluster, sink.resource
-        async with sink._write(fencing.stamp_of(snapshot)) as (connection, verdict, recorded):
+        stamp = fencing.stamp_of(snapshot)
+        scope = fencing.scope_text(stamp.shard)
+        async with sink._write(stamp) as (connection, verdict, recorded):
             if verdict is Verdict.DUPLICATE:
                 return
             if await connection.fetchval(sql.lock_staging, cluster, self._staging) is None:
                 raise self._abandoned()
             staged = _usage(await connection.fetchrow(sql.staged_usage, cluster, self._staging))
-            await sink._enforce_limits(connection, recorded, staged)
+            await sink._enforce_limits(connection, stamp, recorded, staged)
             try:
                 await connection.execute(sql.swap_upsert, cluster, resource, self._staging)
             except asyncpg.NotNullViolationError:
@@ -944,7 +997,19 @@ class _PostgresStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
-            await connection.execute(sql.swap_delete, cluster, resource, self._staging)
+            if stamp.shard is None:
+                await connection.execute(sql.swap_delete, cluster, resource, self._staging)
+            else:
+                bounds = _base.hash_bounds(stamp.shard)
+                await connection.execute(
+                    sql.swap_delete_in_shard, cluster, resource, self._staging, *bounds
+                )
+            # The resource's other scopes that overlap this one (an older layout's, or the
+            # whole resource's) no longer count the rows it replaced.
+            others = await connection.fetch(sql.other_scopes, cluster, resource, scope)
+            superseded = _overlapping(stamp.shard, [row[0] for row in others])
+            if superseded:
+                await connection.execute(sql.supersede, cluster, resource, superseded)
             await connection.execute(
                 sql.state_after_list,
                 cluster,
@@ -955,6 +1020,7 @@ class _PostgresStaging(_base.Staging):
                 snapshot.session,
                 staged.objects,
                 staged.bytes,
+                scope,
             )
 
 
