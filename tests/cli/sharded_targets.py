@@ -6,7 +6,8 @@ each sync-state row written (its ``shard`` scope and ``epoch``). The sinks write
 transaction's object rows first and its sync state last, and SQLite runs one writer at a
 time, so the object rows of a transaction are exactly those before its sync-state row and
 after the previous one: that is how each object write is attributed to the shard that made
-it (``foreign_writes``).
+it (``foreign_writes``). PostgreSQL's triggers record the transaction id as well, and its
+audit is read transaction by transaction in the same shape.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from listwatch._shard import Shard
+from listwatch.sinks.postgres import PostgresSink
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from tests.processes import ListwatchProcess
 
@@ -145,6 +149,82 @@ def sqlite_target(name: str, db: Path, args: list[str]) -> Target:
     return Target(name, args, audit, objects)
 
 
+POSTGRES_AUDIT = (
+    """
+    CREATE TABLE public.shard_audit (
+        n bigserial PRIMARY KEY, tx bigint NOT NULL DEFAULT txid_current(), kind text NOT NULL,
+        shard text, epoch bigint, key text, uid_hash bigint
+    )
+    """,
+    """
+    CREATE FUNCTION public.shard_audit_object() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO public.shard_audit (kind, key, uid_hash)
+            VALUES ('delete', OLD.key, OLD.uid_hash);
+            RETURN OLD;
+        END IF;
+        INSERT INTO public.shard_audit (kind, key, uid_hash)
+        VALUES ('object', NEW.key, NEW.uid_hash);
+        RETURN NEW;
+    END $$
+    """,
+    """
+    CREATE FUNCTION public.shard_audit_state() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO public.shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);
+        RETURN NEW;
+    END $$
+    """,
+    """
+    CREATE TRIGGER shard_audit AFTER INSERT OR UPDATE OR DELETE ON listwatch.objects
+    FOR EACH ROW EXECUTE FUNCTION public.shard_audit_object()
+    """,
+    """
+    CREATE TRIGGER shard_audit AFTER INSERT OR UPDATE ON listwatch.sync_state
+    FOR EACH ROW EXECUTE FUNCTION public.shard_audit_state()
+    """,
+)
+
+
+async def audited_postgres(dsn: str) -> None:
+    async with PostgresSink(dsn, resource="pods"):
+        pass  # the schema, so that the audit triggers can be attached to it
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in POSTGRES_AUDIT:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def postgres_target(name: str, dsn: str, args: list[str]) -> Target:
+    async def query(sql: str) -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return await connection.fetch(sql)
+        finally:
+            await connection.close()
+
+    async def audit() -> list[AuditRow]:
+        """Transaction by transaction (in commit order, roughly: by first row), each with
+        its object rows before its sync-state rows: the shape ``foreign_writes`` reads."""
+        rows = await query(
+            "SELECT n, kind, shard, epoch, key, uid_hash, "
+            "min(n) OVER (PARTITION BY tx) AS first FROM public.shard_audit "
+            "ORDER BY first, kind = 'state', n"
+        )
+        return [(r["n"], r["kind"], r["shard"], r["epoch"], r["key"], r["uid_hash"]) for r in rows]
+
+    async def objects() -> dict[str, str] | None:
+        rows = await query(
+            "SELECT key, resource_version FROM listwatch.objects WHERE resource = 'pods'"
+        )
+        return {r["key"]: r["resource_version"] for r in rows}
+
+    return Target(name, args, audit, objects)
+
+
 async def start_receiver(store: list[str], token_file: Path) -> tuple[ListwatchProcess, str]:
     receiver = await ListwatchProcess.start(
         "receiver",
@@ -166,7 +246,9 @@ async def sharded_target(kind: str, tmp_path: Path, dsn: str) -> AsyncIterator[T
     an SQLite file)."""
     db = tmp_path / "mirror.db"
     if kind == "postgres":
-        raise NotImplementedError("postgres target")
+        await audited_postgres(dsn)
+        yield postgres_target(kind, dsn, ["--postgres", dsn])
+        return
     await audited_sqlite(db)
     args = ["--sqlite", str(db)]
     receiver: ListwatchProcess | None = None

@@ -71,17 +71,17 @@ async def server(filtered_by: str) -> AsyncIterator[FakeApiServer]:
         yield fake
 
 
-@pytest.fixture(params=["sqlite"])
-def target_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["sqlite", "postgres"])
+def target_kind(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The target's name, and a PostgreSQL database for the one that needs it."""
+    name = str(request.param)
+    return name, request.getfixturevalue("postgres_dsn") if name == "postgres" else ""
 
 
 @pytest.fixture
-async def target(
-    target_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[Target]:
-    dsn = request.getfixturevalue("postgres_dsn") if target_kind == "postgres" else ""
-    async with sharded_target(target_kind, tmp_path, dsn) as made:
+async def target(target_kind: tuple[str, str], tmp_path: Path) -> AsyncIterator[Target]:
+    name, dsn = target_kind
+    async with sharded_target(name, tmp_path, dsn) as made:
         yield made
 
 
