@@ -218,6 +218,33 @@ async def test_replicas_share_the_shards_and_take_over_a_killed_replicas_within_
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{tails(group)}") from None
 
+        # Each replica's /readyz names the shards it holds, all synced; its metrics carry
+        # the shard label.
+        async def probes_agree() -> bool:
+            held = lease_holders(server)
+            for replica in group:
+                mine = {f"{i}/{SHARDS}" for i, h in held.items() if h == replica.name}
+                url = holdings.urls[replica.name]
+                async with http.get(f"{url}/readyz") as response:
+                    ready = await response.json()
+                if set(ready["shards"]) != mine or not ready["ok"]:
+                    return False
+                if not mine and ready.get("note") != "this replica holds no shard":
+                    return False
+                async with http.get(f"{url}/metrics") as response:
+                    text = await response.text()
+                for name in mine:
+                    synced = (
+                        f'listwatch_synced{{group="",resource="pods",shard="{name}",version="v1"}}'
+                    )
+                    if f"{synced} 1.0" not in text:
+                        return False
+                if f"listwatch_shard_fair_share {float(SHARE)}" not in text:
+                    return False
+            return True
+
+        await eventually(probes_agree, what="/readyz and /metrics name each held shard")
+
         # Kill a replica that holds shards; note each of its shards' epoch.
         held = lease_holders(server)
         victim = by_name[held[0]]

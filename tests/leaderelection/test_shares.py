@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from listwatch.leaderelection._lease import check_dns_subdomain
@@ -16,6 +19,8 @@ from listwatch.leaderelection._shares import (
     shard_lease_name,
     to_give_back,
 )
+from listwatch.testing import FakeApiServer
+from tests.leaderelection.helpers import Campaign, spec_of
 
 
 @pytest.mark.parametrize(
@@ -128,3 +133,29 @@ def test_shard_leases_are_numbered_from_zero() -> None:
 
 def test_holders_groups_the_held_shards_by_replica() -> None:
     assert holders({0: "a", 1: "", 2: "a", 3: None, 4: "b"}) == {"a": [0, 2], "b": [4]}
+
+
+async def test_an_elector_not_admitted_keeps_observing_and_takes_the_lease_once_admitted(
+    server: FakeApiServer, campaign: Campaign
+) -> None:
+    admitted = False
+    entered: list[bool] = []
+
+    @contextlib.contextmanager
+    def admission() -> Iterator[bool]:
+        entered.append(admitted)
+        yield admitted
+
+    holder = await campaign("holder")
+    await holder.until(lambda s: s.leading)
+    waiting = await campaign("waiting", admission=admission)
+    await waiting.until(lambda s: s.holder == "holder")
+    await holder.stop()  # released: free for anyone admitted
+    await waiting.until(lambda s: s.holder == "")
+    await server.wait_until(lambda s: entered.count(False) >= 2, timeout=10)
+    assert spec_of(server)["holderIdentity"] == ""  # asked, refused, nothing written
+    admitted = True
+    status = await waiting.until(lambda s: s.leading)
+    assert status.term is not None
+    assert spec_of(server)["holderIdentity"] == "waiting"
+    assert entered[-1] is True
