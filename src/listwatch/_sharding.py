@@ -54,7 +54,7 @@ from listwatch.leaderelection._term import clock
 from listwatch.observe.health import HealthReport
 from listwatch.observe.metrics import SyncMetrics
 
-__all__ = ["ShardSyncerFactory", "ShardedAgent"]
+__all__ = ["ShardSyncerFactory", "ShardTerms", "ShardedAgent"]
 
 logger = logging.getLogger("listwatch")
 
@@ -314,6 +314,10 @@ class ShardedAgent:
                 self.metrics.forget(syncer)
             self._notify()
 
+    def shard_terms(self, index: int) -> ShardTerms:
+        """Shard ``index``'s terms as ``listwatch.cli._health.watch_health`` reads an Agent's."""
+        return ShardTerms(self, self.held[index])
+
     # -- probes ----------------------------------------------------------------------------
 
     def liveness(self) -> HealthReport:
@@ -364,6 +368,24 @@ class ShardedAgent:
         if election.last_error:
             details["last_error"] = election.last_error
         return HealthReport(self._running and not not_ready, details)
+
+
+class ShardTerms:
+    """One shard's Supervisor while this replica leads it, and a wait for the next term."""
+
+    def __init__(self, agent: ShardedAgent, held: _Held) -> None:
+        self._agent = agent
+        self._held = held
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        return self._held.supervisor
+
+    async def wait_for_supervisor(self) -> Supervisor:
+        await self._agent.wait_until(lambda _agent: self._held.supervisor is not None)
+        supervisor = self._held.supervisor
+        assert supervisor is not None
+        return supervisor
 
 
 async def _forever(term: Term) -> NoReturn:

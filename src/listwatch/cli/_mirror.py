@@ -516,11 +516,28 @@ async def _run_sharded(
             async with asyncio.TaskGroup() as group:
                 running = group.create_task(agent.run(), name="listwatch sharded agent")
                 stopping = group.create_task(stop.wait(), name="listwatch stop")
-                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (running, stopping):
+                # Each shard's stale lines and --exit-on-failure, as an Agent's.
+                watching = [
+                    group.create_task(
+                        watch_health(
+                            agent.shard_terms(index),
+                            target=f"{options.store.describe()} (shard {index}/{options.shards})",
+                            stale_after=options.stale_after,
+                            exit_after=options.exit_on_failure,
+                        ),
+                        name=f"listwatch health {index}",
+                    )
+                    for index in range(options.shards)
+                ]
+                await asyncio.wait(
+                    {running, stopping, *watching}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in (running, stopping, *watching):
                     task.cancel()
     except* FatalError as errors:
         raise CliError(_fatal_line(first_error(errors))) from None
+    except* CliError as errors:  # --exit-on-failure gave up
+        raise first_error(errors) from None
     logger.info("stopped after %.1f s", time.monotonic() - began)
     return 0
 
