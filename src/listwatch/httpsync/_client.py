@@ -247,7 +247,7 @@ class HttpSink(OpenedOnEnter):
             self._encode_snapshot(header, snapshot, chunks, taken),
             name=f"encode {resource} snapshot",
         )
-        post = asyncio.create_task(self._post(url, path, _drain(chunks, taken), timeout))
+        post = asyncio.create_task(self._post(url, path, _drain(chunks, taken), timeout, header))
         try:
             answer = await self._watch_progress(url, post, chunks, taken, path)
         except _Unavailable as unavailable:
@@ -275,6 +275,7 @@ class HttpSink(OpenedOnEnter):
             write.generation,
             sequence,
             write.resource_version,
+            None if write.shard is None or write.shard.everything else write.shard,
         )
 
     async def on_batch(self, batch: Batch) -> None:
@@ -299,7 +300,7 @@ class HttpSink(OpenedOnEnter):
             url = self._urls.current
             try:
                 answer = await self._post(
-                    url, path, body, aiohttp.ClientTimeout(total=self._timeout)
+                    url, path, body, aiohttp.ClientTimeout(total=self._timeout), header
                 )
             except _Unavailable as unavailable:
                 # Sent again to the next receiver, as it is: the fence applies it once
@@ -400,9 +401,11 @@ class HttpSink(OpenedOnEnter):
         path: str,
         body: bytes | AsyncIterator[bytes],
         limits: aiohttp.ClientTimeout,
+        header: Header,
     ) -> bytes:
         """The 200 answer of ``url``; raises ``_Unavailable`` for what another receiver may
-        not share (no connection, no answer in time, a 5xx), any other error itself."""
+        not share (no connection, no answer in time, a 5xx, a receiver too old for the
+        header's version), any other error itself."""
         session = self._session
         if session is None:
             raise RuntimeError("HttpSink is not open: use 'async with HttpSink(...)'")
@@ -429,6 +432,9 @@ class HttpSink(OpenedOnEnter):
             raise _Unavailable(HttpSyncError(f"{where}: {type(exc).__name__}")) from None
         if status == 200:
             return answer
+        older = protocol.older_receiver(status, answer, header)
+        if older is not None:  # another receiver of the list may be upgraded already
+            raise _Unavailable(HttpSyncError(f"{where}: {older}"))
         error = protocol.error_from_answer(
             status, answer, where, secrets=(token,) if token is not None else ()
         )

@@ -206,7 +206,9 @@ class SyncServer:
     verifies a client certificate (mutual TLS) on every connection, which then suffices
     without a token. One of the three is required. ``idle_timeout`` bounds the wait for
     each byte of a body; ``header_timeout`` the wait for a request's header, in
-    ``runner()``.
+    ``runner()``. ``protocol_version`` is the newest version of the protocol it serves
+    (every one from 1 up): pinned to 1 it answers as a receiver from before shards did,
+    refusing a sharded write (a staged rollout, and the compatibility tests).
     """
 
     def __init__(
@@ -220,7 +222,11 @@ class SyncServer:
         registry: CollectorRegistry | None = None,
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        protocol_version: int = protocol.PROTOCOL_VERSION,
     ) -> None:
+        if not 1 <= protocol_version <= protocol.PROTOCOL_VERSION:
+            raise ValueError(f"protocol_version is 1 to {protocol.PROTOCOL_VERSION}")
+        self._protocol_version = protocol_version
         if clients is not None and token is not None:
             raise ValueError("give a clients file or a token, not both")
         if token is None and clients is None and not client_certificate:
@@ -401,7 +407,9 @@ class SyncServer:
         limit = MAX_BATCH_BYTES if kind == "batch" else None
         read = self._metrics.bytes.labels(client.cluster, resource, kind)
         async with aclosing(self._lines(request, limit, read)) as lines:
-            header = protocol.decode_header(await _first(lines), kind=kind, resource=resource)
+            header = protocol.decode_header(
+                await _first(lines), kind=kind, resource=resource, newest=self._protocol_version
+            )
             sink = await self._sink(client, resource)
             request[_RESOURCE] = resource
             await _refuse_early(resource, sink, header)
@@ -419,6 +427,7 @@ class SyncServer:
             epoch=header.epoch,
             resource=header.resource,
             session=header.session,
+            shard=header.shard,
         )
         with self._metrics.in_progress.labels("snapshot").track_inprogress():
             try:
@@ -522,6 +531,7 @@ class SyncServer:
             resource=header.resource,
             session=header.session,
             sequence=header.sequence,
+            shard=header.shard,
         )
         with self._metrics.in_progress.labels("batch").track_inprogress():
             await sink.on_batch(batch)
@@ -787,17 +797,23 @@ async def _refuse_early(resource: str, sink: Receiver, header: Header) -> None:
     buffered. The stamp is read without a lock, and the write's own transaction decides
     again (this check sees the resource's epoch, that one the highest of all resources), so
     this only ever refuses what that would refuse. A store whose sinks keep no stamp (not
-    a listwatch sink) is left to its own fence."""
+    a listwatch sink) is left to its own fence. A sharded write is checked against its
+    shard's stamp (the write's transaction, against every overlapping scope's epoch)."""
     if not isinstance(sink, Sink):
         return
-    state = await sink.sync_state()
+    state = await sink.sync_state(header.shard)
     if state is None:
         return
     recorded = Stamp(
         state.epoch, state.session, state.generation, state.sequence, state.resource_version
     )
     write = Stamp(
-        header.epoch, header.session, header.generation, header.sequence, header.resource_version
+        header.epoch,
+        header.session,
+        header.generation,
+        header.sequence,
+        header.resource_version,
+        header.shard,
     )
     decide(resource, write, recorded, state.epoch)
 

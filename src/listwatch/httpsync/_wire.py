@@ -14,8 +14,18 @@ A sync is one POST of newline-delimited JSON (``application/x-ndjson``, optional
 
 ``{resource}`` is the resource as kubectl writes it (``pods``, ``deployments.apps``). The
 header names the full resource, the stamp (epoch, session, generation, and for a batch its
-sequence: ``listwatch.fencing``) and the resourceVersion; an object record carries the
-object's JSON as the API server sent it, spliced in as bytes (never parsed on either side).
+sequence: ``listwatch.fencing``), the resourceVersion and, from version 2 on, the shard the
+write replaces; an object record carries the object's JSON as the API server sent it,
+spliced in as bytes (never parsed on either side).
+
+**Versions.** 1 has no shard; 2 adds ``shard`` to the header (``{"start": "0x…", "end":
+"0x…"}``, the uid-hash range, or ``null``). A sender writes each header in the *oldest*
+version that carries it: an unsharded write goes as version 1, byte for byte what senders
+wrote before shards, so a new sender keeps working with an old receiver; only a sharded
+write needs 2. A receiver serves every version up to its newest (a version-1 header is an
+unsharded write). An old receiver refuses a version-2 header with a 400 (its header has no
+``shard`` field, or its version check); the sender turns that answer into one clear error
+(``older_receiver``) instead of a bare 400.
 
 An error is answered with a ``metav1.Status``-like JSON body, and read back into an
 exception, both here: ``status_for`` (the receiver) and ``error_from_answer`` (the sender).
@@ -77,6 +87,7 @@ from listwatch._framing import LineTooLong
 from listwatch._jsonparse import MAX_DEPTH, unreadable
 from listwatch._jsonparse import loads as parse_json
 from listwatch._models import Event, EventType, GroupVersionResource, Item
+from listwatch._shard import HASH_SPACE, Shard
 from listwatch.errors import (
     HttpSyncError,
     LimitExceeded,
@@ -92,6 +103,7 @@ __all__ = [
     "MAX_QUARANTINED_NAMED",
     "MAX_RECORD_BYTES",
     "PROTOCOL_VERSION",
+    "UNSHARDED_VERSION",
     "Answer",
     "Commit",
     "Header",
@@ -107,13 +119,17 @@ __all__ = [
     "encode_object",
     "error_from_answer",
     "is_resource_name",
+    "older_receiver",
     "quarantine_details",
     "quarantined_in",
     "status_body",
     "status_for",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""The newest version of the protocol: 2 carries the shard a write replaces."""
+UNSHARDED_VERSION = 1
+"""The version an unsharded write is sent as: what every receiver since the first serves."""
 CONTENT_TYPE = "application/x-ndjson"
 MAX_RECORD_BYTES = 17 * 1024 * 1024
 """One record (an object and its key) may be this large: the watch's 16 MiB event cap plus
@@ -160,6 +176,13 @@ class Header:
     resource_version: str
     """A streaming list learns its RV only at its end: a snapshot's header may say "" and
     its commit record then carries it."""
+    shard: Shard | None = None
+    """The scope the write replaces (``Snapshot.shard``); None: the whole resource."""
+
+    @property
+    def version(self) -> int:
+        """The oldest protocol version that carries this header."""
+        return UNSHARDED_VERSION if self.shard is None else PROTOCOL_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,24 +197,29 @@ class Commit:
 
 
 def encode_header(header: Header) -> bytes:
+    """The header record, in the oldest version that carries it (``Header.version``)."""
     resource = header.resource
-    return orjson.dumps(
-        {
-            "listwatch": header.kind,
-            "version": PROTOCOL_VERSION,
-            "resource": {
-                "group": resource.group,
-                "version": resource.version,
-                "resource": resource.resource,
-            },
-            "epoch": header.epoch,
-            "session": header.session,
-            "generation": header.generation,
-            "sequence": header.sequence,
-            "resourceVersion": header.resource_version,
+    record: dict[str, Any] = {
+        "listwatch": header.kind,
+        "version": header.version,
+        "resource": {
+            "group": resource.group,
+            "version": resource.version,
+            "resource": resource.resource,
         },
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
+        "epoch": header.epoch,
+        "session": header.session,
+        "generation": header.generation,
+        "sequence": header.sequence,
+        "resourceVersion": header.resource_version,
+    }
+    if header.shard is not None:
+        record["shard"] = {"start": _bound(header.shard.start), "end": _bound(header.shard.end)}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _bound(value: int) -> str:
+    return f"0x{value:016x}"
 
 
 def encode_object(item: Item) -> bytes:
@@ -244,7 +272,7 @@ class _Resource(msgspec.Struct, forbid_unknown_fields=True):
     resource: str
 
 
-class _Header(msgspec.Struct, forbid_unknown_fields=True):
+class _HeaderV1(msgspec.Struct, forbid_unknown_fields=True):
     listwatch: str
     version: int
     resource: _Resource
@@ -253,6 +281,15 @@ class _Header(msgspec.Struct, forbid_unknown_fields=True):
     generation: int
     sequence: int
     resourceVersion: str
+
+
+class _ShardRange(msgspec.Struct, forbid_unknown_fields=True):
+    start: str
+    end: str
+
+
+class _Header(_HeaderV1, forbid_unknown_fields=True):
+    shard: _ShardRange | None = None
 
 
 class _ObjectRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -276,7 +313,13 @@ class _Commit(msgspec.Struct, forbid_unknown_fields=True):
     resourceVersion: str
 
 
-_HEADER = msgspec.json.Decoder(_Header)
+_HEADERS: dict[int, msgspec.json.Decoder[Any]] = {
+    1: msgspec.json.Decoder(_HeaderV1),
+    2: msgspec.json.Decoder(_Header),
+}
+"""The header each version's receiver reads: a receiver pinned to 1 refuses a ``shard``
+field as every receiver before version 2 did."""
+_BOUND = re.compile(r"0x[0-9a-f]{16}|0x10000000000000000")
 _OBJECT = msgspec.json.Decoder(_ObjectRecord)
 _EVENT = msgspec.json.Decoder(_EventRecord)
 _COMMIT = msgspec.json.Decoder(_Commit)
@@ -340,18 +383,22 @@ def _check_key(key: str, number: int) -> None:
         )
 
 
-def decode_header(line: bytes, *, kind: Kind, resource: str) -> Header:
-    """The header record; it must be of ``kind`` and name the ``resource`` of the path."""
+def decode_header(
+    line: bytes, *, kind: Kind, resource: str, newest: int = PROTOCOL_VERSION
+) -> Header:
+    """The header record; it must be of ``kind``, name the ``resource`` of the path, and be
+    of a version from 1 to ``newest`` (the newest this receiver serves)."""
     check_record(line, "the header record")
     try:
-        header = _HEADER.decode(line)
+        header = _HEADERS[newest].decode(line)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"the first record is not a {kind} header: {exc}") from None
-    if header.version != PROTOCOL_VERSION:
+    if not 1 <= header.version <= newest:
+        served = "1" if newest == 1 else f"1 to {newest}"
         raise ProtocolError(
-            f"protocol version {header.version} is not served (this receiver speaks "
-            f"{PROTOCOL_VERSION})"
+            f"protocol version {header.version} is not served (this receiver speaks {served})"
         )
+    shard = _shard_of(getattr(header, "shard", None), header.version)
     if header.listwatch != kind:
         raise ProtocolError(f"a {header.listwatch} header was sent to the {kind} endpoint")
     gvr = GroupVersionResource(
@@ -378,6 +425,48 @@ def decode_header(line: bytes, *, kind: Kind, resource: str) -> Header:
         header.generation,
         header.sequence,
         header.resourceVersion,
+        shard,
+    )
+
+
+def _shard_of(field: _ShardRange | None, version: int) -> Shard | None:
+    """The header's shard: a range of the uid hash, bounds as ``Shard.selector`` writes
+    them; none in a version-1 header. A range of the whole space is the whole resource."""
+    if field is None:
+        return None
+    if version < 2:
+        raise ProtocolError("a version 1 header carries no shard (shards need version 2)")
+    if _BOUND.fullmatch(field.start) is None or _BOUND.fullmatch(field.end) is None:
+        raise ProtocolError(
+            "the header's shard bounds are 0x and 16 lowercase hex digits (or the end of the "
+            "space, 0x10000000000000000)"
+        )
+    start, end = int(field.start, 16), int(field.end, 16)
+    if not 0 <= start < end <= HASH_SPACE:
+        raise ProtocolError("the header's shard is not a non-empty range of [0, 2^64)")
+    shard = Shard(start, end)
+    return None if shard.everything else shard
+
+
+def older_receiver(status: int, body: bytes, header: Header) -> HttpSyncError | None:
+    """The clear error for a refusal that says the receiver predates the header's version
+    (its 400 names the ``shard`` field as unknown, or the version as not served); None for
+    any other answer. Only a sharded write can meet one: an unsharded write is sent as
+    version 1, which every receiver serves."""
+    if status != 400 or header.shard is None:
+        return None
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    message = decoded.get("message") if isinstance(decoded, dict) else None
+    if not isinstance(message, str):
+        return None
+    if "unknown field `shard`" not in message and "is not served" not in message:
+        return None
+    return HttpSyncError(
+        f"the receiver predates protocol version {PROTOCOL_VERSION}, which a sharded write "
+        f"needs (shard {header.shard.name}): upgrade the receiver, or mirror unsharded"
     )
 
 

@@ -15,6 +15,12 @@ may share a database. This is the subset of a store that a reflector needs (clie
   *gone* without a DELETED event (it was deleted while no watch was running, or during a
   410 gap). So it replaces the resource's rows: every listed object is upserted, every row
   the snapshot does not contain is deleted, and the sync state moves to the snapshot's RV.
+* **A write replaces its scope** (``Snapshot.shard``, ``Batch.shard``): a shard's snapshot
+  deletes only the rows whose ``uid_hash`` (``uid_hash``) lies in its range, a shard's
+  batch deletes a key only if its row does, and the sync state and the fence are the
+  scope's (``fencing``: per (cluster, resource, shard), fenced by the overlapping scopes'
+  epochs). None is the whole resource, as before shards
+  (docs/architecture.md#shards-receivers-replace-by-scope).
 * ``on_batch`` applies each key's last event (``split_batch``): upserts for ADDED and
   MODIFIED, deletes for DELETED (deleting a key the mirror does not hold is fine, the event
   may repeat one from before a relist), and moves the sync state to the batch's RV.
@@ -46,10 +52,11 @@ may share a database. This is the subset of a store that a reflector needs (clie
 * Every write is fenced: in its transaction, before anything is written, the sink applies
   ``listwatch.fencing.decide`` to its stamp and what the database recorded. A write of an
   epoch below the highest the database holds for its cluster (over all the cluster's
-  resources) is refused, an older generation of the same sender is refused, and a write
-  already applied changes nothing. A snapshot is also checked before it is staged, without
-  locking anything, so a refused one is refused at once rather than after its whole stream;
-  the check at the swap is the one that counts.
+  resources, and the scopes that overlap the write's) is refused, an older generation of
+  the same sender is refused, and a write already applied changes nothing. A snapshot is
+  also checked before it is staged, without locking anything, so a refused one is refused
+  at once rather than after its whole stream; the check at the swap is the one that
+  counts.
 * **Usage and caps.** Each sync-state row counts the resource's objects and the bytes of
   their JSON (``object_count``, ``object_bytes``), moved in each write's transaction, so a
   cluster's size is a sum over a few rows. A sink given ``limits`` (the HTTP receiver sets

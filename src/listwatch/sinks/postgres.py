@@ -15,8 +15,8 @@ primary key::
             updated_at, raw, quarantined, size)
                                   raw and quarantined: NULL but for a quarantined object
     sync_state(cluster, resource, resource_version, generation, epoch, synced_at, listed_at,
-               session, sequence, object_count, object_bytes)
-    fence(cluster, epoch)         per cluster, the highest leader epoch that has written
+               session, sequence, object_count, object_bytes, shard)
+    fence(cluster, shard, epoch)  per cluster and scope, the highest leader epoch written
     stagings, staged              snapshots on their way in (UNLOGGED; below)
     schema_version(version, migrated_at)
 
@@ -110,18 +110,23 @@ batch; a delete and a re-creation in successive batches apply in order.
 
 **The epoch fence** (a receiver that has recorded epoch E never applies a write of an epoch
 below E, so a paused leader that wakes up after another replica took over cannot overwrite
-anything). The highest epoch is one row per cluster, ``fence.epoch``, shared by every
-resource of the cluster (one agent's resources share one leader; another cluster's epochs
-are another etcd's revisions, never compared with these). A sink creates its cluster's row
-when it opens:
+anything). The highest epoch is one row per cluster and scope, ``fence.epoch``, shared by
+every resource of the cluster (one agent's resources share one leader, per shard; another
+cluster's epochs are another etcd's revisions, never compared with these), and a write is
+fenced by the rows of the scopes that overlap its own (``fencing.highest_epoch``: an
+unsharded write by all of them; the rows are few, one per shard of the layouts written). A
+scope's row is created by its first write:
 
-* first in every write transaction, before anything is written, the write takes the row
-  ``FOR SHARE`` and is refused with ``StaleEpoch`` if the recorded epoch is higher than its
-  own; the shared lock is held until it commits. Writers of the current epoch (one per
-  resource) share it and run concurrently;
-* a new leader's epoch (higher than the recorded one) is recorded first, in a short
-  transaction of its own that takes the row ``FOR UPDATE``: that waits until every write
-  of the older epoch in flight has committed or rolled back, and after it commits, every
+* first in every write transaction, before anything is written, the write takes the rows
+  of the overlapping scopes ``FOR SHARE`` (in one order, by scope: no deadlock), reads the
+  epochs again (a scope whose row was committed meanwhile is seen), and is refused with
+  ``StaleEpoch`` if one is higher than its own; the shared locks are held until it
+  commits. Writers of the current epochs (one per resource and shard) share them and run
+  concurrently;
+* a new leader's epoch (higher than its scope's recorded one) is recorded first, in a short
+  transaction of its own that takes the overlapping scopes' rows ``FOR UPDATE``: that
+  waits until every write they fence in flight has committed or rolled back (writes of
+  disjoint shards are not waited for), and after it commits, every
   write of an older epoch is refused.
 
 So two writers with different epochs, in two sessions or two processes, cannot both pass:

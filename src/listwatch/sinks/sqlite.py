@@ -5,12 +5,14 @@ The sink keeps one row per object and one sync-state row per (cluster, resource)
     objects(cluster, resource, key, resource_version, object, raw, quarantined, size,
             updated_at)                     PRIMARY KEY (cluster, resource, key)
     sync_state(cluster, resource, resource_version, generation, synced_at, listed_at,
-               epoch, session, sequence, object_count, object_bytes)
-                                            PRIMARY KEY (cluster, resource)
+               epoch, session, sequence, object_count, object_bytes, shard)
+                                            PRIMARY KEY (cluster, resource, shard)
 
 ``object`` is the object's JSON as TEXT, so readers can use ``json_extract(object, '$.…')``;
 without a transform it is the JSON the API server sent, stored without being parsed.
-``size`` is the bytes of that JSON. Several sinks (one per resource, and per cluster) may
+``size`` is the bytes of that JSON; ``uid_hash`` the object's uid hash, indexed with the
+cluster and resource, which a shard's writes keep to (``listwatch.sinks._base``). Several
+sinks (one per resource, and per cluster) may
 share one file. What every sink does (the snapshot boundary, batches, transactions, the
 fence, the clusters) is ``listwatch.sinks._base``'s; here is how SQLite does it.
 
@@ -24,8 +26,10 @@ NULL. SQLite's TEXT holds U+0000, so a NUL is no reason here. Find them with
 Each write commits in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, and the database runs
 in WAL mode, so readers (other processes, or this sink's own readers, which use a second
 connection) see the last committed state while a write is in progress. The fence reads the
-highest epoch over every resource of the sink's cluster in the file (one agent's resources
-share one leader; another cluster's epochs are another etcd's revisions).
+highest epoch of each scope over every resource of the sink's cluster in the file, and
+``fencing.highest_epoch`` keeps those of the scopes overlapping the write's (one agent's
+resources share one leader per shard; another cluster's epochs are another etcd's
+revisions).
 
 A file of schema version 3 or older (before clusters) is migrated on open, in one
 transaction: its tables are rebuilt with the cluster leading each primary key, every row
