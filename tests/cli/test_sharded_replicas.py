@@ -71,7 +71,7 @@ async def server(filtered_by: str) -> AsyncIterator[FakeApiServer]:
         yield fake
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "http"])
 def target_kind(request: pytest.FixtureRequest) -> tuple[str, str]:
     """The target's name, and a PostgreSQL database for the one that needs it."""
     name = str(request.param)
