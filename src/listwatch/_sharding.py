@@ -31,11 +31,11 @@ from typing import NoReturn
 from kubernetes_asyncio.client import ApiClient
 
 from listwatch._agent import WriteGate, resource_entries, term_gate
-from listwatch._aio import Signal, short
+from listwatch._aio import Signal, first_error, short
 from listwatch._shard import Shard
 from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
-from listwatch.errors import ListWatchError
+from listwatch.errors import FatalError, ListWatchError
 from listwatch.leaderelection import LeaderElector, LeaseTiming, Term
 from listwatch.leaderelection._lease import Lease, list_leases
 from listwatch.leaderelection._shares import (
@@ -72,11 +72,8 @@ class _Held:
     supervisor: Supervisor | None = None
     epoch: int | None = None
 
-    @property
     def leading(self) -> bool:
-        return self.elector.status.leading
-
-    def elector_leading(self) -> bool:
+        """From acquisition until the shard's Syncers have been cancelled and awaited."""
         return self.elector.status.leading
 
 
@@ -103,7 +100,6 @@ class ShardedAgent:
         settle: float | None = None,
         metrics: SyncMetrics | None = None,
         stale_after: float | None = None,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("--shards must be at least 1")
@@ -115,8 +111,18 @@ class ShardedAgent:
         self.count = shards
         self.stale_after = stale_after
         self._settle = lease_duration if settle is None else settle
-        self._on_change = on_change
         self.metrics = metrics if metrics is not None else SyncMetrics(shard_label=True)
+        self.share = shards
+        """The fair share: at most this many shards (all of them until others are seen)."""
+        self.live: frozenset[str] = frozenset({identity})
+        """The replicas alive by their presence Leases, this one included."""
+        self._presences: dict[str, tuple[str, Presence]] = {}
+        self._seen_others = False
+        self._in_flight = False
+        self._over_since: float | None = None
+        self._running = False
+        self._failure: BaseException | None = None
+        self._changed = Signal()
         label = set_label_value(lease_name)
 
         def elector(name: str, role: str) -> LeaderElector:
@@ -141,31 +147,17 @@ class ShardedAgent:
                 Shard.of(index, shards), elector(shard_lease_name(lease_name, index), "shard")
             )
             self.held.append(held)
-            self.metrics.track_leader(held.elector.lease.rsplit("/", 1)[-1], held.elector_leading)
+            self.metrics.track_leader(held.elector.lease.rsplit("/", 1)[-1], held.leading)
         self.metrics.track_shares(lambda: (len(self.leading()), self.share, len(self.live)))
-        self.share = shards
-        self.live: frozenset[str] = frozenset({identity})
-        self._presences: dict[str, tuple[str, Presence]] = {}
-        self._seen_others = False
-        self._in_flight = False
-        self._over_since: float | None = None
-        self._running = False
-        self._failure: BaseException | None = None
-        self._changed = Signal()
 
     # -- state -----------------------------------------------------------------------------
 
     def leading(self) -> list[Shard]:
         """The shards this replica leads now."""
-        return [held.shard for held in self.held if held.leading]
+        return [held.shard for held in self.held if held.leading()]
 
     def _notify(self) -> None:
         self._changed.notify()
-        if self._on_change is not None:
-            try:
-                self._on_change()
-            except Exception:
-                logger.exception("the sharded agent's on_change observer raised")
 
     async def wait_until(self, predicate: Callable[[ShardedAgent], bool]) -> None:
         """Until ``predicate(self)`` holds (checked at every change)."""
@@ -189,9 +181,7 @@ class ShardedAgent:
                 for held in self.held:
                     group.create_task(self._hold(held), name=f"listwatch shard {held.shard}")
         except BaseExceptionGroup as errors:
-            error = errors.exceptions[0]
-            while isinstance(error, BaseExceptionGroup):
-                error = error.exceptions[0]
+            error = first_error(errors, prefer=FatalError)  # a shard's Syncer failed fatally
             self._failure = error
             raise error from None
         finally:
@@ -258,7 +248,7 @@ class ShardedAgent:
             )
         self.live, self.share = live, share
         self._seen_others = self._seen_others or published
-        leading = [held for held in self.held if held.leading and not held.give_back.is_set()]
+        leading = [held for held in self.held if held.leading() and not held.give_back.is_set()]
         if len(leading) > share:
             self._over_since = now if self._over_since is None else self._over_since
         else:
@@ -336,7 +326,7 @@ class ShardedAgent:
         shards: dict[str, object] = {}
         not_ready: list[str] = []
         for held in self.held:
-            if not held.leading:
+            if not held.leading():
                 continue
             supervisor = held.supervisor
             if supervisor is None:
