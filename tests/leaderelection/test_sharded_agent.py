@@ -17,7 +17,7 @@ from listwatch import ListWatch, Syncer
 from listwatch._agent import WriteGate, gated
 from listwatch._shard import Shard
 from listwatch._sharding import ShardedAgent
-from listwatch.testing import FakeApiServer
+from listwatch.testing import FakeApiServer, RecordedRequest
 from tests.core.helpers import Mirror
 from tests.objects import pod
 
@@ -132,6 +132,30 @@ async def test_a_replica_that_holds_no_shard_is_ready_and_says_so(server: FakeAp
             assert report.details["shards"] == {}
             assert report.details["live_replicas"] == ["a", "b", "c"]
             assert len(a.agent.leading()) == len(b.agent.leading()) == 2
+            # No flapping: with the share unchanged, nothing moves for several settle
+            # periods' worth of planning rounds (each a LIST of the presences).
+            transitions = lease_transitions(server)
+            start = server.request_count
+            rounds = 3 * 3 * 4  # 3 replicas, 4 rounds per settle period, 3 settle periods
+            await server.wait_until(lambda s: presence_lists_since(s, start) >= rounds, timeout=20)
+            assert lease_transitions(server) == transitions
+            assert sorted(holders(server).values()) == ["a", "a", "b", "b"]
+
+
+def lease_transitions(server: FakeApiServer) -> dict[int, int]:
+    found = {}
+    for index in range(SHARDS):
+        lease = server.get("coordination.k8s.io/v1", "Lease", f"lw-shard-{index}", "default")
+        assert lease is not None
+        found[index] = lease["spec"].get("leaseTransitions", 0)
+    return found
+
+
+def presence_lists_since(server: FakeApiServer, start: int) -> int:
+    """The planners' LISTs of the presence Leases since request number ``start``."""
+    new = server.request_count - start
+    recent: list[RecordedRequest] = list(server.requests)[-new:] if new > 0 else []
+    return sum(r.path.endswith("/leases") and "labelSelector" in r.query for r in recent)
 
 
 def _synced(agent: ShardedAgent, shard: Shard) -> bool:
