@@ -37,7 +37,7 @@ from listwatch._supervisor import Supervisor
 from listwatch._syncer import Syncer
 from listwatch.errors import FatalError, ListWatchError
 from listwatch.leaderelection import LeaderElector, LeaseTiming, Term
-from listwatch.leaderelection._lease import Lease, list_leases
+from listwatch.leaderelection._lease import Lease, delete_lease, list_leases
 from listwatch.leaderelection._shares import (
     ROLE_LABEL,
     SET_LABEL,
@@ -48,6 +48,7 @@ from listwatch.leaderelection._shares import (
     presence_lease_name,
     set_label_value,
     shard_lease_name,
+    to_forget,
     to_give_back,
 )
 from listwatch.leaderelection._term import clock
@@ -221,7 +222,25 @@ class ShardedAgent:
                 logger.warning("listing the replicas' presence Leases failed: %s", short(exc))
             else:
                 self._observe(leases, published)
+                await self._forget(leases)
             await asyncio.sleep(timing.retry_period)
+
+    async def _forget(self, leases: Sequence[Lease]) -> None:
+        """Delete the presences of replicas long gone (``to_forget``), each only as read."""
+        now = clock()
+        for lease in leases:
+            seen = self._presences.get(lease.body["metadata"]["name"])
+            if seen is None or not to_forget(seen[1], now=now, identity=self.identity):
+                continue
+            try:
+                async with asyncio.timeout(self._timing.renew_deadline):
+                    if await delete_lease(self._api, self._namespace, lease):
+                        logger.info(
+                            "deleted the presence Lease of %s, gone",
+                            seen[1].holder or "a replica that stopped",
+                        )
+            except (TimeoutError, ListWatchError) as exc:
+                logger.warning("deleting a gone replica's presence Lease failed: %s", short(exc))
 
     def _observe(self, leases: Sequence[Lease], published: bool) -> None:
         now = clock()

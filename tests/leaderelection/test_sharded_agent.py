@@ -104,8 +104,13 @@ async def test_a_joining_replica_is_given_shards_and_a_stopped_ones_are_taken_ov
                     if shard.holds_uid(o["metadata"]["uid"])
                 }
                 assert uids == want
-        # b stopped (its Leases released): a takes all four back.
+        # b stopped (its Leases released): a takes all four back, and deletes b's presence.
         await asyncio.wait_for(a.agent.wait_until(lambda g: len(g.leading()) == SHARDS), 20)
+        await server.wait_until(
+            lambda s: s.get("coordination.k8s.io/v1", "Lease", "lw-replica-b", "default") is None,
+            timeout=10,
+        )
+        assert server.get("coordination.k8s.io/v1", "Lease", "lw-replica-a", "default")
         assert set(holders(server).values()) == {"a"}
         report = a.agent.readiness()
         assert report.details["fair_share"] == SHARDS

@@ -17,6 +17,7 @@ from listwatch.leaderelection._shares import (
     presence_lease_name,
     rank,
     shard_lease_name,
+    to_forget,
     to_give_back,
 )
 from listwatch.testing import FakeApiServer
@@ -159,3 +160,20 @@ async def test_an_elector_not_admitted_keeps_observing_and_takes_the_lease_once_
     assert status.term is not None
     assert spec_of(server)["holderIdentity"] == "waiting"
     assert entered[-1] is True
+
+
+@pytest.mark.parametrize(
+    ("presence", "now", "forget"),
+    [
+        (Presence("", 2, observed_at=10.0), 10.0, True),  # released: the replica stopped
+        (Presence("b", 2, observed_at=10.0), 12.0, False),  # expired, but maybe only paused
+        (Presence("b", 2, observed_at=10.0), 29.9, False),
+        (Presence("b", 2, observed_at=10.0), 30.0, True),  # ten lease durations: long gone
+        (Presence("b", 0, observed_at=10.0), 20.0, True),  # no duration counts as 1 s
+        (Presence("me", 2, observed_at=0.0), 1e6, False),  # never its own
+    ],
+)
+def test_a_presence_is_forgotten_once_released_or_expired_for_ten_lease_durations(
+    presence: Presence, now: float, forget: bool
+) -> None:
+    assert to_forget(presence, now=now, identity="me") is forget

@@ -216,3 +216,30 @@ async def list_leases(api_client: ApiClient, namespace: str, label_selector: str
         name = item.get("metadata", {}).get("name", "?") if isinstance(item, dict) else "?"
         leases.append(Lease.from_body(item, f"{namespace}/{name}"))
     return leases
+
+
+async def delete_lease(api_client: ApiClient, namespace: str, lease: Lease) -> bool:
+    """Delete ``lease`` only as it was read (preconditions: its uid and resourceVersion), so
+    that a Lease written since (its holder came back) is left alone. False when it was
+    already gone or had changed (404, 409)."""
+    name = lease.body["metadata"]["name"]
+    path = f"/apis/{_API_VERSION}/namespaces/{namespace}/leases/{name}"
+    body = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {"uid": lease.uid, "resourceVersion": lease.resource_version},
+    }
+    try:
+        await http.fetch(
+            api_client,
+            "DELETE",
+            path,
+            request=f"DELETE lease {namespace}/{name}",
+            body=body,
+            cap=MAX_LEASE_BYTES,
+        )
+    except ApiError as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True

@@ -106,6 +106,25 @@ def live_replicas(presences: Iterable[Presence], *, now: float, identity: str) -
     return frozenset(alive)
 
 
+FORGET_AFTER = 10
+"""A presence expired for this many lease durations (or released) is deleted by whichever
+replica sees it: with a random identity per process (the default), every restart leaves
+one behind, and the set must not grow for ever. Ten lease durations is far past any pause
+the election survives; a replica that comes back after that finds its presence gone,
+and its elector creates it again."""
+
+
+def to_forget(presence: Presence, *, now: float, identity: str) -> bool:
+    """Whether to delete this presence Lease: released (holder ``""``), or expired for
+    ``FORGET_AFTER`` lease durations by this replica's observation; never its own."""
+    if presence.holder == identity:
+        return False
+    if not presence.holder:
+        return True
+    duration = max(presence.lease_duration_seconds, 1)
+    return now >= presence.observed_at + FORGET_AFTER * duration
+
+
 def may_take(*, held: int, in_flight: bool, share: int, ready: bool) -> bool:
     """May this replica write an acquisition of one more shard Lease now?
 
