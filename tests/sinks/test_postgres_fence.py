@@ -19,7 +19,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from listwatch import EventType, Item, StaleEpoch
+from listwatch import EventType, Item, Snapshot, StaleEpoch
+from listwatch._shard import Shard
+from listwatch.fencing import scope_text
 from listwatch.sinks.postgres import PostgresSink
 
 from .helpers import (
@@ -31,6 +33,7 @@ from .helpers import (
     configmap,
     event,
     fence_epoch,
+    in_shard,
     pg_objects,
     snapshot,
     wait_until_blocked,
@@ -281,3 +284,91 @@ async def test_a_paused_process_s_snapshot_holds_up_nobody_and_is_refused(
         state = await new.sync_state()
         assert state is not None
         assert (state.epoch, state.resource_version) == (2, "40")
+
+
+# -- shards: a fence row per scope ------------------------------------------------------------
+
+
+async def test_a_new_leader_of_one_shard_does_not_wait_for_another_shards_swap(
+    postgres_dsn: str,
+) -> None:
+    """Shard 1's swap is under way, held up by a row lock the test holds. Shard 2's new
+    leader (a higher epoch) records its epoch and writes meanwhile: disjoint shards share
+    no fence row. Then shard 1's swap, at its lower epoch, commits all the same."""
+    first, second = Shard.of(0, 2), Shard.of(1, 2)
+    before, after = in_shard(first, "before", 1), in_shard(first, "after", 2)
+    theirs = in_shard(second, "theirs", 3)
+    async with (
+        PostgresSink(postgres_dsn, resource="configmaps") as one,
+        PostgresSink(postgres_dsn, resource="configmaps") as two,
+    ):
+        await one.on_list(Snapshot.of([before], "1", epoch=700, shard=first))
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute(
+                "SELECT 1 FROM listwatch.objects WHERE key = 'default/before' FOR UPDATE"
+            )
+            held = asyncio.create_task(
+                one.on_list(Snapshot.of([after], "2", generation=2, epoch=700, shard=first))
+            )
+            await wait_until_blocked(postgres_dsn)  # shard 1's swap waits for the row
+            async with asyncio.timeout(LOCK_WAIT):
+                await two.on_list(Snapshot.of([theirs], "3", epoch=900, shard=second))
+            assert not held.done()
+            await locked.rollback()
+        finally:
+            await blocker.close()
+        async with asyncio.timeout(LOCK_WAIT):
+            await held
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(after, theirs)
+        epochs = await fence_epochs(postgres_dsn)
+        assert (epochs[scope_text(first)], epochs[scope_text(second)]) == (700, 900)
+
+
+async def test_a_new_layouts_leader_waits_for_the_overlapping_old_leaders_swap(
+    postgres_dsn: str,
+) -> None:
+    """4 shards become 8. The old leader of 0/4 is mid-swap when the leader of 0/8 (half of
+    it, a higher epoch) starts: its epoch waits for that swap, then fences 0/4."""
+    old_scope, new_scope = Shard.of(0, 4), Shard.of(0, 8)
+    before, mine = in_shard(new_scope, "before", 1), in_shard(new_scope, "mine", 5)
+    async with (
+        PostgresSink(postgres_dsn, resource="configmaps") as old,
+        PostgresSink(postgres_dsn, resource="configmaps") as new,
+    ):
+        await old.on_list(Snapshot.of([before], "1", epoch=700, shard=old_scope))
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute(
+                "SELECT 1 FROM listwatch.objects WHERE key = 'default/before' FOR UPDATE"
+            )
+            old_write = asyncio.create_task(
+                old.on_list(Snapshot.of([], "2", generation=2, epoch=700, shard=old_scope))
+            )
+            await wait_until_blocked(postgres_dsn)
+            new_write = asyncio.create_task(
+                new.on_list(Snapshot.of([mine], "3", epoch=900, shard=new_scope))
+            )
+            await wait_until_blocked(postgres_dsn, count=2)  # 0/8's epoch waits for 0/4
+            await locked.rollback()
+        finally:
+            await blocker.close()
+        async with asyncio.timeout(LOCK_WAIT):
+            await old_write  # legal: its swap began before 0/8's epoch was recorded
+            await new_write
+        with pytest.raises(StaleEpoch):
+            await old.on_list(Snapshot.of([before], "4", generation=3, epoch=700, shard=old_scope))
+        assert await pg_objects(postgres_dsn, "configmaps") == by_key(mine)
+
+
+async def fence_epochs(dsn: str) -> dict[str, int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT shard, epoch FROM listwatch.fence")
+    finally:
+        await connection.close()
+    return {row["shard"]: row["epoch"] for row in rows}

@@ -118,16 +118,15 @@ unsharded write by all of them; the rows are few, one per shard of the layouts w
 scope's row is created by its first write:
 
 * first in every write transaction, before anything is written, the write takes the rows
-  of the overlapping scopes ``FOR SHARE`` (in one order, by scope: no deadlock), reads the
-  epochs again (a scope whose row was committed meanwhile is seen), and is refused with
-  ``StaleEpoch`` if one is higher than its own; the shared locks are held until it
-  commits. Writers of the current epochs (one per resource and shard) share them and run
-  concurrently;
+  of the overlapping scopes in a share mode (its own ``FOR SHARE``, the others ``FOR KEY
+  SHARE``: ``_check_fence`` says why), reads the epochs again (a scope whose row was
+  committed meanwhile is seen), and is refused with ``StaleEpoch`` if one is higher than
+  its own; the locks are held until it commits. Writers never wait for each other;
 * a new leader's epoch (higher than its scope's recorded one) is recorded first, in a short
-  transaction of its own that takes the overlapping scopes' rows ``FOR UPDATE``: that
-  waits until every write they fence in flight has committed or rolled back (writes of
-  disjoint shards are not waited for), and after it commits, every
-  write of an older epoch is refused.
+  transaction of its own that takes the overlapping scopes' rows ``FOR NO KEY UPDATE`` and
+  its own ``FOR UPDATE``: that waits until every write it fences in flight has committed
+  or rolled back (writes of disjoint shards are not waited for), and after it commits,
+  every such write of an older epoch is refused.
 
 So two writers with different epochs, in two sessions or two processes, cannot both pass:
 the newer epoch cannot be recorded while an older write holds the row, and once it is
@@ -419,10 +418,15 @@ class _Statements:
         # Every scope's epoch in the cluster: a few rows, one per shard of the layouts
         # written (``fencing.highest_epoch`` picks those that overlap a write's scope).
         self.read_fences = f"SELECT shard, epoch FROM {s}.fence WHERE cluster = $1"
-        # Rows locked in one order (by shard) by every writer and raiser: no deadlock.
-        lock_some = f"SELECT 1 FROM {s}.fence WHERE cluster = $1 AND shard = ANY($2::text[])"
-        self.lock_fences_shared = lock_some + " ORDER BY shard FOR SHARE"
-        self.lock_fences_exclusive = lock_some + " ORDER BY shard FOR UPDATE"
+        # The row locks of the fence (``PostgresSink._check_fence`` says why these modes).
+        lock_one = f"SELECT 1 FROM {s}.fence WHERE cluster = $1 AND shard = $2"
+        lock_some = (
+            f"SELECT 1 FROM {s}.fence WHERE cluster = $1 AND shard = ANY($2::text[]) ORDER BY shard"
+        )
+        self.lock_own_fence = lock_one + " FOR SHARE"
+        self.lock_other_fences = lock_some + " FOR KEY SHARE"
+        self.lock_fences_to_raise = lock_some + " FOR NO KEY UPDATE"
+        self.lock_own_fence_to_raise = lock_one + " FOR UPDATE"
         self.raise_fence = (
             f"UPDATE {s}.fence SET epoch = $3 WHERE cluster = $1 AND shard = $2 AND epoch < $3"
         )
@@ -741,7 +745,8 @@ class PostgresSink(Sink[asyncpg.Pool]):
         overlapping = _overlapping(stamp.shard, fences)
         async with connection.transaction():
             await connection.execute(_BOUNDED_TRANSACTION)
-            await connection.execute(sql.lock_fences_exclusive, cluster, overlapping)
+            await connection.execute(sql.lock_fences_to_raise, cluster, overlapping)
+            await connection.execute(sql.lock_own_fence_to_raise, cluster, scope)
             await connection.execute(sql.raise_fence, cluster, scope, stamp.epoch)
 
     async def _peek_fence(self, connection: Connection, stamp: fencing.Stamp) -> Verdict:
@@ -763,15 +768,29 @@ class PostgresSink(Sink[asyncpg.Pool]):
         write, in between; writers of the same epochs share them) and on the scope's last
         stamp (its row locked: one writer at a time). Also what the scope holds, by that
         row. The epochs are read again once the rows are locked: a scope whose first write
-        committed in between (a new layout's shard) has its row seen then."""
+        committed in between (a new layout's shard) has its row seen then.
+
+        The lock modes make a new leader wait for exactly the writes its epoch fences. A
+        writer holds its own scope's row ``FOR SHARE`` and the other overlapping scopes'
+        ``FOR KEY SHARE``; a raiser (``_raise_fence``) takes the overlapping scopes' rows
+        ``FOR NO KEY UPDATE`` and then its own ``FOR UPDATE``. So a raiser waits for every
+        writer of a scope overlapping its own (that writer holds the raiser's row in a
+        share mode, which ``FOR UPDATE`` conflicts with; or, if the raiser's row is newer
+        than the write, holds its own row ``FOR SHARE``, which ``FOR NO KEY UPDATE``
+        conflicts with), and for no other: the writer of shard 1 and the raiser of shard 2
+        meet only on rows overlapping both (the whole resource's, ""), where ``FOR KEY
+        SHARE`` and ``FOR NO KEY UPDATE`` do not conflict. Writers never wait for writers.
+        A writer locks its own row first, a raiser its own last, each in scope order."""
         sql, cluster, resource = self._sql, self._cluster, self._resource
+        scope = fencing.scope_text(stamp.shard)
         fences = {row[0]: int(row[1]) for row in await connection.fetch(sql.read_fences, cluster)}
-        await connection.execute(sql.lock_fences_shared, cluster, _overlapping(stamp.shard, fences))
+        await connection.execute(sql.lock_own_fence, cluster, scope)
+        others = [other for other in _overlapping(stamp.shard, fences) if other != scope]
+        await connection.execute(sql.lock_other_fences, cluster, others)
         rows = await connection.fetch(sql.read_fences, cluster)
         highest = fencing.highest_epoch(stamp.shard, [(row[0], row[1]) for row in rows])
         if highest is not None and stamp.epoch < highest:  # at once: not after waiting
             raise StaleEpoch(fencing.named(resource, stamp.shard), stamp.epoch, highest)
-        scope = fencing.scope_text(stamp.shard)
         row = await connection.fetchrow(sql.recorded_stamp, cluster, resource, scope)
         recorded = fencing.Stamp(*row[:5]) if row is not None else None
         usage = Usage(*row[5:]) if row is not None else Usage()
