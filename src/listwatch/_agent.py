@@ -187,7 +187,8 @@ class Agent:
         longer than ``stale_after`` without a sync: a receiver that keeps its last state
         while every attempt fails is serving an ever older copy. A resource the server
         stopped serving (``SyncerStatus.served``) is not ready at once: there is nothing to
-        be current with. Each entry also says how its snapshots are listed, and why paged.
+        be current with. Each entry also says how its snapshots are listed, and why paged,
+        and for a sharded source its shard and who filters it (the server or listwatch).
 
         Quarantined objects (kept by the receiver as bytes, not as JSON) are shown, counted
         and named, but do not make a resource unready: the mirror holds them and is current,
@@ -236,12 +237,13 @@ def resource_entries(
         }
         if not status.served:
             entry["served"] = False
-        if status.sharding is not None:
-            entry["filtered_by"] = status.sharding  # the shard: by the server, or by us
         if status.streamed is not None:
             entry["snapshots"] = "streamed" if status.streamed else "paged"
         if status.paged_because:
             entry["paged_because"] = status.paged_because
+        if status.shard is not None:  # and who filters it: docs/architecture.md
+            entry["shard"] = status.shard.name
+            entry["sharding"] = status.sharding
         if status.unsynced_for:
             entry["unsynced_seconds"] = round(status.unsynced_for, 3)
         if stale:

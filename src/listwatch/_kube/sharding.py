@@ -64,6 +64,7 @@ class _UidHead(msgspec.Struct, gc=False):
 
 
 _ECHO = msgspec.json.Decoder(_EchoList)
+_EMPTY = b"{}"  # the object of a bookmark that stands for dropped events (never read)
 _UID = msgspec.json.Decoder(_UidHead)
 
 
@@ -126,6 +127,13 @@ class ShardFilter:
         """The events of the shard (bookmarks included), in order; ``events`` itself when
         all of them are (the usual case once the server filters).
 
+        Dropping an event must not drop the progress it stands for: a server that filters
+        follows with a bookmark at a newer RV, one that does not never will (it has sent
+        the newest event already), and the receiver's resourceVersion would stay behind
+        the stream for as long as the shard's own objects stay quiet. So when the last of
+        ``events`` is dropped, a bookmark at its RV takes its place, as if the server had
+        filtered it and sent one.
+
         A streaming list's initial events are judged when their closing bookmark comes:
         none outside the shard means the server filtered them (or the collection held
         nothing of the other shards, which, every event being checked, changes nothing).
@@ -145,7 +153,12 @@ class ShardFilter:
                 continue
             if kept is not None:
                 kept.append(event)
-        return events if kept is None else kept
+        if kept is None:
+            return events
+        last = events[-1]
+        if not kept or kept[-1] is not last:
+            kept.append(Event(EventType.BOOKMARK, None, "", last.resource_version, raw=_EMPTY))
+        return kept
 
     def _decided(self, mode: Sharding, why: str) -> None:
         if mode == self.mode:

@@ -23,6 +23,10 @@ events), its watches end, its paths answer 404 and discovery forgets it.
 lists refused with 422 Invalid); ``request_watch_progress=False`` one whose etcd lacks
 RequestWatchProgress (before 3.4.31, or 3.5.0 to 3.5.12): streaming lists are answered
 with 200 and one ERROR event, 500 InternalError, as kube-apiserver 1.36 does.
+The server has the ``ShardedListAndWatch`` gate on (``shardSelector``: lists and watches of
+one hash range of the uid or the namespace, the echo ``metadata.shardInfo``; ``_sharding``);
+``sharding=False`` is a 1.36 server with the gate at its default, off, which ignores the
+parameter.
 
 ``stop()`` then ``start()`` is a kube-apiserver restart: watches end cleanly at the stop,
 connections are refused until the start, and the server comes back on the same address with
