@@ -484,3 +484,23 @@ async def test_readers_answer_side_by_side(pg_sink: PostgresSink) -> None:
     results = await asyncio.gather(*(pg_sink.count() for _ in range(10)), pg_sink.objects())
     assert results[:10] == [300] * 10
     assert len(results[10]) == 300
+
+
+async def test_a_key_is_found_by_the_primary_key_before_the_table_has_statistics(
+    postgres_dsn: str,
+) -> None:
+    """What a relist asks per staged object (is the stored row unchanged?) is one probe of
+    the primary key, also right after a first sync, before autovacuum has analysed the
+    table: the uid-hash index must not lure the planner into scanning the resource's rows
+    for each key (it did while it led with (cluster, resource))."""
+    async with PostgresSink(postgres_dsn, resource="configmaps") as sink:
+        await sink.on_list(snapshot(*(configmap(f"c{i}", i) for i in range(2000)), rv="1"))
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        plan = await connection.fetchval(
+            "EXPLAIN (FORMAT JSON) SELECT c.resource_version FROM listwatch.objects c "
+            "WHERE c.cluster = 'default' AND c.resource = 'configmaps' AND c.key = 'default/c7'"
+        )
+    finally:
+        await connection.close()
+    assert '"Index Name": "objects_pkey"' in plan

@@ -26,7 +26,12 @@ def shard_snapshot(
 
 
 def shard_batch(
-    shard: Shard | None, *events: Event, rv: str, generation: int = 1, epoch: int = 0
+    shard: Shard | None,
+    *events: Event,
+    rv: str,
+    generation: int = 1,
+    epoch: int = 0,
+    sequence: int = 0,
 ) -> Batch:
     return Batch(
         {e.key: e for e in events},
@@ -35,6 +40,7 @@ def shard_batch(
         received=len(events),
         epoch=epoch,
         shard=shard,
+        sequence=sequence,
     )
 
 
@@ -249,3 +255,55 @@ async def test_a_store_keeps_shards_of_one_resource_apart(sink_factory: SinkFact
             shard_batch(first, Event.from_object(ADDED, in_shard(first, "c")), rv="12", epoch=5)
         )
         assert set(await sink.objects()) == {"default/a", "default/b", "default/c"}
+
+
+async def test_a_lagging_shard_does_not_bring_back_an_older_object_of_a_recreated_name(
+    sink: Sink[Any],
+) -> None:
+    """``same`` was modified (RV 10), deleted (11) and created again (12) with a uid of the
+    other shard, which wrote it first. The first shard lags: its MODIFIED at 10 and its
+    DELETED at 11 come after. The newer object stays; the first shard's own rows move on."""
+    first, second = HALVES
+    old = in_shard(first, "same", 5)
+    mine = in_shard(first, "mine", 6)
+    await sink.on_list(shard_snapshot(first, old, mine, rv="6"))
+    await sink.on_list(shard_snapshot(second, rv="6"))
+    recreated = in_shard(second, "same", 12, life="second")
+    await sink.on_batch(shard_batch(second, Event.from_object(ADDED, recreated), rv="12"))
+
+    modified = in_shard(first, "same", 10, life="first, modified")
+    changed = in_shard(first, "mine", 9, changed="yes")
+    await sink.on_batch(
+        shard_batch(
+            first,
+            Event.from_object(MODIFIED, modified),
+            Event.from_object(MODIFIED, changed),
+            rv="10",
+        )
+    )
+    await sink.on_batch(
+        shard_batch(
+            first, Event.from_object(DELETED, in_shard(first, "same", 11)), rv="11", sequence=2
+        )
+    )
+    assert await sink.objects() == by_key(recreated, changed)
+
+    # A snapshot the first shard listed before the re-creation, swapped in after it.
+    await sink.on_list(shard_snapshot(first, modified, changed, rv="10", generation=2))
+    assert await sink.objects() == by_key(recreated, changed)
+
+
+async def test_a_name_moving_into_a_shard_takes_the_older_object_of_another(
+    sink: Sink[Any],
+) -> None:
+    """The other way round: the newer object is this shard's, the stored one another's."""
+    first, second = HALVES
+    await sink.on_list(shard_snapshot(second, in_shard(second, "same", 5), rv="5"))
+    newer = in_shard(first, "same", 12)
+    await sink.on_list(shard_snapshot(first, newer, rv="12"))
+
+    assert await sink.objects() == by_key(newer)
+    await sink.on_batch(
+        shard_batch(second, Event.from_object(DELETED, in_shard(second, "same", 11)), rv="11")
+    )
+    assert await sink.objects() == by_key(newer)

@@ -333,10 +333,30 @@ def uid_hash(data: bytes | str) -> int:
     return fnv1a64(uid) - _SIGNED_OFFSET
 
 
+NEWER_ACROSS_SHARDS = """
+Why an upsert's conflict clause asks for ``uid_hash`` in the write's scope *or* a newer
+resourceVersion (``sqlite._on_conflict``, ``postgres.upsert_changed``): a row outside the
+write's scope under the same key is another object of that name (deleted and created again,
+with a uid of another shard), written by that shard. A shard that lags (its watch behind,
+its snapshot listed before the re-creation) would otherwise overwrite the newer object with
+the older one, and then delete it at the older object's DELETED, which its range now holds:
+the newer object gone until its shard lists again. So across shards the newer revision wins:
+the write applies only if its resourceVersion is newer, compared as the fence compares them
+(decimal, no leading zero, as integers); one that is not comparable applies, as any write
+did before shards. Within its scope, and for an unsharded write (whose scope is everything),
+an upsert applies as it always did.
+"""
+
+
 def hash_bounds(shard: Shard) -> tuple[int, int]:
     """The ``uid_hash`` values of ``shard``'s objects: ``BETWEEN`` these two, inclusive
     (an exclusive end of 2**64 would not fit a signed 64-bit integer)."""
     return shard.start - _SIGNED_OFFSET, shard.end - 1 - _SIGNED_OFFSET
+
+
+def scope_bounds(shard: Shard | None) -> tuple[int, int]:
+    """``hash_bounds`` of a write's scope; the whole hash space for the whole resource."""
+    return hash_bounds(shard if shard is not None else Shard(0, 1 << 64))
 
 
 def split_batch(batch: Batch) -> tuple[list[Item], list[str]]:

@@ -304,7 +304,7 @@ def _version_6(target: SchemaTarget) -> Sequence[str]:
     """Shards (issue 23): a write replaces only its scope's rows, and is fenced by the
     epochs of the scopes that overlap its own (``listwatch.fencing``). Each object gets its
     uid's hash (computed once here, from the stored ``uid``, or from a quarantined row's
-    bytes), indexed with its cluster and resource so that a shard's delete is one range;
+    bytes), indexed so that a shard's delete is one range;
     ``sync_state`` and ``fence`` gain the scope in their keys, their rows becoming the whole
     resource's (""). Staged rows carry the hash too (the tables hold only snapshots in
     flight, which older code cannot finish against this schema: they are emptied)."""
@@ -316,7 +316,12 @@ def _version_6(target: SchemaTarget) -> Sequence[str]:
         f"{s}.lw_uid_hash(coalesce(uid, CASE WHEN raw IS NOT NULL THEN {_UID_IN_RAW} END, ''))",
         f"ALTER TABLE {s}.objects ALTER COLUMN uid_hash SET NOT NULL",
         f"DROP FUNCTION {s}.lw_uid_hash(text)",
-        f"CREATE INDEX objects_uid_hash ON {s}.objects (cluster, resource, uid_hash)",
+        # The hash alone, not (cluster, resource, uid_hash): an index that leads with the
+        # primary key's prefix tempts the planner, before the table has statistics, to
+        # probe it for (cluster, resource, key) and filter on the key, a scan of the whole
+        # resource per probe (measured: a relist of 5,000 pods 30 ms -> 3.6 s). A shard's
+        # delete ranges over it, or over the primary key's prefix, whichever is cheaper.
+        f"CREATE INDEX objects_uid_hash ON {s}.objects (uid_hash)",
         f"ALTER TABLE {s}.sync_state ADD COLUMN shard text NOT NULL DEFAULT ''",
         f"ALTER TABLE {s}.sync_state DROP CONSTRAINT sync_state_pkey",
         f"ALTER TABLE {s}.sync_state ADD PRIMARY KEY (cluster, resource, shard)",

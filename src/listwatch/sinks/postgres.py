@@ -238,7 +238,22 @@ class _Statements:
         # parses the objects again nor touches their rows (ON CONFLICT would lock, and so
         # dirty, even a row it then leaves alone). The filter is a scalar subquery per row
         # (an index probe), never a join that would read every stored row for each page.
-        def upsert_changed(source: str, obj: str, raw: str, where: str = "") -> str:
+        # ``low``, ``high``: the parameters of the write's ``_base.scope_bounds``; another
+        # shard's row under the key is overwritten only by a newer RV
+        # (``_base.NEWER_ACROSS_SHARDS``; CASE: PostgreSQL's OR does not short-circuit).
+        newer = (
+            "CASE WHEN excluded.resource_version ~ '^[1-9][0-9]*$' "
+            "AND o.resource_version ~ '^[1-9][0-9]*$' "
+            "THEN length(excluded.resource_version) > length(o.resource_version) "
+            "OR (length(excluded.resource_version) = length(o.resource_version) "
+            'AND excluded.resource_version COLLATE "C" > o.resource_version COLLATE "C") '
+            "ELSE true END"
+        )
+
+        def upsert_changed(
+            source: str, obj: str, raw: str, *, bounds: tuple[str, str], where: str = ""
+        ) -> str:
+            low, high = bounds
             return f"""
                 INSERT INTO {s}.objects AS o (cluster, resource, key, resource_version, object,
                                               raw, quarantined, object_sha256, size, updated_at,
@@ -256,8 +271,9 @@ class _Statements:
                     size = excluded.size,
                     updated_at = excluded.updated_at,
                     uid_hash = excluded.uid_hash
-                WHERE o.resource_version <> excluded.resource_version
-                   OR o.object_sha256 <> excluded.object_sha256
+                WHERE (o.resource_version <> excluded.resource_version
+                       OR o.object_sha256 <> excluded.object_sha256)
+                  AND (o.uid_hash BETWEEN {low} AND {high} OR {newer})
             """
 
         # A quarantined object (a reason given) is the JSON null and its bytes; any other
@@ -350,7 +366,11 @@ class _Statements:
         # now meets objects.object's NOT NULL: the swap fails rather than write a stale
         # comparison (the module's docs).
         self.swap_upsert = upsert_changed(
-            f"{s}.staged p", "p.object", "p.raw", "p.cluster = $1 AND p.staging = $3 AND"
+            f"{s}.staged p",
+            "p.object",
+            "p.raw",
+            bounds=("$4::bigint", "$5::bigint"),
+            where="p.cluster = $1 AND p.staging = $3 AND",
         )
         self.swap_delete = f"""
             DELETE FROM {s}.objects o
@@ -362,7 +382,7 @@ class _Statements:
         self.swap_delete_in_shard = self.swap_delete + " AND o.uid_hash BETWEEN $4 AND $5"
         self.upsert_many = f"""
             WITH p AS MATERIALIZED ({page("$3", "$4", "$5", "$6", "$7")})
-            {upsert_changed("p", as_jsonb, as_raw)}
+            {upsert_changed("p", as_jsonb, as_raw, bounds=("$8::bigint", "$9::bigint"))}
         """
         # PostgreSQL's own verdict on one object, when it refused a page or a batch for a
         # reason found nowhere else (_why_not_jsonb): each object is tried alone.
@@ -881,7 +901,10 @@ class PostgresSink(Sink[asyncpg.Pool]):
                 return False
             before = _usage(await connection.fetchrow(sql.keys_usage, cluster, resource, touched))
             if records:
-                await connection.execute(sql.upsert_many, cluster, resource, *_columns(records))
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.execute(
+                    sql.upsert_many, cluster, resource, *_columns(records), *bounds
+                )
             if deletes and stamp.shard is not None:
                 bounds = _base.hash_bounds(stamp.shard)
                 await connection.execute(
@@ -1015,7 +1038,8 @@ class _PostgresStaging(_base.Staging):
             staged = _usage(await connection.fetchrow(sql.staged_usage, cluster, self._staging))
             await sink._enforce_limits(connection, stamp, recorded, staged)
             try:
-                await connection.execute(sql.swap_upsert, cluster, resource, self._staging)
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.execute(sql.swap_upsert, cluster, resource, self._staging, *bounds)
             except asyncpg.NotNullViolationError:
                 raise StaleWrite(
                     f"{resource}: refused a snapshot: another write changed the rows while it "

@@ -102,9 +102,9 @@ __all__ = [
 ]
 
 _Write = Callable[[aiosqlite.Connection, float], Awaitable[None]]
-_Row = tuple[str, str, str, bytes | None, str | None, int, int]
+_Row = tuple[str, str, str, bytes | None, str | None, int]
 """key, resourceVersion, JSON text (``null`` when quarantined), raw bytes, why quarantined,
-the bytes' length, the uid hash (``_base.uid_hash``)."""
+the bytes' length."""
 
 _OBJECTS_TABLE = """
     CREATE TABLE IF NOT EXISTS {name} (
@@ -228,9 +228,26 @@ _TO_SHARDS = (
     "ALTER TABLE lw_sync_state_5 RENAME TO sync_state",
 )
 
-# An unchanged object (same JSON, same RV) is not rewritten: a relist of a quiet cluster then
-# costs reads, not a rewrite of every page, and ``updated_at`` says when the row last changed.
-_ON_CONFLICT = """
+_COMPARABLE = "({rv} GLOB '[1-9]*' AND {rv} NOT GLOB '*[^0-9]*')"
+_NEWER = (
+    "(NOT ("
+    + _COMPARABLE.format(rv="excluded.resource_version")
+    + " AND "
+    + _COMPARABLE.format(rv="objects.resource_version")
+    + ") "
+    "OR length(excluded.resource_version) > length(objects.resource_version) "
+    "OR (length(excluded.resource_version) = length(objects.resource_version) "
+    "AND excluded.resource_version > objects.resource_version))"
+)
+
+
+def _on_conflict(low: str, high: str) -> str:
+    """The upsert's conflict clause; ``low`` and ``high`` the parameters of the write's
+    ``_base.scope_bounds``. An unchanged object (same JSON, same RV) is not rewritten: a
+    relist of a quiet cluster then costs reads, not a rewrite of every page, and
+    ``updated_at`` says when the row last changed. Another shard's row under the key is
+    overwritten only by a newer RV (``_base.NEWER_ACROSS_SHARDS`` says why)."""
+    return f"""
     ON CONFLICT (cluster, resource, key) DO UPDATE SET
         resource_version = excluded.resource_version,
         object = excluded.object,
@@ -239,13 +256,18 @@ _ON_CONFLICT = """
         size = excluded.size,
         updated_at = excluded.updated_at,
         uid_hash = excluded.uid_hash
-    WHERE objects.object IS NOT excluded.object
-       OR objects.raw IS NOT excluded.raw
-       OR objects.resource_version IS NOT excluded.resource_version
+    WHERE (objects.object IS NOT excluded.object
+           OR objects.raw IS NOT excluded.raw
+           OR objects.resource_version IS NOT excluded.resource_version)
+      AND (objects.uid_hash BETWEEN {low} AND {high} OR {_NEWER})
 """
+
+
+# ?11, ?12: the write's scope_bounds.
 _UPSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
-    "quarantined, size, updated_at, uid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    "quarantined, size, updated_at, uid_hash) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)" + _on_conflict("?11", "?12")
 )
 _DELETE = "DELETE FROM main.objects WHERE cluster = ? AND resource = ? AND key = ?"
 # A shard's batch deletes a key only if the row is its shard's: the name may have been
@@ -270,18 +292,20 @@ _STAGING_TABLE = """
         raw              BLOB,
         quarantined      TEXT,
         size             INTEGER NOT NULL,
-        uid_hash         INTEGER NOT NULL
+        uid_hash         INTEGER
     )
 """
-# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 uid hash,
-# ?8 resource, ?9 cluster.
+# ?1 key, ?2 RV, ?3 JSON text, ?4 raw, ?5 why quarantined, ?6 size, ?7 resource, ?8 cluster.
+# The uid hash is computed (``lw_uid_hash``, ``_base.uid_hash``) only for a row the file does
+# not hold as it is, the only kind the swap writes: a relist of a quiet cluster hashes
+# nothing.
 _STAGE = """
     INSERT INTO temp.lw_staged (key, resource_version, object, raw, quarantined, size, uid_hash)
     SELECT ?1, ?2, CASE WHEN held THEN NULL ELSE ?3 END, CASE WHEN held THEN NULL ELSE ?4 END,
-           ?5, ?6, ?7
+           ?5, ?6, CASE WHEN held THEN NULL ELSE lw_uid_hash(coalesce(?4, ?3)) END
     FROM (SELECT EXISTS (
         SELECT 1 FROM main.objects
-        WHERE cluster = ?9 AND resource = ?8 AND key = ?1 AND resource_version = ?2
+        WHERE cluster = ?8 AND resource = ?7 AND key = ?1 AND resource_version = ?2
           AND object = ?3 AND raw IS ?4
     ) AS held)
     WHERE true
@@ -303,7 +327,7 @@ _SWAP_UPSERT = (
     "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
-    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
+    "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _on_conflict("?4", "?5")
 )
 _SWAP_DELETE = """
     DELETE FROM main.objects
@@ -397,12 +421,11 @@ def _rows(
     """
     for item in items:
         stored_key, resource_version, data, why = _base.stored_json(resource, item, key)
-        hashed = _base.uid_hash(data)
         if why is None:  # SQLite TEXT, for json_extract
-            yield stored_key, resource_version, data.decode(), None, None, len(data), hashed
+            yield stored_key, resource_version, data.decode(), None, None, len(data)
         else:
             quarantined[stored_key] = why
-            yield stored_key, resource_version, "null", data, why, len(data), hashed
+            yield stored_key, resource_version, "null", data, why, len(data)
 
 
 def _batch_rows(
@@ -415,7 +438,8 @@ def _batch_rows(
     quarantined: dict[str, str],
 ) -> Iterator[tuple[str, str, str, str, str, bytes | None, str | None, int, float, int]]:
     rows = _rows(resource, items, key, quarantined)
-    for stored_key, resource_version, text, raw, why, size, hashed in rows:
+    for stored_key, resource_version, text, raw, why, size in rows:
+        hashed = _base.uid_hash(text if raw is None else raw)
         yield cluster, resource, stored_key, resource_version, text, raw, why, size, now, hashed
 
 
@@ -583,6 +607,9 @@ class SQLiteSink(Sink[_Connections]):
                 await connection.execute("PRAGMA query_only=ON")
             if staging:  # a snapshot's pages go to a file, never to memory: bounded
                 await connection.execute("PRAGMA temp_store=FILE")
+                await connection.create_function(
+                    "lw_uid_hash", 1, _base.uid_hash, deterministic=True
+                )
         except BaseException:
             await connection.close()
             raise
@@ -627,7 +654,8 @@ class SQLiteSink(Sink[_Connections]):
                 rows = _batch_rows(
                     cluster, resource, upserts, key, now=now, quarantined=quarantined
                 )
-                await connection.executemany(_UPSERT, rows)
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.executemany(_UPSERT, ((*row, *bounds) for row in rows))
             if deletes:
                 await connection.executemany(delete, deletes)
             change = Usage(*await _fetchone(connection, _KEYS_USAGE, usage)) - before
@@ -773,7 +801,8 @@ class _SQLiteStaging(_base.Staging):
             staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
             await sink._enforce_limits(connection, stamp, recorded, staged)
             try:
-                await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
+                bounds = _base.scope_bounds(stamp.shard)
+                await connection.execute(_SWAP_UPSERT, (resource, now, cluster, *bounds))
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
