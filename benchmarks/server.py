@@ -16,6 +16,12 @@ can be pointed at it by its ``host``: ``http://127.0.0.1:PORT/<scenario>/api/v1/
 * ``stall``: like ``unique`` but ``--stall-events`` events cycling over ``--stall-keys``
   keys, made while writing, so a million events need not sit in memory. A stalled reader
   stops the writer through TCP flow control.
+* ``sharded``: the ``unique`` stream as a server with ``ShardedListAndWatch`` serves it
+  (``benchmarks.shards``): a LIST or WATCH whose ``shardSelector`` is that of shard I of N
+  (N in ``--shard-counts``) gets the empty PodList with the selector echoed in
+  ``metadata.shardInfo``, and the stream of that shard's events alone, ended by a bookmark
+  at the stream's last RV (as the watch cache bookmarks past what it filtered); any other
+  selector is a 400. ``unique`` ignores the parameter, as a server without the gate does.
 * ``latency<R>x<S>``: R events/s for S seconds, each stamped (an annotation) with
   ``time.time()`` just before it is written.
 * ``cluster<N>``: N pods behind the full list/watch protocol that ``listwatch mirror`` speaks
@@ -43,10 +49,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 from benchmarks import payloads
 from benchmarks.cluster import ClusterApi, PodBytes
+from listwatch._shard import Shard
 
 CHUNK_BYTES = 1024 * 1024
 """Watch streams are written in chunks of about this size: few syscalls per event."""
@@ -72,6 +80,8 @@ class Payloads:
     latency_keys: int = 5000
     cluster_pods: PodBytes | None = None
     """The pods of the ``cluster<N>`` scenarios (``--cluster-size``)."""
+    shard_streams: dict[str, list[bytes]] = field(default_factory=dict)
+    """The ``sharded`` scenario's streams, by the ``shardSelector`` that asks for each."""
 
 
 def _chunked(lines: Iterator[bytes]) -> list[bytes]:
@@ -97,6 +107,25 @@ def _event_lines(count: int, keys: int | None) -> Iterator[bytes]:
         yield template.line(payloads.format_rv(i + 2))
 
 
+def _shard_lines(count: int, shard: Shard) -> Iterator[bytes]:
+    """The ``unique`` stream's lines of the pods ``shard`` holds, then a bookmark at the
+    stream's last RV (pod ``i`` is pod ``i % POOL_SIZE`` renamed: the same uid)."""
+    holds = [
+        shard.holds_uid(payloads.pod(base)["metadata"]["uid"])
+        for base in range(min(count, payloads.POOL_SIZE))
+    ]
+    for i in range(count):
+        if holds[i % payloads.POOL_SIZE]:
+            yield payloads.event_template(i).line(payloads.format_rv(i + 2))
+    last = payloads.format_rv(count + 1).decode()
+    metadata = {"resourceVersion": last}
+    bookmark = {
+        "type": "BOOKMARK",
+        "object": {"kind": "Pod", "apiVersion": "v1", "metadata": metadata},
+    }
+    yield orjson.dumps(bookmark) + b"\n"
+
+
 def build(args: argparse.Namespace) -> Payloads:
     """Serialize every payload up front, so serving is only copying."""
     built = Payloads(page_size=args.page_size)
@@ -118,6 +147,11 @@ def build(args: argparse.Namespace) -> Payloads:
     if args.watch_events:
         built.streams["unique"] = _chunked(_event_lines(args.watch_events, None))
         built.streams["hot"] = _chunked(_event_lines(args.hot_events, args.hot_keys))
+    for count in sorted({int(n) for n in args.shard_counts.split(",") if n}):
+        for index in range(count):
+            shard = Shard.of(index, count)
+            lines = _shard_lines(args.watch_events, shard)
+            built.shard_streams[shard.selector] = _chunked(lines)
     built.stall_events = args.stall_events
     built.stall_keys = args.stall_keys
     built.latency_keys = args.latency_keys
@@ -152,6 +186,8 @@ class BenchServer:
             return web.Response(status=404, text="not a benchmark path")
         scenario = parts[0]
         query = request.query
+        if scenario == "sharded":
+            return await self._sharded(request, query.get("shardSelector", ""))
         if query.get("watch", "").lower() in ("true", "1"):
             return await self._watch(request, scenario, query.get("resourceVersion", ""))
         return self._list(scenario, query.get("limit"), query.get("continue"))
@@ -190,6 +226,26 @@ class BenchServer:
             await _hold(request)
         except (ConnectionResetError, ConnectionError):
             pass  # the client stopped reading: the stock and raw clients stop after N events
+        return response
+
+    async def _sharded(self, request: web.BaseRequest, selector: str) -> web.StreamResponse:
+        stream = self.built.shard_streams.get(selector)
+        if stream is None:
+            return web.Response(status=400, text="no stream built for that shardSelector")
+        if request.query.get("watch", "").lower() not in ("true", "1"):
+            body = orjson.loads(payloads.EMPTY_POD_LIST)
+            body["metadata"]["shardInfo"] = {"selector": selector}
+            return _json(orjson.dumps(body))
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            if request.query.get("resourceVersion") == payloads.LIST_RESOURCE_VERSION:
+                for chunk in stream:
+                    await response.write(chunk)
+            await _hold(request)
+        except (ConnectionResetError, ConnectionError):
+            pass
         return response
 
     async def _write_stall(self, response: web.StreamResponse) -> None:
@@ -276,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-keys", type=int, default=10_000)
     p.add_argument("--latency-keys", type=int, default=5000)
     p.add_argument("--cluster-size", type=int, default=0, help="pods of the cluster<N> scenarios")
+    p.add_argument("--shard-counts", default="", help="comma-separated: the sharded streams")
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="cluster<N> watches")
     p.add_argument("--stop-on-stdin-eof", action="store_true")
     return p

@@ -135,3 +135,21 @@ def test_the_whole_space_shard_holds_every_hash() -> None:
     assert whole.everything
     assert whole.holds_hash(0)
     assert whole.holds_hash(HASH_SPACE - 1)
+
+
+def test_an_object_msgspec_cannot_read_is_sharded_by_its_own_uid() -> None:
+    """Nested past msgspec's recursion limit (a custom resource may be): the tolerant scan
+    finds the uid, so the object is in the shard its uid says, not in the one of ""."""
+    assert not HALF.holds_hash(fnv1a64(""))  # so "" would drop the object
+    uid = uid_in(HALF)
+    deep = b"[" * 3000 + b"]" * 3000
+    line = (
+        b'{"type":"ADDED","object":{"kind":"Widget","apiVersion":"example.com/v1",'
+        b'"metadata":{"name":"deep","namespace":"default","uid":"' + uid.encode() + b'",'
+        b'"resourceVersion":"7"},"spec":' + deep + b"}}"
+    )
+    event = decode_event(line)
+    shard_filter = ShardFilter(HALF, "widgets")
+    shard_filter.watch_started()
+    assert shard_filter.events([event]) == [event]
+    assert shard_filter.mode is None

@@ -28,6 +28,7 @@ from typing import Literal
 
 import msgspec
 
+from listwatch._kube import tolerant
 from listwatch._models import Event, EventType, Item, Page
 from listwatch._shard import Shard, fnv1a64
 
@@ -79,11 +80,15 @@ def echoed_selector(body: bytes | bytearray | memoryview) -> str | None:
 
 
 def uid_of(raw: bytes | bytearray | memoryview) -> str:
-    """The object's ``metadata.uid``; "" when it has none (the server hashes "" then)."""
+    """The object's ``metadata.uid``; "" when it has none (the server hashes "" then).
+
+    An object msgspec cannot read (nested past its recursion limit, or not UTF-8 in what
+    it reads) is scanned by ``tolerant``, as its key was: its uid, not "", decides its
+    shard, as on the server."""
     try:
         metadata = _UID.decode(raw).metadata
-    except msgspec.DecodeError:
-        return ""
+    except (msgspec.DecodeError, RecursionError):
+        return tolerant.object_uid(bytes(raw)) or ""
     return (metadata.uid if metadata is not None else None) or ""
 
 

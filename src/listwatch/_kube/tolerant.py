@@ -42,6 +42,7 @@ __all__ = [
     "item_head",
     "list_body",
     "object_head",
+    "object_uid",
 ]
 
 _SPACE = re.compile(rb"[ \t\r\n]*")
@@ -177,6 +178,22 @@ def item_head(raw: memoryview | bytes) -> ObjectHead | None:
         return object_head(data, at)
     except _NotJson:
         return None
+
+
+def object_uid(raw: memoryview | bytes) -> str | None:
+    """The ``metadata.uid`` of an object's bytes (a sharded source's filter,
+    ``listwatch._kube.sharding``); None when it has none or a scan cannot read it."""
+    data = bytes(raw)
+    try:
+        at = _space(data, 0)
+        if data[at : at + 1] != b"{":
+            return None
+        for key, start, _ in _members(data, at):
+            if key == b'"metadata"' and data[start] == _BRACE:
+                return _strings(data, start, {b'"uid"'}).get(b'"uid"')
+    except _NotJson:
+        return None
+    return None
 
 
 # -- the scan --------------------------------------------------------------------------------
