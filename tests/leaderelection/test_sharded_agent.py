@@ -83,6 +83,9 @@ async def test_a_joining_replica_is_given_shards_and_a_stopped_ones_are_taken_ov
     async with running(server, "a") as a:
         await asyncio.wait_for(a.agent.wait_until(lambda g: len(g.leading()) == SHARDS), 20)
         assert set(holders(server).values()) == {"a"}
+        for index in range(SHARDS):
+            await asyncio.wait_for(a.agent.wait_until(lambda g, i=index: _synced(g, i)), 20)
+        before = {held.shard: held.supervisor for held in a.agent.held}
         async with running(server, "b") as b:
             # The share halves: a gives two back (one per round), b takes them.
             both = asyncio.gather(
@@ -93,10 +96,19 @@ async def test_a_joining_replica_is_given_shards_and_a_stopped_ones_are_taken_ov
             held = holders(server)
             assert sorted(held.values()) == ["a", "a", "b", "b"]
             assert a.agent.share == b.agent.share == 2
+            # Giving two back stopped exactly those: a's other shards ran on, untouched
+            # (the same Supervisor, still in its first generation).
+            for kept in a.agent.held:
+                if kept.shard in a.agent.leading():
+                    assert kept.supervisor is before[kept.shard]
+                    assert kept.supervisor is not None
+                    assert [s.generation for s in kept.supervisor.statuses().values()] == [1]
             # b's shards, synced by b, hold exactly b's objects.
             for shard in b.agent.leading():
                 mirror = b.mirrors[shard.name]
-                await asyncio.wait_for(b.agent.wait_until(lambda g, s=shard: _synced(g, s)), 20)
+                await asyncio.wait_for(
+                    b.agent.wait_until(lambda g, i=shard.index: _synced(g, i)), 20
+                )
                 uids = {obj["metadata"]["uid"] for obj in mirror.objects.values()}
                 want = {
                     o["metadata"]["uid"]
@@ -163,8 +175,9 @@ def presence_lists_since(server: FakeApiServer, start: int) -> int:
     return sum(r.path.endswith("/leases") and "labelSelector" in r.query for r in recent)
 
 
-def _synced(agent: ShardedAgent, shard: Shard) -> bool:
+def _synced(agent: ShardedAgent, index: int | None) -> bool:
+    """Whether shard ``index`` is held and all its resources are synced."""
     for held in agent.held:
-        if held.shard == shard and held.supervisor is not None:
+        if held.shard.index == index and held.supervisor is not None:
             return all(s.synced for s in held.supervisor.statuses().values())
     return False
