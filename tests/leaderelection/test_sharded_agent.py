@@ -159,6 +159,33 @@ async def test_a_replica_that_holds_no_shard_is_ready_and_says_so(server: FakeAp
             assert sorted(holders(server).values()) == ["a", "a", "b", "b"]
 
 
+async def test_losing_one_shards_term_stops_only_that_shards_syncers(
+    server: FakeApiServer,
+) -> None:
+    for i in range(12):
+        await server.create(pod(f"p{i:02d}"))
+    async with running(server, "a") as a:
+        for index in range(SHARDS):
+            await asyncio.wait_for(a.agent.wait_until(lambda g, i=index: _synced(g, i)), 20)
+        before = {held.shard.index: (held.supervisor, held.epoch) for held in a.agent.held}
+        lease = server.get("coordination.k8s.io/v1", "Lease", "lw-shard-0", "default")
+        assert lease is not None
+        await server.delete(lease)  # shard 0's term cannot go on: its Lease is gone
+
+        def shard_0_again(agent: ShardedAgent) -> bool:
+            first = agent.held[0]
+            return first.supervisor not in (None, before[0][0]) and _synced(agent, 0)
+
+        await asyncio.wait_for(a.agent.wait_until(shard_0_again), 20)
+        first = a.agent.held[0]
+        old_epoch = before[0][1]
+        assert first.epoch is not None
+        assert old_epoch is not None
+        assert first.epoch > old_epoch  # a new term: a larger epoch
+        for held in a.agent.held[1:]:
+            assert (held.supervisor, held.epoch) == before[held.shard.index]
+
+
 def lease_transitions(server: FakeApiServer) -> dict[int, int]:
     found = {}
     for index in range(SHARDS):
