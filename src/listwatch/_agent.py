@@ -29,7 +29,7 @@ from listwatch.observe._status import Phase
 from listwatch.observe.health import HealthReport
 from listwatch.observe.metrics import SyncMetrics
 
-__all__ = ["Agent", "NotLeading", "WriteGate", "gated"]
+__all__ = ["Agent", "NotLeading", "WriteGate", "gated", "resource_entries", "term_gate"]
 
 logger = logging.getLogger("listwatch")
 
@@ -44,6 +44,19 @@ SyncerFactory = Callable[[int, WriteGate], Sequence[Syncer]]
 
 def _open_gate() -> None:
     """The gate without leader election: always open."""
+
+
+def term_gate(term: Term) -> WriteGate:
+    """The write gate of ``term``: refuses once the term is over by the local clock."""
+
+    def gate() -> None:
+        if not term.valid():
+            raise NotLeading(
+                f"the term of epoch {term.epoch} is over (not renewed within the renew "
+                "deadline): no write may leave this replica"
+            )
+
+    return gate
 
 
 def gated(call: Callable[[T], Awaitable[None]], gate: WriteGate) -> Callable[[T], Awaitable[None]]:
@@ -118,14 +131,7 @@ class Agent:
             self._changed.notify()
 
     async def _lead(self, term: Term) -> NoReturn:
-        def gate() -> None:
-            if not term.valid():
-                raise NotLeading(
-                    f"the term of epoch {term.epoch} is over (not renewed within the renew "
-                    "deadline): no write may leave this replica"
-                )
-
-        await self.run_term(term.epoch, gate)
+        await self.run_term(term.epoch, term_gate(term))
 
     async def run_term(self, epoch: int, gate: WriteGate) -> NoReturn:
         """Build the term's Syncers, run them until cancelled (or a fatal error)."""
@@ -202,36 +208,7 @@ class Agent:
             return HealthReport(standby, details)
         if supervisor is None:
             return HealthReport(False, {"reason": "not running"})
-        resources = {}
-        for name, status in supervisor.statuses().items():
-            stale = self.stale_after is not None and status.unsynced_for > self.stale_after
-            entry: dict[str, object] = {
-                "ready": status.has_synced and status.served and not stale,
-                "phase": status.phase.value,
-                "synced": status.synced,
-                "staleness_seconds": round(status.staleness, 3),
-            }
-            if not status.served:
-                entry["served"] = False
-            if status.streamed is not None:
-                entry["snapshots"] = "streamed" if status.streamed else "paged"
-            if status.paged_because:
-                entry["paged_because"] = status.paged_because
-            if status.shard is not None:  # and who filters it: docs/architecture.md
-                entry["shard"] = status.shard.name
-                entry["sharding"] = status.sharding
-            if status.unsynced_for:
-                entry["unsynced_seconds"] = round(status.unsynced_for, 3)
-            if stale:
-                entry["stale"] = True
-            if status.failures:
-                entry["failures"] = status.failures
-            if status.last_error:
-                entry["last_error"] = status.last_error
-            if status.quarantined:
-                entry["quarantined"] = len(status.quarantined)
-                entry["quarantined_objects"] = _named(status.quarantined)
-            resources[name] = entry
+        resources = resource_entries(supervisor, self.stale_after)
         not_ready = sorted(name for name, entry in resources.items() if not entry["ready"])
         details = {"resources": resources}
         if self._elector is not None:
@@ -242,6 +219,44 @@ class Agent:
         if quarantined:
             details["quarantined"] = quarantined
         return HealthReport(not not_ready, details)
+
+
+def resource_entries(
+    supervisor: Supervisor, stale_after: float | None
+) -> dict[str, dict[str, object]]:
+    """``/readyz``'s entry for each resource of ``supervisor`` (``Agent.readiness`` says what
+    makes one ready); the sharded agent reports each shard's resources the same way."""
+    resources: dict[str, dict[str, object]] = {}
+    for name, status in supervisor.statuses().items():
+        stale = stale_after is not None and status.unsynced_for > stale_after
+        entry: dict[str, object] = {
+            "ready": status.has_synced and status.served and not stale,
+            "phase": status.phase.value,
+            "synced": status.synced,
+            "staleness_seconds": round(status.staleness, 3),
+        }
+        if not status.served:
+            entry["served"] = False
+        if status.streamed is not None:
+            entry["snapshots"] = "streamed" if status.streamed else "paged"
+        if status.paged_because:
+            entry["paged_because"] = status.paged_because
+        if status.shard is not None:  # and who filters it: docs/architecture.md
+            entry["shard"] = status.shard.name
+            entry["sharding"] = status.sharding
+        if status.unsynced_for:
+            entry["unsynced_seconds"] = round(status.unsynced_for, 3)
+        if stale:
+            entry["stale"] = True
+        if status.failures:
+            entry["failures"] = status.failures
+        if status.last_error:
+            entry["last_error"] = status.last_error
+        if status.quarantined:
+            entry["quarantined"] = len(status.quarantined)
+            entry["quarantined_objects"] = _named(status.quarantined)
+        resources[name] = entry
+    return resources
 
 
 READY_QUARANTINED_NAMED = 20

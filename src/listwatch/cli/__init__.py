@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from listwatch import __version__
+from listwatch._shard import Shard
 from listwatch.cli._extras import EXTRA, INSTALL, check_extras
 from listwatch.cli._health import DEFAULT_STALE_AFTER
 from listwatch.cli._logging import LEVELS, cli_logger, logging_to_stderr, resolve_level
@@ -62,6 +63,23 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
+
+
+def _shard_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of shards, not {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _one_shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative(text: str) -> float:
@@ -356,6 +374,28 @@ def build_parser() -> argparse.ArgumentParser:
     election.add_argument(
         "--retry-period", type=_positive, default=2.0, metavar="S", help="default 2"
     )
+    sharding = mirror.add_argument_group(
+        "sharding",
+        "Split every resource into shards by the 64-bit FNV-1a hash of the uid (server-side "
+        "where the API server applies shardSelector, else filtered here); each shard is "
+        "mirrored, and replaced on snapshots, on its own.",
+    )
+    sharding.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=None,
+        metavar="N",
+        help="with --leader-elect: N shard Leases (<lease-name>-shard-<i>), each with its "
+        "own epoch; every replica holds at most ceil(N / live replicas) of them and mirrors "
+        "those, and takes over a dead replica's shards when their Leases expire",
+    )
+    sharding.add_argument(
+        "--shard",
+        type=_one_shard,
+        default=None,
+        metavar="I/N",
+        help="mirror shard I (from 0) of N alone, without election (or a range 0xSTART-0xEND)",
+    )
     _logging_flags(mirror)
 
     receiver = commands.add_parser(
@@ -505,7 +545,13 @@ async def main_async(
     argv: Sequence[str] | None = None, *, stop: asyncio.Event | None = None
 ) -> int:
     """Run a command on the running loop. Without ``stop``, SIGINT/SIGTERM stop it."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "mirror":
+        try:
+            _check_sharding(args)
+        except CliError as exc:
+            parser.error(str(exc))  # exits 2, as every other usage error does
     level = resolve_level(args.log_level, args.verbose)
     with logging_to_stderr(level, args.log_format, command=args.command):
         if stop is not None:
@@ -614,8 +660,29 @@ async def _run_mirror(args: argparse.Namespace, stop: asyncio.Event, started: as
         )
         if args.leader_elect
         else None,
+        shards=args.shards,
+        shard=args.shard,
     )
     return await mirror.run_mirror(options, stop, started)
+
+
+def _check_sharding(args: argparse.Namespace) -> None:
+    """``--shards`` and ``--shard`` go with election and without it, respectively."""
+    if args.shards is not None and args.shard is not None:
+        raise CliError(
+            "--shards N and --shard I/N exclude each other: --shards shares N shards among "
+            "replicas by election (with --leader-elect); --shard runs one shard alone"
+        )
+    if args.shards is not None and not args.leader_elect:
+        raise CliError(
+            "--shards N needs --leader-elect: the replicas share the shards through Leases "
+            "(to run one shard alone, without election, use --shard I/N)"
+        )
+    if args.shard is not None and args.leader_elect:
+        raise CliError(
+            "--shard I/N runs one shard without election; for replicas that share shards, "
+            "use --shards N with --leader-elect"
+        )
 
 
 async def _run_receiver(

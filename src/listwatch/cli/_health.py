@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from listwatch._agent import Agent
 from listwatch._aio import cancel_and_join
+from listwatch._supervisor import Supervisor
 from listwatch.cli._logging import cli_logger
 from listwatch.cli._runtime import CliError
 from listwatch.observe import _events as observe
@@ -95,8 +96,18 @@ class GaveUp(CliError):
     """``--exit-on-failure``: a resource failed for longer than the user allows."""
 
 
+class Terms(Protocol):
+    """What ``watch_health`` reads: the Supervisor of the term running now, if any (an
+    ``Agent``, or one shard of a ``ShardedAgent``: ``ShardedAgent.shard_terms``)."""
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    async def wait_for_supervisor(self) -> Supervisor: ...
+
+
 async def watch_health(
-    agent: Agent, *, target: str, stale_after: float, exit_after: float | None
+    agent: Agent | Terms, *, target: str, stale_after: float, exit_after: float | None
 ) -> NoReturn:
     """Log each resource that goes ``stale_after`` seconds without a sync (one ERROR) and
     its recovery (one INFO); raise ``GaveUp`` once one has been failing for ``exit_after``.

@@ -43,6 +43,8 @@ from listwatch._aio import first_error
 from listwatch._kube import config as kube_config
 from listwatch._kube.discovery import ServedResource, resolve
 from listwatch._managedfields import strip_managed_fields
+from listwatch._shard import Shard
+from listwatch._sharding import ShardedAgent
 from listwatch._source import ListWatch
 from listwatch._syncer import Syncer
 from listwatch._types import ListOptions, Receiver
@@ -97,6 +99,10 @@ class MirrorOptions:
     exit_on_failure: float | None = None
     """Exit 1 once a resource has been failing for this long (None: retry for ever)."""
     election: ElectionOptions | None = None
+    shards: int | None = None
+    """``--shards N`` (with ``election``): hold a fair share of N shard Leases."""
+    shard: Shard | None = None
+    """``--shard I/N``: mirror this one shard, without election."""
 
 
 #: Where a pod finds its own namespace (the service account's projected volume).
@@ -201,6 +207,24 @@ def _connection_line(exc: ListWatchError, host: str, what: str) -> str:
             f"{exc.reason}): {exc.message or 'check the kubeconfig user and RBAC'}"
         )
     return f"the API server at {host} failed {what}: {one_line(exc)}"
+
+
+def shard_source(mirrored: Mirrored, api: ApiClient, shard: Shard | None) -> ListWatch:
+    """``mirrored``'s source, for one shard of it (the same source without a shard)."""
+    if shard is None:
+        return mirrored.source
+    resource, spec = mirrored.served, mirrored.spec
+    return ListWatch.from_client(
+        api,
+        resource.gvr.resource,
+        group=resource.gvr.group or None,
+        version=resource.gvr.version,
+        namespace=spec.namespace if resource.namespaced else None,
+        label_selector=spec.label_selector,
+        field_selector=spec.field_selector,
+        metadata_only=spec.metadata_only,
+        shard=shard,
+    )
 
 
 def build_sources(
@@ -318,10 +342,10 @@ async def _run(
     target = options.store.describe()
     source = without_userinfo(api.configuration.host or "") or None
 
-    def build(epoch: int, gate: WriteGate) -> list[Syncer]:
+    def build_shard(shard: Shard | None, epoch: int, gate: WriteGate) -> list[Syncer]:
         return [
             Syncer(
-                resource.source,
+                shard_source(resource, api, shard),
                 on_list=gated(sinks[resource.name].on_list, gate),
                 on_batch=gated(sinks[resource.name].on_batch, gate),
                 merge_interval=options.merge_interval,
@@ -337,10 +361,21 @@ async def _run(
         ]
 
     what = f"{describe([r.spec for r in resources])} into {target}"
+    if options.shard is not None:
+        what = f"shard {options.shard} of {what}"
+    if options.shards is not None:
+        assert options.election is not None  # the command line checks it
+        return await _run_sharded(
+            options, api, options.election, build_shard, what, stop=stop, started=started
+        )
     elector = (
         _elector(api, options.election, _RoleLines(what)) if options.election is not None else None
     )
-    agent = Agent(build, elector=elector, stale_after=options.stale_after)
+    agent = Agent(
+        lambda epoch, gate: build_shard(options.shard, epoch, gate),
+        elector=elector,
+        stale_after=options.stale_after,
+    )
     began = time.monotonic()
     if elector is not None:
         # Every line from now on says whether this replica leads or stands by.
@@ -419,6 +454,91 @@ async def _run(
             counts.append(f"{name}: {await count()}")
     where = f": {', '.join(counts)} objects in {target}" if counts else ""
     logger.info("stopped after %.1f s%s", time.monotonic() - began, where)
+    return 0
+
+
+async def _run_sharded(
+    options: MirrorOptions,
+    api: ApiClient,
+    election: ElectionOptions,
+    build: Callable[[Shard, int, WriteGate], list[Syncer]],
+    what: str,
+    *,
+    stop: asyncio.Event,
+    started: asyncio.Event,
+) -> int:
+    """``--shards N --leader-elect``: hold a fair share of the shard Leases until stopped."""
+    assert options.shards is not None
+    try:
+        agent = ShardedAgent(
+            build,
+            api,
+            shards=options.shards,
+            lease_name=election.lease_name,
+            lease_namespace=election.namespace(),
+            identity=election.who(),
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+            stale_after=options.stale_after,
+        )
+    except ValueError as exc:
+        raise CliError(f"leader election: {exc}") from None
+    # Every line from now on says which shards this replica holds.
+    current_role.set(
+        lambda: (
+            "shards " + ",".join(str(s) for s in held) if (held := agent.leading()) else "no shard"
+        )
+    )
+    began = time.monotonic()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if options.metrics_address is not None:
+                host, port = parse_address(options.metrics_address)
+                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+                try:
+                    bound = await stack.enter_async_context(serving(app, host, port))
+                except OSError as exc:
+                    raise CliError(
+                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
+                    ) from None
+                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+            started.set()
+            logger.info(
+                "sharing %d shards of %s as %s (Leases %s/%s-shard-0..%d); Ctrl-C or SIGTERM stops",
+                options.shards,
+                what,
+                agent.identity,
+                election.namespace(),
+                election.lease_name,
+                options.shards - 1,
+            )
+            async with asyncio.TaskGroup() as group:
+                running = group.create_task(agent.run(), name="listwatch sharded agent")
+                stopping = group.create_task(stop.wait(), name="listwatch stop")
+                # Each shard's stale lines and --exit-on-failure, as an Agent's.
+                watching = [
+                    group.create_task(
+                        watch_health(
+                            agent.shard_terms(index),
+                            target=f"{options.store.describe()} (shard {index}/{options.shards})",
+                            stale_after=options.stale_after,
+                            exit_after=options.exit_on_failure,
+                        ),
+                        name=f"listwatch health {index}",
+                    )
+                    for index in range(options.shards)
+                ]
+                await asyncio.wait(
+                    {running, stopping, *watching}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in (running, stopping, *watching):
+                    task.cancel()
+    except* FatalError as errors:
+        raise CliError(_fatal_line(first_error(errors))) from None
+    except* CliError as errors:  # --exit-on-failure gave up
+        raise first_error(errors) from None
+    logger.info("stopped after %.1f s", time.monotonic() - began)
     return 0
 
 

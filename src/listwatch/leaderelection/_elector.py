@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -76,7 +77,11 @@ class LeaderElector:
 
     ``identity`` must be unique among the candidates (a pod name). ``on_change`` is called
     with every new status (it must be quick and must not block; an exception it raises is
-    logged). ``rng`` seeds the jitter.
+    logged). ``rng`` seeds the jitter. ``labels`` go on the Lease if this elector creates
+    it. ``admission``, when given, is entered around every acquiring write and says whether
+    to write at all: the elector keeps reading the Lease (so its expiry clock stays
+    current) but takes it only when admitted (``listwatch.leaderelection._shares``: a
+    replica takes shards only up to its fair share, one at a time).
     """
 
     def __init__(
@@ -92,11 +97,14 @@ class LeaderElector:
         jitter_factor: float = JITTER_FACTOR,
         on_change: Callable[[ElectionStatus], None] | None = None,
         rng: random.Random | None = None,
+        labels: Mapping[str, str] | None = None,
+        admission: Callable[[], AbstractContextManager[bool]] | None = None,
     ) -> None:
         if not isinstance(identity, str) or not identity:
             raise ValueError("identity must be a non-empty string, unique among the candidates")
         self._timing = LeaseTiming(lease_duration, renew_deadline, retry_period, jitter_factor)
-        self._leases = LeaseClient(api_client, lease_namespace, lease_name)
+        self._leases = LeaseClient(api_client, lease_namespace, lease_name, labels)
+        self._admission = admission
         self._identity = identity
         self._on_change = on_change
         self._rng = rng or random.Random()
@@ -267,6 +275,15 @@ class LeaderElector:
         )
         if isinstance(decision, Wait):
             return None
+        if self._admission is None:
+            return await self._acquire(lease, decision)
+        with self._admission() as admitted:
+            if not admitted:
+                return None
+            return await self._acquire(lease, decision)
+
+    async def _acquire(self, lease: Lease | None, decision: Write) -> Term | None:
+        """The acquiring write ``decision``, over ``lease`` as read; the term, if it led."""
         sent = clock()
         try:
             if lease is None or decision.create:

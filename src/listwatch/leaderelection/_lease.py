@@ -131,12 +131,19 @@ class Lease:
 class LeaseClient:
     """The three requests the election makes, for the Lease ``namespace/name``."""
 
-    def __init__(self, api_client: ApiClient, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        api_client: ApiClient,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         check_dns_label("lease_namespace", namespace)
         check_dns_subdomain("lease_name", name)
         self._api_client = api_client
         self._namespace = namespace
         self._name = name
+        self._labels = dict(labels or {})
         self._collection = f"/apis/{_API_VERSION}/namespaces/{namespace}/leases"
         self._path = f"{self._collection}/{name}"
         self.description = f"{namespace}/{name}"
@@ -152,10 +159,13 @@ class LeaseClient:
         return Lease.from_body(body, self.description)
 
     async def create(self, record: LeaseRecord) -> Lease:
+        metadata: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if self._labels:
+            metadata["labels"] = dict(self._labels)
         body = {
             "apiVersion": _API_VERSION,
             "kind": "Lease",
-            "metadata": {"name": self._name, "namespace": self._namespace},
+            "metadata": metadata,
             "spec": record.to_spec(),
         }
         return Lease.from_body(await self._call("POST", self._collection, body), self.description)
@@ -175,3 +185,61 @@ class LeaseClient:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             raise LeaseError(f"{request}: the response is not JSON") from None
+
+
+MAX_LEASE_LIST_BYTES = 16 * 1024 * 1024
+"""A LIST of one lease set: a few hundred Leases of well under 1 KiB each, with room."""
+
+
+async def list_leases(api_client: ApiClient, namespace: str, label_selector: str) -> list[Lease]:
+    """The Leases of ``namespace`` that match ``label_selector`` (one LIST, capped)."""
+    check_dns_label("lease_namespace", namespace)
+    path = f"/apis/{_API_VERSION}/namespaces/{namespace}/leases"
+    request = f"LIST leases {namespace} {label_selector}"
+    data = await http.fetch(
+        api_client,
+        "GET",
+        path,
+        request=request,
+        query=[("labelSelector", label_selector)],
+        cap=MAX_LEASE_LIST_BYTES,
+    )
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise LeaseError(f"{request}: the response is not JSON") from None
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise LeaseError(f"{request}: the response has no items")
+    leases = []
+    for item in items:
+        name = item.get("metadata", {}).get("name", "?") if isinstance(item, dict) else "?"
+        leases.append(Lease.from_body(item, f"{namespace}/{name}"))
+    return leases
+
+
+async def delete_lease(api_client: ApiClient, namespace: str, lease: Lease) -> bool:
+    """Delete ``lease`` only as it was read (preconditions: its uid and resourceVersion), so
+    that a Lease written since (its holder came back) is left alone. False when it was
+    already gone or had changed (404, 409)."""
+    name = lease.body["metadata"]["name"]
+    path = f"/apis/{_API_VERSION}/namespaces/{namespace}/leases/{name}"
+    body = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {"uid": lease.uid, "resourceVersion": lease.resource_version},
+    }
+    try:
+        await http.fetch(
+            api_client,
+            "DELETE",
+            path,
+            request=f"DELETE lease {namespace}/{name}",
+            body=body,
+            cap=MAX_LEASE_BYTES,
+        )
+    except ApiError as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True

@@ -10,6 +10,12 @@ Every series is labelled by the resource as Kubernetes names it: ``group`` (``""
 core API, as kube-apiserver's own metrics do), ``version``, ``resource``. Leader election
 exports controller-runtime's ``leader_election_master_status{name}``.
 
+A sharded agent (``SyncMetrics(shard_label=True)``) adds a ``shard`` label (``2/4``) to every
+Syncer series, bounded by the shard count, and exports ``listwatch_shards_held``,
+``listwatch_shard_fair_share`` and ``listwatch_live_replicas`` (what the replica holds, at
+most it may hold, and how many replicas it counts), plus one
+``leader_election_master_status{name="<lease>-shard-<i>"}`` per shard Lease.
+
 Counters and histograms (labels ``group``, ``version``, ``resource``, plus those named):
 
 - ``listwatch_generations_total``: generations started (a LIST or streaming list each);
@@ -64,9 +70,12 @@ def resource_labels(resource: GroupVersionResource | None) -> tuple[str, str, st
 class SyncMetrics:
     """Prometheus series for the Syncers it tracks, in ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, shard_label: bool = False
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        labels = RESOURCE_LABELS
+        labels = (*RESOURCE_LABELS, "shard") if shard_label else RESOURCE_LABELS
+        self._shard_label = shard_label
         self._generations = Counter(
             "listwatch_generations", "Generations started.", labels, registry=self.registry
         )
@@ -130,10 +139,14 @@ class SyncMetrics:
             (*labels, "verb", "outcome"),
             registry=self.registry,
         )
-        self._gauges = _StatusGauges()
+        self._gauges = _StatusGauges(labels)
         self.registry.register(self._gauges)
 
-    def track(self, syncer: Syncer) -> None:
+    def _labels(self, syncer: Syncer, shard: str | None) -> tuple[str, ...]:
+        labels = resource_labels(syncer.source.resource)
+        return (*labels, shard or "") if self._shard_label else labels
+
+    def track(self, syncer: Syncer, *, shard: str | None = None) -> None:
         """Count ``syncer``'s events from now on, and read its gauges at each scrape.
 
         Call it before the Syncer runs. A Syncer for a resource already tracked replaces the
@@ -141,23 +154,29 @@ class SyncMetrics:
 
         The labels are read from the Syncer's source at each event and each scrape, not
         once here: a source named as kubectl names it (``ListWatch.from_client(api, "po")``)
-        learns its group and version from discovery when the Syncer first runs.
+        learns its group and version from discovery when the Syncer first runs. ``shard``
+        (its name, ``2/4``) is the ``shard`` label's value when the metrics have one.
         """
-        counters: dict[tuple[str, str, str], observe.Observer] = {}
+        counters: dict[tuple[str, ...], observe.Observer] = {}
 
         def observer(event: observe.SyncEvent) -> None:
-            labels = resource_labels(syncer.source.resource)
+            labels = self._labels(syncer, shard)
             count = counters.get(labels)
             if count is None:
                 count = counters[labels] = self._observer(labels)
             count(event)
 
         syncer.add_observer(observer)
-        self._gauges.tracked.append(syncer)
+        self._gauges.tracked.append((syncer, lambda: self._labels(syncer, shard)))
 
     def forget(self, syncer: Syncer) -> None:
         """Stop reading ``syncer``'s gauges (it will not run again)."""
-        self._gauges.tracked = [other for other in self._gauges.tracked if other is not syncer]
+        self._gauges.tracked = [t for t in self._gauges.tracked if t[0] is not syncer]
+
+    def track_shares(self, shares: Callable[[], tuple[int, int, int]]) -> None:
+        """Export ``listwatch_shards_held``, ``listwatch_shard_fair_share`` and
+        ``listwatch_live_replicas`` from ``shares()`` (held, fair share, live replicas)."""
+        self._gauges.shares = shares
 
     def track_leader(self, name: str, leading: Callable[[], bool]) -> None:
         """Export ``leader_election_master_status{name}``: 1 while ``leading()``."""
@@ -167,7 +186,7 @@ class SyncMetrics:
         """The exposition text (``CONTENT_TYPE_LATEST``) of every series."""
         return generate_latest(self.registry)
 
-    def _observer(self, labels: tuple[str, str, str]) -> observe.Observer:
+    def _observer(self, labels: tuple[str, ...]) -> observe.Observer:
         generations = self._generations.labels(*labels)
         events = self._events.labels(*labels)
         batches = self._batches.labels(*labels)
@@ -209,16 +228,18 @@ class SyncMetrics:
 class _StatusGauges(Collector):
     """The gauges, read from the tracked Syncers' status when Prometheus scrapes."""
 
-    def __init__(self) -> None:
-        self.tracked: list[Syncer] = []
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.tracked: list[tuple[Syncer, Callable[[], tuple[str, ...]]]] = []
         self.leaders: dict[str, Callable[[], bool]] = {}
+        self.shares: Callable[[], tuple[int, int, int]] | None = None
 
-    def current(self) -> dict[tuple[str, str, str], Syncer]:
-        """The tracked Syncers by their labels now, the last tracked for a resource winning;
-        the Syncers it replaced are dropped."""
-        by_labels = {resource_labels(syncer.source.resource): syncer for syncer in self.tracked}
+    def current(self) -> dict[tuple[str, ...], Syncer]:
+        """The tracked Syncers by their labels now, the last tracked for a resource (and
+        shard) winning; the Syncers it replaced are dropped."""
+        by_labels = {labels(): (syncer, labels) for syncer, labels in self.tracked}
         self.tracked = list(by_labels.values())
-        return by_labels
+        return {labels: syncer for labels, (syncer, _) in by_labels.items()}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = {
@@ -235,7 +256,7 @@ class _StatusGauges(Collector):
             "could not store them as they are (they are kept, and named in /readyz).",
         }
         gauges = {
-            name: GaugeMetricFamily(f"listwatch_{name}", text, labels=RESOURCE_LABELS)
+            name: GaugeMetricFamily(f"listwatch_{name}", text, labels=self.labels)
             for name, text in families.items()
         }
         for labels, syncer in self.current().items():
@@ -261,6 +282,24 @@ class _StatusGauges(Collector):
         for name, leading in self.leaders.items():
             leader.add_metric([name], 1.0 if leading() else 0.0)
         yield leader
+        if self.shares is not None:
+            held, share, live = self.shares()
+            for name, text, value in (
+                ("shards_held", "Shard Leases this replica holds.", held),
+                (
+                    "shard_fair_share",
+                    "The most shards this replica may hold: ceil(shards / live replicas).",
+                    share,
+                ),
+                (
+                    "live_replicas",
+                    "Replicas alive by their presence Leases, this one included.",
+                    live,
+                ),
+            ):
+                family = GaugeMetricFamily(f"listwatch_{name}", text)
+                family.add_metric([], float(value))
+                yield family
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
