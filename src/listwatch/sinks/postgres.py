@@ -340,6 +340,12 @@ class _Statements:
         self.swap_upsert = upsert_changed(
             f"{s}.staged p", "p.object", "p.raw", "p.cluster = $1 AND p.staging = $3 AND"
         )
+        # What vanished: the resource's rows that the staging lacks, a merge (or hash) anti
+        # join of two primary-key ranges, O(n). The planner, left alone, takes a nested loop
+        # (``staged`` is filled after its last ANALYZE, so it looks empty) that scans the
+        # whole staging for every stored row, O(n^2): 1.8 s for 5,000 pods, minutes for
+        # 50,000. ``swap_plan`` forbids the nested loop for the rest of the swap, first.
+        self.swap_plan = "SET LOCAL enable_nestloop = off"
         self.swap_delete = f"""
             DELETE FROM {s}.objects o
             WHERE o.cluster = $1 AND o.resource = $2
@@ -944,6 +950,7 @@ class _PostgresStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
+            await connection.execute(sql.swap_plan)
             await connection.execute(sql.swap_delete, cluster, resource, self._staging)
             await connection.execute(
                 sql.state_after_list,
