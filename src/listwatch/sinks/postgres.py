@@ -86,7 +86,7 @@ went stale.
 Why staging tables of the schema, not ``TEMP`` tables: a temporary table lives in one
 session, so the snapshot would keep a pool connection for as long as its stream lasts (a
 sender that stops would hold one, and a few would exhaust the pool). Staged rows are keyed
-by the staging's id instead, and any connection can add a page; memory is one page, as the
+by the staging's id instead, and any connection can add a page; memory is two pages, as the
 rest waits in PostgreSQL. Why UNLOGGED: staged rows are worth nothing after a crash, so they
 need no WAL, and PostgreSQL empties both tables when it recovers from one (a snapshot in
 flight then fails at its next page: its staging row is gone). Cleaning: a staging is deleted

@@ -38,7 +38,7 @@ snapshot opens a connection of its own and writes its pages, as they are listed,
 database (a file in ``$SQLITE_TMPDIR``, else ``$TMPDIR``, ``/var/tmp`` or ``/tmp``, unlinked
 as soon as it is opened), so staging takes no lock on the mirror's file (each row is one
 statement outside any transaction: it writes the temporary database only, and its read of
-the file, to compare with the stored row, ends with it), and memory stays at a page and
+the file, to compare with the stored row, ends with it), and memory stays at two pages and
 SQLite's cache (``temp_store=FILE``). Only then ``BEGIN IMMEDIATE`` takes the write lock,
 for the swap: the fence, one ``INSERT … SELECT`` of the staged rows that changed, one
 ``DELETE`` of the rows the snapshot lacks, the sync state, ``COMMIT``. Its length is the
