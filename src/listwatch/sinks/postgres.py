@@ -70,7 +70,8 @@ then swapped in by one short transaction::
       one statement: upsert into objects every staged row whose RV or bytes differ from the
         stored row's (unchanged rows are not touched at all: no new row version, no row
         lock, updated_at kept, so a relist of a quiet cluster writes almost nothing)
-      DELETE this resource's objects that the staging lacks           (what vanished)
+      DELETE this resource's objects that the staging lacks           (what vanished:
+        swap_delete, a merge anti join; swap_plan keeps the planner off a nested loop)
       upsert sync_state (RV, generation, epoch, synced_at = listed_at = now())
     COMMIT
     DELETE the staging's rows (after the commit, and whatever ended the snapshot)
@@ -94,8 +95,9 @@ when its snapshot ends, committed or not; one whose writer died (a SIGKILL, a lo
 connection) is deleted by the next snapshot of any resource once nothing touched it for
 ``ABANDONED_AFTER`` (every staged page touches it), and a snapshot whose staging was deleted
 that way is refused at its next page or at the swap. Nobody waits for an abandoned staging:
-it holds no lock. Where the time goes overall (``benchmarks/sink_rates.py``): PostgreSQL
-parsing each object into ``jsonb`` and compressing it (LZ4 where the server has it).
+it holds no lock. Where the time goes overall (``benchmarks/sinks_ceiling.py``,
+docs/architecture.md): PostgreSQL parsing each object into ``jsonb`` and compressing it (LZ4
+where the server has it) while staging, then copying it into ``objects`` at the swap.
 
 A list error raised out of the iteration (an expired continue token: ``ResourceExpired``),
 a key function or transform that fails, a cancellation (the Syncer's ``sync_timeout``, or
