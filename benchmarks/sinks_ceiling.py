@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dsn", help="an existing PostgreSQL server (default: start one)")
     parser.add_argument("--quick", action="store_true", help="5,000 pods, one round")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the report goes")
     args = parser.parse_args(argv)
     if args.quick:
         args.pods, args.rounds = min(args.pods, 5_000), 1
@@ -419,12 +420,12 @@ def main(argv: list[str] | None = None) -> None:
         "mb": args.mb,
     }
     text = markdown(report, results, command)
-    (RESULTS / f"{stem}.json").write_text(
+    (args.out / f"{stem}.json").write_text(
         json.dumps({"python": report["python"], "rows": rows}, indent=2) + "\n"
     )
-    (RESULTS / f"{stem}.md").write_text(text)
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
-    print(f"written to {RESULTS / stem}.{{json,md}}")
+    print(f"written to {args.out / stem}.{{json,md}}")
 
 
 if __name__ == "__main__":
