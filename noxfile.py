@@ -60,11 +60,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_sinks(session: nox.Session) -> None:
-    """Snapshot write rates of SQLiteSink and PostgresSink (``benchmarks/sink_rates.py``).
+    """The sinks against the database's limit (issue 22, ``benchmarks/sinks_ceiling.py``).
 
-    ``nox -s bench_sinks`` writes ``benchmarks/results/sink_rates.md``; ``-- --quick`` is a
-    smoke run; ``-- --dsn URL`` uses a running PostgreSQL instead of a throwaway one started
-    from the installed server (as the tests do).
+    ``nox -s bench_sinks`` runs ``listwatch mirror --list-strategy paged`` (first sync and
+    unchanged relist of 50,000 pods) into PostgreSQL and SQLite beside a bare COPY and a bare
+    executemany of the same rows, and writes ``benchmarks/results/sinks-<python>.{json,md}``;
+    ``-- --quick`` is a smoke run; ``-- --dsn URL`` uses a running PostgreSQL instead of a
+    throwaway one started from the installed server (as the tests do). Another interpreter:
+    ``nox -s bench_sinks --force-python 3.13``. The in-process rates, CPU and WAL of
+    ``on_list`` alone stay in ``python -m benchmarks.sink_rates``.
     """
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "benchmarks.sink_rates", *session.posargs)
+    session.install("-e", ".[test,cli]")
+    session.run("python", "-m", "benchmarks.sinks_ceiling", *session.posargs)

@@ -731,6 +731,27 @@ async def test_rows_changed_while_a_snapshot_was_staged_refuse_it(
     assert (await sink_factory.read("configmaps"))[0] == by_key(PREVIOUS[0], changed_b, PREVIOUS[2])
 
 
+async def test_a_snapshot_whose_unchanged_rows_were_deleted_meanwhile_is_refused(
+    sink_factory: SinkFactory, sink: Sink[Any]
+) -> None:
+    """As above, but another write deletes every row before the swap, so the swap writes
+    into an empty resource (SQLite's plain INSERT, not its upsert): b, staged unchanged, is
+    still refused, and the resource stays as that write left it."""
+    await write_previous(sink)
+    gate = sink_factory.gate([PREVIOUS[1], configmap("n", 30)])
+    staged = asyncio.create_task(sink.on_list(gate.snapshot))
+    try:
+        await gate.wait_reached()
+        async with asyncio.timeout(LOCK_WAIT):
+            await sink.on_batch(batch(*(event(DELETED, obj) for obj in PREVIOUS), rv="31"))
+    finally:
+        gate.release.set()
+    with pytest.raises(StaleWrite, match="changed the rows while it was staged"):
+        await staged
+    assert (await sink_factory.read("configmaps"))[0] == {}
+    assert await sink.count() == 0
+
+
 # -- the fence: epochs, generations, sequences -----------------------------------------------
 
 

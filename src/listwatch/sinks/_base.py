@@ -35,10 +35,11 @@ may share a database. This is the subset of a store that a reflector needs (clie
   the snapshot lacks, upsert the ones that changed, move the sync state (``Staging``). A
   writer paused, cut off or slow mid-snapshot delays only itself: another resource, another
   sender, a new leader all write meanwhile, and the paused one's swap is refused later if
-  a newer leader wrote in between. Staging streams (memory is a page, whatever the
-  cluster's size), and what a writer that dies mid-staging leaves behind is nothing others
-  wait for (each backend says how it is cleaned). A batch is in memory before it is
-  written, so its transaction waits for nothing but the database either.
+  a newer leader wrote in between. Staging streams, a page staged while the next is read
+  (``stage_pages``: memory is two pages, whatever the cluster's size), and what a writer
+  that dies mid-staging leaves behind is nothing others wait for (each backend says how it
+  is cleaned). A batch is in memory before it is written, so its transaction waits for
+  nothing but the database either.
 * **One bad object never stops a resource.** An object the sink cannot store as JSON as it
   is (bytes that are not UTF-8, nesting deeper than ``_jsonparse.MAX_DEPTH``: the rule every
   sink shares, ``_jsonparse.unreadable``; and what only one backend refuses, such as
@@ -413,6 +414,36 @@ class Staging(ABC):
         snapshot was applied already."""
 
 
+async def stage_pages(snapshot: Snapshot, staging: Staging) -> dict[str, str]:
+    """Stage every page of ``snapshot``, each while the next one is read; what they
+    quarantine, by key.
+
+    Why overlapped: reading a page (a LIST request, its parsing, the transform) is this
+    process's work and staging one is mostly the database's, so one after the other each
+    waits for the other; side by side, a snapshot takes about the longer of the two rather
+    than their sum. One page is staged at a time, in order (a key staged again keeps the
+    last), and memory is two pages: the one staging and the one being read. Whatever ends
+    the snapshot early (a list error, a refused page, a cancellation) ends the staging of
+    the other: the page in flight is cancelled and waited for, and its error, if it is
+    the one that ended it, is raised as it is (never wrapped in a group)."""
+    quarantined: dict[str, str] = {}
+    adding: asyncio.Task[Mapping[str, str]] | None = None
+    try:
+        async for page in snapshot.pages():
+            if adding is not None:
+                quarantined.update(await adding)
+            adding = asyncio.ensure_future(staging.add(page))
+        if adding is not None:
+            quarantined.update(await adding)
+    finally:
+        if adding is not None and not adding.done():
+            adding.cancel()
+            await asyncio.wait([adding])
+        if adding is not None and not adding.cancelled():
+            adding.exception()  # retrieved: the snapshot's own error is the one raised
+    return quarantined
+
+
 H = TypeVar("H")
 """What an open sink holds (its connections, or its pool)."""
 
@@ -504,9 +535,7 @@ class Sink(OpenedOnEnter, ABC, Generic[H]):
             if staging is None:
                 await drain_duplicate(snapshot)
                 return
-            quarantined: dict[str, str] = {}
-            async for page in snapshot.pages():
-                quarantined.update(await staging.add(page))
+            quarantined = await stage_pages(snapshot, staging)
             await staging.swap(snapshot)
         for key, why in quarantined.items():
             snapshot.quarantine(key, why)

@@ -70,7 +70,8 @@ then swapped in by one short transaction::
       one statement: upsert into objects every staged row whose RV or bytes differ from the
         stored row's (unchanged rows are not touched at all: no new row version, no row
         lock, updated_at kept, so a relist of a quiet cluster writes almost nothing)
-      DELETE this resource's objects that the staging lacks           (what vanished)
+      DELETE this resource's objects that the staging lacks           (what vanished:
+        swap_delete, a merge anti join; swap_plan keeps the planner off a nested loop)
       upsert sync_state (RV, generation, epoch, synced_at = listed_at = now())
     COMMIT
     DELETE the staging's rows (after the commit, and whatever ended the snapshot)
@@ -86,7 +87,7 @@ went stale.
 Why staging tables of the schema, not ``TEMP`` tables: a temporary table lives in one
 session, so the snapshot would keep a pool connection for as long as its stream lasts (a
 sender that stops would hold one, and a few would exhaust the pool). Staged rows are keyed
-by the staging's id instead, and any connection can add a page; memory is one page, as the
+by the staging's id instead, and any connection can add a page; memory is two pages, as the
 rest waits in PostgreSQL. Why UNLOGGED: staged rows are worth nothing after a crash, so they
 need no WAL, and PostgreSQL empties both tables when it recovers from one (a snapshot in
 flight then fails at its next page: its staging row is gone). Cleaning: a staging is deleted
@@ -94,8 +95,9 @@ when its snapshot ends, committed or not; one whose writer died (a SIGKILL, a lo
 connection) is deleted by the next snapshot of any resource once nothing touched it for
 ``ABANDONED_AFTER`` (every staged page touches it), and a snapshot whose staging was deleted
 that way is refused at its next page or at the swap. Nobody waits for an abandoned staging:
-it holds no lock. Where the time goes overall (``benchmarks/sink_rates.py``): PostgreSQL
-parsing each object into ``jsonb`` and compressing it (LZ4 where the server has it).
+it holds no lock. Where the time goes overall (``benchmarks/sinks_ceiling.py``,
+docs/architecture.md): PostgreSQL parsing each object into ``jsonb`` and compressing it (LZ4
+where the server has it) while staging, then copying it into ``objects`` at the swap.
 
 A list error raised out of the iteration (an expired continue token: ``ResourceExpired``),
 a key function or transform that fails, a cancellation (the Syncer's ``sync_timeout``, or
@@ -372,6 +374,12 @@ class _Statements:
             bounds=("$4::bigint", "$5::bigint"),
             where="p.cluster = $1 AND p.staging = $3 AND",
         )
+        # What vanished: the resource's rows that the staging lacks, a merge (or hash) anti
+        # join of two primary-key ranges, O(n). The planner, left alone, takes a nested loop
+        # (``staged`` is filled after its last ANALYZE, so it looks empty) that scans the
+        # whole staging for every stored row, O(n^2): 1.8 s for 5,000 pods, minutes for
+        # 50,000. ``swap_plan`` forbids the nested loop for the rest of the swap, first.
+        self.swap_plan = "SET LOCAL enable_nestloop = off"
         self.swap_delete = f"""
             DELETE FROM {s}.objects o
             WHERE o.cluster = $1 AND o.resource = $2
@@ -1045,6 +1053,7 @@ class _PostgresStaging(_base.Staging):
                     f"{resource}: refused a snapshot: another write changed the rows while it "
                     "was staged"
                 ) from None
+            await connection.execute(sql.swap_plan)
             if stamp.shard is None:
                 await connection.execute(sql.swap_delete, cluster, resource, self._staging)
             else:

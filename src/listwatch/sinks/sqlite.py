@@ -42,7 +42,7 @@ snapshot opens a connection of its own and writes its pages, as they are listed,
 database (a file in ``$SQLITE_TMPDIR``, else ``$TMPDIR``, ``/var/tmp`` or ``/tmp``, unlinked
 as soon as it is opened), so staging takes no lock on the mirror's file (each row is one
 statement outside any transaction: it writes the temporary database only, and its read of
-the file, to compare with the stored row, ends with it), and memory stays at a page and
+the file, to compare with the stored row, ends with it), and memory stays at two pages and
 SQLite's cache (``temp_store=FILE``). Only then ``BEGIN IMMEDIATE`` takes the write lock,
 for the swap: the fence, one ``INSERT … SELECT`` of the staged rows that changed, one
 ``DELETE`` of the rows the snapshot lacks, the sync state, ``COMMIT``. Its length is the
@@ -319,12 +319,22 @@ _STAGED_USAGE = "SELECT count(*), coalesce(sum(size), 0) FROM temp.lw_staged"
 # JSON is still held if its RV is (an object's RV names its content); if another write
 # changed it since it was staged, its NULL meets objects.object's NOT NULL, and the swap is
 # refused rather than keep a comparison that went stale.
-_SWAP_UPSERT = (
+_SWAP_INSERT = (
     "INSERT INTO main.objects (cluster, resource, key, resource_version, object, raw, "
     "quarantined, size, updated_at, uid_hash) "
     "SELECT ?3, ?1, s.key, s.resource_version, s.object, s.raw, s.quarantined, s.size, ?2, "
     "s.uid_hash "
-    "FROM temp.lw_staged s WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
+    "FROM temp.lw_staged s"
+)
+# Into a resource that holds no row (a first sync), every staged row is new: the plain
+# INSERT, without a comparison or a conflict clause per row, takes half the time of the
+# upsert (50,000 pods: 1.6 s against 2.9 s). Asked in the swap's transaction, so no write
+# can add a row in between; a row staged without its JSON still meets the NOT NULL.
+_RESOURCE_EMPTY = (
+    "SELECT NOT EXISTS (SELECT 1 FROM main.objects WHERE cluster = ? AND resource = ?)"
+)
+_SWAP_UPSERT = (
+    _SWAP_INSERT + " WHERE NOT EXISTS (SELECT 1 FROM main.objects o "
     "WHERE o.cluster = ?3 AND o.resource = ?1 AND o.key = s.key "
     "AND o.resource_version = s.resource_version "
     "AND (s.object IS NULL OR (o.object = s.object AND o.raw IS s.raw)))" + _on_conflict("?4", "?5")
@@ -610,6 +620,12 @@ class SQLiteSink(Sink[_Connections]):
                 await connection.create_function(
                     "lw_uid_hash", 1, _base.uid_hash, deterministic=True
                 )
+                # Each staged row is a statement of its own, so a transaction of the
+                # temporary database, whose rollback journal was a file written and
+                # deleted per row: two thirds of the staging's time. In memory, it holds
+                # the pages one row's statement changes, and the staging needs nothing
+                # more (it is thrown away with the connection after any failure).
+                await connection.execute("PRAGMA temp.journal_mode=MEMORY")
         except BaseException:
             await connection.close()
             raise
@@ -800,9 +816,13 @@ class _SQLiteStaging(_base.Staging):
                 return
             staged = Usage(*await _fetchone(connection, _STAGED_USAGE))
             await sink._enforce_limits(connection, stamp, recorded, staged)
+            empty = (await _fetchone(connection, _RESOURCE_EMPTY, (cluster, resource)))[0]
             try:
-                bounds = _base.scope_bounds(stamp.shard)
-                await connection.execute(_SWAP_UPSERT, (resource, now, cluster, *bounds))
+                if empty:
+                    await connection.execute(_SWAP_INSERT, (resource, now, cluster))
+                else:
+                    bounds = _base.scope_bounds(stamp.shard)
+                    await connection.execute(_SWAP_UPSERT, (resource, now, cluster, *bounds))
             except sqlite3.IntegrityError as exc:
                 if "NOT NULL" not in str(exc):
                     raise
