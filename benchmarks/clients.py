@@ -234,7 +234,7 @@ async def list_listwatch(spec: Spec) -> Result:
     meter = Meter()
     names: set[str] = set()
     async with _api_client(spec["url"]) as api:
-        source = ListWatch.from_client(api, "pods")
+        source = ListWatch.from_client(api, "pods", version="v1")
         listing = await open_paged_list(source, page_size=spec["page_size"], backoff=Backoff())
         async with listing:
             snapshot = Snapshot(listing.pages, resource_version=listing.resource_version)
@@ -376,7 +376,7 @@ async def _run_syncer(
             raise RuntimeError("the watch scenarios list an empty PodList")
 
     async with _api_client(spec["url"]) as api:
-        source = ListWatch.from_client(api, "pods")
+        source = ListWatch.from_client(api, "pods", version="v1")
         if wrap is not None:
             source = wrap(source)
         options = {"max_batch": spec["max_batch"]} if "max_batch" in spec else {}

@@ -287,10 +287,14 @@ class ReadHabit:
     across its watches.
     """
 
-    __slots__ = ("as_bytes",)
+    __slots__ = ("as_bytes", "on_full_read", "on_head_read")
 
     def __init__(self) -> None:
         self.as_bytes = False
+        # Bound once: an attribute lookup of a method builds a new object each time, one
+        # per event on the hot path (and one more for the collector to count).
+        self.on_head_read = self.head_read
+        self.on_full_read = self.full_read
 
     def head_read(self, event: Event, obj: object) -> None:
         self.as_bytes = obj is None
@@ -326,7 +330,7 @@ def decode_event(line: bytes, habit: ReadHabit | None = None) -> Event:
                     rv.decode(),
                     raw=memoryview(line)[head.end(1) + _OBJECT_FIELD_LEN : -1],
                     uid=uid.decode() if uid else "",
-                    check=_check_read if habit is None else habit.head_read,
+                    check=_check_read if habit is None else habit.on_head_read,
                 )
             except UnicodeDecodeError:
                 pass  # the full decoder reads (or refuses) a name that is not UTF-8
@@ -335,7 +339,7 @@ def decode_event(line: bytes, habit: ReadHabit | None = None) -> Event:
                     return event
     event = decode_full(line)
     if habit is not None:
-        event._check = habit.full_read  # the hook of the event just built
+        event._check = habit.on_full_read  # the hook of the event just built
     return event
 
 
