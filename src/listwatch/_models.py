@@ -174,8 +174,11 @@ class Item:
         return obj if obj is not None else self._parsed()
 
     def _parsed(self) -> JsonObject:
+        raw = self._raw
+        # orjson reads a view as it is: no copy of the bytes for an object without a prefix.
+        text = raw if raw is not None and not self._prefix else self._server_json()
         try:
-            obj: JsonObject = jsonparse.loads(self._server_json())
+            obj: JsonObject = jsonparse.loads(text)
         except orjson.JSONDecodeError as exc:
             self._checked(None)
             raise ValueError(f"{self._what()}: bad JSON: {exc}") from None
