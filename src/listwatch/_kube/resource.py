@@ -330,7 +330,7 @@ def decode_event(line: bytes, habit: ReadHabit | None = None) -> Event:
                     rv.decode(),
                     raw=memoryview(line)[head.end(1) + _OBJECT_FIELD_LEN : -1],
                     uid=uid.decode() if uid else "",
-                    check=_check_read if habit is None else habit.on_head_read,
+                    _check=_check_read if habit is None else habit.on_head_read,
                 )
             except UnicodeDecodeError:
                 pass  # the full decoder reads (or refuses) a name that is not UTF-8
