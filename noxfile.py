@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -40,19 +43,35 @@ def soak(session: nox.Session) -> None:
     session.run("python", "-m", "tests.chaos", *session.posargs)
 
 
-@nox.session
-def bench(session: nox.Session) -> None:
-    """The benchmarks of issues 6 and 9 (not part of the default sessions: they take minutes).
+BENCH_PYTHONS = ["3.11", "3.13"]
 
-    ``nox -s bench`` writes ``benchmarks/results/latest.{md,json}``; ``-- --quick`` is a
-    one-minute smoke run (``quick.{md,json}``); ``-- --profile`` profiles listwatch's LIST and
-    WATCH paths into ``benchmarks/results/profiles/`` instead. ``-- --only memory`` is issue
-    9's memory benchmark (the ``listwatch mirror`` CLI into SQLite: ``memory.{md,json}``);
-    ``-- --only memory --profile`` runs it under memray. The harness needs the project and
-    its ``cli`` extra (the mirror's SQLite receiver); the profilers are installed for
-    ``--profile`` alone. Another interpreter: ``nox -s bench --force-python 3.13``.
+
+def _pyenv_pythons() -> None:
+    """Put pyenv's interpreters on PATH, so that ``nox -s bench`` finds 3.11 and 3.13
+    wherever pyenv installed them (nox looks for ``python3.X`` on PATH)."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [str(p / "bin") for p in sorted(versions.glob("3.*")) if (p / "bin").is_dir()]
+    if found:
+        os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *found])
+
+
+_pyenv_pythons()
+
+
+@nox.session(python=BENCH_PYTHONS)
+def bench(session: nox.Session) -> None:
+    """The benchmarks of issues 6, 9, 13 and 22 under Python 3.11 and 3.13, in one table
+    (not part of the default sessions: they take about 15 minutes).
+
+    Each interpreter runs ``python -m benchmarks`` (``benchmarks/results/latest-3.X.{md,json}``)
+    and then the sink benchmark ``benchmarks.sinks_ceiling`` where it exists
+    (``sinks-3.X.json``); ``latest.{md,json}`` is then the one table of both, with the
+    machine and versions. ``-- --quick`` is a smoke run (``quick.{md,json}``); ``-- --profile``
+    profiles listwatch's LIST and WATCH paths into ``benchmarks/results/profiles/`` instead.
+    ``-- --only memory`` is issue 9's memory benchmark (``memory.{md,json}``); ``-- --only
+    memory --profile`` runs it under memray. One interpreter: ``nox -s bench-3.13``.
     """
-    session.install("-e", ".[cli]")
+    session.install("-e", ".[cli,test]")
     if "--profile" in session.posargs:
         session.install("py-spy>=0.3", "pyinstrument>=4.6", "memray>=1.11")
     session.run("python", "-m", "benchmarks", *session.posargs)

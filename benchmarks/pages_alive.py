@@ -35,7 +35,7 @@ async def count_pages(url: str, token: str, page_size: int) -> list[tuple[int, i
     )
     seen: list[tuple[int, int, bool]] = []
     async with ApiClient(configuration=configuration) as api:
-        source = ListWatch.from_client(api, "pods")
+        source = ListWatch.from_client(api, "pods", version="v1")
         listing = await open_paged_list(source, page_size=page_size, backoff=Backoff())
         async with listing:
             snapshot = Snapshot(listing.pages, resource_version=listing.resource_version)

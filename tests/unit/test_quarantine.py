@@ -161,7 +161,7 @@ def test_bytes_that_are_not_utf8_keep_the_object_keyed() -> None:
     [
         b"this is not JSON {",
         watch_line(b'{"metadata":{"namespace":"default"},"data":' + nested(2000) + b"}"),
-        watch_line(configmap(b"deep", nested(2000))[:-1]),  # cut short
+        watch_line(b'{"data":' + nested(2000) + b',"metadata":{"name":"d"}'),  # cut short
         watch_line(configmap(b"deep", nested(2000)), b"BOOKMARK"),
         b'{"type":"ADDED","object":[' + nested(2000) + b"]}",
     ],
@@ -171,6 +171,24 @@ def test_what_no_scan_can_key_is_a_malformed_event(line: bytes) -> None:
     """The stream is broken and what it carried is unknown: the generation relists."""
     with pytest.raises(MalformedEvent, match=r"^watch line of \d+ bytes is not a watch event"):
         decode_event(line)
+
+
+@pytest.mark.parametrize("read", ["json", "object", "parse"])
+def test_a_line_cut_short_behind_a_server_head_is_malformed_when_its_object_is_read(
+    read: str,
+) -> None:
+    """A head in the server's layout keys the event without reading the rest of the line
+    (resource.decode_event); the rest is read with the object, and a broken stream is
+    then the same MalformedEvent, naming no part of the object's body."""
+    body = nested(2000, b'"' + SECRET.encode() + b'"')
+    event = decode_event(watch_line(configmap(b"deep", body)[:-1]))
+    assert event.key == "default/deep"
+    reading = event.parse if read == "parse" else lambda: getattr(event, read)
+    with pytest.raises(
+        MalformedEvent, match=r"^watch line of \d+ bytes is not a watch event"
+    ) as caught:
+        reading()
+    assert SECRET not in str(caught.value)
 
 
 def test_a_deep_event_between_others_in_one_chunk() -> None:

@@ -244,23 +244,113 @@ _TYPE_PREFIX_LEN = len(_TYPE_PREFIX)
 _OBJECT_FIELD_LEN = len(_OBJECT_FIELD)
 
 
+_STR = rb'"([^"\\\x00-\x1f]*)"'
+"""A JSON string without escapes or control characters: its bytes are its value (once they
+are checked to be UTF-8), so nothing is left to interpret."""
+_SKIPPED_STR = rb'"[^"\\\x00-\x1f]*"'
+_SERVER_ENVELOPE = re.compile(
+    b"".join(
+        [
+            rb'\{"type":"(ADDED|MODIFIED|DELETED)","object":\{',
+            rb'(?:"kind":%s,)?(?:"apiVersion":%s,)?' % (_SKIPPED_STR, _SKIPPED_STR),
+            rb'"metadata":\{"name":%s(?:,"generateName":%s)?' % (_STR, _SKIPPED_STR),
+            rb'(?:,"namespace":%s)?(?:,"selfLink":%s)?' % (_STR, _SKIPPED_STR),
+            rb'(?:,"uid":%s)?,"resourceVersion":%s' % (_STR, _STR),
+            rb'(?:\}|,"(?:generation|creationTimestamp|deletionTimestamp|',
+            rb"deletionGracePeriodSeconds|labels|annotations|ownerReferences|finalizers|clusterName|",
+            rb'managedFields)":)',
+        ]
+    )
+)
+"""The head of a change event as kube-apiserver writes a built-in object: the envelope,
+then ``kind``, ``apiVersion`` and ``metadata`` first, and metadata's members in the order
+of the Go struct (``ObjectMeta``: name, generateName, namespace, selfLink, uid,
+resourceVersion, then generation, creationTimestamp, ...; docs/kubernetes-semantics.md#wire-order).
+The member after resourceVersion must be one that follows it in that order (or the end of
+metadata): only then is the head known to come from that order, with no namespace or uid
+further on. Custom resources (sorted keys: managedFields before name), other spacing or
+order, escapes, and anything else take the full decoders."""
+
 _CHANGE_TYPES = {
     member.value: member for member in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
 }
 
 
-def decode_event(line: bytes) -> Event:
+class ReadHabit:
+    """How a resource's receiver reads its events' objects: as bytes, or parsed.
+
+    Keying a line from its head (``_SERVER_ENVELOPE``) and reading the rest with the
+    object pays where the object is parsed anyway (``object``, ``parse()``: orjson reads
+    every byte once, not msgspec and then orjson) and where the merger drops most events
+    unread. A receiver that takes ``json`` needs every byte read as JSON all the same,
+    and the head is then work on top of msgspec's pass: once the last object read was read
+    as bytes, lines take msgspec's one pass again. Every event reports how it is read, so
+    a receiver that changes its habit is followed at its next read. One per resource,
+    across its watches.
+    """
+
+    __slots__ = ("as_bytes", "on_full_read", "on_head_read")
+
+    def __init__(self) -> None:
+        self.as_bytes = False
+        # Bound once: an attribute lookup of a method builds a new object each time, one
+        # per event on the hot path (and one more for the collector to count).
+        self.on_head_read = self.head_read
+        self.on_full_read = self.full_read
+
+    def head_read(self, event: Event, obj: object) -> None:
+        self.as_bytes = obj is None
+        _check_read(event, obj)
+
+    def full_read(self, event: Event, obj: object) -> None:
+        self.as_bytes = obj is None
+
+
+def decode_event(line: bytes, habit: ReadHabit | None = None) -> Event:
     """One watch line as an ``Event``; an ERROR event is raised as its ``ApiError``.
 
-    Only the envelope and the object's metadata are decoded here (msgspec skips everything
-    else without building it, but checks that it is JSON); the object stays JSON bytes until
-    someone reads ``Event.object``. Most events of a busy key are replaced in the merger
-    before that.
+    The object stays JSON bytes until someone reads it; most events of a busy key are
+    replaced in the merger before that. A line that opens in the server's own layout
+    (``_SERVER_ENVELOPE``) is keyed from that head alone, one regular-expression match over
+    its first few hundred bytes, and the rest of it is not read here: it is checked when
+    the object is (``_check_read``), by the parse a receiver makes anyway (``object``,
+    ``parse()``) or by the full decoder (``json``). Any other line, and every line of a
+    receiver that reads bytes (``habit``), takes the full decoder at once (msgspec reads
+    the envelope and the object's metadata and checks that the whole line is JSON), which
+    also words the errors.
+    """
+    if habit is None or not habit.as_bytes:
+        head = _SERVER_ENVELOPE.match(line)
+        if head is not None and line.endswith(b"}}"):
+            type_name, name, namespace, uid, rv = head.groups()
+            try:
+                key = f"{namespace.decode()}/{name.decode()}" if namespace else name.decode()
+                event = Event(
+                    _CHANGE_TYPES[type_name.decode()],
+                    None,
+                    key,
+                    rv.decode(),
+                    raw=memoryview(line)[head.end(1) + _OBJECT_FIELD_LEN : -1],
+                    uid=uid.decode() if uid else "",
+                    _check=_check_read if habit is None else habit.on_head_read,
+                )
+            except UnicodeDecodeError:
+                pass  # the full decoder reads (or refuses) a name that is not UTF-8
+            else:
+                if name:
+                    return event
+    event = decode_full(line)
+    if habit is not None:
+        event._check = habit.on_full_read  # the hook of the event just built
+    return event
 
-    The API server writes every event as ``{"type":"T","object":{...}}``; for an ADDED,
-    MODIFIED or DELETED line in exactly that layout one msgspec pass reads type and
-    metadata, and the object's bytes are cut from the line by position. Anything else
-    (a BOOKMARK, an ERROR, other field order, spaces, extra fields, a bad line) takes the
+
+def decode_full(line: bytes) -> Event:
+    """One watch line as an ``Event``, every byte of it read as JSON by msgspec first.
+
+    For a change event in exactly the server's layout one msgspec pass reads type and
+    metadata, and the object's bytes are cut from the line by position. Anything else (a
+    BOOKMARK, an ERROR, other field order, spaces, extra fields, a bad line) takes the
     general two-pass path, which also words the errors.
     """
     try:
@@ -288,7 +378,49 @@ def decode_event(line: bytes) -> Event:
     return _decode_general(line)
 
 
-def decode_lines(lines: list[bytes], events: list[Event]) -> list[Event]:
+def _check_read(event: Event, obj: object) -> None:
+    """Check an event keyed from its head (``decode_event``) once its object is read.
+
+    ``obj`` is the object as the receiver's parse built it, or None when it was not
+    parsed (``json``) or could not be (orjson refuses it). The event stands only if the
+    full reading agrees on its type, key and resourceVersion; otherwise the line was not
+    what its head said (a duplicate member, a body that is not JSON) and the stream is
+    broken: ``MalformedEvent``, as the full decoder would have raised when it arrived. An
+    object orjson cannot parse but the full decoder can key (nested too deep, not UTF-8)
+    passes here, and its parse fails as any such object's does.
+    """
+    raw = event._raw  # the event's own bytes, a view into its line
+    assert isinstance(raw, memoryview)
+    line = raw.obj
+    assert isinstance(line, bytes)
+    if isinstance(obj, dict):
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            name, namespace = metadata.get("name"), metadata.get("namespace")
+            rv = metadata.get("resourceVersion")
+            if isinstance(name, str) and (namespace is None or isinstance(namespace, str)):
+                key = f"{namespace}/{name}" if namespace else name
+                if key == event.key and rv == event.resource_version:
+                    return
+        mismatch = "its object"
+    else:
+        full = decode_full(line)  # raises what the line's arrival would have raised
+        if (full.type, full.key, full.resource_version) == (
+            event.type,
+            event.key,
+            event.resource_version,
+        ) and full.nbytes == event.nbytes:  # both begin where the envelope's "object" does
+            return
+        mismatch = "the whole line"  # or it has its object elsewhere
+    raise MalformedEvent(
+        f"watch line of {len(line)} bytes is not a watch event: {mismatch} does not say "
+        f"the type, key and resourceVersion its head does ({event.type} {event.key})"
+    )
+
+
+def decode_lines(
+    lines: list[bytes], events: list[Event], habit: ReadHabit | None = None
+) -> list[Event]:
     """Decode ``lines`` in order, appending each event to ``events`` (and returning it).
 
     A bad line or an ERROR event raises as :func:`decode_event` does, with ``events``
@@ -296,7 +428,7 @@ def decode_lines(lines: list[bytes], events: list[Event]) -> list[Event]:
     """
     append, decode = events.append, decode_event
     for line in lines:
-        append(decode(line))
+        append(decode(line, habit))
     return events
 
 
@@ -360,24 +492,27 @@ class WatchDecoder:
     list holding every event before it, in order: those were sent before the error.
     """
 
-    __slots__ = ("_framer", "_max_event_bytes", "_what")
+    __slots__ = ("_framer", "_habit", "_max_event_bytes", "_what")
 
-    def __init__(self, max_event_bytes: int, *, what: str = "watch") -> None:
+    def __init__(
+        self, max_event_bytes: int, *, what: str = "watch", habit: ReadHabit | None = None
+    ) -> None:
         self._framer = LineFramer(max_event_bytes)
         self._max_event_bytes = max_event_bytes
         self._what = what
+        self._habit = habit
 
     def feed(self, chunk: bytes, events: list[Event]) -> list[Event]:
         """Decode the lines ``chunk`` completes into ``events`` (which is returned)."""
         try:
             lines = self._framer.feed(chunk)
         except LineTooLong as exc:
-            decode_lines(exc.complete, events)
+            decode_lines(exc.complete, events, self._habit)
             raise EventTooLarge(
                 f"{self._what}: the event for {_name_in(exc.head)} is larger than "
                 f"max_event_bytes={self._max_event_bytes} (at least {exc.size} bytes)"
             ) from None
-        return decode_lines(lines, events)
+        return decode_lines(lines, events, self._habit)
 
     def finish(self) -> None:
         """The response ended: raise ``ConnectionLost`` if it ended inside an event."""
@@ -516,6 +651,7 @@ class ResourceClient:
         self._max_event_bytes = max_event_bytes
         self._max_list_bytes = max_list_bytes
         self._page_limit = PageLimit()
+        self._habit = ReadHabit()
         # client-go's metadata client asks for the PartialObjectMetadata form first and plain
         # JSON second: a server (or an aggregated API) that cannot convert answers with the
         # full objects rather than refusing (docs/kubernetes-semantics.md#metadata-only).
@@ -600,7 +736,7 @@ class ResourceClient:
         loop = asyncio.get_running_loop()
         timeout = options.timeout_seconds or _SERVER_WATCH_TIMEOUT
         silent_until = loop.time() + timeout + WATCH_END_GRACE
-        decoder = WatchDecoder(self._max_event_bytes, what=request)
+        decoder = WatchDecoder(self._max_event_bytes, what=request, habit=self._habit)
         shard_filter = self.shard_filter
         if shard_filter is not None:
             shard_filter.watch_started()

@@ -181,7 +181,10 @@ class ShardFilter:
 
 def _item_uid(item: Item | Event) -> str:
     """The uid of an item or event: from its bytes as the server sent them (``_raw``, the
-    object without the members a list item gets spliced in front), else its parsed dict."""
+    object without the members a list item gets spliced in front), else its parsed dict. A
+    watch event keyed from its head has it already (``Event.uid``; "" means unknown)."""
+    if isinstance(item, Event) and item.uid:
+        return item.uid
     raw = item._raw
     if raw is not None:
         return uid_of(raw)
