@@ -401,15 +401,7 @@ async def _run(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if options.metrics_address is not None:
-                host, port = parse_address(options.metrics_address)
-                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
-                try:
-                    bound = await stack.enter_async_context(serving(app, host, port))
-                except OSError as exc:
-                    raise CliError(
-                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
-                    ) from None
-                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+                await _serve_metrics(stack, options.metrics_address, agent)
             started.set()
             if elector is None:
                 logger.info("mirroring %s; Ctrl-C or SIGTERM stops", what)
@@ -494,15 +486,7 @@ async def _run_sharded(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if options.metrics_address is not None:
-                host, port = parse_address(options.metrics_address)
-                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
-                try:
-                    bound = await stack.enter_async_context(serving(app, host, port))
-                except OSError as exc:
-                    raise CliError(
-                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
-                    ) from None
-                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+                await _serve_metrics(stack, options.metrics_address, agent)
             started.set()
             logger.info(
                 "sharing %d shards of %s as %s (Leases %s/%s-shard-0..%d); Ctrl-C or SIGTERM stops",
@@ -540,6 +524,21 @@ async def _run_sharded(
         raise first_error(errors) from None
     logger.info("stopped after %.1f s", time.monotonic() - began)
     return 0
+
+
+async def _serve_metrics(
+    stack: contextlib.AsyncExitStack, address: str, agent: Agent | ShardedAgent
+) -> None:
+    """``--metrics-address``: serve the agent's metrics and probes until ``stack`` closes.
+
+    One place for both the single and the sharded run, so a port in use reads the same."""
+    host, port = parse_address(address)
+    app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+    try:
+        bound = await stack.enter_async_context(serving(app, host, port))
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
+    logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
 
 
 class _RoleLines:
