@@ -97,20 +97,28 @@ def subprocess_env() -> dict[str, str]:
 PYTHON = sys.executable
 
 
+def on_insert_and_update(name: str, table: str, statement: str) -> str:
+    """SQLite triggers ``{name}_insert`` and ``{name}_update`` on ``table``, each running
+    ``statement`` (which reads ``NEW``): SQLite has no ``AFTER INSERT OR UPDATE``, so a write
+    audited either way takes two triggers with one body."""
+    return "".join(
+        f"CREATE TRIGGER {name}_{event.lower()} AFTER {event} ON {table} BEGIN\n"
+        f"    {statement}\nEND;\n"
+        for event in ("INSERT", "UPDATE")
+    )
+
+
 _SQLITE_AUDIT = """
 CREATE TABLE audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT, epoch INTEGER, session TEXT,
     generation INTEGER, sequence INTEGER
 );
-CREATE TRIGGER audit_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-CREATE TRIGGER audit_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-"""
+""" + on_insert_and_update(
+    "audit",
+    "sync_state",
+    "INSERT INTO audit (resource, epoch, session, generation, sequence) "
+    "VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);",
+)
 
 
 async def audit_sqlite(db: Path, script: str = _SQLITE_AUDIT) -> None:

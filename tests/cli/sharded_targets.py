@@ -23,6 +23,7 @@ from listwatch._shard import Shard
 from tests.cli.helpers import (
     audit_postgres,
     audit_sqlite,
+    on_insert_and_update,
     postgres_fetch,
     postgres_pod_versions,
     sqlite_pod_versions,
@@ -33,27 +34,29 @@ TOKEN = "sharded-replicas-token"
 HASH_OFFSET = 1 << 63
 """The sinks store ``uid_hash`` as the hash minus 2**63 (a signed 64-bit integer)."""
 
-SQLITE_AUDIT = """
+SQLITE_AUDIT = (
+    """
 CREATE TABLE shard_audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, shard TEXT, epoch INTEGER,
     key TEXT, uid_hash INTEGER
 );
-CREATE TRIGGER shard_audit_object_insert AFTER INSERT ON objects BEGIN
-    INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);
-END;
-CREATE TRIGGER shard_audit_object_update AFTER UPDATE ON objects BEGIN
-    INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);
-END;
+"""
+    + on_insert_and_update(
+        "shard_audit_object",
+        "objects",
+        "INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);",
+    )
+    + """
 CREATE TRIGGER shard_audit_object_delete AFTER DELETE ON objects BEGIN
     INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('delete', OLD.key, OLD.uid_hash);
 END;
-CREATE TRIGGER shard_audit_state_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);
-END;
-CREATE TRIGGER shard_audit_state_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);
-END;
 """
+    + on_insert_and_update(
+        "shard_audit_state",
+        "sync_state",
+        "INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);",
+    )
+)
 
 AuditRow = tuple[int, str, str | None, int | None, str | None, int | None]
 """(n, kind, shard scope, epoch, key, uid_hash), oldest first."""
