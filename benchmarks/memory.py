@@ -251,35 +251,17 @@ def cluster_server(size: int) -> Iterator[Server]:
     The token goes through the environment, not the command line (``ps`` shows that).
     """
     token = secrets.token_urlsafe(24)
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.server",
-        "--stop-on-stdin-eof",
+    started = time.perf_counter()
+    with harness.bench_server(
         "--list-sizes=",
         "--watch-events=0",
         f"--cluster-size={size}",
-    ]
-    started = time.perf_counter()
-    server = subprocess.Popen(
-        command,
-        cwd=HERE.parent,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        what="benchmark server",
         env={**os.environ, "BENCH_TOKEN": token},
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        if not ready.startswith("READY "):
-            raise RuntimeError(f"the benchmark server did not start: {ready!r}")
-        port = int(ready.split()[1])
+    ) as (pid, port, _):
         built = time.perf_counter() - started
-        harness.log(f"cluster server: pid {server.pid}, port {port}, ready in {built:.1f} s")
-        yield Server(f"http://127.0.0.1:{port}", token, server.pid, built)
-    finally:
-        harness.stop_server(server)
+        harness.log(f"cluster server: pid {pid}, port {port}, ready in {built:.1f} s")
+        yield Server(f"http://127.0.0.1:{port}", token, pid, built)
 
 
 # -- one mirror run -----------------------------------------------------------------------

@@ -100,11 +100,7 @@ class Plan:
 @contextmanager
 def payload_server(plan: Plan) -> Iterator[str]:
     """The server process; yields its base URL. It also stops when our stdin pipe closes."""
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.server",
-        "--stop-on-stdin-eof",
+    with bench_server(
         f"--page-size={plan.page_size}",
         f"--list-sizes={','.join(map(str, plan.list_sizes))}",
         f"--watch-events={plan.watch_events}",
@@ -113,18 +109,28 @@ def payload_server(plan: Plan) -> Iterator[str]:
         f"--stall-events={plan.stall_events}",
         f"--stall-keys={plan.stall_keys}",
         f"--latency-keys={plan.latency_keys}",
-    ]
+    ) as (pid, port, ready):
+        log(f"payload server: pid {pid}, port {port}, {ready.split()[2]}")
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def bench_server(
+    *args: str, what: str = "payload server", env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int, str]]:
+    """``python -m benchmarks.server --stop-on-stdin-eof ARGS`` in its own process until the
+    block ends; yields its pid, its port and its ``READY`` line (the benchmarks that start
+    one log what they need of it)."""
+    command = [sys.executable, "-m", "benchmarks.server", "--stop-on-stdin-eof", *args]
     server = subprocess.Popen(
-        command, cwd=HERE.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        command, cwd=HERE.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert server.stdout is not None
         ready = server.stdout.readline()
         if not ready.startswith("READY "):
-            raise RuntimeError(f"the payload server did not start: {ready!r}")
-        port = int(ready.split()[1])
-        log(f"payload server: pid {server.pid}, port {port}, {ready.split()[2]}")
-        yield f"http://127.0.0.1:{port}"
+            raise RuntimeError(f"the {what} did not start: {ready!r}")
+        yield server.pid, int(ready.split()[1]), ready
     finally:
         stop_server(server)
 

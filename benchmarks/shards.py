@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from benchmarks.run import CLIENT_TIMEOUT, HERE, RESULTS, log, machine, stop_server
+from benchmarks.run import CLIENT_TIMEOUT, HERE, RESULTS, bench_server, log, machine
 
 SHARD_COUNTS = (1, 2, 4)
 MODES = ("server-side", "client-side")
@@ -47,29 +47,15 @@ MODES = ("server-side", "client-side")
 @contextmanager
 def payload_server(events: int) -> Iterator[str]:
     """``benchmarks.server`` with the ``unique`` stream and its shards' streams only."""
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.server",
-        "--stop-on-stdin-eof",
+    with bench_server(
         "--list-sizes=",
         f"--watch-events={events}",
         "--hot-events=0",
         "--stall-events=0",
         f"--shard-counts={','.join(map(str, SHARD_COUNTS))}",
-    ]
-    server = subprocess.Popen(
-        command, cwd=HERE.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        if not ready.startswith("READY "):
-            raise RuntimeError(f"the payload server did not start: {ready!r}")
-        log(f"payload server: pid {server.pid}, {ready.strip()}")
-        yield f"http://127.0.0.1:{int(ready.split()[1])}"
-    finally:
-        stop_server(server)
+    ) as (pid, port, ready):
+        log(f"payload server: pid {pid}, {ready.strip()}")
+        yield f"http://127.0.0.1:{port}"
 
 
 def spec(url: str, events: int, *, scenario: str, shard: str | None, read: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import contextlib
 import re
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from tests.cli.helpers import PYTHON, subprocess_env
 
@@ -94,3 +95,55 @@ async def running(name: str, *args: str) -> AsyncIterator[ListwatchProcess]:
         yield process
     finally:
         await process.stop(signal.SIGKILL)
+
+
+@contextlib.asynccontextmanager
+async def mirror_replicas(
+    kubeconfig: Path, count: int, *args: str
+) -> AsyncIterator[list[ListwatchProcess]]:
+    """``count`` ``listwatch mirror pods --leader-elect`` replicas (``replica-0``, …) with
+    ``args`` (the target and the test's own flags). On the way out each is SIGCONTed (a
+    SIGSTOPped one could not take its SIGKILL) and SIGKILLed."""
+    started: list[ListwatchProcess] = []
+    try:
+        for i in range(count):
+            identity = f"replica-{i}"
+            started.append(
+                await ListwatchProcess.start(
+                    identity,
+                    "mirror",
+                    "pods",
+                    *args,
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--merge-interval",
+                    "0.05",
+                    "--leader-elect",
+                    "-v",
+                    "--identity",
+                    identity,
+                )
+            )
+        yield started
+    finally:
+        for replica in started:
+            if replica.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    replica.process.send_signal(signal.SIGCONT)
+            await replica.stop(signal.SIGKILL)
+
+
+async def start_receiver(store: list[str], token_file: Path) -> tuple[ListwatchProcess, str]:
+    """A ``listwatch receiver`` process on a free local port writing to ``store``; its URL."""
+    receiver = await ListwatchProcess.start(
+        "receiver",
+        "receiver",
+        "--listen",
+        "127.0.0.1:0",
+        *store,
+        "--token-file",
+        str(token_file),
+        "-v",
+    )
+    found = await receiver.wait_for_line(r"serving (http://127\.0\.0\.1:\d+)")
+    return receiver, found.group(1)

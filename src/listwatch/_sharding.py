@@ -38,6 +38,7 @@ from listwatch._syncer import Syncer
 from listwatch.errors import FatalError, ListWatchError
 from listwatch.leaderelection import LeaderElector, LeaseTiming, Term
 from listwatch.leaderelection._lease import Lease, delete_lease, list_leases
+from listwatch.leaderelection._record import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 from listwatch.leaderelection._shares import (
     ROLE_LABEL,
     SET_LABEL,
@@ -95,9 +96,9 @@ class ShardedAgent:
         lease_name: str,
         lease_namespace: str,
         identity: str,
-        lease_duration: float = 15.0,
-        renew_deadline: float = 10.0,
-        retry_period: float = 2.0,
+        lease_duration: float = LEASE_DURATION,
+        renew_deadline: float = RENEW_DEADLINE,
+        retry_period: float = RETRY_PERIOD,
         settle: float | None = None,
         metrics: SyncMetrics | None = None,
         stale_after: float | None = None,

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from benchmarks.cluster import PodBytes
 from benchmarks.server import BenchServer, Payloads
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -25,6 +24,7 @@ from listwatch._backoff import Backoff
 from listwatch._models import EventType
 from listwatch._reflector import open_paged_list, open_streaming_list
 from listwatch._types import WatchOptions
+from tests.benchmarks.helpers import served
 
 PODS = 1_234  # more than payloads.POOL_SIZE: the renamed pods are served too
 TOKEN = "benchmark-test-token"
@@ -33,16 +33,8 @@ TOKEN = "benchmark-test-token"
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
     built = Payloads(cluster_pods=PodBytes.build(PODS))
-    server = web.Server(BenchServer(built, token=TOKEN, bookmark_interval=0.2).handle)
-    runner = web.ServerRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(BenchServer(built, token=TOKEN, bookmark_interval=0.2)) as url:
+        yield url
 
 
 def _api(url: str, token: str = TOKEN) -> ApiClient:

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from benchmarks.server import BenchServer, build
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from benchmarks import payloads
 from listwatch import Backoff, Batch, ListWatch, Shard, Snapshot, Syncer
+from tests.benchmarks.helpers import served
 
 EVENTS = 1_200  # more than payloads.POOL_SIZE: renamed pods (same uids) are sharded too
 
@@ -39,16 +39,8 @@ async def base_url() -> AsyncIterator[str]:
         cluster_size=0,
         shard_counts="1,2,4",
     )
-    server = web.Server(BenchServer(build(args)).handle)
-    runner = web.ServerRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(BenchServer(build(args))) as url:
+        yield url
 
 
 async def mirror_shard(url: str, shard: Shard | None) -> tuple[set[str], Any]:

@@ -6,10 +6,13 @@ import asyncio
 import os
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
+
+from listwatch.sinks.postgres import PostgresSink
 from listwatch.sinks.sqlite import SQLiteSink, read_mirror
 from listwatch.testing import FakeApiServer
 from tests.objects import key_of
@@ -94,30 +97,39 @@ def subprocess_env() -> dict[str, str]:
 PYTHON = sys.executable
 
 
+def on_insert_and_update(name: str, table: str, statement: str) -> str:
+    """SQLite triggers ``{name}_insert`` and ``{name}_update`` on ``table``, each running
+    ``statement`` (which reads ``NEW``): SQLite has no ``AFTER INSERT OR UPDATE``, so a write
+    audited either way takes two triggers with one body."""
+    return "".join(
+        f"CREATE TRIGGER {name}_{event.lower()} AFTER {event} ON {table} BEGIN\n"
+        f"    {statement}\nEND;\n"
+        for event in ("INSERT", "UPDATE")
+    )
+
+
 _SQLITE_AUDIT = """
 CREATE TABLE audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT, epoch INTEGER, session TEXT,
     generation INTEGER, sequence INTEGER
 );
-CREATE TRIGGER audit_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-CREATE TRIGGER audit_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO audit (resource, epoch, session, generation, sequence)
-    VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);
-END;
-"""
+""" + on_insert_and_update(
+    "audit",
+    "sync_state",
+    "INSERT INTO audit (resource, epoch, session, generation, sequence) "
+    "VALUES (NEW.resource, NEW.epoch, NEW.session, NEW.generation, NEW.sequence);",
+)
 
 
-async def audit_sqlite(db: Path) -> None:
-    """Give the mirror file ``db`` an audit trail: a row per write of a sync state (its
-    epoch, session, generation and sequence), in the writing transaction, by a trigger."""
+async def audit_sqlite(db: Path, script: str = _SQLITE_AUDIT) -> None:
+    """Give the mirror file ``db`` an audit trail: by default a row per write of a sync
+    state (its epoch, session, generation and sequence), in the writing transaction, by a
+    trigger; ``script`` for another trail."""
     async with SQLiteSink(db, resource="pods"):
-        pass  # the schema, so that the audit trigger can be attached to it
+        pass  # the schema, so that the audit triggers can be attached to it
     connection = sqlite3.connect(db)
     try:
-        connection.executescript(_SQLITE_AUDIT)
+        connection.executescript(script)
     finally:
         connection.close()
 
@@ -129,3 +141,42 @@ def sqlite_audit(db: Path, columns: str = "n, epoch, session, generation, sequen
         return connection.execute(f"SELECT {columns} FROM audit ORDER BY n").fetchall()
     finally:
         connection.close()
+
+
+def sqlite_pod_versions(db: Path) -> dict[str, str] | None:
+    """The pods mirrored in ``db``, key to resourceVersion; None before its tables exist."""
+    try:
+        mirror = read_mirror(db, resource="pods")
+    except sqlite3.OperationalError:
+        return None
+    return {key: obj["metadata"]["resourceVersion"] for key, obj in mirror.objects.items()}
+
+
+async def audit_postgres(dsn: str, statements: Sequence[str]) -> None:
+    """Give the mirror database ``dsn`` an audit trail: its schema, then ``statements``
+    (the tables and triggers that record each committed write)."""
+    async with PostgresSink(dsn, resource="pods"):
+        pass  # the schema, so that the audit triggers can be attached to it
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def postgres_fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+    """``sql``'s rows, on a connection of its own (the test reads while replicas write)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetch(sql)
+    finally:
+        await connection.close()
+
+
+async def postgres_pod_versions(dsn: str) -> dict[str, str]:
+    """The pods mirrored in ``dsn``, key to resourceVersion."""
+    rows = await postgres_fetch(
+        dsn, "SELECT key, resource_version FROM listwatch.objects WHERE resource = 'pods'"
+    )
+    return {r["key"]: r["resource_version"] for r in rows}

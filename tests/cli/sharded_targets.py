@@ -19,38 +19,44 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
-
 from listwatch._shard import Shard
-from listwatch.sinks.postgres import PostgresSink
-from listwatch.sinks.sqlite import SQLiteSink, read_mirror
-from tests.processes import ListwatchProcess
+from tests.cli.helpers import (
+    audit_postgres,
+    audit_sqlite,
+    on_insert_and_update,
+    postgres_fetch,
+    postgres_pod_versions,
+    sqlite_pod_versions,
+)
+from tests.processes import ListwatchProcess, start_receiver
 
 TOKEN = "sharded-replicas-token"
 HASH_OFFSET = 1 << 63
 """The sinks store ``uid_hash`` as the hash minus 2**63 (a signed 64-bit integer)."""
 
-_SQLITE_AUDIT = """
+SQLITE_AUDIT = (
+    """
 CREATE TABLE shard_audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, shard TEXT, epoch INTEGER,
     key TEXT, uid_hash INTEGER
 );
-CREATE TRIGGER shard_audit_object_insert AFTER INSERT ON objects BEGIN
-    INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);
-END;
-CREATE TRIGGER shard_audit_object_update AFTER UPDATE ON objects BEGIN
-    INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);
-END;
+"""
+    + on_insert_and_update(
+        "shard_audit_object",
+        "objects",
+        "INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('object', NEW.key, NEW.uid_hash);",
+    )
+    + """
 CREATE TRIGGER shard_audit_object_delete AFTER DELETE ON objects BEGIN
     INSERT INTO shard_audit (kind, key, uid_hash) VALUES ('delete', OLD.key, OLD.uid_hash);
 END;
-CREATE TRIGGER shard_audit_state_insert AFTER INSERT ON sync_state BEGIN
-    INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);
-END;
-CREATE TRIGGER shard_audit_state_update AFTER UPDATE ON sync_state BEGIN
-    INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);
-END;
 """
+    + on_insert_and_update(
+        "shard_audit_state",
+        "sync_state",
+        "INSERT INTO shard_audit (kind, shard, epoch) VALUES ('state', NEW.shard, NEW.epoch);",
+    )
+)
 
 AuditRow = tuple[int, str, str | None, int | None, str | None, int | None]
 """(n, kind, shard scope, epoch, key, uid_hash), oldest first."""
@@ -112,13 +118,7 @@ def foreign_writes(rows: list[AuditRow]) -> list[str]:
 
 
 async def audited_sqlite(db: Path) -> None:
-    async with SQLiteSink(db, resource="pods"):
-        pass  # the schema, so that the audit triggers can be attached to it
-    connection = sqlite3.connect(db)
-    try:
-        connection.executescript(_SQLITE_AUDIT)
-    finally:
-        connection.close()
+    await audit_sqlite(db, SQLITE_AUDIT)
 
 
 def _sqlite_audit(db: Path) -> list[AuditRow]:
@@ -131,20 +131,12 @@ def _sqlite_audit(db: Path) -> list[AuditRow]:
         connection.close()
 
 
-def _sqlite_objects(db: Path) -> dict[str, str] | None:
-    try:
-        mirror = read_mirror(db, resource="pods")
-    except sqlite3.OperationalError:
-        return None
-    return {key: obj["metadata"]["resourceVersion"] for key, obj in mirror.objects.items()}
-
-
 def sqlite_target(name: str, db: Path, args: list[str]) -> Target:
     async def audit() -> list[AuditRow]:
         return await asyncio.to_thread(_sqlite_audit, db)
 
     async def objects() -> dict[str, str] | None:
-        return await asyncio.to_thread(_sqlite_objects, db)
+        return await asyncio.to_thread(sqlite_pod_versions, db)
 
     return Target(name, args, audit, objects)
 
@@ -187,57 +179,22 @@ POSTGRES_AUDIT = (
 )
 
 
-async def audited_postgres(dsn: str) -> None:
-    async with PostgresSink(dsn, resource="pods"):
-        pass  # the schema, so that the audit triggers can be attached to it
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in POSTGRES_AUDIT:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 def postgres_target(name: str, dsn: str, args: list[str]) -> Target:
-    async def query(sql: str) -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(dsn)
-        try:
-            return await connection.fetch(sql)
-        finally:
-            await connection.close()
-
     async def audit() -> list[AuditRow]:
         """Transaction by transaction (in commit order, roughly: by first row), each with
         its object rows before its sync-state rows: the shape ``foreign_writes`` reads."""
-        rows = await query(
+        rows = await postgres_fetch(
+            dsn,
             "SELECT n, kind, shard, epoch, key, uid_hash, "
             "min(n) OVER (PARTITION BY tx) AS first FROM public.shard_audit "
-            "ORDER BY first, kind = 'state', n"
+            "ORDER BY first, kind = 'state', n",
         )
         return [(r["n"], r["kind"], r["shard"], r["epoch"], r["key"], r["uid_hash"]) for r in rows]
 
     async def objects() -> dict[str, str] | None:
-        rows = await query(
-            "SELECT key, resource_version FROM listwatch.objects WHERE resource = 'pods'"
-        )
-        return {r["key"]: r["resource_version"] for r in rows}
+        return await postgres_pod_versions(dsn)
 
     return Target(name, args, audit, objects)
-
-
-async def start_receiver(store: list[str], token_file: Path) -> tuple[ListwatchProcess, str]:
-    receiver = await ListwatchProcess.start(
-        "receiver",
-        "receiver",
-        "--listen",
-        "127.0.0.1:0",
-        *store,
-        "--token-file",
-        str(token_file),
-        "-v",
-    )
-    found = await receiver.wait_for_line(r"serving (http://127\.0\.0\.1:\d+)")
-    return receiver, found.group(1)
 
 
 @contextlib.asynccontextmanager
@@ -246,10 +203,10 @@ async def sharded_target(kind: str, tmp_path: Path, dsn: str) -> AsyncIterator[T
     an SQLite file)."""
     db = tmp_path / "mirror.db"
     if kind == "postgres":
-        await audited_postgres(dsn)
+        await audit_postgres(dsn, POSTGRES_AUDIT)
         yield postgres_target(kind, dsn, ["--postgres", dsn])
         return
-    await audited_sqlite(db)
+    await audit_sqlite(db, SQLITE_AUDIT)
     args = ["--sqlite", str(db)]
     receiver: ListwatchProcess | None = None
     if kind == "http":

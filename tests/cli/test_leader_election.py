@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from listwatch.testing import FakeApiServer
 from tests.cli.helpers import audit_sqlite, mirrored, sqlite_audit
 from tests.objects import pod
-from tests.processes import ListwatchProcess
+from tests.processes import ListwatchProcess, mirror_replicas
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]
@@ -65,39 +64,12 @@ async def until(predicate: Any, *, within: float, what: str) -> None:
         raise AssertionError(f"not within {within} s: {what}") from None
 
 
-@contextlib.asynccontextmanager
-async def replicas(kubeconfig: Path, db: Path, count: int) -> AsyncIterator[list[ListwatchProcess]]:
-    started: list[ListwatchProcess] = []
-    try:
-        for i in range(count):
-            identity = f"replica-{i}"
-            started.append(
-                await ListwatchProcess.start(
-                    identity,
-                    "mirror",
-                    "pods",
-                    "--sqlite",
-                    str(db),
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--merge-interval",
-                    "0.05",
-                    "--leader-elect",
-                    "-v",
-                    "--identity",
-                    identity,
-                    "--metrics-address",
-                    "127.0.0.1:0",
-                    *TIMING,
-                )
-            )
-        yield started
-    finally:
-        for replica in started:
-            if replica.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    replica.process.send_signal(signal.SIGCONT)  # a stopped one, too
-            await replica.stop(signal.SIGKILL)
+def replicas(
+    kubeconfig: Path, db: Path, count: int
+) -> contextlib.AbstractAsyncContextManager[list[ListwatchProcess]]:
+    return mirror_replicas(
+        kubeconfig, count, "--sqlite", str(db), "--metrics-address", "127.0.0.1:0", *TIMING
+    )
 
 
 @pytest.fixture

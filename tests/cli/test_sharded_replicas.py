@@ -37,7 +37,7 @@ from tests.cli.sharded_targets import (
     sqlite_target,
 )
 from tests.objects import pod
-from tests.processes import ListwatchProcess
+from tests.processes import ListwatchProcess, mirror_replicas
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]
@@ -85,37 +85,19 @@ async def target(target_kind: tuple[str, str], tmp_path: Path) -> AsyncIterator[
         yield made
 
 
-@contextlib.asynccontextmanager
-async def replicas(kubeconfig: Path, target: Target) -> AsyncIterator[list[ListwatchProcess]]:
-    started: list[ListwatchProcess] = []
-    try:
-        for i in range(REPLICAS):
-            identity = f"replica-{i}"
-            started.append(
-                await ListwatchProcess.start(
-                    identity,
-                    "mirror",
-                    "pods",
-                    *target.args,
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--merge-interval",
-                    "0.05",
-                    "--shards",
-                    str(SHARDS),
-                    "--leader-elect",
-                    "-v",
-                    "--identity",
-                    identity,
-                    "--metrics-address",
-                    "127.0.0.1:0",
-                    *TIMING,
-                )
-            )
-        yield started
-    finally:
-        for replica in started:
-            await replica.stop(signal.SIGKILL)
+def replicas(
+    kubeconfig: Path, target: Target
+) -> contextlib.AbstractAsyncContextManager[list[ListwatchProcess]]:
+    return mirror_replicas(
+        kubeconfig,
+        REPLICAS,
+        *target.args,
+        "--shards",
+        str(SHARDS),
+        "--metrics-address",
+        "127.0.0.1:0",
+        *TIMING,
+    )
 
 
 def lease_holders(server: FakeApiServer) -> dict[int, str]:

@@ -19,22 +19,28 @@ import contextlib
 import functools
 import random
 import signal
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
-from listwatch.sinks.postgres import PostgresSink
-from listwatch.sinks.sqlite import read_mirror
 from listwatch.testing import FakeApiServer, Fault, RecordedRequest
-from tests.cli.helpers import audit_sqlite, eventually, server_objects, sqlite_audit, versions
+from tests.cli.helpers import (
+    audit_postgres,
+    audit_sqlite,
+    eventually,
+    postgres_fetch,
+    postgres_pod_versions,
+    server_objects,
+    sqlite_audit,
+    sqlite_pod_versions,
+    versions,
+)
 from tests.objects import pod
-from tests.processes import ListwatchProcess
+from tests.processes import ListwatchProcess, mirror_replicas, start_receiver
 
 LEASE = 2.0
 TIMING = ["--lease-duration", str(LEASE), "--renew-deadline", "1.5", "--retry-period", "0.3"]
@@ -96,76 +102,31 @@ def _sqlite_audit(db: Path) -> Audit:
     return sqlite_audit(db, "n, epoch")
 
 
-def _sqlite_objects(db: Path) -> dict[str, str] | None:
-    try:
-        mirror = read_mirror(db, resource="pods")
-    except sqlite3.OperationalError:
-        return None
-    return {key: obj["metadata"]["resourceVersion"] for key, obj in mirror.objects.items()}
-
-
-async def _audited_sqlite(db: Path) -> None:
-    await audit_sqlite(db)
-
-
 def _sqlite_target(name: str, db: Path, args: list[str]) -> Target:
     async def audit() -> Audit:
         return await asyncio.to_thread(_sqlite_audit, db)
 
     async def objects() -> dict[str, str] | None:
-        return await asyncio.to_thread(_sqlite_objects, db)
+        return await asyncio.to_thread(sqlite_pod_versions, db)
 
     return Target(name, args, audit, objects)
 
 
-async def _audited_postgres(dsn: str) -> None:
-    async with PostgresSink(dsn, resource="pods"):
-        pass  # the schema, so that the audit trigger can be attached to it
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in POSTGRES_AUDIT:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 def _postgres_target(name: str, dsn: str, args: list[str]) -> Target:
-    async def query(sql: str) -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(dsn)
-        try:
-            return await connection.fetch(sql)
-        finally:
-            await connection.close()
-
     async def audit() -> Audit:
-        return [(r["n"], r["epoch"]) for r in await query("SELECT n, epoch FROM audit ORDER BY n")]
+        rows = await postgres_fetch(dsn, "SELECT n, epoch FROM audit ORDER BY n")
+        return [(r["n"], r["epoch"]) for r in rows]
 
     async def objects() -> dict[str, str] | None:
-        rows = await query(
-            "SELECT key, resource_version FROM listwatch.objects WHERE resource = 'pods'"
-        )
-        return {r["key"]: r["resource_version"] for r in rows}
+        return await postgres_pod_versions(dsn)
 
     async def staging() -> int:
-        rows = await query("SELECT count(*) AS n FROM listwatch.stagings WHERE resource = 'pods'")
+        rows = await postgres_fetch(
+            dsn, "SELECT count(*) AS n FROM listwatch.stagings WHERE resource = 'pods'"
+        )
         return int(rows[0]["n"])
 
     return Target(name, args, audit, objects, staging)
-
-
-async def start_receiver(store: list[str], token_file: Path) -> tuple[ListwatchProcess, str]:
-    receiver = await ListwatchProcess.start(
-        "receiver",
-        "receiver",
-        "--listen",
-        "127.0.0.1:0",
-        *store,
-        "--token-file",
-        str(token_file),
-        "-v",
-    )
-    found = await receiver.wait_for_line(r"serving (http://127\.0\.0\.1:\d+)")
-    return receiver, found.group(1)
 
 
 async def records_in_flight(url: str) -> bool:
@@ -194,10 +155,10 @@ async def target(kind: tuple[str, str], tmp_path: Path) -> AsyncIterator[Target]
     name, dsn = kind
     db = tmp_path / "mirror.db"
     if dsn == "":
-        await _audited_sqlite(db)
+        await audit_sqlite(db)
         store = ["--sqlite", str(db)]
     else:
-        await _audited_postgres(dsn)
+        await audit_postgres(dsn, POSTGRES_AUDIT)
         store = ["--postgres", dsn]
     receiver: ListwatchProcess | None = None
     args = store
@@ -217,38 +178,10 @@ async def target(kind: tuple[str, str], tmp_path: Path) -> AsyncIterator[Target]
             await receiver.stop(signal.SIGKILL)
 
 
-@contextlib.asynccontextmanager
-async def replicas(kubeconfig: Path, target: Target) -> AsyncIterator[list[ListwatchProcess]]:
-    started: list[ListwatchProcess] = []
-    try:
-        for i in range(2):
-            identity = f"replica-{i}"
-            started.append(
-                await ListwatchProcess.start(
-                    identity,
-                    "mirror",
-                    "pods",
-                    *target.args,
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--list-strategy",
-                    "paged",
-                    "--merge-interval",
-                    "0.05",
-                    "--leader-elect",
-                    "-v",
-                    "--identity",
-                    identity,
-                    *TIMING,
-                )
-            )
-        yield started
-    finally:
-        for replica in started:
-            if replica.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    replica.process.send_signal(signal.SIGCONT)  # a stopped one, too
-            await replica.stop(signal.SIGKILL)
+def replicas(
+    kubeconfig: Path, target: Target
+) -> contextlib.AbstractAsyncContextManager[list[ListwatchProcess]]:
+    return mirror_replicas(kubeconfig, 2, *target.args, "--list-strategy", "paged", *TIMING)
 
 
 def holder(server: FakeApiServer) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from listwatch import Item
 from listwatch.httpsync import _wire as protocol
 
 TOKEN = "receiver-token-5e02"
@@ -70,3 +71,15 @@ async def post(url: str, path: str, body: bytes, *, gzip: bool = False) -> tuple
         return await connection.answer()
     finally:
         connection.close()
+
+
+def items(*objs: dict[str, Any]) -> list[Item]:
+    """``objs`` (namespace ``default``) as a snapshot's items."""
+    return [
+        Item(
+            f"default/{o['metadata']['name']}",
+            o["metadata"]["resourceVersion"],
+            raw=orjson.dumps(o),
+        )
+        for o in objs
+    ]

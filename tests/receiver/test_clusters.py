@@ -22,7 +22,7 @@ import orjson
 import pytest
 import trustme
 
-from listwatch import Batch, Event, EventType, GroupVersionResource, Item, Snapshot, StaleEpoch
+from listwatch import Batch, Event, EventType, GroupVersionResource, Snapshot, StaleEpoch
 from listwatch.errors import HttpSyncError
 from listwatch.httpsync import ClientsFile, HttpSink, SyncServer
 from listwatch.httpsync import _wire as protocol
@@ -31,7 +31,7 @@ from listwatch.sinks.postgres import PostgresStore
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
 from tests.serving import serving
 
-from .helpers import Connection, chunk, request_head
+from .helpers import Connection, chunk, items, request_head
 
 PODS = GroupVersionResource("", "v1", "pods")
 TOKENS = {"eu": "token-of-eu-0b7f", "us": "token-of-us-91c2", "capped": "token-capped-77aa"}
@@ -55,17 +55,6 @@ def pod(name: str, rv: int, **labels: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default", "resourceVersion": str(rv)},
         "labels": labels,
     }
-
-
-def items(*objs: dict[str, Any]) -> list[Item]:
-    return [
-        Item(
-            f"default/{o['metadata']['name']}",
-            o["metadata"]["resourceVersion"],
-            raw=orjson.dumps(o),
-        )
-        for o in objs
-    ]
 
 
 def snapshot(*objs: dict[str, Any], rv: str, epoch: int = 1, generation: int = 1) -> Snapshot:

@@ -14,29 +14,19 @@ import aiohttp
 import orjson
 import pytest
 
-from listwatch import Batch, Event, EventType, GroupVersionResource, Item, Snapshot, StaleEpoch
+from listwatch import Batch, Event, EventType, GroupVersionResource, Snapshot, StaleEpoch
 from listwatch._shard import Shard
 from listwatch.errors import HttpSyncError
 from listwatch.httpsync import HttpSink, SyncServer
 from listwatch.httpsync import _wire as protocol
 from listwatch.sinks.sqlite import SQLiteStore, read_mirror
+from tests.receiver.helpers import items
 from tests.serving import serving
 from tests.sinks.helpers import in_shard
 
 TOKEN = "s3cret-token"
 CONFIGMAPS = GroupVersionResource("", "v1", "configmaps")
 HALVES = (Shard.of(0, 2), Shard.of(1, 2))
-
-
-def items(*objs: dict[str, Any]) -> list[Item]:
-    return [
-        Item(
-            f"default/{o['metadata']['name']}",
-            o["metadata"]["resourceVersion"],
-            raw=orjson.dumps(o),
-        )
-        for o in objs
-    ]
 
 
 def snapshot(

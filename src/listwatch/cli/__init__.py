@@ -36,6 +36,7 @@ from listwatch.cli._runtime import (
     unless_stopped_while_starting,
 )
 from listwatch.cli._stores import HttpStoreSpec, PostgresStoreSpec, SQLiteStoreSpec, StoreSpec
+from listwatch.leaderelection._record import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 
 __all__ = ["build_parser", "main", "main_async"]
 
@@ -366,13 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="this replica's name in the lease (default: hostname plus a random suffix)",
     )
     election.add_argument(
-        "--lease-duration", type=_positive, default=15.0, metavar="S", help="default 15"
+        "--lease-duration",
+        type=_positive,
+        default=LEASE_DURATION,
+        metavar="S",
+        help="default %(default)g",
     )
     election.add_argument(
-        "--renew-deadline", type=_positive, default=10.0, metavar="S", help="default 10"
+        "--renew-deadline",
+        type=_positive,
+        default=RENEW_DEADLINE,
+        metavar="S",
+        help="default %(default)g",
     )
     election.add_argument(
-        "--retry-period", type=_positive, default=2.0, metavar="S", help="default 2"
+        "--retry-period",
+        type=_positive,
+        default=RETRY_PERIOD,
+        metavar="S",
+        help="default %(default)g",
     )
     sharding = mirror.add_argument_group(
         "sharding",

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -66,6 +67,7 @@ from listwatch.errors import (
     WatchListRefused,
 )
 from listwatch.leaderelection import ElectionStatus, LeaderElector
+from listwatch.leaderelection._record import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 from listwatch.observe.health import make_app, parse_address, serving
 
 logger = logging.getLogger("listwatch.cli")
@@ -109,6 +111,18 @@ class MirrorOptions:
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
+class _LeaseArgs(TypedDict):
+    """One replica's Lease name, identity and timing: the keywords ``LeaderElector`` and
+    ``ShardedAgent`` share, so the CLI passes them in one place."""
+
+    lease_name: str
+    lease_namespace: str
+    identity: str
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+
 @dataclass(frozen=True, slots=True)
 class ElectionOptions:
     """``--leader-elect`` and its settings (client-go's defaults)."""
@@ -116,9 +130,9 @@ class ElectionOptions:
     lease_name: str = "listwatch"
     lease_namespace: str | None = None
     identity: str | None = None
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
 
     def namespace(self) -> str:
         """The given one; in a pod, the pod's own namespace; else ``default``."""
@@ -128,6 +142,18 @@ class ElectionOptions:
             return POD_NAMESPACE_FILE.read_text().strip() or "default"
         except OSError:
             return "default"
+
+    def lease_args(self) -> _LeaseArgs:
+        """The Lease keywords ``LeaderElector`` and ``ShardedAgent`` both take, resolved
+        (``who()`` picks a new random suffix: one call per replica)."""
+        return _LeaseArgs(
+            lease_name=self.lease_name,
+            lease_namespace=self.namespace(),
+            identity=self.who(),
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+        )
 
     def who(self) -> str:
         """The given identity, else ``$POD_NAME`` or the hostname, plus a random suffix so
@@ -401,15 +427,7 @@ async def _run(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if options.metrics_address is not None:
-                host, port = parse_address(options.metrics_address)
-                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
-                try:
-                    bound = await stack.enter_async_context(serving(app, host, port))
-                except OSError as exc:
-                    raise CliError(
-                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
-                    ) from None
-                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+                await _serve_metrics(stack, options.metrics_address, agent)
             started.set()
             if elector is None:
                 logger.info("mirroring %s; Ctrl-C or SIGTERM stops", what)
@@ -474,12 +492,7 @@ async def _run_sharded(
             build,
             api,
             shards=options.shards,
-            lease_name=election.lease_name,
-            lease_namespace=election.namespace(),
-            identity=election.who(),
-            lease_duration=election.lease_duration,
-            renew_deadline=election.renew_deadline,
-            retry_period=election.retry_period,
+            **election.lease_args(),
             stale_after=options.stale_after,
         )
     except ValueError as exc:
@@ -494,15 +507,7 @@ async def _run_sharded(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if options.metrics_address is not None:
-                host, port = parse_address(options.metrics_address)
-                app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
-                try:
-                    bound = await stack.enter_async_context(serving(app, host, port))
-                except OSError as exc:
-                    raise CliError(
-                        f"cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}"
-                    ) from None
-                logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+                await _serve_metrics(stack, options.metrics_address, agent)
             started.set()
             logger.info(
                 "sharing %d shards of %s as %s (Leases %s/%s-shard-0..%d); Ctrl-C or SIGTERM stops",
@@ -542,6 +547,21 @@ async def _run_sharded(
     return 0
 
 
+async def _serve_metrics(
+    stack: contextlib.AsyncExitStack, address: str, agent: Agent | ShardedAgent
+) -> None:
+    """``--metrics-address``: serve the agent's metrics and probes until ``stack`` closes.
+
+    One place for both the single and the sharded run, so a port in use reads the same."""
+    host, port = parse_address(address)
+    app = make_app(agent.metrics, liveness=agent.liveness, readiness=agent.readiness)
+    try:
+        bound = await stack.enter_async_context(serving(app, host, port))
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
+    logger.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
+
+
 class _RoleLines:
     """The lines a replica writes as it starts and stops leading (an elector's
     ``on_change``): a standby must not read as if it mirrored."""
@@ -567,12 +587,7 @@ def _elector(
     try:
         return LeaderElector(
             api,
-            lease_name=election.lease_name,
-            lease_namespace=election.namespace(),
-            identity=election.who(),
-            lease_duration=election.lease_duration,
-            renew_deadline=election.renew_deadline,
-            retry_period=election.retry_period,
+            **election.lease_args(),
             on_change=on_change,
         )
     except ValueError as exc:

@@ -23,6 +23,9 @@ from listwatch.errors import ApiError, FatalError, InvalidRequest, ListWatchErro
 from listwatch.leaderelection._lease import Lease, LeaseClient, is_conflict, parse_epoch
 from listwatch.leaderelection._record import (
     JITTER_FACTOR,
+    LEASE_DURATION,
+    RENEW_DEADLINE,
+    RETRY_PERIOD,
     LeaseRecord,
     LeaseTiming,
     Wait,
@@ -91,9 +94,9 @@ class LeaderElector:
         lease_name: str,
         lease_namespace: str,
         identity: str,
-        lease_duration: float = 15.0,
-        renew_deadline: float = 10.0,
-        retry_period: float = 2.0,
+        lease_duration: float = LEASE_DURATION,
+        renew_deadline: float = RENEW_DEADLINE,
+        retry_period: float = RETRY_PERIOD,
         jitter_factor: float = JITTER_FACTOR,
         on_change: Callable[[ElectionStatus], None] | None = None,
         rng: random.Random | None = None,

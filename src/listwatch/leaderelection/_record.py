@@ -17,6 +17,13 @@ from typing import Any, TypeVar
 JITTER_FACTOR = 1.2
 """client-go's ``JitterFactor``: a candidate waits ``retry_period x [1, 1 + 1.2)`` between tries."""
 
+LEASE_DURATION = 15.0
+RENEW_DEADLINE = 10.0
+RETRY_PERIOD = 2.0
+"""The default timing of Kubernetes' own controllers (component-base's leader-election
+defaults: 15 s, 10 s, 2 s). Written once here: ``LeaseTiming``, ``LeaderElector``, the
+sharded agent and the CLI all default to it."""
+
 _INT32_MAX = 2**31 - 1
 
 T = TypeVar("T")
@@ -46,9 +53,9 @@ class LeaseTiming:
     standbys then wait at least as long as configured, never less.
     """
 
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
     jitter_factor: float = JITTER_FACTOR
 
     def __post_init__(self) -> None:
