@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         "mb": args.mb,
     }
     text = markdown(report, results, command)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(
         json.dumps({"python": report["python"], "rows": rows}, indent=2) + "\n"
     )
