@@ -239,9 +239,12 @@ async def list_listwatch(spec: Spec) -> Result:
         listing = await open_paged_list(source, page_size=spec["page_size"], backoff=Backoff())
         async with listing:
             snapshot = Snapshot(listing.pages, resource_version=listing.resource_version)
-            # A receiver that reads every object (parsed once, not kept), as the raw client.
+            # A receiver that reads every object (parsed once, not kept), as the raw client;
+            # read "object": through Item.object, as a receiver that keeps nothing would.
+            by_object = spec.get("read", "parse") == "object"
             async for item in snapshot:
-                obj = item.parse() if transform is None else transform(item.parse())
+                obj = item.object if by_object else item.parse()
+                obj = obj if transform is None else transform(obj)
                 names.add(obj["metadata"]["name"])
     return meter.finish({"items": len(names)})
 

@@ -3,7 +3,8 @@
 Objects travel as the JSON bytes the API server sent. A receiver that forwards JSON (to a
 database column, over HTTP) takes ``.json`` and never parses; one that reads fields takes
 ``.object``, parsed on first access. Parsing is where a mirror spends its time and memory
-(a 7 KB pod is ~38 KB as dicts), so it happens only for objects a receiver actually reads.
+(a 7 KB pod is ~38 KB as dicts), so it happens only for objects a receiver actually reads,
+and a batch or a snapshot keeps only the dict its receiver read last (``Item``).
 
 A :class:`Snapshot` is a single-pass *stream* of items: the LIST pages (or the streaming
 list's initial events) are fetched while the receiver consumes them, so a mirror of any
@@ -103,14 +104,15 @@ RawJson = bytes | bytearray | memoryview
 
 
 class _Slot:
-    """The one parsed object a batch keeps: the last one its receiver read (``Batch``).
+    """The one parsed object a batch (or a snapshot) keeps: the last one its receiver read.
 
     A receiver that reads ``event.object`` for every event of a batch used to keep every
     dict alive until the batch was dropped, and CPython's cyclic collector walked all of
     them again at each pass it made meanwhile: on a busy watch most of ``object``'s time was
     the collector's, not the parser's (issue 22; docs/architecture.md#the-watch-hot-path).
-    With one slot per batch a dict lives as long as the receiver is using it (or holds it
-    itself), and the batch's memory stays that of its bytes.
+    A snapshot's pages were the same on a smaller scale. With one slot per batch and per
+    snapshot a dict lives as long as the receiver is using it (or holds it itself), and
+    the batch's memory stays that of its bytes.
     """
 
     __slots__ = ("item", "object")
@@ -125,10 +127,24 @@ class Item:
 
     ``json`` is the object's JSON text, as the server sent it (for a built-in list item,
     with the ``kind`` and ``apiVersion`` the server leaves out; kubernetes/kubernetes#3030).
-    ``object`` is the parsed dict, built on first access and kept (an event of a ``Batch``
-    keeps it only while it is the batch's current one: ``Event``). With a ``transform``,
-    ``object`` is the transformed dict and ``json`` its serialisation, so a receiver sees
-    the same object either way.
+    ``object`` is the parsed dict, built on first access. With a ``transform``, ``object``
+    is the transformed dict and ``json`` its serialisation, so a receiver sees the same
+    object either way.
+
+    **The items of a snapshot (and the events of a batch) keep one parsed object between
+    them**, the *current* one: the last one whose ``object`` the receiver read. Reading
+    ``item.object`` again while it is current returns the same dict (changes made to it are
+    seen, ``json`` included); reading another item's ``object`` makes that one current,
+    and this item lets go of its dict. Reading this item's ``object`` again then parses its
+    bytes again (and runs a ``transform`` again): an equal dict, not the same one, without
+    the changes made to the old one. A dict the receiver keeps itself
+    (``rows.append(item.object)``, ``Snapshot.collect()``) stays alive and unchanged as
+    long as the receiver keeps it. Why: a receiver that reads every object of a batch once
+    would otherwise keep them all alive until the batch is dropped, and the cyclic
+    collector walks them all at each of its passes; that cost more than the parsing
+    (docs/architecture.md#the-watch-hot-path). ``parse()``, ``json`` and ``==`` leave the
+    current object as it is. An item built from a dict (``Item.of``) and one outside a
+    snapshot or batch (a ``WatchFunc``'s event) keep their object.
     """
 
     __slots__ = (
@@ -180,11 +196,9 @@ class Item:
 
     @property
     def object(self) -> JsonObject:
-        """The object, parsed (and transformed) on first access, and kept.
-
-        An event of a ``Batch`` keeps it only while it is the batch's *current* object: until
-        the receiver reads another event's ``object`` of that batch (see ``Event``).
-        """
+        """The object, parsed (and transformed) on first access, and kept: by an item of a
+        snapshot or an event of a batch only while it is the current one, until the receiver
+        reads another one's ``object`` (the rule in the class's docstring)."""
         obj = self._object
         if obj is not None:
             return obj
@@ -208,7 +222,7 @@ class Item:
 
         For a receiver that reads each object once and lets it go: a dict from ``parse`` is
         freed as soon as the receiver drops it, and reading it takes nothing from the
-        batch's current object (``Event``). While ``object`` keeps a dict (or for an item
+        batch's current object (``Item``). While ``object`` keeps a dict (or for an item
         built from a dict), ``parse`` returns that same dict.
         """
         obj = self._kept()
@@ -308,19 +322,11 @@ class Event(Item):
     events that the merger drops for a newer one on the same key are never parsed at all.
     Treat an event as immutable.
 
-    **The events of a batch keep one parsed object between them**, the *current* one: the
-    last one whose ``object`` the receiver read. Reading ``event.object`` again while it is
-    current returns the same dict (changes made to it are seen, ``json`` included); reading
-    another event's ``object`` of the batch makes that one current, and this event lets go
-    of its dict. Reading this event's ``object`` again then parses its bytes again (and runs
-    a ``transform`` again): an equal dict, not the same one, without the changes made to
-    the old one. A dict the receiver keeps itself (``rows.append(event.object)``) stays
-    alive and unchanged as long as the receiver keeps it. Why: a receiver that reads every
-    object of a batch once would otherwise keep them all alive until the batch is dropped,
-    and the cyclic collector walks them all at each of its passes; that cost more than the
-    parsing (docs/architecture.md#the-watch-hot-path). ``parse()`` and ``json`` leave the
-    current object as it is. Events outside a batch (a ``WatchFunc``'s, ``from_object``'s)
-    keep their object as ``Item`` does.
+    The events of a ``Batch`` keep one parsed object between them, the one the receiver
+    read last, as a snapshot's items do (``Item``). An event built from a dict
+    (``from_object``), one a custom key function read in the merger (parsed before the
+    batch existed, and kept so that it is not parsed twice) and one outside a batch (a
+    ``WatchFunc``'s) keep their object.
     """
 
     __slots__ = ("_check", "initial_events_end", "type", "uid")
@@ -612,6 +618,7 @@ class Snapshot:
         self._started = True
 
     async def _iterate_pages(self) -> AsyncGenerator[Sequence[Item], None]:
+        slot = _Slot()  # the items keep one parsed object between them, as a batch's events
         while True:
             try:
                 page = await anext(self._pages)
@@ -624,6 +631,8 @@ class Snapshot:
             if page.resource_version:
                 self._resource_version = page.resource_version
             self._count += len(page.items)
+            for item in page.items:
+                item._slot = slot
             yield page.items
 
     async def _iterate_items(self) -> AsyncGenerator[Item, None]:
@@ -671,7 +680,7 @@ class Batch:
 
     def __post_init__(self) -> None:
         # One slot for all the events: each keeps its parsed object only while it is the
-        # one the receiver read last (Event).
+        # one the receiver read last (Item).
         slot = _Slot()
         for event in self.events.values():
             event._slot = slot

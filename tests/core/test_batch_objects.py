@@ -69,3 +69,38 @@ async def test_a_receiver_reading_a_whole_batch_keeps_only_the_current_object(
     assert alive_after_next == []
     assert kept.keys() == wanted
     assert all(obj["metadata"]["namespace"] == "default" for obj in kept.values())
+
+
+async def test_a_receiver_reading_a_whole_snapshot_keeps_only_the_current_object(
+    server: FakeApiServer, api_client: Any
+) -> None:
+    for i in range(5):
+        await server.create(pod(f"p{i}"))
+    alive_after_next: list[str] = []
+    listed: dict[str, dict[str, Any]] = {}
+
+    async def on_list(snapshot: Snapshot) -> None:
+        refs: list[tuple[str, weakref.ref[dict[str, Any]]]] = []
+        async for item in snapshot:
+            obj = item.object
+            assert item.object is obj
+            alive_after_next.extend(key for key, ref in refs if ref() is not None)
+            refs.append((item.key, weakref.ref(obj)))
+            listed[item.key] = dict(obj)
+            del obj
+
+    async def on_batch(batch: Batch) -> None:
+        pass
+
+    syncer = Syncer(
+        ListWatch.from_client(api_client, "pods", namespace="default"),
+        on_list=on_list,
+        on_batch=on_batch,
+        page_size=2,
+        list_strategy="paged",
+        transform=Tracked,
+    )
+    async with syncer:
+        await syncer.wait_synced()
+    assert sorted(listed) == [f"default/p{i}" for i in range(5)]
+    assert alive_after_next == []

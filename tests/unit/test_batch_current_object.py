@@ -1,6 +1,7 @@
-"""The events of a batch keep one parsed object between them, the receiver's current one
-(``Event``, docs/architecture.md#the-watch-hot-path): the identity and changes of the
-current dict hold, the others are let go and parse again, equal, when read again."""
+"""The events of a batch (and the items of a snapshot) keep one parsed object between them,
+the receiver's current one (``Item``, docs/architecture.md#the-watch-hot-path): the identity
+and changes of the current dict hold, the others are let go and parse again, equal, when
+read again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from listwatch._kube.resource import decode_event
 from listwatch._merger import MergeBuffer
-from listwatch._models import Batch, Event, EventType, object_key
+from listwatch._models import Batch, Event, EventType, Item, Snapshot, object_key
 
 
 class Tracked(dict[str, Any]):
@@ -145,3 +146,37 @@ def test_an_object_that_cannot_be_parsed_raises_each_time_and_takes_no_slot() ->
             _ = bad.object
     assert good.object is obj
     assert b"[[[" in bad.json  # its bytes go on, as a quarantined object's do
+
+
+# --- the items of a snapshot ---------------------------------------------------------------
+
+
+async def test_a_snapshots_items_keep_only_the_current_object_across_pages() -> None:
+    items = [
+        Item(f"ns/{name}", str(rv), raw=orjson.dumps(orjson.loads(line(name, rv))["object"]))
+        for rv, name in enumerate("abc", 1)
+    ]
+    tracked = [item.with_transform(Tracked) for item in items]
+    snapshot = Snapshot.of(tracked, "3", page_size=2)  # a, b on one page; c on the next
+    seen: list[Item] = []
+    refs: list[weakref.ref[dict[str, Any]]] = []
+    async for item in snapshot:
+        obj = item.object
+        assert item.object is obj
+        assert all(ref() is None for ref in refs)
+        refs.append(weakref.ref(obj))
+        seen.append(item)
+        del obj
+    assert refs[-1]() is not None
+    again = seen[0].object
+    assert again == orjson.loads(items[0].json)
+    assert refs[-1]() is None
+
+
+async def test_collect_keeps_every_object_it_returns() -> None:
+    items = [
+        Item(f"ns/{name}", str(rv), raw=orjson.dumps(orjson.loads(line(name, rv))["object"]))
+        for rv, name in enumerate("abc", 1)
+    ]
+    collected = await Snapshot.of(items, "3").collect()
+    assert [obj["metadata"]["name"] for obj in collected] == ["a", "b", "c"]
