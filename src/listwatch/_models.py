@@ -131,20 +131,23 @@ class Item:
     is the transformed dict and ``json`` its serialisation, so a receiver sees the same
     object either way.
 
-    **The items of a snapshot (and the events of a batch) keep one parsed object between
-    them**, the *current* one: the last one whose ``object`` the receiver read. Reading
-    ``item.object`` again while it is current returns the same dict (changes made to it are
-    seen, ``json`` included); reading another item's ``object`` makes that one current,
-    and this item lets go of its dict. Reading this item's ``object`` again then parses its
-    bytes again (and runs a ``transform`` again): an equal dict, not the same one, without
-    the changes made to the old one. A dict the receiver keeps itself
+    **The items of a snapshot read one by one (``async for item in snapshot``), and the
+    events of a batch, keep one parsed object between them**, the *current* one: the last
+    one whose ``object`` the receiver read. Reading ``item.object`` again while it is
+    current returns the same dict (changes made to it are seen, ``json`` included); reading
+    another item's ``object`` makes that one current, and this item lets go of its dict.
+    Reading this item's ``object`` again then parses its bytes again (and runs a
+    ``transform`` again): an equal dict, not the same one, without the changes made to the
+    old one. A dict the receiver keeps itself
     (``rows.append(item.object)``, ``Snapshot.collect()``) stays alive and unchanged as
     long as the receiver keeps it. Why: a receiver that reads every object of a batch once
     would otherwise keep them all alive until the batch is dropped, and the cyclic
     collector walks them all at each of its passes; that cost more than the parsing
     (docs/architecture.md#the-watch-hot-path). ``parse()``, ``json`` and ``==`` leave the
-    current object as it is. An item built from a dict (``Item.of``) and one outside a
-    snapshot or batch (a ``WatchFunc``'s event) keep their object.
+    current object as it is. An item built from a dict (``Item.of``), one read through
+    ``Snapshot.pages()`` (the receiver holds its page as a whole anyway, at most
+    ``PAGE_BYTES``) and one outside a snapshot or batch (a ``WatchFunc``'s event) keep
+    their object.
     """
 
     __slots__ = (
@@ -225,8 +228,15 @@ class Item:
         batch's current object (``Item``). While ``object`` keeps a dict (or for an item
         built from a dict), ``parse`` returns that same dict.
         """
-        obj = self._kept()
-        return obj if obj is not None else self._parsed()
+        # _kept(), written out: once per event on the hot path of a receiver that parses.
+        obj = self._object
+        if obj is None:
+            slot = self._slot
+            if slot is None or slot.item is not self:
+                return self._parsed()
+            obj = slot.object
+            assert obj is not None
+        return obj
 
     def _kept(self) -> JsonObject | None:
         """The dict ``object`` would return without parsing, if there is one."""
@@ -618,7 +628,6 @@ class Snapshot:
         self._started = True
 
     async def _iterate_pages(self) -> AsyncGenerator[Sequence[Item], None]:
-        slot = _Slot()  # the items keep one parsed object between them, as a batch's events
         while True:
             try:
                 page = await anext(self._pages)
@@ -631,13 +640,16 @@ class Snapshot:
             if page.resource_version:
                 self._resource_version = page.resource_version
             self._count += len(page.items)
-            for item in page.items:
-                item._slot = slot
             yield page.items
 
     async def _iterate_items(self) -> AsyncGenerator[Item, None]:
+        # The items read one by one keep one parsed object between them (Item). Set as each
+        # is handed out: a page is a Sequence the stream does not iterate on its own (a
+        # custom one may be lazy), and pages() hands it over as it came.
+        slot = _Slot()
         async for page in self._iterate_pages():
             for item in page:
+                item._slot = slot
                 yield item
 
     async def aclose(self) -> None:

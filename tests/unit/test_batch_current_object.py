@@ -180,3 +180,15 @@ async def test_collect_keeps_every_object_it_returns() -> None:
     ]
     collected = await Snapshot.of(items, "3").collect()
     assert [obj["metadata"]["name"] for obj in collected] == ["a", "b", "c"]
+
+
+async def test_items_read_by_the_page_keep_their_objects() -> None:
+    items = [
+        Item(f"ns/{name}", str(rv), raw=orjson.dumps(orjson.loads(line(name, rv))["object"]))
+        for rv, name in enumerate("ab", 1)
+    ]
+    async for page in Snapshot.of(items, "2").pages():
+        first, second = page
+        obj = first.object
+        _ = second.object
+        assert first.object is obj
