@@ -413,7 +413,8 @@ async def _run_syncer(
 def _reader(how: str) -> Callable[[Any], object]:
     """How the receiver reads each event's object (``spec["read"]``).
 
-    ``object``: ``Event.object``, parsed and kept until the batch is dropped; ``parse``:
+    ``object``: ``Event.object``, parsed and kept while it is the batch's current object
+    (until the batch was dropped, before issue 22's one-slot rule); ``parse``:
     ``Event.parse()``, parsed and let go at once; ``json``: the raw bytes (``Event.json``),
     as a receiver that forwards JSON takes them, never parsed.
     """
