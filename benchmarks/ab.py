@@ -1,9 +1,12 @@
 """Two versions of listwatch side by side: ``python -m benchmarks.ab --base OLD/src``.
 
-Each round runs the WATCH ceiling once, then every listwatch receiver (``--reads``) under
-the base source tree and under this checkout's, interleaved, each in a fresh process
-(``PYTHONPATH`` picks the tree), and prints events/s, the ratio to that round's ceiling,
-CPU and GC seconds. CPU seconds are the steadier figure on a loaded machine. A base tree:
+Each round runs the ceiling once (WATCH: aiohttp ``readline`` + ``orjson.loads`` per line;
+``--stream listN``, a LIST of N pods: aiohttp reads each page and orjson parses it), then
+every listwatch receiver (``--reads``) under the base source tree and under this
+checkout's, interleaved, each in a fresh process (``PYTHONPATH`` picks the tree), and
+prints events/s, the ratio to that round's ceiling,
+CPU and GC seconds, and the peak RSS above the client's baseline (what it allocated and kept
+at once). CPU seconds are the steadier figure on a loaded machine. A base tree:
 ``git archive <commit> src | tar -x -C /tmp/base``, then ``--base /tmp/base/src``.
 """
 
@@ -57,7 +60,8 @@ def main() -> None:
                     events = spec["count"] / result["wall_s"]
                     print(
                         f"  {read:<6} {name:<4} {events:>9,.0f} {unit}/s  {events / rate:.2f}x  "
-                        f"CPU {result['cpu_s']:.2f} s  GC {result['gc_s']:.2f} s",
+                        f"CPU {result['cpu_s']:.2f} s  GC {result['gc_s']:.2f} s  "
+                        f"peak +{result['peak_mb']:.0f} MB",
                         flush=True,
                     )
 
