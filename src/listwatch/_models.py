@@ -113,13 +113,16 @@ class _Slot:
     A snapshot's pages were the same on a smaller scale. With one slot per batch and per
     snapshot a dict lives as long as the receiver is using it (or holds it itself), and
     the batch's memory stays that of its bytes.
+
+    ``current`` is the item and its dict as one tuple, replaced in one store: a receiver
+    that reads from threads (a sink's writer thread) never sees one item's dict paired
+    with another item.
     """
 
-    __slots__ = ("item", "object")
+    __slots__ = ("current",)
 
     def __init__(self) -> None:
-        self.item: Item | None = None
-        self.object: JsonObject | None = None
+        self.current: tuple[Item, JsonObject] | None = None
 
 
 class Item:
@@ -210,14 +213,13 @@ class Item:
             obj = self._parsed()
             self._object, self._raw, self._transform, self._prefix = obj, None, None, b""
             return obj
-        if slot.item is self:
-            current = slot.object
-            assert current is not None
-            return current
+        current = slot.current
+        if current is not None and current[0] is self:
+            return current[1]
         obj = self._parsed()
         # The previous current object goes (unless its receiver holds it); this one's
         # bytes stay, so reading it again later parses them again.
-        slot.item, slot.object = self, obj
+        slot.current = (self, obj)
         return obj
 
     def parse(self) -> JsonObject:
@@ -232,10 +234,10 @@ class Item:
         obj = self._object
         if obj is None:
             slot = self._slot
-            if slot is None or slot.item is not self:
+            current = None if slot is None else slot.current
+            if current is None or current[0] is not self:
                 return self._parsed()
-            obj = slot.object
-            assert obj is not None
+            obj = current[1]
         return obj
 
     def _kept(self) -> JsonObject | None:
@@ -243,8 +245,9 @@ class Item:
         obj = self._object
         if obj is None:
             slot = self._slot
-            if slot is not None and slot.item is self:
-                obj = slot.object
+            current = None if slot is None else slot.current
+            if current is not None and current[0] is self:
+                obj = current[1]
         return obj
 
     def _parsed(self) -> JsonObject:
