@@ -239,9 +239,12 @@ async def list_listwatch(spec: Spec) -> Result:
         listing = await open_paged_list(source, page_size=spec["page_size"], backoff=Backoff())
         async with listing:
             snapshot = Snapshot(listing.pages, resource_version=listing.resource_version)
-            # A receiver that reads every object (parsed once, not kept), as the raw client.
+            # A receiver that reads every object (parsed once, not kept), as the raw client;
+            # read "object": through Item.object, as a receiver that keeps nothing would.
+            by_object = spec.get("read", "parse") == "object"
             async for item in snapshot:
-                obj = item.parse() if transform is None else transform(item.parse())
+                obj = item.object if by_object else item.parse()
+                obj = obj if transform is None else transform(obj)
                 names.add(obj["metadata"]["name"])
     return meter.finish({"items": len(names)})
 
@@ -410,7 +413,8 @@ async def _run_syncer(
 def _reader(how: str) -> Callable[[Any], object]:
     """How the receiver reads each event's object (``spec["read"]``).
 
-    ``object``: ``Event.object``, parsed and kept until the batch is dropped; ``parse``:
+    ``object``: ``Event.object``, parsed and kept while it is the batch's current object
+    (until the batch was dropped, before issue 22's one-slot rule); ``parse``:
     ``Event.parse()``, parsed and let go at once; ``json``: the raw bytes (``Event.json``),
     as a receiver that forwards JSON takes them, never parsed.
     """

@@ -3,7 +3,8 @@
 Objects travel as the JSON bytes the API server sent. A receiver that forwards JSON (to a
 database column, over HTTP) takes ``.json`` and never parses; one that reads fields takes
 ``.object``, parsed on first access. Parsing is where a mirror spends its time and memory
-(a 7 KB pod is ~38 KB as dicts), so it happens only for objects a receiver actually reads.
+(a 7 KB pod is ~38 KB as dicts), so it happens only for objects a receiver actually reads,
+and a batch or a snapshot keeps only the dict its receiver read last (``Item``).
 
 A :class:`Snapshot` is a single-pass *stream* of items: the LIST pages (or the streaming
 list's initial events) are fetched while the receiver consumes them, so a mirror of any
@@ -102,17 +103,66 @@ RawJson = bytes | bytearray | memoryview
 """JSON text as the server sent it (often a view into a larger response buffer)."""
 
 
+class _Slot:
+    """The one parsed object a batch (or a snapshot) keeps: the last one its receiver read.
+
+    A receiver that reads ``event.object`` for every event of a batch used to keep every
+    dict alive until the batch was dropped, and CPython's cyclic collector walked all of
+    them again at each pass it made meanwhile: on a busy watch most of ``object``'s time was
+    the collector's, not the parser's (issue 22; docs/architecture.md#the-watch-hot-path).
+    A snapshot's pages were the same on a smaller scale. With one slot per batch and per
+    snapshot a dict lives as long as the receiver is using it (or holds it itself), and
+    the batch's memory stays that of its bytes.
+
+    ``current`` is the item and its dict as one tuple, replaced in one store: a receiver
+    that reads from threads (a sink's writer thread) never sees one item's dict paired
+    with another item.
+    """
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: tuple[Item, JsonObject] | None = None
+
+
 class Item:
     """One object: its key, its resourceVersion, and its JSON, parsed only when read.
 
     ``json`` is the object's JSON text, as the server sent it (for a built-in list item,
     with the ``kind`` and ``apiVersion`` the server leaves out; kubernetes/kubernetes#3030).
-    ``object`` is the parsed dict, built on first access and kept. With a ``transform``,
-    ``object`` is the transformed dict and ``json`` its serialisation, so a receiver sees
-    the same object either way.
+    ``object`` is the parsed dict, built on first access. With a ``transform``, ``object``
+    is the transformed dict and ``json`` its serialisation, so a receiver sees the same
+    object either way.
+
+    **The items of a snapshot read one by one (``async for item in snapshot``), and the
+    events of a batch, keep one parsed object between them**, the *current* one: the last
+    one whose ``object`` the receiver read. Reading ``item.object`` again while it is
+    current returns the same dict (changes made to it are seen, ``json`` included); reading
+    another item's ``object`` makes that one current, and this item lets go of its dict.
+    Reading this item's ``object`` again then parses its bytes again (and runs a
+    ``transform`` again): an equal dict, not the same one, without the changes made to the
+    old one. A dict the receiver keeps itself
+    (``rows.append(item.object)``, ``Snapshot.collect()``) stays alive and unchanged as
+    long as the receiver keeps it. Why: a receiver that reads every object of a batch once
+    would otherwise keep them all alive until the batch is dropped, and the cyclic
+    collector walks them all at each of its passes; that cost more than the parsing
+    (docs/architecture.md#the-watch-hot-path). ``parse()``, ``json`` and ``==`` leave the
+    current object as it is. An item built from a dict (``Item.of``), one read through
+    ``Snapshot.pages()`` (the receiver holds its page as a whole anyway, at most
+    ``PAGE_BYTES``) and one outside a snapshot or batch (a ``WatchFunc``'s event) keep
+    their object.
     """
 
-    __slots__ = ("_object", "_prefix", "_raw", "_transform", "key", "nbytes", "resource_version")
+    __slots__ = (
+        "_object",
+        "_prefix",
+        "_raw",
+        "_slot",
+        "_transform",
+        "key",
+        "nbytes",
+        "resource_version",
+    )
 
     key: str
     resource_version: str
@@ -143,6 +193,7 @@ class Item:
         # its opening brace. Kept apart so that nothing is copied until someone asks.
         self._prefix = prefix
         self.nbytes = 0 if raw is None else (len(raw) + len(prefix) - 1 if prefix else len(raw))
+        self._slot: _Slot | None = None
 
     @classmethod
     def of(cls, obj: JsonObject, key: KeyFunc = object_key) -> Item:
@@ -151,27 +202,53 @@ class Item:
 
     @property
     def object(self) -> JsonObject:
-        """The object, parsed (and transformed) on first access, and kept."""
+        """The object, parsed (and transformed) on first access, and kept: by an item of a
+        snapshot or an event of a batch only while it is the current one, until the receiver
+        reads another one's ``object`` (the rule in the class's docstring)."""
         obj = self._object
-        if obj is None:
+        if obj is not None:
+            return obj
+        slot = self._slot
+        if slot is None:
             obj = self._parsed()
             self._object, self._raw, self._transform, self._prefix = obj, None, None, b""
+            return obj
+        current = slot.current
+        if current is not None and current[0] is self:
+            return current[1]
+        obj = self._parsed()
+        # The previous current object goes (unless its receiver holds it); this one's
+        # bytes stay, so reading it again later parses them again.
+        slot.current = (self, obj)
         return obj
 
     def parse(self) -> JsonObject:
         """The object, parsed (and transformed) anew on every call, and *not* kept.
 
-        For a receiver that reads each object once and lets it go. ``object`` keeps every
-        dict it builds, so a batch that a receiver reads whole holds ``max_batch`` parsed
-        objects until ``on_batch`` returns, and CPython's cyclic collector walks all of
-        them again at every pass it makes meanwhile: on a busy watch that was most of the
-        time spent (benchmarks/results/issue13). A dict from ``parse`` is freed as soon as the
-        receiver drops
-        it. Once ``object`` has been read (or for an item built from a dict), ``parse``
-        returns that same dict.
+        For a receiver that reads each object once and lets it go: a dict from ``parse`` is
+        freed as soon as the receiver drops it, and reading it takes nothing from the
+        batch's current object (``Item``). While ``object`` keeps a dict (or for an item
+        built from a dict), ``parse`` returns that same dict.
         """
+        # _kept(), written out: once per event on the hot path of a receiver that parses.
         obj = self._object
-        return obj if obj is not None else self._parsed()
+        if obj is None:
+            slot = self._slot
+            current = None if slot is None else slot.current
+            if current is None or current[0] is not self:
+                return self._parsed()
+            obj = current[1]
+        return obj
+
+    def _kept(self) -> JsonObject | None:
+        """The dict ``object`` would return without parsing, if there is one."""
+        obj = self._object
+        if obj is None:
+            slot = self._slot
+            current = None if slot is None else slot.current
+            if current is not None and current[0] is self:
+                obj = current[1]
+        return obj
 
     def _parsed(self) -> JsonObject:
         raw = self._raw
@@ -196,18 +273,20 @@ class Item:
     def json(self) -> bytes:
         """The object's JSON, without parsing it unless a transform must run
         (``strip_managed_fields`` need not: it cuts the server's bytes)."""
-        if self._object is None:
+        obj = self._kept()
+        if obj is None:
             self._checked(None)
             if self._transform is None:
                 return self._server_json()
             if self._transform is strip_managed_fields:
                 return strip_json(self._server_json())
-        return orjson.dumps(self.object)
+            obj = self._parsed()  # not kept: reading the JSON is not reading the object
+        return orjson.dumps(obj)
 
     @property
     def decoded(self) -> bool:
-        """Whether ``object`` has been parsed already."""
-        return self._object is not None
+        """Whether ``object`` holds a parsed dict now (it would return it without parsing)."""
+        return self._kept() is not None
 
     def _server_json(self) -> bytes:
         raw = self._raw
@@ -221,8 +300,9 @@ class Item:
 
     def with_transform(self, transform: Transform) -> Item:
         """This item with ``transform`` applied to its object (when the object is parsed)."""
-        if self._object is not None:
-            return Item(self.key, self.resource_version, object=transform(self._object))
+        obj = self._kept()
+        if obj is not None:
+            return Item(self.key, self.resource_version, object=transform(obj))
         return Item(
             self.key, self.resource_version, raw=self._raw, transform=transform, prefix=self._prefix
         )
@@ -230,10 +310,11 @@ class Item:
     def __eq__(self, other: builtins.object) -> bool:
         if not isinstance(other, Item):
             return NotImplemented
-        return (self.key, self.resource_version, self.object) == (
+        # parse(), not object: comparing takes nothing from a batch's current object.
+        return (self.key, self.resource_version, self.parse()) == (
             other.key,
             other.resource_version,
-            other.object,
+            other.parse(),
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -253,6 +334,12 @@ class Event(Item):
     The watch reads only an event's envelope and metadata and keeps the object's JSON bytes;
     events that the merger drops for a newer one on the same key are never parsed at all.
     Treat an event as immutable.
+
+    The events of a ``Batch`` keep one parsed object between them, the one the receiver
+    read last, as a snapshot's items do (``Item``). An event built from a dict
+    (``from_object``), one a custom key function read in the merger (parsed before the
+    batch existed, and kept so that it is not parsed twice) and one outside a batch (a
+    ``WatchFunc``'s) keep their object.
     """
 
     __slots__ = ("_check", "initial_events_end", "type", "uid")
@@ -290,6 +377,7 @@ class Event(Item):
         self._transform = transform
         self._prefix = b""
         self.nbytes = 0 if raw is None else len(raw)
+        self._slot = None
         self.type = type
         self.initial_events_end = initial_events_end
         self.uid = uid
@@ -316,10 +404,9 @@ class Event(Item):
 
     def transformed(self, transform: Transform) -> Event:
         """This event with ``transform`` applied to its object (when the object is parsed)."""
-        if self._object is not None:
-            return Event(
-                self.type, transform(self._object), self.key, self.resource_version, uid=self.uid
-            )
+        obj = self._kept()
+        if obj is not None:
+            return Event(self.type, transform(obj), self.key, self.resource_version, uid=self.uid)
         return Event(
             self.type,
             None,
@@ -559,8 +646,13 @@ class Snapshot:
             yield page.items
 
     async def _iterate_items(self) -> AsyncGenerator[Item, None]:
+        # The items read one by one keep one parsed object between them (Item). Set as each
+        # is handed out: a page is a Sequence the stream does not iterate on its own (a
+        # custom one may be lazy), and pages() hands it over as it came.
+        slot = _Slot()
         async for page in self._iterate_pages():
             for item in page:
+                item._slot = slot
                 yield item
 
     async def aclose(self) -> None:
@@ -600,6 +692,13 @@ class Batch:
     """The shard whose changes these are (``Snapshot.shard``); None: the whole collection."""
     quarantined: dict[str, str] = field(default_factory=dict, compare=False)
     """What the receiver kept as bytes rather than as JSON, by key: why (``quarantine``)."""
+
+    def __post_init__(self) -> None:
+        # One slot for all the events: each keeps its parsed object only while it is the
+        # one the receiver read last (Item).
+        slot = _Slot()
+        for event in self.events.values():
+            event._slot = slot
 
     def __len__(self) -> int:
         return len(self.events)

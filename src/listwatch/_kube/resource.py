@@ -274,6 +274,12 @@ order, escapes, and anything else take the full decoders."""
 _CHANGE_TYPES = {
     member.value: member for member in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
 }
+_HEAD_TYPES = {
+    member.value.encode(): (member, _TYPE_PREFIX_LEN + len(member.value) + _OBJECT_FIELD_LEN)
+    for member in _CHANGE_TYPES.values()
+}
+"""A head's type as the regular expression gives it (bytes), and where its object starts:
+a dict lookup where a decode, a lookup and a sum were (once per watch line)."""
 
 
 class ReadHabit:
@@ -323,14 +329,15 @@ def decode_event(line: bytes, habit: ReadHabit | None = None) -> Event:
         head = _SERVER_ENVELOPE.match(line)
         if head is not None and line.endswith(b"}}"):
             type_name, name, namespace, uid, rv = head.groups()
+            event_type, start = _HEAD_TYPES[type_name]
             try:
                 key = f"{namespace.decode()}/{name.decode()}" if namespace else name.decode()
                 event = Event(
-                    _CHANGE_TYPES[type_name.decode()],
+                    event_type,
                     None,
                     key,
                     rv.decode(),
-                    raw=memoryview(line)[head.end(1) + _OBJECT_FIELD_LEN : -1],
+                    raw=memoryview(line)[start:-1],
                     uid=uid.decode() if uid else "",
                     _check=_check_read if habit is None else habit.on_head_read,
                 )
@@ -389,10 +396,6 @@ def _check_read(event: Event, obj: object) -> None:
     object orjson cannot parse but the full decoder can key (nested too deep, not UTF-8)
     passes here, and its parse fails as any such object's does.
     """
-    raw = event._raw  # the event's own bytes, a view into its line
-    assert isinstance(raw, memoryview)
-    line = raw.obj
-    assert isinstance(line, bytes)
     if isinstance(obj, dict):
         metadata = obj.get("metadata")
         if isinstance(metadata, dict):
@@ -402,8 +405,9 @@ def _check_read(event: Event, obj: object) -> None:
                 key = f"{namespace}/{name}" if namespace else name
                 if key == event.key and rv == event.resource_version:
                     return
-        mismatch = "its object"
+        mismatch, line = "its object", _line_of(event)
     else:
+        line = _line_of(event)
         full = decode_full(line)  # raises what the line's arrival would have raised
         if (full.type, full.key, full.resource_version) == (
             event.type,
@@ -416,6 +420,15 @@ def _check_read(event: Event, obj: object) -> None:
         f"watch line of {len(line)} bytes is not a watch event: {mismatch} does not say "
         f"the type, key and resourceVersion its head does ({event.type} {event.key})"
     )
+
+
+def _line_of(event: Event) -> bytes:
+    """The watch line an event keyed from its head was cut from (its bytes are a view)."""
+    raw = event._raw
+    assert isinstance(raw, memoryview)
+    line = raw.obj
+    assert isinstance(line, bytes)
+    return line
 
 
 def decode_lines(
