@@ -347,8 +347,9 @@ class Event(Item):
     type: EventType
     initial_events_end: bool
     uid: str
-    """The object's ``metadata.uid`` where the watch read it from the line's head (a
-    built-in object as kube-apiserver writes it), else "": unknown, not absent. For the
+    """The object's ``metadata.uid`` where the watch read it with the key (from the line's
+    head, or in msgspec's one pass over a change event in the server's layout), else "":
+    unknown, not absent. For the
     client-side filter by uid (``listwatch._shard``) without a parse; read
     ``object["metadata"]["uid"]`` when it is ""."""
 

@@ -186,17 +186,17 @@ def test_members_after_the_object_are_not_taken_for_part_of_it(line: bytes) -> N
     assert_agrees(line)
 
 
-def test_the_uid_comes_from_the_head_of_a_built_in_object_and_is_unknown_otherwise() -> None:
+def test_the_uid_comes_with_the_key_and_is_unknown_where_the_line_has_none() -> None:
     built_in = decode_event(
         b'{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p",'
         b'"namespace":"n","uid":"u-1","resourceVersion":"5","creationTimestamp":null}}}'
     )
     assert (built_in.key, built_in.uid) == ("n/p", "u-1")
-    custom = decode_event(  # sorted keys, as custom resources come: not read from the head
+    custom = decode_event(  # sorted keys, as custom resources come: msgspec's pass reads it
         b'{"type":"ADDED","object":{"apiVersion":"x/v1","kind":"X","metadata":{'
         b'"name":"p","namespace":"n","resourceVersion":"5","uid":"u-1"}}}'
     )
-    assert (custom.key, custom.uid) == ("n/p", "")
+    assert (custom.key, custom.uid) == ("n/p", "u-1")
     assert custom.object["metadata"]["uid"] == "u-1"
     untyped = decode_event(  # no kind: still the server's order, but no uid
         b'{"type":"DELETED","object":{"metadata":{"name":"p","resourceVersion":"6"}}}'

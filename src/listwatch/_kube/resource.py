@@ -197,6 +197,9 @@ def page_from_list_body(body: bytes | bytearray | memoryview, *, what: str = "LI
 class _WatchMetadata(msgspec.Struct, gc=False):
     name: str | None = None
     namespace: str | None = None
+    uid: str | None = None
+    """Read in the same pass, so that a sharded watch (``_kube.sharding``) need not read
+    the line again for it: ``Event.uid``."""
     resourceVersion: str | None = None
 
 
@@ -381,6 +384,7 @@ def decode_full(line: bytes) -> Event:
                     f"{namespace}/{metadata.name}" if namespace else metadata.name,
                     metadata.resourceVersion or "",
                     raw=memoryview(line)[start + _OBJECT_FIELD_LEN : -1],
+                    uid=metadata.uid or "",
                 )
     return _decode_general(line)
 
