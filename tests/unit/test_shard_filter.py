@@ -10,6 +10,8 @@ from listwatch._kube.resource import decode_event, page_from_list_body
 from listwatch._kube.sharding import ShardFilter, echoed_selector
 from listwatch._models import EventType
 from listwatch._shard import HASH_SPACE, fnv1a64
+from listwatch._tolerant import uid_of
+from listwatch.sinks._base import uid_hash
 
 HALF = Shard.of(0, 2)
 
@@ -153,3 +155,20 @@ def test_an_object_msgspec_cannot_read_is_sharded_by_its_own_uid() -> None:
     shard_filter.watch_started()
     assert shard_filter.events([event]) == [event]
     assert shard_filter.mode is None
+
+
+def test_a_receiver_puts_an_unreadable_object_in_the_shard_its_filter_does() -> None:
+    """One reading of the uid for both sides: a receiver's ``uid_hash`` of an object
+    msgspec cannot read is its metadata's uid, as the filter's, not the first "uid" in
+    the text (a custom resource's sorted keys put ``ownerReferences`` before ``uid``)."""
+    mine, owner = uid_in(HALF), "owner-uid"
+    deep = b"[" * 3000 + b"]" * 3000
+    body = (
+        b'{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"deep",'
+        b'"namespace":"default","ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap",'
+        b'"name":"o","uid":"' + owner.encode() + b'"}],"resourceVersion":"7",'
+        b'"uid":"' + mine.encode() + b'"},"spec":' + deep + b"}"
+    )
+    assert uid_of(body) == mine
+    assert uid_hash(body) == fnv1a64(mine) - (1 << 63)
+    assert uid_hash(body.decode()) == uid_hash(body)  # SQLite hands its text over as str

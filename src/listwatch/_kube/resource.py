@@ -30,8 +30,9 @@ import aiohttp
 import msgspec
 import orjson
 
+from listwatch import _tolerant as tolerant
 from listwatch._framing import LineFramer, LineTooLong
-from listwatch._kube import http, tolerant
+from listwatch._kube import http
 from listwatch._kube.sharding import ShardFilter, echoed_selector
 from listwatch._models import PAGE_BYTES, Event, EventType, Item, Page
 from listwatch._shard import Shard

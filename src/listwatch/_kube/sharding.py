@@ -28,9 +28,9 @@ from typing import Literal
 
 import msgspec
 
-from listwatch._kube import tolerant
 from listwatch._models import Event, EventType, Item, Page
 from listwatch._shard import Shard, fnv1a64
+from listwatch._tolerant import uid_of
 
 __all__ = ["ShardFilter", "Sharding"]
 
@@ -54,19 +54,8 @@ class _EchoList(msgspec.Struct, gc=False):
     metadata: _EchoMeta | None = None
 
 
-class _UidMeta(msgspec.Struct, gc=False):
-    uid: str | None = None
-
-
-class _UidHead(msgspec.Struct, gc=False):
-    """An object, read for ``metadata.uid`` alone."""
-
-    metadata: _UidMeta | None = None
-
-
 _ECHO = msgspec.json.Decoder(_EchoList)
 _EMPTY = b"{}"  # the object of a bookmark that stands for dropped events (never read)
-_UID = msgspec.json.Decoder(_UidHead)
 
 
 def echoed_selector(body: bytes | bytearray | memoryview) -> str | None:
@@ -77,19 +66,6 @@ def echoed_selector(body: bytes | bytearray | memoryview) -> str | None:
         return None  # the page parser words what is wrong with the body
     info = metadata.shardInfo if metadata is not None else None
     return info.selector if info is not None else None
-
-
-def uid_of(raw: bytes | bytearray | memoryview) -> str:
-    """The object's ``metadata.uid``; "" when it has none (the server hashes "" then).
-
-    An object msgspec cannot read (nested past its recursion limit, or not UTF-8 in what
-    it reads) is scanned by ``tolerant``, as its key was: its uid, not "", decides its
-    shard, as on the server."""
-    try:
-        metadata = _UID.decode(raw).metadata
-    except (msgspec.DecodeError, RecursionError):
-        return tolerant.object_uid(bytes(raw)) or ""
-    return (metadata.uid if metadata is not None else None) or ""
 
 
 class ShardFilter:

@@ -76,7 +76,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import msgspec
 import orjson
 
 from listwatch import fencing
@@ -84,6 +83,7 @@ from listwatch._aio import OpenedOnEnter
 from listwatch._jsonparse import unreadable
 from listwatch._models import Batch, EventType, Item, JsonObject, KeyFunc, Snapshot, object_key
 from listwatch._shard import Shard, fnv1a64
+from listwatch._tolerant import uid_of
 from listwatch.errors import LimitExceeded
 
 Verdict = fencing.Verdict
@@ -300,16 +300,6 @@ def record_state_sql(table: str, values: Sequence[str], *, snapshot: bool) -> st
     )
 
 
-class _UidMetadata(msgspec.Struct):
-    uid: str = ""
-
-
-class _UidHead(msgspec.Struct):
-    metadata: _UidMetadata | None = None
-
-
-_UID_HEAD = msgspec.json.Decoder(_UidHead)
-_UID_IN_TEXT = re.compile(rb'"uid"\s*:\s*"([^"\\]{1,128})"')
 _SIGNED_OFFSET = 1 << 63
 
 
@@ -319,18 +309,10 @@ def uid_hash(data: bytes | str) -> int:
 
     Why shifted: both databases' integers are signed 64-bit, and ``h - 2**63`` keeps the
     hash's order, so that a shard ``[start, end)`` is one range of the index
-    (``hash_bounds``). Read by msgspec, which builds nothing but the uid (about 3 us for a
-    7 KB pod, the hash as much again); JSON that msgspec cannot read (a quarantined
-    object's) is searched for its first ``"uid"`` member instead.
+    (``hash_bounds``). The uid is read as the client's shard filter reads it
+    (``_tolerant.uid_of``), so that a row's range is the one its shard's snapshot replaces.
     """
-    uid = ""
-    try:
-        head = _UID_HEAD.decode(data)
-        if head.metadata is not None:
-            uid = head.metadata.uid
-    except (msgspec.DecodeError, RecursionError):
-        found = _UID_IN_TEXT.search(data.encode() if isinstance(data, str) else data)
-        uid = found[1].decode("utf-8", "replace") if found else ""
+    uid = uid_of(data)
     return fnv1a64(uid) - _SIGNED_OFFSET
 
 

@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 from listwatch._models import Event, EventType
@@ -178,6 +179,36 @@ def item_head(raw: memoryview | bytes) -> ObjectHead | None:
         return object_head(data, at)
     except _NotJson:
         return None
+
+
+class _UidMeta(msgspec.Struct, gc=False):
+    uid: str | None = None
+
+
+class _UidHead(msgspec.Struct, gc=False):
+    """An object, read for ``metadata.uid`` alone."""
+
+    metadata: _UidMeta | None = None
+
+
+_UID = msgspec.json.Decoder(_UidHead)
+
+
+def uid_of(raw: bytes | bytearray | memoryview | str) -> str:
+    """The ``metadata.uid`` of an object's JSON; "" when it has none (the server hashes ""
+    then). The one reading of it, for the client's filter (``_kube.sharding``) and the
+    receivers' ``uid_hash`` alike, so that both put an object in the same shard.
+
+    An object msgspec cannot read (nested past its recursion limit, or not UTF-8 in what
+    it reads: a quarantined object) is scanned (``object_uid``), as its key was: its
+    metadata's uid, not the first "uid" in the text (an owner reference's, in a custom
+    resource's sorted keys), decides its shard, as on the server."""
+    try:
+        metadata = _UID.decode(raw).metadata
+    except (msgspec.DecodeError, RecursionError):
+        data = raw.encode() if isinstance(raw, str) else bytes(raw)
+        return object_uid(data) or ""
+    return (metadata.uid if metadata is not None else None) or ""
 
 
 def object_uid(raw: memoryview | bytes) -> str | None:
